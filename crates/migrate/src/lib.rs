@@ -1,0 +1,1 @@
+//! Migration engine: filled by the migrate issue.

@@ -1,0 +1,1 @@
+//! Pool crate: filled by the pool issue.

@@ -1,0 +1,1 @@
+//! The notify-db migration set.
