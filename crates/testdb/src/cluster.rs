@@ -1,0 +1,594 @@
+//! Starting and stopping PostgreSQL clusters: a primary and, on request, a streaming replica.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::user::{RunAs, run_as};
+use crate::{Endpoint, Error, bin};
+
+/// Address the primary listens on.
+pub const PRIMARY_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+/// Address the replica listens on (differs from the primary's so `inet_server_addr()` tells them apart).
+pub const REPLICA_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Superuser the harness creates in every cluster.
+pub const SUPERUSER: &str = "postgres";
+
+/// How `pg_ctl stop` shuts a server down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Wait for clients to disconnect.
+    Smart,
+    /// Disconnect clients, shut down cleanly.
+    Fast,
+    /// Abort without a clean shutdown (crash recovery on next start).
+    Immediate,
+}
+
+impl StopMode {
+    fn arg(self) -> &'static str {
+        match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// Options for a cluster: replica or not, extra server settings and files.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterBuilder {
+    label: Option<String>,
+    replica: bool,
+    settings: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+    dir: Option<PathBuf>,
+}
+
+impl ClusterBuilder {
+    /// A short label used in the directory name (default `cluster`).
+    pub fn label(mut self, label: &str) -> Self {
+        self.label = Some(label.to_string());
+        self
+    }
+
+    /// Also start a streaming replica made with `pg_basebackup -R`, listening on 127.0.0.2.
+    pub fn replica(mut self, yes: bool) -> Self {
+        self.replica = yes;
+        self
+    }
+
+    /// Adds a `postgresql.conf` line `name = value` (value written verbatim: quote strings yourself).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Writes a file (e.g. a TLS certificate) into the primary's data directory before it starts, mode 0600.
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_string(), contents.into()));
+        self
+    }
+
+    /// Keeps the cluster in `dir` across runs (for `xtask dev`): not removed on drop, reused if present.
+    pub fn persistent(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Creates (or reuses, when persistent) and starts the cluster; waits until the replica streams.
+    pub fn start(self) -> Result<Cluster, Error> {
+        Cluster::start(self)
+    }
+}
+
+/// One running PostgreSQL server of a cluster.
+pub struct Server {
+    endpoint: Endpoint,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    log_file: PathBuf,
+    bin: PathBuf,
+    run_as: Option<RunAs>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("host", &self.endpoint.host)
+            .field("port", &self.endpoint.port)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Host, port and superuser credentials of this server.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// URI for database `db` as the superuser (holds the password: never log it).
+    pub fn uri(&self, db: &str) -> String {
+        self.endpoint.uri(db)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The server's log file (from `pg_ctl -l`).
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// The postmaster's process id, read from `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Result<u32, Error> {
+        let path = self.data_dir.join("postmaster.pid");
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| Error::Command { cmd: format!("read {}", path.display()), detail: "no pid".into() })
+    }
+
+    /// Runs `pg_ctl <args> -D <data_dir>` as the server's user.
+    pub fn pg_ctl(&self, args: &[&str]) -> Result<(), Error> {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.args(args).arg("-D").arg(&self.data_dir);
+        run(cmd, self.run_as, &self.data_dir, &self.log_file)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<(), Error> {
+        let log = self.log_file.to_string_lossy().into_owned();
+        self.pg_ctl(&["start", "-w", "-t", "120", "-l", &log])
+    }
+
+    /// Stops the server.
+    pub fn stop(&self, mode: StopMode) -> Result<(), Error> {
+        self.pg_ctl(&["stop", "-w", "-t", "120", "-m", mode.arg()])
+    }
+
+    /// Restarts the server and waits until it accepts connections.
+    pub fn restart(&self, mode: StopMode) -> Result<(), Error> {
+        let log = self.log_file.to_string_lossy().into_owned();
+        self.pg_ctl(&["restart", "-w", "-t", "120", "-m", mode.arg(), "-l", &log])
+    }
+
+    /// Promotes a replica to primary and waits until it accepts writes.
+    pub fn promote(&self) -> Result<(), Error> {
+        self.pg_ctl(&["promote", "-w", "-t", "120"])
+    }
+
+    fn is_running(&self) -> bool {
+        self.data_dir.join("postmaster.pid").exists()
+    }
+}
+
+/// A running primary and optional streaming replica; stopped and removed on drop unless persistent.
+pub struct Cluster {
+    dir: PathBuf,
+    primary: Server,
+    replica: Option<Server>,
+    persistent: bool,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir)
+            .field("primary", &self.primary)
+            .field("replica", &self.replica)
+            .finish()
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Root of the harness' directories: `$NOTIFY_DB_TESTDB_DIR` or `<tmp>/notify-db-testdb-<uid>`.
+pub fn base_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NOTIFY_DB_TESTDB_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    std::env::temp_dir().join(format!("notify-db-testdb-{uid}"))
+}
+
+impl Cluster {
+    /// Options for a new cluster.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// The primary server.
+    pub fn primary(&self) -> &Server {
+        &self.primary
+    }
+
+    /// The streaming replica, when one was requested.
+    pub fn replica(&self) -> Option<&Server> {
+        self.replica.as_ref()
+    }
+
+    /// The directory holding the cluster's data directories and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn start(opts: ClusterBuilder) -> Result<Cluster, Error> {
+        let bin = bin::find_bin_dir()?;
+        let run_as = run_as()?;
+        let base = base_dir();
+        fs::create_dir_all(&base).map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
+        // Others (the postgres user when we are root) must be able to traverse it.
+        let _ = fs::set_permissions(&base, fs::Permissions::from_mode(0o755));
+        remove_stale(&base);
+
+        if let Some(dir) = opts.dir.clone() {
+            return Self::start_persistent(opts, dir, bin, run_as);
+        }
+        let label = opts.label.clone().unwrap_or_else(|| "cluster".into());
+        let dir = base.join(format!("{label}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let _ = fs::remove_dir_all(&dir);
+        make_dir(&dir, run_as)?;
+        fs::write(dir.join("owner.pid"), std::process::id().to_string())
+            .map_err(|e| Error::io("writing owner.pid".into(), e))?;
+        spawn_reaper(&dir);
+        let cluster = Self::create(&opts, dir, bin, run_as, false)?;
+        Ok(cluster)
+    }
+
+    fn start_persistent(opts: ClusterBuilder, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>) -> Result<Cluster, Error> {
+        let state = dir.join("cluster.state");
+        if let Ok(text) = fs::read_to_string(&state) {
+            let cluster = Self::from_state(&text, dir.clone(), bin, run_as)?;
+            for s in std::iter::once(&cluster.primary).chain(cluster.replica.as_ref()) {
+                if !s.is_running() {
+                    s.start()?;
+                }
+            }
+            return Ok(cluster);
+        }
+        let _ = fs::remove_dir_all(&dir);
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        make_dir(&dir, run_as)?;
+        let cluster = Self::create(&opts, dir.clone(), bin, run_as, true)?;
+        let mut text = format!("primary {} {}\n", cluster.primary.endpoint.port, cluster.primary.endpoint.password);
+        if let Some(r) = &cluster.replica {
+            text.push_str(&format!("replica {} {}\n", r.endpoint.port, r.endpoint.password));
+        }
+        write_private(&state, text.as_bytes())?;
+        Ok(cluster)
+    }
+
+    fn from_state(text: &str, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>) -> Result<Cluster, Error> {
+        let mut primary = None;
+        let mut replica = None;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 3 {
+                continue;
+            }
+            let port: u16 = f[1].parse().map_err(|_| Error::Command { cmd: "read cluster.state".into(), detail: "bad port".into() })?;
+            let (addr, name) = if f[0] == "primary" { (PRIMARY_ADDR, "primary") } else { (REPLICA_ADDR, "replica") };
+            let server = Server {
+                endpoint: Endpoint { host: addr.to_string(), port, user: SUPERUSER.into(), password: f[2].to_string() },
+                data_dir: dir.join(name),
+                socket_dir: dir.join(format!("{name}.sock")),
+                log_file: dir.join(format!("{name}.log")),
+                bin: bin.clone(),
+                run_as,
+            };
+            if f[0] == "primary" {
+                primary = Some(server);
+            } else {
+                replica = Some(server);
+            }
+        }
+        let primary = primary.ok_or_else(|| Error::Command { cmd: "read cluster.state".into(), detail: "no primary".into() })?;
+        Ok(Cluster { dir, primary, replica, persistent: true })
+    }
+
+    fn create(opts: &ClusterBuilder, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>, persistent: bool) -> Result<Cluster, Error> {
+        let password = generate_password();
+        let mut last_err = None;
+        // A free port found by binding can be taken by someone else before the server binds it: retry.
+        for _ in 0..3 {
+            let primary = Server {
+                endpoint: Endpoint { host: PRIMARY_ADDR.to_string(), port: free_port(PRIMARY_ADDR)?, user: SUPERUSER.into(), password: password.clone() },
+                data_dir: dir.join("primary"),
+                socket_dir: dir.join("primary.sock"),
+                log_file: dir.join("primary.log"),
+                bin: bin.clone(),
+                run_as,
+            };
+            match init_primary(&primary, opts) {
+                Ok(()) => {
+                    let mut cluster = Cluster { dir: dir.clone(), primary, replica: None, persistent };
+                    if opts.replica {
+                        cluster.replica = Some(cluster.make_replica()?);
+                    }
+                    return Ok(cluster);
+                }
+                Err(e) => {
+                    let _ = primary.stop(StopMode::Immediate);
+                    let _ = fs::remove_dir_all(&primary.data_dir);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::Command { cmd: "initdb".into(), detail: "failed".into() }))
+    }
+
+    fn make_replica(&self) -> Result<Server, Error> {
+        let p = &self.primary;
+        let mut last_err = None;
+        for _ in 0..3 {
+            let r = Server {
+                endpoint: Endpoint { host: REPLICA_ADDR.to_string(), port: free_port(REPLICA_ADDR)?, user: SUPERUSER.into(), password: p.endpoint.password.clone() },
+                data_dir: self.dir.join("replica"),
+                socket_dir: self.dir.join("replica.sock"),
+                log_file: self.dir.join("replica.log"),
+                bin: p.bin.clone(),
+                run_as: p.run_as,
+            };
+            let _ = fs::remove_dir_all(&r.data_dir);
+            make_dir(&r.socket_dir, r.run_as)?;
+            let mut cmd = Command::new(p.bin.join("pg_basebackup"));
+            cmd.arg("-h").arg(&p.socket_dir).arg("-p").arg(p.endpoint.port.to_string()).args(["-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast", "-D"]).arg(&r.data_dir);
+            run(cmd, r.run_as, &self.dir, &r.log_file)?;
+            let conf = format!(
+                "\n# notify-db testdb: replica\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                REPLICA_ADDR,
+                r.endpoint.port,
+                r.socket_dir.display()
+            );
+            append(&r.data_dir.join("postgresql.conf"), &conf)?;
+            match r.start() {
+                Ok(()) => {
+                    wait_streaming(&self.primary)?;
+                    return Ok(r);
+                }
+                Err(e) => {
+                    let _ = r.stop(StopMode::Immediate);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::Command { cmd: "pg_basebackup".into(), detail: "failed".into() }))
+    }
+
+    /// Stops the servers; removes the directory unless the cluster is persistent.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.shutdown()
+    }
+
+    /// Stops the servers and removes everything, also for a persistent cluster.
+    pub fn destroy(mut self) -> Result<(), Error> {
+        self.persistent = false;
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for s in self.replica.iter().chain(std::iter::once(&self.primary)) {
+            if s.is_running() {
+                if let Err(e) = s.stop(StopMode::Fast) {
+                    let _ = s.stop(StopMode::Immediate);
+                    result = Err(e);
+                }
+            }
+        }
+        if !self.persistent {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        result
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.persistent {
+            return;
+        }
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "stopping test cluster failed");
+        }
+    }
+}
+
+fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
+    let _ = fs::remove_dir_all(&p.data_dir);
+    let dir = p.data_dir.parent().unwrap_or(Path::new("/"));
+    make_dir(&p.socket_dir, p.run_as)?;
+    let pwfile = dir.join("pwfile");
+    write_private(&pwfile, p.endpoint.password.as_bytes())?;
+    if let Some(r) = p.run_as {
+        r.own(&pwfile)?;
+    }
+    let mut cmd = Command::new(p.bin.join("initdb"));
+    cmd.args(["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .arg("-D")
+        .arg(&p.data_dir);
+    let res = run(cmd, p.run_as, dir, &p.log_file);
+    let _ = fs::remove_file(&pwfile);
+    res?;
+    let mut conf = format!(
+        "\n# notify-db testdb\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n",
+        PRIMARY_ADDR,
+        p.endpoint.port,
+        p.socket_dir.display()
+    );
+    conf.push_str(
+        "max_connections = 300\nshared_buffers = 128MB\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+         wal_level = replica\nmax_wal_senders = 10\nwal_keep_size = '512MB'\nhot_standby = on\nhot_standby_feedback = on\n\
+         log_min_messages = warning\nlog_line_prefix = '%m [%p] %q%a '\ndatestyle = 'iso, mdy'\ntimezone = 'UTC'\n",
+    );
+    for (k, v) in &opts.settings {
+        conf.push_str(&format!("{k} = {v}\n"));
+    }
+    append(&p.data_dir.join("postgresql.conf"), &conf)?;
+    // Any loopback client (127.0.0.0/8) with a password; replication too.
+    append(
+        &p.data_dir.join("pg_hba.conf"),
+        "\nhost all all 127.0.0.0/8 scram-sha-256\nhost replication all 127.0.0.0/8 scram-sha-256\n",
+    )?;
+    for (name, contents) in &opts.files {
+        let path = p.data_dir.join(name);
+        write_private(&path, contents)?;
+        if let Some(r) = p.run_as {
+            r.own(&path)?;
+        }
+    }
+    p.start()
+}
+
+fn wait_streaming(primary: &Server) -> Result<(), Error> {
+    let uri = primary.uri("postgres");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = crate::block_on(async {
+            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let row = client.query_one("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", &[]).await?;
+            Ok::<i64, tokio_postgres::Error>(row.get(0))
+        })?
+        .map_err(|e| Error::sql("checking pg_stat_replication", e))?;
+        if n > 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout { what: "replica to start streaming (pg_stat_replication)".into() });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
+    let l = TcpListener::bind((addr, 0)).map_err(|e| Error::io(format!("finding a free port on {addr}"), e))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| Error::io("reading local port".into(), e))
+}
+
+fn generate_password() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::from("tdb");
+    for i in 0..2u64 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+fn make_dir(dir: &Path, run_as: Option<RunAs>) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    if let Some(r) = run_as {
+        r.own(dir)?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    f.write_all(contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn append(path: &Path, text: &str) -> Result<(), Error> {
+    let mut f = fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn run(mut cmd: Command, run_as: Option<RunAs>, cwd: &Path, log: &Path) -> Result<(), Error> {
+    let shown = format!("{:?}", cmd.get_program()).trim_matches('"').rsplit('/').next().unwrap_or("").to_string()
+        + " "
+        + &cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    if let Some(r) = run_as {
+        r.apply(&mut cmd);
+    }
+    // The server's user may not be able to read our working directory: run where it can.
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    let out = cmd.output().map_err(|e| Error::io(format!("running {shown}"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut detail = format!("{}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if let Ok(text) = fs::read_to_string(log) {
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        detail.push_str("\n--- server log (last lines) ---\n");
+        detail.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    Err(Error::Command { cmd: shown, detail })
+}
+
+/// Starts a detached watcher that stops the cluster and removes `dir` once this process is gone
+/// (a test binary exits without running destructors of statics; a killed run leaves nothing behind).
+fn spawn_reaper(dir: &Path) {
+    let script = r#"
+pid="$1"; dir="$2"
+while kill -0 "$pid" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
+[ -d "$dir" ] || exit 0
+for f in "$dir"/*/postmaster.pid; do [ -f "$f" ] && kill -QUIT "$(head -n1 "$f")" 2>/dev/null; done
+sleep 1
+rm -rf "$dir"
+"#;
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("reaper")
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// Removes clusters left by processes that no longer exist (killed runs whose reaper died too).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Ok(owner) = fs::read_to_string(dir.join("owner.pid")) else { continue };
+        let Ok(pid) = owner.trim().parse::<u32>() else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        for sub in ["primary", "replica"] {
+            if let Ok(text) = fs::read_to_string(dir.join(sub).join("postmaster.pid")) {
+                if let Some(pm) = text.lines().next().map(str::trim) {
+                    let _ = Command::new("kill").args(["-QUIT", pm]).status();
+                }
+            }
+        }
+        tracing::info!(dir = %dir.display(), "removing stale test cluster");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,195 @@
+//! The clusters shared by a test run, and fresh test databases on them.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+
+use crate::{Cluster, ENV_PRIMARY, ENV_REPLICA, Endpoint, Error, block_on};
+
+/// Prefix shared by every test database name.
+const PREFIX: &str = "test_notification_api_";
+
+/// Whether `name` is a test database: `test_notification_api_master` or `test_notification_api_gw<digits>`.
+pub fn is_test_db_name(name: &str) -> bool {
+    match name.strip_prefix(PREFIX) {
+        Some("master") => true,
+        Some(rest) => rest
+            .strip_prefix("gw")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
+/// The primary and streaming replica shared by the tests of this run.
+#[derive(Debug)]
+pub struct Shared {
+    /// The primary (read/write), listening on 127.0.0.1.
+    pub primary: Endpoint,
+    /// The streaming replica (in recovery), listening on 127.0.0.2.
+    pub replica: Endpoint,
+    _own: Option<Cluster>,
+}
+
+/// The shared clusters: from `NOTIFY_DB_TEST_PRIMARY`/`NOTIFY_DB_TEST_REPLICA` when set (by
+/// `cargo xtask test`), else started once by this process and removed when it exits.
+pub fn shared() -> Result<&'static Shared, Error> {
+    static CELL: OnceLock<Result<Shared, String>> = OnceLock::new();
+    CELL.get_or_init(|| init_shared().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|why| Error::Command { cmd: "starting the shared test clusters".into(), detail: why.clone() })
+}
+
+fn init_shared() -> Result<Shared, Error> {
+    let p = std::env::var(ENV_PRIMARY).ok().filter(|v| !v.is_empty());
+    let r = std::env::var(ENV_REPLICA).ok().filter(|v| !v.is_empty());
+    if let (Some(p), Some(r)) = (p, r) {
+        return Ok(Shared { primary: Endpoint::from_uri(ENV_PRIMARY, &p)?, replica: Endpoint::from_uri(ENV_REPLICA, &r)?, _own: None });
+    }
+    let cluster = Cluster::builder().label("shared").replica(true).start()?;
+    let primary = cluster.primary().endpoint().clone();
+    let replica = cluster.replica().map(|s| s.endpoint().clone()).ok_or(Error::Timeout { what: "replica".into() })?;
+    Ok(Shared { primary, replica, _own: Some(cluster) })
+}
+
+/// Waits until `replica` has replayed everything `primary` has written so far.
+pub(crate) async fn sync_replica(primary: &Endpoint, replica: &Endpoint) -> Result<(), Error> {
+    let p = primary.connect("postgres").await?;
+    let lsn: String = p
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| Error::sql("reading pg_current_wal_lsn()", e))?
+        .get(0);
+    let r = replica.connect("postgres").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let caught_up: bool = r
+            .query_one("SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", &[&lsn])
+            .await
+            .map_err(|e| Error::sql("reading pg_last_wal_replay_lsn()", e))?
+            .get(0);
+        if caught_up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout { what: format!("the replica to replay up to {lsn}") });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Shared {
+    /// Waits until the replica has replayed everything the primary has written so far.
+    pub async fn sync_replica(&self) -> Result<(), Error> {
+        sync_replica(&self.primary, &self.replica).await
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh, empty database `test_notification_api_gw<N>` on a primary; dropped when this value is
+/// dropped (kept when `NOTIFY_DB_KEEP_TEST_DBS=1`, for debugging).
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+    primary: Endpoint,
+    replica: Option<Endpoint>,
+}
+
+impl TestDb {
+    /// A fresh database on the shared primary (visible on the shared replica too).
+    pub async fn create() -> Result<TestDb, Error> {
+        let s = shared()?;
+        Self::create_on(&s.primary, Some(&s.replica)).await
+    }
+
+    /// A fresh database on the given primary (and its replica, if any).
+    pub async fn create_on(primary: &Endpoint, replica: Option<&Endpoint>) -> Result<TestDb, Error> {
+        Self::create_from(primary, replica, None).await
+    }
+
+    /// A fresh database copied from `template` (`CREATE DATABASE ... TEMPLATE`), on the given primary.
+    pub async fn create_from(primary: &Endpoint, replica: Option<&Endpoint>, template: Option<&str>) -> Result<TestDb, Error> {
+        let admin = primary.connect("postgres").await?;
+        loop {
+            let name = format!("{PREFIX}gw{}", NEXT.fetch_add(1, Ordering::Relaxed));
+            let sql = match template {
+                Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", t.replace('"', "\"\"")),
+                None => format!("CREATE DATABASE \"{name}\""),
+            };
+            match admin.batch_execute(&sql).await {
+                Ok(()) => {
+                    tracing::debug!(db = %name, "created test database");
+                    return Ok(TestDb { name, primary: primary.clone(), replica: replica.cloned() });
+                }
+                // Another test process took this number: try the next one.
+                Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
+                Err(e) => return Err(Error::sql(&format!("creating test database {name}"), e)),
+            }
+        }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The primary it lives on.
+    pub fn primary(&self) -> &Endpoint {
+        &self.primary
+    }
+
+    /// The replica it is streamed to, if any.
+    pub fn replica(&self) -> Option<&Endpoint> {
+        self.replica.as_ref()
+    }
+
+    /// Superuser URI of this database on the primary (holds the password: never log it).
+    pub fn primary_uri(&self) -> String {
+        self.primary.uri(&self.name)
+    }
+
+    /// Superuser URI of this database on the replica, if any.
+    pub fn replica_uri(&self) -> Option<String> {
+        self.replica.as_ref().map(|r| r.uri(&self.name))
+    }
+
+    /// Connects to this database on the primary as the superuser.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
+        self.primary.connect(&self.name).await
+    }
+
+    /// Connects to this database on the replica (after waiting for it to appear there).
+    pub async fn connect_replica(&self) -> Result<tokio_postgres::Client, Error> {
+        let r = self.replica.as_ref().ok_or(Error::Timeout { what: "a replica (this database has none)".into() })?;
+        sync_replica(&self.primary, r).await?;
+        r.connect(&self.name).await
+    }
+
+    /// Waits until the replica has replayed everything written on the primary so far.
+    pub async fn sync_replica(&self) -> Result<(), Error> {
+        match &self.replica {
+            Some(r) => sync_replica(&self.primary, r).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var("NOTIFY_DB_KEEP_TEST_DBS").is_ok_and(|v| v == "1") {
+            eprintln!("keeping test database {} (NOTIFY_DB_KEEP_TEST_DBS=1)", self.name);
+            return;
+        }
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let primary = self.primary.clone();
+        let res = block_on(async move {
+            let c = primary.connect("postgres").await?;
+            c.batch_execute(&sql).await.map_err(|e| Error::sql("dropping test database", e))
+        });
+        if let Err(e) | Ok(Err(e)) = res {
+            tracing::warn!(db = %self.name, error = %e, "could not drop test database");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Running server binaries as an unprivileged user when we are root.
+
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::Error;
+
+/// The user server processes run as: `None` when we are not root (run as ourselves).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+fn euid() -> u32 {
+    // /proc/self is owned by the effective uid of the process reading it.
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata("/proc/self") {
+        return m.uid();
+    }
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Decides once per process whom to run server binaries as.
+pub(crate) fn run_as() -> Result<Option<RunAs>, Error> {
+    static CELL: OnceLock<Result<Option<RunAs>, String>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        if euid() != 0 {
+            return Ok(None);
+        }
+        let name = std::env::var("NOTIFY_DB_PG_USER").unwrap_or_else(|_| "postgres".into());
+        let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4 && f[0] == name {
+                let uid = f[2].parse().map_err(|_| format!("bad uid for {name} in /etc/passwd"))?;
+                let gid = f[3].parse().map_err(|_| format!("bad gid for {name} in /etc/passwd"))?;
+                if uid == 0 {
+                    return Err(format!("user {name} is root; PostgreSQL refuses to run as root"));
+                }
+                return Ok(Some(RunAs { uid, gid }));
+            }
+        }
+        Err(format!(
+            "running as root, and PostgreSQL refuses to run as root, but there is no user `{name}` to run it as \
+             (create one: `useradd --system postgres`, or set NOTIFY_DB_PG_USER to an unprivileged user)"
+        ))
+    })
+    .clone()
+    .map_err(|why| Error::User { why })
+}
+
+impl RunAs {
+    /// Makes `cmd` run as this user.
+    pub(crate) fn apply(self, cmd: &mut Command) {
+        cmd.uid(self.uid).gid(self.gid);
+    }
+
+    /// Gives `path` to this user.
+    pub(crate) fn own(self, path: &Path) -> Result<(), Error> {
+        chown(path, Some(self.uid), Some(self.gid)).map_err(|e| Error::io(format!("chown {}", path.display()), e))
+    }
+}
