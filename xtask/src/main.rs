@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for notify-db's developer tasks.
+
+mod bench;
+mod demo;
+mod dev;
+mod dropdbs;
+mod migrate;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Developer tasks for notify-db.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    /// Log format: human-readable or JSON lines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start primary + replica, run the workspace tests against them, then fmt and clippy.
+    Test(test::TestArgs),
+    /// Only the static checks: `cargo fmt --check` and clippy with `-D warnings`.
+    Lint,
+    /// A persistent local primary + replica for development.
+    Dev(dev::DevArgs),
+    /// Drop every test database (test_notification_api_master / _gw<N>) and nothing else.
+    DropTestDbs(dropdbs::DropArgs),
+    /// Start the local clusters and show what notify-db does with them.
+    Demo(demo::DemoArgs),
+    /// Run or inspect migrations (upgrade, downgrade, current, history, revision, check, check-head).
+    Migrate(migrate::MigrateArgs),
+    /// Run benchmarks side by side with their baselines and print a table of ratios.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    util::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let result = match cli.cmd {
+        Cmd::Test(a) => test::run(a),
+        Cmd::Lint => test::lint(),
+        Cmd::Dev(a) => dev::run(a),
+        Cmd::DropTestDbs(a) => dropdbs::run(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Migrate(a) => migrate::run(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        // One line: the reason, with its causes.
+        eprintln!("error: {}", util::one_line(&e));
+        std::process::exit(1);
+    }
+}

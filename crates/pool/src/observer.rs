@@ -1,0 +1,109 @@
+//! The narrow hook through which an observer (e.g. `notify-db-metrics`) watches the pools,
+//! without this crate depending on it.
+
+use std::any::Any;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Which pool a connection belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// The primary, for transactional queries.
+    Default,
+    /// The read-only replica(s), for analytics and reporting.
+    Bulk,
+}
+
+impl Bind {
+    /// The label value: `default` or `bulk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bind::Default => "default",
+            Bind::Bulk => "bulk",
+        }
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an observer learns about one physical connection, fixed when it is opened.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Unique (per process) id of this physical connection.
+    pub id: u64,
+    /// The pool it belongs to.
+    pub bind: Bind,
+    /// The configured host it was opened to.
+    pub host: String,
+    /// The configured port it was opened to.
+    pub port: u16,
+    /// `inet_server_addr()`: the server's own address; `None` over a Unix socket.
+    pub server_addr: Option<IpAddr>,
+    /// `pg_is_in_recovery()` at connect: true on a replica.
+    pub in_recovery: bool,
+    /// The server process id serving this connection.
+    pub backend_pid: i32,
+}
+
+/// Why opening a connection failed, for error counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Refused, unreachable, or reset before the server answered.
+    Refused,
+    /// The connect timeout (TCP, TLS, auth and session setup together) ran out.
+    Timeout,
+    /// The server rejected the login (password, pg_hba).
+    Auth,
+    /// TLS negotiation or certificate check failed.
+    Tls,
+    /// The server is older than PostgreSQL 15.
+    TooOld,
+    /// Session setup failed, or the server has the wrong role for this bind.
+    Setup,
+    /// Anything else.
+    Other,
+}
+
+impl ConnectFailure {
+    /// The label value, e.g. `refused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "refused",
+            ConnectFailure::Timeout => "timeout",
+            ConnectFailure::Auth => "auth",
+            ConnectFailure::Tls => "tls",
+            ConnectFailure::TooOld => "too_old",
+            ConnectFailure::Setup => "setup",
+            ConnectFailure::Other => "other",
+        }
+    }
+}
+
+/// Per-checkout state an observer wants back when the connection is returned.
+pub type CheckoutToken = Option<Box<dyn Any + Send + Sync>>;
+
+/// Observes pool events. Every method has a no-op default; calls are made inline on the hot
+/// path, so implementations must be cheap and must not block.
+pub trait PoolObserver: Send + Sync + 'static {
+    /// A physical connection was opened and set up.
+    fn connected(&self, _conn: &ConnInfo) {}
+    /// A physical connection was closed (lifetime expiry, broken, pool dropped...).
+    fn closed(&self, _conn: &ConnInfo) {}
+    /// Opening a connection to `host:port` failed.
+    fn connect_failed(&self, _bind: Bind, _host: &str, _port: u16, _why: ConnectFailure) {}
+    /// A connection was handed out after waiting `waited`; the token comes back in `returned`.
+    fn checked_out(&self, _conn: &ConnInfo, _waited: Duration) -> CheckoutToken {
+        None
+    }
+    /// A connection came back after being held for `held` (also when the holder was cancelled or panicked).
+    fn returned(&self, _conn: &ConnInfo, _held: Duration, _token: CheckoutToken) {}
+    /// A `get()` gave up after waiting `waited` for a free connection.
+    fn wait_timed_out(&self, _bind: Bind, _waited: Duration) {}
+    /// The pool was created with this maximum size.
+    fn pool_created(&self, _bind: Bind, _max_size: usize) {}
+}

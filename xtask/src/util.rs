@@ -1,0 +1,48 @@
+//! Small helpers shared by the xtask commands.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Sets up `tracing` output on stderr: human-readable or JSON lines; `RUST_LOG` filters.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.with_target(false).init();
+    }
+}
+
+/// An error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string().replace('\n', " ")).collect::<Vec<_>>().join(": ")
+}
+
+/// The workspace root (parent of xtask/).
+pub fn root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
+}
+
+/// Runs a command in the workspace root, failing with its name when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let name = format!("{:?}", cmd);
+    let status = cmd.current_dir(root()).status().with_context(|| format!("running {name}"))?;
+    if !status.success() {
+        bail!("{name} failed with {status}");
+    }
+    Ok(())
+}
+
+/// A current-thread tokio runtime for async work in a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
+}
