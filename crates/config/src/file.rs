@@ -82,21 +82,26 @@ impl Layer {
             .map_err(parse_error)?;
 
         for (section, value) in root {
+            let known_section = KEYS
+                .iter()
+                .any(|(k, _)| k.split_once('.').is_some_and(|(s, _)| s == section));
             let ValueKind::Table(table) = value.kind else {
                 return Err(unknown(path, &section));
             };
+            if !known_section {
+                return Err(unknown(path, &section));
+            }
             for (name, value) in table {
                 let dotted = format!("{section}.{name}");
                 let Some(&(key, kind)) = KEYS.iter().find(|(k, _)| *k == dotted) else {
                     return Err(unknown(path, &dotted));
                 };
-                let checked = convert(value.kind, kind).map_err(|problem| {
-                    ConfigError::InvalidFileValue {
+                let checked =
+                    convert(value.kind, kind).map_err(|problem| ConfigError::InvalidFileValue {
                         file: path.to_owned(),
                         key: dotted.clone(),
                         problem: redact_urls(&problem),
-                    }
-                })?;
+                    })?;
                 self.values.insert(key, (checked, path.to_owned()));
             }
         }
@@ -122,7 +127,9 @@ fn convert(value: ValueKind, kind: Kind) -> Result<FileValue, String> {
         (Kind::Str, ValueKind::String(s)) => Ok(FileValue::Str(s)),
         (Kind::Duration, ValueKind::String(s)) => humantime::parse_duration(s.trim())
             .map(FileValue::Duration)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1200ms\"")),
+            .map_err(|e| {
+                format!("`{s}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1200ms\"")
+            }),
         (Kind::Int, ValueKind::I64(i)) => u64::try_from(i)
             .map(FileValue::Int)
             .map_err(|_| format!("{i} is negative; expected a whole number >= 0")),

@@ -188,7 +188,9 @@ impl DatabaseUri {
         if let Some(name) = self.param("application_name") {
             config.application_name(name);
         }
-        if let Some(secs) = self.param("connect_timeout").and_then(|v| v.parse::<u64>().ok())
+        if let Some(secs) = self
+            .param("connect_timeout")
+            .and_then(|v| v.parse::<u64>().ok())
             && secs > 0
         {
             config.connect_timeout(Duration::from_secs(secs));
@@ -211,7 +213,10 @@ impl DatabaseUri {
         if let Some(keepalives) = self.param("keepalives") {
             config.keepalives(keepalives == "1");
         }
-        if let Some(secs) = self.param("keepalives_idle").and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(secs) = self
+            .param("keepalives_idle")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             config.keepalives_idle(Duration::from_secs(secs));
         }
         config
@@ -298,6 +303,17 @@ fn candidate_secrets(uri: &str) -> Vec<String> {
 }
 
 fn decode(text: &str, what: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(format!(
+            "{what} has a malformed percent-encoding (`%` must start `%XX`)"
+        ));
+    }
     percent_decode_str(text)
         .decode_utf8()
         .map(|s| s.into_owned())
@@ -329,9 +345,11 @@ fn parse_inner(uri: &str) -> Result<DatabaseUri, String> {
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, after) = rest.split_at(authority_end);
     if after.contains('@') {
-        return Err("unexpected `@` after the host list (percent-encode `@`, `/`, `?`, `:` and \
+        return Err(
+            "unexpected `@` after the host list (percent-encode `@`, `/`, `?`, `:` and \
                     `,` in user names, passwords and parameter values)"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let (path, query) = match after.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -377,7 +395,11 @@ fn parse_inner(uri: &str) -> Result<DatabaseUri, String> {
     };
 
     let mut params: Vec<(String, String)> = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| "query parameter without `=value`".to_owned())?;
@@ -463,9 +485,11 @@ fn parse_host(spec: &str) -> Result<HostPort, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
     };
     if !valid {
-        return Err("invalid host name (expected letters, digits, `-`, `.` and `_`, \
+        return Err(
+            "invalid host name (expected letters, digits, `-`, `.` and `_`, \
                     an IPv4 address, `[IPv6]`, or a percent-encoded socket directory)"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let port = match port {
         Some(port) => parse_port(port, &host)?,
