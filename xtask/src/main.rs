@@ -3,8 +3,10 @@
 mod bench;
 mod demo;
 mod dev;
+mod doctor;
 mod dropdbs;
 mod migrate;
+mod pitr;
 mod test;
 mod util;
 
@@ -43,6 +45,10 @@ enum Cmd {
     Migrate(migrate::MigrateArgs),
     /// Run benchmarks side by side with their baselines and print a table of ratios.
     Bench(bench::BenchArgs),
+    /// Check the configured primary and bulk hosts, settings and migration state; suggest fixes.
+    Doctor(doctor::DoctorArgs),
+    /// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
+    PitrDrill(pitr::PitrArgs),
 }
 
 fn main() {
@@ -56,6 +62,8 @@ fn main() {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Migrate(a) => migrate::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Doctor(a) => doctor::run(a),
+        Cmd::PitrDrill(a) => pitr::run(a),
     };
     if let Err(e) = result {
         // One line: the reason, with its causes.
