@@ -5,6 +5,8 @@
 //! ...) win over files. An empty environment variable counts as unset. Durations in files are
 //! human readable (`"30s"`, `"5m"`). Passwords never appear in `Debug`, `Display` or errors.
 
+#![deny(missing_docs)]
+
 mod error;
 mod file;
 mod redact;

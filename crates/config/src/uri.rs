@@ -94,6 +94,19 @@ pub struct DatabaseUri {
 
 impl DatabaseUri {
     /// Parses `uri`; `variable` (e.g. `SQLALCHEMY_DATABASE_URI_BULK`) is named in every error.
+    ///
+    /// ```
+    /// use notify_db_config::DatabaseUri;
+    /// let uri = DatabaseUri::parse(
+    ///     "postgresql+psycopg2://user:password@host:5432/notification_api",
+    ///     "SQLALCHEMY_DATABASE_URI",
+    /// )?;
+    /// assert_eq!(uri.to_string(), "postgresql+psycopg2://user:****@host:5432/notification_api");
+    /// assert_eq!(uri.password(), Some("password"));
+    /// let err = DatabaseUri::parse("postgresql://h/db?foo=1", "SQLALCHEMY_DATABASE_URI").unwrap_err();
+    /// assert_eq!(err.to_string(), "unsupported query parameter `foo` in SQLALCHEMY_DATABASE_URI");
+    /// # Ok::<(), notify_db_config::ConfigError>(())
+    /// ```
     pub fn parse(uri: &str, variable: &str) -> Result<DatabaseUri, ConfigError> {
         parse_inner(uri.trim()).map_err(|problem| {
             let secrets = candidate_secrets(uri);

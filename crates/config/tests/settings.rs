@@ -466,3 +466,15 @@ fn debug_and_display_are_redacted() {
     );
     assert!(display.contains("size=5"), "{display}");
 }
+
+#[test]
+fn from_env_reads_the_process_environment() {
+    // Runs against whatever environment the test runner has; only a production setting
+    // without a URI (or a broken variable) would make it fail, which is then a real error.
+    if std::env::var("NOTIFY_ENVIRONMENT").is_ok_and(|e| e.eq_ignore_ascii_case("production")) {
+        return;
+    }
+    let s = Settings::from_env().expect("from_env");
+    assert!(["development", "test"].contains(&s.environment.as_str()));
+    assert!(s.pool.size >= 1);
+}
