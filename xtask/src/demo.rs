@@ -44,7 +44,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         return Ok(());
     }
     println!("\nPress Ctrl-C to stop the clusters.");
-    rt.block_on(tokio::signal::ctrl_c()).context("waiting for Ctrl-C")?;
+    rt.block_on(tokio::signal::ctrl_c())
+        .context("waiting for Ctrl-C")?;
     cluster.stop()?;
     println!("stopped");
     Ok(())

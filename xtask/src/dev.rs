@@ -35,20 +35,30 @@ pub fn dev_dir() -> PathBuf {
 
 /// Starts or reuses the persistent development cluster.
 pub fn up() -> Result<Cluster> {
-    let cluster = Cluster::builder().replica(true).persistent(dev_dir()).start()?;
+    let cluster = Cluster::builder()
+        .replica(true)
+        .persistent(dev_dir())
+        .start()?;
     let pw = dev_dir().join("password");
-    std::fs::write(&pw, &cluster.primary().endpoint().password).context("writing the password file")?;
+    std::fs::write(&pw, &cluster.primary().endpoint().password)
+        .context("writing the password file")?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).context("chmod password file")?;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600))
+        .context("chmod password file")?;
     util::runtime()?.block_on(async {
         let c = cluster.primary().endpoint().connect("postgres").await?;
         let exists = c
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = 'notification_api'", &[])
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = 'notification_api'",
+                &[],
+            )
             .await
             .context("checking for notification_api")?
             .is_some();
         if !exists {
-            c.batch_execute("CREATE DATABASE notification_api").await.context("creating notification_api")?;
+            c.batch_execute("CREATE DATABASE notification_api")
+                .await
+                .context("creating notification_api")?;
         }
         anyhow::Ok(())
     })?;
@@ -85,7 +95,10 @@ pub fn run(args: DevArgs) -> Result<()> {
     match args.cmd {
         DevCmd::Up => {
             let cluster = up()?;
-            eprintln!("# primary and replica are up in {}; to use them: eval \"$(cargo xtask dev up)\"", dev_dir().display());
+            eprintln!(
+                "# primary and replica are up in {}; to use them: eval \"$(cargo xtask dev up)\"",
+                dev_dir().display()
+            );
             print!("{}", export_lines(&cluster));
             Ok(())
         }
@@ -94,13 +107,18 @@ pub fn run(args: DevArgs) -> Result<()> {
                 println!("no development cluster in {}", dev_dir().display());
                 return Ok(());
             }
-            let cluster = Cluster::builder().replica(true).persistent(dev_dir()).start()?;
+            let cluster = Cluster::builder()
+                .replica(true)
+                .persistent(dev_dir())
+                .start()?;
             if destroy {
                 cluster.destroy()?;
                 println!("stopped and deleted the development cluster");
             } else {
                 cluster.stop()?;
-                println!("stopped the development cluster (data kept; `dev down --destroy` deletes it)");
+                println!(
+                    "stopped the development cluster (data kept; `dev down --destroy` deletes it)"
+                );
             }
             Ok(())
         }
@@ -122,8 +140,16 @@ fn status() -> Result<()> {
         let (role, port) = (f[0], f[1]);
         let data = dev_dir().join(role);
         let running = data.join("postmaster.pid").exists();
-        let host = if role == "primary" { "127.0.0.1" } else { "127.0.0.2" };
-        println!("{role:<8} {host}:{port:<6} {}  data {}", if running { "running" } else { "stopped" }, data.display());
+        let host = if role == "primary" {
+            "127.0.0.1"
+        } else {
+            "127.0.0.2"
+        };
+        println!(
+            "{role:<8} {host}:{port:<6} {}  data {}",
+            if running { "running" } else { "stopped" },
+            data.display()
+        );
     }
     Ok(())
 }

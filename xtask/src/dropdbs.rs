@@ -40,7 +40,9 @@ pub fn run(args: DropArgs) -> Result<()> {
                 .with_context(|| format!("connecting to {primary}"))?,
         };
         tokio::spawn(conn);
-        let rows = client.query("SELECT datname FROM pg_database ORDER BY datname", &[]).await?;
+        let rows = client
+            .query("SELECT datname FROM pg_database ORDER BY datname", &[])
+            .await?;
         let mut dropped = 0;
         for row in rows {
             let name: String = row.get(0);
@@ -48,7 +50,10 @@ pub fn run(args: DropArgs) -> Result<()> {
                 continue;
             }
             client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                ))
                 .await
                 .with_context(|| format!("dropping {name}"))?;
             println!("dropped {name}");
@@ -62,19 +67,30 @@ pub fn run(args: DropArgs) -> Result<()> {
 fn in_docker() -> Result<()> {
     let psql = |sql: &str| -> Result<String> {
         let out = Command::new("docker")
-            .args(["compose", "exec", "-T", "primary", "psql", "-U", "postgres", "-d", "postgres", "-At", "-c", sql])
+            .args([
+                "compose", "exec", "-T", "primary", "psql", "-U", "postgres", "-d", "postgres",
+                "-At", "-c", sql,
+            ])
             .current_dir(util::root())
             .output()
-            .context("running docker compose exec (is Docker running and `docker compose up` done?)")?;
+            .context(
+                "running docker compose exec (is Docker running and `docker compose up` done?)",
+            )?;
         if !out.status.success() {
-            bail!("docker compose exec primary psql failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "docker compose exec primary psql failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let list = psql("SELECT datname FROM pg_database")?;
     let mut dropped = 0;
     for name in list.lines().map(str::trim).filter(|n| is_test_db_name(n)) {
-        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))?;
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))?;
         println!("dropped {name}");
         dropped += 1;
     }

@@ -32,7 +32,8 @@ fn has_nextest() -> bool {
 pub fn run(args: TestArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if !args.no_lint {
-        util::run(Command::new(&cargo).args(["fmt", "--all", "--check"])).context("formatting check (run `cargo fmt --all`)")?;
+        util::run(Command::new(&cargo).args(["fmt", "--all", "--check"]))
+            .context("formatting check (run `cargo fmt --all`)")?;
     }
     // Build first, so that compile time does not count against the clusters' lifetime.
     let nextest = !args.no_nextest && has_nextest();
@@ -43,9 +44,15 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     let bin = find_bin_dir()?;
     tracing::info!(bin = %bin.display(), "starting primary + streaming replica");
-    let cluster = Cluster::builder().label("xtask-test").replica(true).start()?;
+    let cluster = Cluster::builder()
+        .label("xtask-test")
+        .replica(true)
+        .start()?;
     let primary = cluster.primary().uri("postgres");
-    let replica = cluster.replica().map(|r| r.uri("postgres")).context("replica did not start")?;
+    let replica = cluster
+        .replica()
+        .map(|r| r.uri("postgres"))
+        .context("replica did not start")?;
     tracing::info!(
         primary = %format!("127.0.0.1:{}", cluster.primary().endpoint().port),
         replica = %cluster.replica().map(|r| format!("127.0.0.2:{}", r.endpoint().port)).unwrap_or_default(),
@@ -63,7 +70,9 @@ pub fn run(args: TestArgs) -> Result<()> {
         }
         cmd.args(&args.extra);
     }
-    cmd.env(ENV_PRIMARY, &primary).env(ENV_REPLICA, &replica).env("PG_BIN", &bin);
+    cmd.env(ENV_PRIMARY, &primary)
+        .env(ENV_REPLICA, &replica)
+        .env("PG_BIN", &bin);
     let tests = util::run(&mut cmd);
     drop(cluster);
     tests?;
@@ -74,14 +83,22 @@ pub fn run(args: TestArgs) -> Result<()> {
 }
 
 fn clippy(cargo: &str) -> Result<()> {
-    util::run(Command::new(cargo).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
-        .context("clippy found problems")
+    util::run(Command::new(cargo).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found problems")
 }
 
 /// `cargo fmt --check` and clippy with `-D warnings`.
 pub fn lint() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::run(Command::new(&cargo).args(["fmt", "--all", "--check"])).context("formatting check (run `cargo fmt --all`)")?;
+    util::run(Command::new(&cargo).args(["fmt", "--all", "--check"]))
+        .context("formatting check (run `cargo fmt --all`)")?;
     clippy(&cargo)?;
     Ok(())
 }

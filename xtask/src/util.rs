@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -19,7 +21,10 @@ pub fn init_logging(json: bool) {
 
 /// An error and its causes on one line.
 pub fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string().replace('\n', " ")).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string().replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The workspace root (parent of xtask/).
@@ -31,7 +36,10 @@ pub fn root() -> PathBuf {
 /// Runs a command in the workspace root, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let name = format!("{:?}", cmd);
-    let status = cmd.current_dir(root()).status().with_context(|| format!("running {name}"))?;
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {name}"))?;
     if !status.success() {
         bail!("{name} failed with {status}");
     }

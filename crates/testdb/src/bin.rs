@@ -25,12 +25,12 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
         };
     }
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        if out.status.success() {
-            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !dir.is_empty() {
-                candidates.push(PathBuf::from(dir));
-            }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !dir.is_empty() {
+            candidates.push(PathBuf::from(dir));
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
@@ -54,7 +54,7 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
             Some((v, e.path().join("bin")))
         })
         .collect();
-    debian.sort_by(|a, b| b.0.cmp(&a.0));
+    debian.sort_by_key(|b| std::cmp::Reverse(b.0));
     candidates.extend(debian.into_iter().map(|(_, p)| p));
     for dir in candidates {
         match check_dir(&dir) {
@@ -64,7 +64,8 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
     }
     Err(Error::NoServer {
         searched: if tried.is_empty() {
-            "PG_BIN unset, no pg_config, no initdb on PATH, nothing under /usr/lib/postgresql".into()
+            "PG_BIN unset, no pg_config, no initdb on PATH, nothing under /usr/lib/postgresql"
+                .into()
         } else {
             tried.join("; ")
         },

@@ -137,11 +137,15 @@ impl Server {
     /// The postmaster's process id, read from `postmaster.pid`.
     pub fn postmaster_pid(&self) -> Result<u32, Error> {
         let path = self.data_dir.join("postmaster.pid");
-        let text = fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         text.lines()
             .next()
             .and_then(|l| l.trim().parse().ok())
-            .ok_or_else(|| Error::Command { cmd: format!("read {}", path.display()), detail: "no pid".into() })
+            .ok_or_else(|| Error::Command {
+                cmd: format!("read {}", path.display()),
+                detail: "no pid".into(),
+            })
     }
 
     /// Runs `pg_ctl <args> -D <data_dir>` as the server's user.
@@ -233,7 +237,8 @@ impl Cluster {
         let bin = bin::find_bin_dir()?;
         let run_as = run_as()?;
         let base = base_dir();
-        fs::create_dir_all(&base).map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
+        fs::create_dir_all(&base)
+            .map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
         // Others (the postgres user when we are root) must be able to traverse it.
         let _ = fs::set_permissions(&base, fs::Permissions::from_mode(0o755));
         remove_stale(&base);
@@ -242,7 +247,11 @@ impl Cluster {
             return Self::start_persistent(opts, dir, bin, run_as);
         }
         let label = opts.label.clone().unwrap_or_else(|| "cluster".into());
-        let dir = base.join(format!("{label}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let dir = base.join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&dir);
         make_dir(&dir, run_as)?;
         fs::write(dir.join("owner.pid"), std::process::id().to_string())
@@ -252,7 +261,12 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn start_persistent(opts: ClusterBuilder, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>) -> Result<Cluster, Error> {
+    fn start_persistent(
+        opts: ClusterBuilder,
+        dir: PathBuf,
+        bin: PathBuf,
+        run_as: Option<RunAs>,
+    ) -> Result<Cluster, Error> {
         let state = dir.join("cluster.state");
         if let Ok(text) = fs::read_to_string(&state) {
             let cluster = Self::from_state(&text, dir.clone(), bin, run_as)?;
@@ -265,19 +279,31 @@ impl Cluster {
         }
         let _ = fs::remove_dir_all(&dir);
         if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         }
         make_dir(&dir, run_as)?;
         let cluster = Self::create(&opts, dir.clone(), bin, run_as, true)?;
-        let mut text = format!("primary {} {}\n", cluster.primary.endpoint.port, cluster.primary.endpoint.password);
+        let mut text = format!(
+            "primary {} {}\n",
+            cluster.primary.endpoint.port, cluster.primary.endpoint.password
+        );
         if let Some(r) = &cluster.replica {
-            text.push_str(&format!("replica {} {}\n", r.endpoint.port, r.endpoint.password));
+            text.push_str(&format!(
+                "replica {} {}\n",
+                r.endpoint.port, r.endpoint.password
+            ));
         }
         write_private(&state, text.as_bytes())?;
         Ok(cluster)
     }
 
-    fn from_state(text: &str, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>) -> Result<Cluster, Error> {
+    fn from_state(
+        text: &str,
+        dir: PathBuf,
+        bin: PathBuf,
+        run_as: Option<RunAs>,
+    ) -> Result<Cluster, Error> {
         let mut primary = None;
         let mut replica = None;
         for line in text.lines() {
@@ -285,10 +311,22 @@ impl Cluster {
             if f.len() < 3 {
                 continue;
             }
-            let port: u16 = f[1].parse().map_err(|_| Error::Command { cmd: "read cluster.state".into(), detail: "bad port".into() })?;
-            let (addr, name) = if f[0] == "primary" { (PRIMARY_ADDR, "primary") } else { (REPLICA_ADDR, "replica") };
+            let port: u16 = f[1].parse().map_err(|_| Error::Command {
+                cmd: "read cluster.state".into(),
+                detail: "bad port".into(),
+            })?;
+            let (addr, name) = if f[0] == "primary" {
+                (PRIMARY_ADDR, "primary")
+            } else {
+                (REPLICA_ADDR, "replica")
+            };
             let server = Server {
-                endpoint: Endpoint { host: addr.to_string(), port, user: SUPERUSER.into(), password: f[2].to_string() },
+                endpoint: Endpoint {
+                    host: addr.to_string(),
+                    port,
+                    user: SUPERUSER.into(),
+                    password: f[2].to_string(),
+                },
                 data_dir: dir.join(name),
                 socket_dir: dir.join(format!("{name}.sock")),
                 log_file: dir.join(format!("{name}.log")),
@@ -301,17 +339,36 @@ impl Cluster {
                 replica = Some(server);
             }
         }
-        let primary = primary.ok_or_else(|| Error::Command { cmd: "read cluster.state".into(), detail: "no primary".into() })?;
-        Ok(Cluster { dir, primary, replica, persistent: true })
+        let primary = primary.ok_or_else(|| Error::Command {
+            cmd: "read cluster.state".into(),
+            detail: "no primary".into(),
+        })?;
+        Ok(Cluster {
+            dir,
+            primary,
+            replica,
+            persistent: true,
+        })
     }
 
-    fn create(opts: &ClusterBuilder, dir: PathBuf, bin: PathBuf, run_as: Option<RunAs>, persistent: bool) -> Result<Cluster, Error> {
+    fn create(
+        opts: &ClusterBuilder,
+        dir: PathBuf,
+        bin: PathBuf,
+        run_as: Option<RunAs>,
+        persistent: bool,
+    ) -> Result<Cluster, Error> {
         let password = generate_password();
         let mut last_err = None;
         // A free port found by binding can be taken by someone else before the server binds it: retry.
         for _ in 0..3 {
             let primary = Server {
-                endpoint: Endpoint { host: PRIMARY_ADDR.to_string(), port: free_port(PRIMARY_ADDR)?, user: SUPERUSER.into(), password: password.clone() },
+                endpoint: Endpoint {
+                    host: PRIMARY_ADDR.to_string(),
+                    port: free_port(PRIMARY_ADDR)?,
+                    user: SUPERUSER.into(),
+                    password: password.clone(),
+                },
                 data_dir: dir.join("primary"),
                 socket_dir: dir.join("primary.sock"),
                 log_file: dir.join("primary.log"),
@@ -320,7 +377,12 @@ impl Cluster {
             };
             match init_primary(&primary, opts) {
                 Ok(()) => {
-                    let mut cluster = Cluster { dir: dir.clone(), primary, replica: None, persistent };
+                    let mut cluster = Cluster {
+                        dir: dir.clone(),
+                        primary,
+                        replica: None,
+                        persistent,
+                    };
                     if opts.replica {
                         cluster.replica = Some(cluster.make_replica()?);
                     }
@@ -333,7 +395,10 @@ impl Cluster {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::Command { cmd: "initdb".into(), detail: "failed".into() }))
+        Err(last_err.unwrap_or_else(|| Error::Command {
+            cmd: "initdb".into(),
+            detail: "failed".into(),
+        }))
     }
 
     fn make_replica(&self) -> Result<Server, Error> {
@@ -341,7 +406,12 @@ impl Cluster {
         let mut last_err = None;
         for _ in 0..3 {
             let r = Server {
-                endpoint: Endpoint { host: REPLICA_ADDR.to_string(), port: free_port(REPLICA_ADDR)?, user: SUPERUSER.into(), password: p.endpoint.password.clone() },
+                endpoint: Endpoint {
+                    host: REPLICA_ADDR.to_string(),
+                    port: free_port(REPLICA_ADDR)?,
+                    user: SUPERUSER.into(),
+                    password: p.endpoint.password.clone(),
+                },
                 data_dir: self.dir.join("replica"),
                 socket_dir: self.dir.join("replica.sock"),
                 log_file: self.dir.join("replica.log"),
@@ -351,7 +421,12 @@ impl Cluster {
             let _ = fs::remove_dir_all(&r.data_dir);
             make_dir(&r.socket_dir, r.run_as)?;
             let mut cmd = Command::new(p.bin.join("pg_basebackup"));
-            cmd.arg("-h").arg(&p.socket_dir).arg("-p").arg(p.endpoint.port.to_string()).args(["-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast", "-D"]).arg(&r.data_dir);
+            cmd.arg("-h")
+                .arg(&p.socket_dir)
+                .arg("-p")
+                .arg(p.endpoint.port.to_string())
+                .args(["-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast", "-D"])
+                .arg(&r.data_dir);
             run(cmd, r.run_as, &self.dir, &r.log_file)?;
             let conf = format!(
                 "\n# notify-db testdb: replica\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
@@ -371,7 +446,10 @@ impl Cluster {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::Command { cmd: "pg_basebackup".into(), detail: "failed".into() }))
+        Err(last_err.unwrap_or_else(|| Error::Command {
+            cmd: "pg_basebackup".into(),
+            detail: "failed".into(),
+        }))
     }
 
     /// Stops the servers; removes the directory unless the cluster is persistent.
@@ -388,11 +466,11 @@ impl Cluster {
     fn shutdown(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
         for s in self.replica.iter().chain(std::iter::once(&self.primary)) {
-            if s.is_running() {
-                if let Err(e) = s.stop(StopMode::Fast) {
-                    let _ = s.stop(StopMode::Immediate);
-                    result = Err(e);
-                }
+            if s.is_running()
+                && let Err(e) = s.stop(StopMode::Fast)
+            {
+                let _ = s.stop(StopMode::Immediate);
+                result = Err(e);
             }
         }
         if !self.persistent {
@@ -423,10 +501,18 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
         r.own(&pwfile)?;
     }
     let mut cmd = Command::new(p.bin.join("initdb"));
-    cmd.args(["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync"])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .arg("-D")
-        .arg(&p.data_dir);
+    cmd.args([
+        "-U",
+        SUPERUSER,
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ])
+    .arg(format!("--pwfile={}", pwfile.display()))
+    .arg("-D")
+    .arg(&p.data_dir);
     let res = run(cmd, p.run_as, dir, &p.log_file);
     let _ = fs::remove_file(&pwfile);
     res?;
@@ -467,7 +553,12 @@ fn wait_streaming(primary: &Server) -> Result<(), Error> {
         let n = crate::block_on(async {
             let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
             tokio::spawn(conn);
-            let row = client.query_one("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", &[]).await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                    &[],
+                )
+                .await?;
             Ok::<i64, tokio_postgres::Error>(row.get(0))
         })?
         .map_err(|e| Error::sql("checking pg_stat_replication", e))?;
@@ -475,15 +566,20 @@ fn wait_streaming(primary: &Server) -> Result<(), Error> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(Error::Timeout { what: "replica to start streaming (pg_stat_replication)".into() });
+            return Err(Error::Timeout {
+                what: "replica to start streaming (pg_stat_replication)".into(),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
-    let l = TcpListener::bind((addr, 0)).map_err(|e| Error::io(format!("finding a free port on {addr}"), e))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| Error::io("reading local port".into(), e))
+    let l = TcpListener::bind((addr, 0))
+        .map_err(|e| Error::io(format!("finding a free port on {addr}"), e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io("reading local port".into(), e))
 }
 
 fn generate_password() -> String {
@@ -518,28 +614,49 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    f.write_all(contents).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    f.write_all(contents)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 fn append(path: &Path, text: &str) -> Result<(), Error> {
-    let mut f = fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 fn run(mut cmd: Command, run_as: Option<RunAs>, cwd: &Path, log: &Path) -> Result<(), Error> {
-    let shown = format!("{:?}", cmd.get_program()).trim_matches('"').rsplit('/').next().unwrap_or("").to_string()
+    let shown = format!("{:?}", cmd.get_program())
+        .trim_matches('"')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string()
         + " "
-        + &cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+        + &cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
     if let Some(r) = run_as {
         r.apply(&mut cmd);
     }
     // The server's user may not be able to read our working directory: run where it can.
     cmd.current_dir(cwd).stdin(Stdio::null());
-    let out = cmd.output().map_err(|e| Error::io(format!("running {shown}"), e))?;
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io(format!("running {shown}"), e))?;
     if out.status.success() {
         return Ok(());
     }
-    let mut detail = format!("{}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut detail = format!(
+        "{}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if let Ok(text) = fs::read_to_string(log) {
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         detail.push_str("\n--- server log (last lines) ---\n");
@@ -573,19 +690,25 @@ rm -rf "$dir"
 
 /// Removes clusters left by processes that no longer exist (killed runs whose reaper died too).
 fn remove_stale(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else { return };
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
     for e in entries.flatten() {
         let dir = e.path();
-        let Ok(owner) = fs::read_to_string(dir.join("owner.pid")) else { continue };
-        let Ok(pid) = owner.trim().parse::<u32>() else { continue };
+        let Ok(owner) = fs::read_to_string(dir.join("owner.pid")) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<u32>() else {
+            continue;
+        };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         for sub in ["primary", "replica"] {
-            if let Ok(text) = fs::read_to_string(dir.join(sub).join("postmaster.pid")) {
-                if let Some(pm) = text.lines().next().map(str::trim) {
-                    let _ = Command::new("kill").args(["-QUIT", pm]).status();
-                }
+            if let Ok(text) = fs::read_to_string(dir.join(sub).join("postmaster.pid"))
+                && let Some(pm) = text.lines().next().map(str::trim)
+            {
+                let _ = Command::new("kill").args(["-QUIT", pm]).status();
             }
         }
         tracing::info!(dir = %dir.display(), "removing stale test cluster");

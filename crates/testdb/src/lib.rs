@@ -15,7 +15,9 @@ mod user;
 use std::fmt;
 
 pub use bin::find_bin_dir;
-pub use cluster::{Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir};
+pub use cluster::{
+    Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir,
+};
 pub use testdb::{Shared, TestDb, is_test_db_name, shared};
 
 /// Environment variable holding the shared primary's superuser URI (set by `cargo xtask test`).
@@ -85,7 +87,10 @@ impl Error {
         Error::Io { what, source }
     }
     pub(crate) fn sql(what: &str, source: tokio_postgres::Error) -> Error {
-        Error::Sql { what: what.to_string(), source }
+        Error::Sql {
+            what: what.to_string(),
+            source,
+        }
     }
 }
 
@@ -104,20 +109,31 @@ pub struct Endpoint {
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Endpoint({}@{}:{}, password ****)", self.user, self.host, self.port)
+        write!(
+            f,
+            "Endpoint({}@{}:{}, password ****)",
+            self.user, self.host, self.port
+        )
     }
 }
 
 impl Endpoint {
     /// `postgresql://user:password@host:port/db` (holds the password: never log it).
     pub fn uri(&self, db: &str) -> String {
-        format!("postgresql://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, db)
+        format!(
+            "postgresql://{}:{}@{}:{}/{}",
+            self.user, self.password, self.host, self.port, db
+        )
     }
 
     /// A `tokio_postgres::Config` for database `db`.
     pub fn pg_config(&self, db: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host).port(self.port).user(&self.user).password(&self.password).dbname(db);
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(db);
         c.application_name("notify-db-testdb");
         c
     }
@@ -128,7 +144,12 @@ impl Endpoint {
             .pg_config(db)
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| Error::sql(&format!("connecting to {}:{}/{db}", self.host, self.port), e))?;
+            .map_err(|e| {
+                Error::sql(
+                    &format!("connecting to {}:{}/{db}", self.host, self.port),
+                    e,
+                )
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -145,7 +166,12 @@ impl Endpoint {
         let user = c.get_user().ok_or(Error::BadEnv { var })?.to_string();
         let password = c.get_password().ok_or(Error::BadEnv { var })?;
         let password = String::from_utf8(password.to_vec()).map_err(|_| Error::BadEnv { var })?;
-        Ok(Endpoint { host, port, user, password })
+        Ok(Endpoint {
+            host,
+            port,
+            user,
+            password,
+        })
     }
 }
 
@@ -165,6 +191,11 @@ where
             Ok(rt.block_on(fut))
         })
         .join()
-        .unwrap_or_else(|_| Err(Error::Command { cmd: "harness thread".into(), detail: "panicked".into() }))
+        .unwrap_or_else(|_| {
+            Err(Error::Command {
+                cmd: "harness thread".into(),
+                detail: "panicked".into(),
+            })
+        })
     })
 }

@@ -38,19 +38,35 @@ pub fn shared() -> Result<&'static Shared, Error> {
     static CELL: OnceLock<Result<Shared, String>> = OnceLock::new();
     CELL.get_or_init(|| init_shared().map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|why| Error::Command { cmd: "starting the shared test clusters".into(), detail: why.clone() })
+        .map_err(|why| Error::Command {
+            cmd: "starting the shared test clusters".into(),
+            detail: why.clone(),
+        })
 }
 
 fn init_shared() -> Result<Shared, Error> {
     let p = std::env::var(ENV_PRIMARY).ok().filter(|v| !v.is_empty());
     let r = std::env::var(ENV_REPLICA).ok().filter(|v| !v.is_empty());
     if let (Some(p), Some(r)) = (p, r) {
-        return Ok(Shared { primary: Endpoint::from_uri(ENV_PRIMARY, &p)?, replica: Endpoint::from_uri(ENV_REPLICA, &r)?, _own: None });
+        return Ok(Shared {
+            primary: Endpoint::from_uri(ENV_PRIMARY, &p)?,
+            replica: Endpoint::from_uri(ENV_REPLICA, &r)?,
+            _own: None,
+        });
     }
     let cluster = Cluster::builder().label("shared").replica(true).start()?;
     let primary = cluster.primary().endpoint().clone();
-    let replica = cluster.replica().map(|s| s.endpoint().clone()).ok_or(Error::Timeout { what: "replica".into() })?;
-    Ok(Shared { primary, replica, _own: Some(cluster) })
+    let replica = cluster
+        .replica()
+        .map(|s| s.endpoint().clone())
+        .ok_or(Error::Timeout {
+            what: "replica".into(),
+        })?;
+    Ok(Shared {
+        primary,
+        replica,
+        _own: Some(cluster),
+    })
 }
 
 /// Waits until `replica` has replayed everything `primary` has written so far.
@@ -65,7 +81,10 @@ pub(crate) async fn sync_replica(primary: &Endpoint, replica: &Endpoint) -> Resu
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let caught_up: bool = r
-            .query_one("SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", &[&lsn])
+            .query_one(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                &[&lsn],
+            )
             .await
             .map_err(|e| Error::sql("reading pg_last_wal_replay_lsn()", e))?
             .get(0);
@@ -73,7 +92,9 @@ pub(crate) async fn sync_replica(primary: &Endpoint, replica: &Endpoint) -> Resu
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(Error::Timeout { what: format!("the replica to replay up to {lsn}") });
+            return Err(Error::Timeout {
+                what: format!("the replica to replay up to {lsn}"),
+            });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -105,23 +126,37 @@ impl TestDb {
     }
 
     /// A fresh database on the given primary (and its replica, if any).
-    pub async fn create_on(primary: &Endpoint, replica: Option<&Endpoint>) -> Result<TestDb, Error> {
+    pub async fn create_on(
+        primary: &Endpoint,
+        replica: Option<&Endpoint>,
+    ) -> Result<TestDb, Error> {
         Self::create_from(primary, replica, None).await
     }
 
     /// A fresh database copied from `template` (`CREATE DATABASE ... TEMPLATE`), on the given primary.
-    pub async fn create_from(primary: &Endpoint, replica: Option<&Endpoint>, template: Option<&str>) -> Result<TestDb, Error> {
+    pub async fn create_from(
+        primary: &Endpoint,
+        replica: Option<&Endpoint>,
+        template: Option<&str>,
+    ) -> Result<TestDb, Error> {
         let admin = primary.connect("postgres").await?;
         loop {
             let name = format!("{PREFIX}gw{}", NEXT.fetch_add(1, Ordering::Relaxed));
             let sql = match template {
-                Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", t.replace('"', "\"\"")),
+                Some(t) => format!(
+                    "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+                    t.replace('"', "\"\"")
+                ),
                 None => format!("CREATE DATABASE \"{name}\""),
             };
             match admin.batch_execute(&sql).await {
                 Ok(()) => {
                     tracing::debug!(db = %name, "created test database");
-                    return Ok(TestDb { name, primary: primary.clone(), replica: replica.cloned() });
+                    return Ok(TestDb {
+                        name,
+                        primary: primary.clone(),
+                        replica: replica.cloned(),
+                    });
                 }
                 // Another test process took this number: try the next one.
                 Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
@@ -162,7 +197,9 @@ impl TestDb {
 
     /// Connects to this database on the replica (after waiting for it to appear there).
     pub async fn connect_replica(&self) -> Result<tokio_postgres::Client, Error> {
-        let r = self.replica.as_ref().ok_or(Error::Timeout { what: "a replica (this database has none)".into() })?;
+        let r = self.replica.as_ref().ok_or(Error::Timeout {
+            what: "a replica (this database has none)".into(),
+        })?;
         sync_replica(&self.primary, r).await?;
         r.connect(&self.name).await
     }
@@ -179,14 +216,19 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::env::var("NOTIFY_DB_KEEP_TEST_DBS").is_ok_and(|v| v == "1") {
-            eprintln!("keeping test database {} (NOTIFY_DB_KEEP_TEST_DBS=1)", self.name);
+            eprintln!(
+                "keeping test database {} (NOTIFY_DB_KEEP_TEST_DBS=1)",
+                self.name
+            );
             return;
         }
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         let primary = self.primary.clone();
         let res = block_on(async move {
             let c = primary.connect("postgres").await?;
-            c.batch_execute(&sql).await.map_err(|e| Error::sql("dropping test database", e))
+            c.batch_execute(&sql)
+                .await
+                .map_err(|e| Error::sql("dropping test database", e))
         });
         if let Err(e) | Ok(Err(e)) = res {
             tracing::warn!(db = %self.name, error = %e, "could not drop test database");

@@ -66,6 +66,7 @@ impl RunAs {
 
     /// Gives `path` to this user.
     pub(crate) fn own(self, path: &Path) -> Result<(), Error> {
-        chown(path, Some(self.uid), Some(self.gid)).map_err(|e| Error::io(format!("chown {}", path.display()), e))
+        chown(path, Some(self.uid), Some(self.gid))
+            .map_err(|e| Error::io(format!("chown {}", path.display()), e))
     }
 }

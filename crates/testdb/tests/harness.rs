@@ -5,22 +5,39 @@ use notify_db_testdb::{TestDb, is_test_db_name, shared};
 #[tokio::test]
 async fn replica_is_in_recovery_and_sees_rows_written_on_primary() {
     let db = TestDb::create().await.expect("test database");
-    assert!(is_test_db_name(db.name()), "{} is not a test database name", db.name());
+    assert!(
+        is_test_db_name(db.name()),
+        "{} is not a test database name",
+        db.name()
+    );
     let p = db.connect().await.expect("primary");
-    let in_recovery: bool = p.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    let in_recovery: bool = p
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(!in_recovery, "primary must not be in recovery");
     let marker = format!("row-{}", std::process::id());
     p.batch_execute("CREATE TABLE t (v text)").await.unwrap();
-    p.execute("INSERT INTO t VALUES ($1)", &[&marker]).await.unwrap();
+    p.execute("INSERT INTO t VALUES ($1)", &[&marker])
+        .await
+        .unwrap();
 
     let r = db.connect_replica().await.expect("replica");
-    let in_recovery: bool = r.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    let in_recovery: bool = r
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(in_recovery, "replica must be in recovery");
     let seen: String = r.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
     assert_eq!(seen, marker);
 
     let addr = |c: tokio_postgres::Client| async move {
-        c.query_one("SELECT host(inet_server_addr())", &[]).await.unwrap().get::<_, String>(0)
+        c.query_one("SELECT host(inet_server_addr())", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
     };
     assert_eq!(addr(p).await, "127.0.0.1");
     assert_eq!(addr(r).await, "127.0.0.2");
@@ -30,8 +47,14 @@ async fn replica_is_in_recovery_and_sees_rows_written_on_primary() {
 async fn replica_refuses_writes() {
     let s = shared().expect("shared clusters");
     let r = s.replica.connect("postgres").await.expect("replica");
-    let err = r.batch_execute("CREATE TABLE nope (id int)").await.expect_err("write on a replica");
-    assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION));
+    let err = r
+        .batch_execute("CREATE TABLE nope (id int)")
+        .await
+        .expect_err("write on a replica");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+    );
 }
 
 #[tokio::test]
@@ -42,13 +65,24 @@ async fn test_db_is_dropped_with_its_handle() {
         db.name().to_string()
     };
     let c = s.primary.connect("postgres").await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "{name} should have been dropped");
 }
 
 #[test]
 fn test_db_names() {
-    for ok in ["test_notification_api_master", "test_notification_api_gw0", "test_notification_api_gw123"] {
+    for ok in [
+        "test_notification_api_master",
+        "test_notification_api_gw0",
+        "test_notification_api_gw123",
+    ] {
         assert!(is_test_db_name(ok), "{ok}");
     }
     for no in [

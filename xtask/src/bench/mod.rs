@@ -50,10 +50,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn print_table(figures: &[Figure]) {
-    println!("{:<10} {:<44} {:>14} {:<14} {:>8}  note", "bench", "figure", "value", "unit", "ratio");
+    println!(
+        "{:<10} {:<44} {:>14} {:<14} {:>8}  note",
+        "bench", "figure", "value", "unit", "ratio"
+    );
     for f in figures {
         let ratio = f.ratio.map(|r| format!("{r:.3}")).unwrap_or_default();
-        println!("{:<10} {:<44} {:>14.3} {:<14} {:>8}  {}", f.bench, f.name, f.value, f.unit, ratio, f.note);
+        println!(
+            "{:<10} {:<44} {:>14.3} {:<14} {:>8}  {}",
+            f.bench, f.name, f.value, f.unit, ratio, f.note
+        );
     }
 }
 
@@ -76,7 +82,8 @@ fn write_json(figures: &[Figure]) -> Result<()> {
         })
         .collect();
     let path = dir.join("latest.json");
-    std::fs::write(&path, format!("[\n{}\n]\n", rows.join(",\n"))).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, format!("[\n{}\n]\n", rows.join(",\n")))
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("written to {}", path.display());
     Ok(())
 }
