@@ -1,5 +1,17 @@
 //! The `default` (primary) and `bulk` (read-only replica) connection pools of notify-db.
+//!
+//! Built on deadpool's managed pool and tokio-postgres. Every new physical connection gets its
+//! session settings (statement timeout and parallel workers for its role, read-only for bulk) in
+//! one round trip; checkouts do no round trip at all (a closed or expired connection is replaced
+//! instead). See [`Databases`].
 
+mod connect;
+mod error;
 mod observer;
+mod pool;
+mod tls;
 
+pub use connect::connect_one;
+pub use error::PoolError;
 pub use observer::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

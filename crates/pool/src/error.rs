@@ -1,0 +1,122 @@
+//! Typed pool errors. No variant ever carries a password; each message says what to check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::observer::{Bind, ConnectFailure};
+
+/// Everything that can go wrong getting a connection from a pool or opening one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// Every connection stayed checked out for the whole wait timeout.
+    #[error(
+        "pool exhausted: all {size} connections of the {bind} pool stayed checked out for \
+         {timeout:?} ({waiting} callers waiting); check for slow queries or long transactions \
+         holding connections, connections held across slow non-database work, and \
+         SQLALCHEMY_POOL_SIZE"
+    )]
+    Exhausted {
+        /// The pool.
+        bind: Bind,
+        /// Its maximum size.
+        size: usize,
+        /// How many `get()` calls were waiting when this one gave up.
+        waiting: usize,
+        /// The wait timeout that ran out.
+        timeout: Duration,
+    },
+    /// Opening a connection to one host failed.
+    #[error(
+        "{bind} pool: could not connect to {host}:{port}: {cause}; check that the server is \
+         running and accepts TCP connections on that address (connection refused), the user \
+         name and password, pg_hba.conf, and sslmode"
+    )]
+    Connect {
+        /// The pool.
+        bind: Bind,
+        /// The host tried.
+        host: String,
+        /// The port tried.
+        port: u16,
+        /// What went wrong (never a password).
+        cause: String,
+        /// The kind of failure.
+        failure: ConnectFailure,
+    },
+    /// Every host of a multi-host URI failed; `errors` has one entry per host tried.
+    #[error(
+        "{bind} pool: no host could be used ({}); check that at least one of the listed servers \
+         is running, reachable and in the expected role",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    NoHost {
+        /// The pool.
+        bind: Bind,
+        /// One error per host tried, in order.
+        errors: Vec<PoolError>,
+    },
+    /// The server is older than PostgreSQL 15.
+    #[error(
+        "the server at {host}:{port} runs PostgreSQL {version}; notify-db needs PostgreSQL 15 \
+         or later: upgrade the server or point the URI at a newer one"
+    )]
+    ServerTooOld {
+        /// The host.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Its `server_version`.
+        version: String,
+    },
+    /// The per-connection session setup failed, or the server has the wrong role for the bind.
+    #[error(
+        "{bind} pool: session setup on {host}:{port} failed: {cause}; check the session \
+         settings (DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_MAX_PARALLEL_WORKERS...) and the \
+         server's role (primary or replica)"
+    )]
+    Setup {
+        /// The pool.
+        bind: Bind,
+        /// The host.
+        host: String,
+        /// The port.
+        port: u16,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The TLS settings (`sslmode`, `sslrootcert`) cannot be used.
+    #[error(
+        "{bind} pool: TLS configuration: {cause}{}; check sslmode and sslrootcert in the URI",
+        path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+    )]
+    Tls {
+        /// The pool.
+        bind: Bind,
+        /// The certificate file at fault, if any.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        cause: String,
+    },
+    /// The pool was closed with [`crate::Pool::close`].
+    #[error("the {bind} pool is closed")]
+    Closed {
+        /// The pool.
+        bind: Bind,
+    },
+}
+
+impl PoolError {
+    /// The bind this error is about, when it is about one.
+    pub fn bind(&self) -> Option<Bind> {
+        match self {
+            PoolError::Exhausted { bind, .. }
+            | PoolError::Connect { bind, .. }
+            | PoolError::NoHost { bind, .. }
+            | PoolError::Setup { bind, .. }
+            | PoolError::Tls { bind, .. }
+            | PoolError::Closed { bind } => Some(*bind),
+            PoolError::ServerTooOld { .. } => None,
+        }
+    }
+}

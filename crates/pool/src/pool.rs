@@ -1,0 +1,397 @@
+//! The pools: a deadpool `Manager` over [`Connector`], max lifetime in the recycle step, and the
+//! checkout wrapper that reports to the observer.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool::Runtime;
+use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
+use notify_db_config::{DatabaseUri, Settings};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+use crate::connect::Connector;
+use crate::error::PoolError;
+use crate::observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
+
+/// One physical connection in a pool. Dropping it closes it and tells the observer.
+pub(crate) struct Conn {
+    client: Client,
+    task: JoinHandle<()>,
+    info: ConnInfo,
+    expires_at: Instant,
+    observer: Option<Arc<dyn PoolObserver>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(o) = &self.observer {
+            o.closed(&self.info);
+        }
+        tracing::debug!(
+            bind = self.info.bind.as_str(),
+            host = self.info.host.as_str(),
+            backend_pid = self.info.backend_pid,
+            "connection closed"
+        );
+    }
+}
+
+/// Creates and recycles [`Conn`]s.
+pub(crate) struct Manager {
+    connector: Connector,
+    max_lifetime: Duration,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<Conn, PoolError> {
+        let opened = self.connector.open().await?;
+        let created = Instant::now();
+        let observer = self.connector.observer.clone();
+        if let Some(o) = &observer {
+            o.connected(&opened.info);
+        }
+        Ok(Conn {
+            expires_at: created + self.max_lifetime - jitter(self.max_lifetime, opened.info.id),
+            client: opened.client,
+            task: opened.task,
+            info: opened.info,
+            observer,
+        })
+    }
+
+    /// No round trip: a closed connection or one past its lifetime is discarded (and a new one
+    /// made); session settings are never reset.
+    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<PoolError> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::Message("connection closed".into()));
+        }
+        if Instant::now() >= conn.expires_at {
+            return Err(RecycleError::Message("max lifetime reached".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Up to a tenth of the lifetime (at most 30 s), so connections made together expire apart.
+fn jitter(lifetime: Duration, id: u64) -> Duration {
+    let max = (lifetime / 10).min(Duration::from_secs(30)).as_nanos() as u64;
+    if max == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(id);
+    Duration::from_nanos(h.finish() % max)
+}
+
+/// Counts of a pool, like deadpool's `Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Maximum number of connections.
+    pub max_size: usize,
+    /// Connections open now (idle or checked out).
+    pub size: usize,
+    /// Idle connections ready to hand out.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+/// A pool of set-up connections to one bind. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    inner: managed::Pool<Manager>,
+    bind: Bind,
+    size: usize,
+    wait: Duration,
+    observer: Option<Arc<dyn PoolObserver>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("bind", &self.bind)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Builds a pool for `uri` (no connection is opened yet).
+    pub(crate) fn new(
+        uri: &DatabaseUri,
+        settings: &Settings,
+        bind: Bind,
+        observer: Option<Arc<dyn PoolObserver>>,
+    ) -> Result<Pool, PoolError> {
+        let p = &settings.pool;
+        let size = p.size.max(1);
+        let connector = Connector::new(uri, settings, bind, observer.clone())?;
+        let manager = Manager {
+            connector,
+            max_lifetime: p.max_lifetime,
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(size)
+            .queue_mode(QueueMode::Lifo)
+            .timeouts(Timeouts {
+                wait: Some(p.wait_timeout),
+                // Connect has its own per-host timeout; recycling does no I/O.
+                create: None,
+                recycle: None,
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolError::Setup {
+                bind,
+                host: String::new(),
+                port: 0,
+                cause: format!("cannot build the pool: {e}"),
+            })?;
+        if let Some(o) = &observer {
+            o.pool_created(bind, size);
+        }
+        spawn_reaper(inner.weak(), p.max_lifetime);
+        Ok(Pool {
+            inner,
+            bind,
+            size,
+            wait: p.wait_timeout,
+            observer,
+        })
+    }
+
+    /// Checks out a connection: an idle one (closed or expired ones are replaced), else a new
+    /// one, else waits up to the wait timeout and fails with [`PoolError::Exhausted`].
+    pub async fn get(&self) -> Result<PooledConnection, PoolError> {
+        let Some(observer) = &self.observer else {
+            return match self.inner.get().await {
+                Ok(obj) => Ok(PooledConnection {
+                    obj,
+                    checked_out_at: None,
+                    token: None,
+                }),
+                Err(e) => Err(self.map_err(e, Duration::ZERO)),
+            };
+        };
+        let started = Instant::now();
+        match self.inner.get().await {
+            Ok(obj) => {
+                let now = Instant::now();
+                let token = observer.checked_out(&obj.info, now - started);
+                Ok(PooledConnection {
+                    obj,
+                    checked_out_at: Some(now),
+                    token,
+                })
+            }
+            Err(e) => Err(self.map_err(e, started.elapsed())),
+        }
+    }
+
+    fn map_err(&self, e: managed::PoolError<PoolError>, waited: Duration) -> PoolError {
+        match e {
+            managed::PoolError::Backend(e) => e,
+            managed::PoolError::Timeout(_) => {
+                if let Some(o) = &self.observer {
+                    o.wait_timed_out(self.bind, waited);
+                }
+                PoolError::Exhausted {
+                    bind: self.bind,
+                    size: self.size,
+                    // The callers still waiting, plus this one (no longer counted by deadpool).
+                    waiting: self.inner.status().waiting + 1,
+                    timeout: self.wait,
+                }
+            }
+            managed::PoolError::Closed => PoolError::Closed { bind: self.bind },
+            other => PoolError::Setup {
+                bind: self.bind,
+                host: String::new(),
+                port: 0,
+                cause: other.to_string(),
+            },
+        }
+    }
+
+    /// Which bind this pool serves.
+    pub fn bind(&self) -> Bind {
+        self.bind
+    }
+
+    /// Current counts.
+    pub fn status(&self) -> PoolStatus {
+        let s = self.inner.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+
+    /// Closes the pool: idle connections are closed now, checked-out ones when returned, and
+    /// every later `get()` fails with [`PoolError::Closed`].
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Closes idle connections past their lifetime, so an idle pool does not keep them forever.
+fn spawn_reaper(pool: managed::WeakPool<Manager>, lifetime: Duration) {
+    let period = (lifetime / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            if pool.is_closed() {
+                return;
+            }
+            let now = Instant::now();
+            // Removed connections are dropped here: their Drop closes them and tells the observer.
+            drop(pool.retain(|conn, _| now < conn.expires_at && !conn.client.is_closed()));
+        }
+    });
+}
+
+/// A checked-out connection: use it as a `tokio_postgres::Client`. Dropping it returns it to
+/// the pool (also on cancellation or panic).
+pub struct PooledConnection {
+    obj: managed::Object<Manager>,
+    checked_out_at: Option<Instant>,
+    token: CheckoutToken,
+}
+
+impl PooledConnection {
+    /// `inet_server_addr()` of the server; `None` over a Unix socket.
+    pub fn server_addr(&self) -> Option<IpAddr> {
+        self.obj.info.server_addr
+    }
+
+    /// `pg_is_in_recovery()` when the connection was opened: true on a replica.
+    pub fn in_recovery(&self) -> bool {
+        self.obj.info.in_recovery
+    }
+
+    /// The pool this connection belongs to.
+    pub fn bind(&self) -> Bind {
+        self.obj.info.bind
+    }
+
+    /// What is known about the physical connection.
+    pub fn info(&self) -> &ConnInfo {
+        &self.obj.info
+    }
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("info", &self.obj.info)
+            .finish()
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.obj.client
+    }
+}
+
+impl DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.obj.client
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let (Some(at), Some(o)) = (self.checked_out_at, &self.obj.observer) {
+            o.returned(&self.obj.info, at.elapsed(), self.token.take());
+        }
+    }
+}
+
+/// The `default` and `bulk` pools of a process. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Databases {
+    default: Pool,
+    bulk: Pool,
+}
+
+impl Databases {
+    /// Builds both pools without an observer and opens one connection on each, so a wrong URI,
+    /// password or server version fails here rather than on the first request.
+    pub async fn connect(settings: &Settings) -> Result<Databases, PoolError> {
+        Databases::builder(settings).build().await
+    }
+
+    /// A builder, to add an observer (e.g. metrics).
+    pub fn builder(settings: &Settings) -> DatabasesBuilder {
+        DatabasesBuilder {
+            settings: settings.clone(),
+            observer: None,
+            warm: true,
+        }
+    }
+
+    /// The primary, for transactional queries.
+    pub fn default(&self) -> &Pool {
+        &self.default
+    }
+
+    /// The read-only replica(s), for analytics and reporting (the primary, read-only, when no
+    /// replica is configured).
+    pub fn bulk(&self) -> &Pool {
+        &self.bulk
+    }
+}
+
+/// Builds [`Databases`].
+pub struct DatabasesBuilder {
+    settings: Settings,
+    observer: Option<Arc<dyn PoolObserver>>,
+    warm: bool,
+}
+
+impl DatabasesBuilder {
+    /// Reports pool events to `observer`.
+    pub fn observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Whether `build` opens one connection per pool to check the settings (default true).
+    pub fn check_on_build(mut self, yes: bool) -> Self {
+        self.warm = yes;
+        self
+    }
+
+    /// Builds both pools (and, unless turned off, opens one connection on each).
+    pub async fn build(self) -> Result<Databases, PoolError> {
+        let s = &self.settings;
+        let default = Pool::new(&s.primary, s, Bind::Default, self.observer.clone())?;
+        let bulk = Pool::new(&s.bulk, s, Bind::Bulk, self.observer)?;
+        if self.warm {
+            drop(default.get().await?);
+            drop(bulk.get().await?);
+        }
+        Ok(Databases { default, bulk })
+    }
+}

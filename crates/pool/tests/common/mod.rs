@@ -1,0 +1,82 @@
+//! Helpers shared by the pool tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use notify_db_config::Settings;
+use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+
+/// Settings from an environment map (no config files), like a service would get them.
+pub fn settings_from(vars: &[(&str, String)]) -> Settings {
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("NOTIFY_ENVIRONMENT".into(), "test".into());
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    Settings::load(None, &|k| env.get(k).cloned()).expect("settings from the test environment")
+}
+
+/// Records every observer call, for assertions.
+#[derive(Default)]
+pub struct Recorder {
+    pub events: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().expect("recorder lock").clone()
+    }
+
+    pub fn count(&self, prefix: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
+    }
+
+    fn push(&self, e: String) {
+        self.events.lock().expect("recorder lock").push(e);
+    }
+}
+
+impl PoolObserver for Recorder {
+    fn connected(&self, c: &ConnInfo) {
+        self.push(format!("connected {} {} {}", c.bind, c.host, c.backend_pid));
+    }
+    fn closed(&self, c: &ConnInfo) {
+        self.push(format!("closed {} {} {}", c.bind, c.host, c.backend_pid));
+    }
+    fn connect_failed(&self, bind: Bind, host: &str, port: u16, why: ConnectFailure) {
+        self.push(format!(
+            "connect_failed {bind} {host}:{port} {}",
+            why.as_str()
+        ));
+    }
+    fn checked_out(&self, c: &ConnInfo, _waited: Duration) -> CheckoutToken {
+        self.push(format!("checked_out {} {}", c.bind, c.backend_pid));
+        Some(Box::new(c.backend_pid))
+    }
+    fn returned(&self, c: &ConnInfo, _held: Duration, token: CheckoutToken) {
+        let same = token
+            .and_then(|t| t.downcast::<i32>().ok())
+            .is_some_and(|pid| *pid == c.backend_pid);
+        self.push(format!(
+            "returned {} {} token_ok={same}",
+            c.bind, c.backend_pid
+        ));
+    }
+    fn wait_timed_out(&self, bind: Bind, _waited: Duration) {
+        self.push(format!("wait_timed_out {bind}"));
+    }
+    fn pool_created(&self, bind: Bind, max_size: usize) {
+        self.push(format!("pool_created {bind} {max_size}"));
+    }
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
+    l.local_addr().expect("probe port address").port()
+}
