@@ -17,12 +17,14 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app notify
-WORKDIR /app
+ && useradd --system --uid 10001 --home-dir /src notify
+# The same paths as in the build stage: the binary finds config/ and migrations/ (where a run
+# against notification_api records the head revision) where it was built.
+WORKDIR /src
 COPY --from=build /src/target/release/xtask /usr/local/bin/xtask
-COPY --chown=notify:notify config /app/config
-COPY --chown=notify:notify migrations /app/migrations
-ENV NOTIFY_CONFIG_DIR=/app/config \
+COPY --chown=notify:notify config /src/config
+COPY --chown=notify:notify migrations /src/migrations
+ENV NOTIFY_CONFIG_DIR=/src/config \
     NOTIFY_ENVIRONMENT=production
 USER notify
 ENTRYPOINT ["xtask"]

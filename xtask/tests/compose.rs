@@ -276,6 +276,12 @@ fn migrate_runs_upgrade_against_the_primary_with_the_service_environment() {
         vec![("replica", 5432)]
     );
     assert_eq!(bulk.dbname(), "notification_api");
+    // NOTIFY_CONFIG_DIR is where the Dockerfile puts config/.
+    let config_dir = &env["NOTIFY_CONFIG_DIR"];
+    assert!(
+        read("Dockerfile").contains(&format!("COPY --chown=notify:notify config {config_dir}\n")),
+        "the Dockerfile does not copy config/ to {config_dir}"
+    );
     // The whole environment loads with the config crate, as the container would load it.
     let settings = Settings::load(Some(&root().join("config")), &|k| env.get(k).cloned())
         .expect("compose environment loads");
