@@ -1,0 +1,365 @@
+//! [`DbMetrics`]: the [`PoolObserver`] that records Notify's connection metrics and ours.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
+use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+
+use crate::context::{self, RequestContext, UNKNOWN};
+use crate::names;
+
+/// The `inet_server_addr` value for a connection over a Unix socket, where
+/// `inet_server_addr()` is NULL: the reference passes Python's `None` to the label, which
+/// prometheus_client renders as `str(None)`.
+pub const NO_SERVER_ADDR: &str = "None";
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Where events go: the recorder given at construction, or the `metrics` facade's current one.
+enum Target {
+    Bound(Arc<dyn Recorder + Send + Sync>),
+    Facade,
+}
+
+impl Target {
+    fn gauge(&self, key: &Key) -> Gauge {
+        match self {
+            Target::Bound(r) => r.register_gauge(key, &METADATA),
+            Target::Facade => metrics::with_recorder(|r| r.register_gauge(key, &METADATA)),
+        }
+    }
+
+    fn counter(&self, key: &Key) -> Counter {
+        match self {
+            Target::Bound(r) => r.register_counter(key, &METADATA),
+            Target::Facade => metrics::with_recorder(|r| r.register_counter(key, &METADATA)),
+        }
+    }
+
+    fn histogram(&self, key: &Key) -> Histogram {
+        match self {
+            Target::Bound(r) => r.register_histogram(key, &METADATA),
+            Target::Facade => metrics::with_recorder(|r| r.register_histogram(key, &METADATA)),
+        }
+    }
+
+    fn describe(&self) {
+        let f = |r: &dyn Recorder| {
+            for (name, kind, help) in names::DESCRIPTIONS {
+                let name = KeyName::from_const_str(name);
+                let help = SharedString::const_str(help);
+                match kind {
+                    names::Kind::Gauge => r.describe_gauge(name, None, help),
+                    names::Kind::Counter => r.describe_counter(name, None, help),
+                    names::Kind::Histogram => r.describe_histogram(name, None, help),
+                }
+            }
+        };
+        match self {
+            Target::Bound(r) => f(r.as_ref()),
+            Target::Facade => metrics::with_recorder(f),
+        }
+    }
+}
+
+/// Handles of one (bind, inet_server_addr) pair.
+#[derive(Clone)]
+struct ConnHandles {
+    connected: Gauge,
+    checked_out: Gauge,
+}
+
+/// Handles of one bind.
+#[derive(Clone)]
+struct BindHandles {
+    wait: Histogram,
+    timeouts: Counter,
+    max_size: Gauge,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct DurationKey {
+    method: Arc<str>,
+    host: Arc<str>,
+    path: Arc<str>,
+    bind: Bind,
+    addr: Option<IpAddr>,
+}
+
+/// A lookup table of registered handles, filled on first use (only when bound to a recorder:
+/// the facade's recorder can change, e.g. a local recorder in a test).
+struct Cache<K, V>(RwLock<HashMap<K, V>>);
+
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
+    fn new() -> Self {
+        Cache(RwLock::new(HashMap::new()))
+    }
+
+    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some(v) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return v.clone();
+        }
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key).or_insert_with(make).clone()
+    }
+}
+
+/// What `checked_out` hands back to `returned`.
+struct Checkout {
+    checked_out: Gauge,
+    open_duration: Histogram,
+}
+
+/// Records the pool metrics. Give it to the pool with
+/// `Databases::builder(&settings).observer(Arc::new(metrics))` (or `handle.observer()`).
+///
+/// | name | type | labels |
+/// |---|---|---|
+/// | `db_connection_total_connected` | gauge | `bind`, `inet_server_addr` |
+/// | `db_connection_total_checked_out` | gauge | `bind`, `inet_server_addr` |
+/// | `db_connection_open_duration_seconds` | histogram | `method`, `host`, `path`, `bind`, `inet_server_addr` |
+/// | `db_pool_wait_seconds` | histogram | `bind` |
+/// | `db_pool_timeouts_total` | counter | `bind` |
+/// | `db_pool_max_size` | gauge | `bind` |
+/// | `db_connection_errors_total` | counter | `bind`, `host` (`host:port`), `reason` |
+/// | `db_replica_lag_seconds` | gauge | `bind`, `host` (`host:port`), see [`crate::ReplicaLagSampler`] |
+///
+/// `inet_server_addr` is the server's own address (`inet_server_addr()` at connect), or
+/// [`NO_SERVER_ADDR`] over a Unix socket. Outside any request/job context the `method`, `host`
+/// and `path` labels are `unknown`, and a warning is logged once per observer.
+pub struct DbMetrics {
+    target: Target,
+    conns: Option<Cache<(Bind, Option<IpAddr>), ConnHandles>>,
+    binds: Option<Cache<Bind, BindHandles>>,
+    durations: Option<Cache<DurationKey, Histogram>>,
+    unknown: Arc<RequestContext>,
+    warned_no_context: AtomicBool,
+}
+
+impl std::fmt::Debug for DbMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match self.target {
+            Target::Bound(_) => "bound",
+            Target::Facade => "facade",
+        };
+        f.debug_struct("DbMetrics")
+            .field("target", &target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbMetrics {
+    /// An observer recording into `recorder`; handles are registered once and cached.
+    pub fn with_recorder(recorder: Arc<dyn Recorder + Send + Sync>) -> DbMetrics {
+        DbMetrics::build(Target::Bound(recorder), true)
+    }
+
+    /// An observer recording through the `metrics` facade: into whichever recorder (local or
+    /// global) is current at each event. Slower than [`DbMetrics::with_recorder`] (each event
+    /// looks its metric up in the recorder); create it after the global recorder is installed,
+    /// so the metric descriptions reach it.
+    pub fn from_facade() -> DbMetrics {
+        DbMetrics::build(Target::Facade, false)
+    }
+
+    fn build(target: Target, cache: bool) -> DbMetrics {
+        target.describe();
+        DbMetrics {
+            target,
+            conns: cache.then(Cache::new),
+            binds: cache.then(Cache::new),
+            durations: cache.then(Cache::new),
+            unknown: Arc::new(RequestContext::new(UNKNOWN, UNKNOWN, UNKNOWN)),
+            warned_no_context: AtomicBool::new(false),
+        }
+    }
+
+    /// Sets the replica lag gauge of bulk server `server` (`host:port`).
+    pub(crate) fn set_replica_lag(&self, server: &str, seconds: f64) {
+        let key = Key::from_parts(
+            names::REPLICA_LAG,
+            vec![
+                Label::from_static_parts("bind", "bulk"),
+                Label::new("host", server.to_owned()),
+            ],
+        );
+        self.target.gauge(&key).set(seconds);
+    }
+
+    fn conn_handles(&self, bind: Bind, addr: Option<IpAddr>) -> ConnHandles {
+        let make = || {
+            let labels = conn_labels(bind, addr);
+            ConnHandles {
+                connected: self
+                    .target
+                    .gauge(&Key::from_parts(names::CONNECTED, labels.clone())),
+                checked_out: self
+                    .target
+                    .gauge(&Key::from_parts(names::CHECKED_OUT, labels)),
+            }
+        };
+        match &self.conns {
+            Some(cache) => cache.get_or_insert_with((bind, addr), make),
+            None => make(),
+        }
+    }
+
+    fn bind_handles(&self, bind: Bind) -> BindHandles {
+        let make = || {
+            let labels = || vec![Label::from_static_parts("bind", bind.as_str())];
+            BindHandles {
+                wait: self
+                    .target
+                    .histogram(&Key::from_parts(names::POOL_WAIT, labels())),
+                timeouts: self
+                    .target
+                    .counter(&Key::from_parts(names::POOL_TIMEOUTS, labels())),
+                max_size: self
+                    .target
+                    .gauge(&Key::from_parts(names::POOL_MAX_SIZE, labels())),
+            }
+        };
+        match &self.binds {
+            Some(cache) => cache.get_or_insert_with(bind, make),
+            None => make(),
+        }
+    }
+
+    fn open_duration(
+        &self,
+        ctx: &Arc<RequestContext>,
+        bind: Bind,
+        addr: Option<IpAddr>,
+    ) -> Histogram {
+        let make = || {
+            let mut labels = vec![
+                Label::new("method", SharedString::from_shared(Arc::clone(&ctx.method))),
+                Label::new("host", SharedString::from_shared(Arc::clone(&ctx.host))),
+                Label::new("path", SharedString::from_shared(Arc::clone(&ctx.path))),
+            ];
+            labels.extend(conn_labels(bind, addr));
+            self.target
+                .histogram(&Key::from_parts(names::OPEN_DURATION, labels))
+        };
+        match &self.durations {
+            Some(cache) => {
+                let key = DurationKey {
+                    method: Arc::clone(&ctx.method),
+                    host: Arc::clone(&ctx.host),
+                    path: Arc::clone(&ctx.path),
+                    bind,
+                    addr,
+                };
+                cache.get_or_insert_with(key, make)
+            }
+            None => make(),
+        }
+    }
+
+    fn context(&self) -> Arc<RequestContext> {
+        if let Some(ctx) = context::current_shared() {
+            return ctx;
+        }
+        if !self.warned_no_context.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "database connection checked out outside any request or job context: \
+                 method/host/path labels are \"unknown\" (logged once)"
+            );
+        }
+        Arc::clone(&self.unknown)
+    }
+}
+
+fn conn_labels(bind: Bind, addr: Option<IpAddr>) -> Vec<Label> {
+    let addr = match addr {
+        Some(ip) => SharedString::from_owned(ip.to_string()),
+        None => SharedString::const_str(NO_SERVER_ADDR),
+    };
+    vec![
+        Label::from_static_parts("bind", bind.as_str()),
+        Label::new("inet_server_addr", addr),
+    ]
+}
+
+impl PoolObserver for DbMetrics {
+    fn connected(&self, conn: &ConnInfo) {
+        self.conn_handles(conn.bind, conn.server_addr)
+            .connected
+            .increment(1.0);
+    }
+
+    fn closed(&self, conn: &ConnInfo) {
+        self.conn_handles(conn.bind, conn.server_addr)
+            .connected
+            .decrement(1.0);
+    }
+
+    fn connect_failed(&self, bind: Bind, host: &str, port: u16, why: ConnectFailure) {
+        let key = Key::from_parts(
+            names::CONNECT_ERRORS,
+            vec![
+                Label::from_static_parts("bind", bind.as_str()),
+                Label::new("host", format!("{host}:{port}")),
+                Label::from_static_parts("reason", why.as_str()),
+            ],
+        );
+        self.target.counter(&key).increment(1);
+    }
+
+    fn checked_out(&self, conn: &ConnInfo, waited: Duration) -> CheckoutToken {
+        let handles = self.conn_handles(conn.bind, conn.server_addr);
+        handles.checked_out.increment(1.0);
+        self.bind_handles(conn.bind)
+            .wait
+            .record(waited.as_secs_f64());
+        let ctx = self.context();
+        let open_duration = self.open_duration(&ctx, conn.bind, conn.server_addr);
+        Some(Box::new(Checkout {
+            checked_out: handles.checked_out,
+            open_duration,
+        }))
+    }
+
+    fn returned(&self, conn: &ConnInfo, held: Duration, token: CheckoutToken) {
+        match token.and_then(|t| t.downcast::<Checkout>().ok()) {
+            Some(checkout) => {
+                checkout.checked_out.decrement(1.0);
+                checkout.open_duration.record(held.as_secs_f64());
+            }
+            None => {
+                // Not checked out through this observer's `checked_out` (cannot happen with the
+                // pool, which hands every token back): keep the gauge balanced anyway.
+                self.conn_handles(conn.bind, conn.server_addr)
+                    .checked_out
+                    .decrement(1.0);
+                let unknown = Arc::clone(&self.unknown);
+                self.open_duration(&unknown, conn.bind, conn.server_addr)
+                    .record(held.as_secs_f64());
+            }
+        }
+    }
+
+    fn wait_timed_out(&self, bind: Bind, waited: Duration) {
+        let handles = self.bind_handles(bind);
+        handles.timeouts.increment(1);
+        handles.wait.record(waited.as_secs_f64());
+    }
+
+    fn pool_created(&self, bind: Bind, max_size: usize) {
+        // Pool sizes are small integers: exact in f64.
+        self.bind_handles(bind).max_size.set(max_size as f64);
+    }
+}
