@@ -35,7 +35,12 @@ pub fn root() -> PathBuf {
 
 /// Runs a command in the workspace root, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let name = format!("{:?}", cmd);
+    // Program and arguments only: the Debug form would show environment variables (passwords).
+    let name = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     let status = cmd
         .current_dir(root())
         .status()

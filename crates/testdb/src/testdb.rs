@@ -107,7 +107,18 @@ impl Shared {
     }
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Next worker number; starts from a per-process offset so that parallel test processes rarely collide.
+static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn next_number() -> u32 {
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 100_000) * 100,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// A fresh, empty database `test_notification_api_gw<N>` on a primary; dropped when this value is
 /// dropped (kept when `NOTIFY_DB_KEEP_TEST_DBS=1`, for debugging).
@@ -141,7 +152,7 @@ impl TestDb {
     ) -> Result<TestDb, Error> {
         let admin = primary.connect("postgres").await?;
         loop {
-            let name = format!("{PREFIX}gw{}", NEXT.fetch_add(1, Ordering::Relaxed));
+            let name = format!("{PREFIX}gw{}", next_number());
             let sql = match template {
                 Some(t) => format!(
                     "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
@@ -159,7 +170,13 @@ impl TestDb {
                     });
                 }
                 // Another test process took this number: try the next one.
-                Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => continue,
+                // (42P04, or 23505 when two sessions race on the catalog).
+                Err(e)
+                    if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(Error::sql(&format!("creating test database {name}"), e)),
             }
         }
