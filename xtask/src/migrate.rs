@@ -1,6 +1,11 @@
-//! `cargo xtask migrate`: filled by the migrate issue.
+//! `cargo xtask migrate`: a thin shell over `notify_db_migrate::cli` with the project's migration
+//! set (`migrations/`) and `Settings::from_env()` (SQLALCHEMY_DATABASE_URI, or `--database-url`).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
+use clap::Parser;
+use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
+
+use crate::util;
 
 /// Arguments of `cargo xtask migrate`.
 #[derive(clap::Args)]
@@ -11,6 +16,26 @@ pub struct MigrateArgs {
 }
 
 /// Runs the migration CLI.
-pub fn run(_args: MigrateArgs) -> Result<()> {
-    bail!("migrate is not built yet")
+pub fn run(args: MigrateArgs) -> Result<()> {
+    let cli = match MigrateCli::try_parse_from(
+        std::iter::once("cargo xtask migrate".to_owned()).chain(args.args),
+    ) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let set = notify_db_migrations::set().context("loading the migration set (migrations/)")?;
+    let project = Project {
+        set,
+        dir: notify_db_migrations::dir().to_path_buf(),
+        kind: FileKind::Rust,
+    };
+    let settings = notify_db_config::Settings::from_env();
+    let code = util::runtime()?.block_on(async {
+        let mut out = std::io::stdout().lock();
+        cli::run(cli, &project, settings, &mut out).await
+    })?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }

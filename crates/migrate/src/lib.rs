@@ -1,1 +1,40 @@
-//! Migration engine: filled by the migrate issue.
+//! Alembic-compatible PostgreSQL migration engine for notify-db.
+//!
+//! - Revision ids are file stems (`0007_add_jobs_index`), kept in Alembic's
+//!   `alembic_version(version_num varchar(32) primary key)`, so a database the Python service
+//!   migrated is adopted as it is; a journal (`notify_db_migration_journal`) records the checksum,
+//!   time, duration and runner of every migration.
+//! - Runners exclude each other (and Alembic) with the session advisory lock
+//!   [`ADVISORY_LOCK_ID`], taken by polling `pg_try_advisory_lock`.
+//! - Every migration runs with `lock_timeout` (1 s unless it asks for more) and a
+//!   `statement_timeout`; lock timeouts (55P03) are retried, resuming at the failed migration.
+//! - A transactional migration is ONE simple-query round trip: `BEGIN; ...; version update;
+//!   journal row; COMMIT`. A non-transactional one runs statement by statement, journaling each,
+//!   so a rerun resumes after the last completed statement.
+//!
+//! ```no_run
+//! # async fn f(pg: tokio_postgres::Config) -> Result<(), notify_db_migrate::Error> {
+//! use notify_db_migrate::{Migration, MigrationSet, Migrator, Target};
+//! let set = MigrationSet::new(vec![
+//!     Migration::new("0001_create_t").up("CREATE TABLE t (id bigint PRIMARY KEY)").down("DROP TABLE t"),
+//! ])?;
+//! Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod error;
+mod migration;
+mod render;
+mod split;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
+pub use error::{Error, SetError, StatementFailure};
+pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
+pub use render::Direction;
+
+/// Name of the journal table the engine keeps next to `alembic_version`.
+pub const JOURNAL_TABLE: &str = render::JOURNAL_TABLE;

@@ -1,0 +1,395 @@
+//! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
+//! [TARGET|-N]`, `current`, `history`, `revision -m MSG`, `check [--exit-code]`, `check-head`.
+//!
+//! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify_db_config::{ConfigError, DatabaseUri, Settings};
+
+use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
+
+/// Name of the file holding the head revision, next to the migrations.
+pub const HEAD_FILE: &str = ".current-alembic-head";
+
+/// The database whose runs update [`HEAD_FILE`].
+pub const LOCAL_DB_NAME: &str = "notification_api";
+
+/// Arguments of the migration commands.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "migrate",
+    about = "Run or inspect notify-db migrations (Alembic-compatible)"
+)]
+pub struct MigrateCli {
+    /// Database URI (default: SQLALCHEMY_DATABASE_URI).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Print the SQL an upgrade or downgrade would run, without connecting.
+    #[arg(long, global = true)]
+    pub sql: bool,
+    /// With --sql: the revision to start from (default: base for upgrade, head for downgrade).
+    #[arg(long, global = true)]
+    pub from: Option<String>,
+    /// lock_timeout for migrations (e.g. 1s, 500ms; default from the settings).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// Retries after a lock timeout (default from the settings: 10).
+    #[arg(long, global = true)]
+    pub retries: Option<u32>,
+    /// Delay between retries (default from the settings: 10s).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub retry_delay: Option<Duration>,
+    /// Give up waiting for another runner's advisory lock after this long (default: wait).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub advisory_lock_wait: Option<Duration>,
+    /// Run even if an applied migration's SQL changed since it was applied.
+    #[arg(long, global = true)]
+    pub allow_changed_checksums: bool,
+    /// The command (default: upgrade to head).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One migration command.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Upgrade to head, or to TARGET (a revision id, a unique prefix like 0004, or +N).
+    Upgrade {
+        /// Target revision (default: head).
+        target: Option<String>,
+    },
+    /// Downgrade one step, to TARGET (a revision id or `base`), or -N steps.
+    Downgrade {
+        /// Target revision, `base` or -N (default: -1).
+        #[arg(allow_hyphen_values = true)]
+        target: Option<String>,
+    },
+    /// Print the revision the database is at.
+    Current,
+    /// List the migrations with applied/pending marks and timestamps.
+    History,
+    /// Write the next numbered migration file from a template.
+    Revision {
+        /// What the migration does (becomes the file name's slug).
+        #[arg(short = 'm', long)]
+        message: String,
+    },
+    /// Print `yes` when migrations are pending, `no` otherwise.
+    Check {
+        /// Exit with status 1 when migrations are pending (0 otherwise).
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Fail when the head file does not match the set's head (two branches added the same number).
+    CheckHead,
+}
+
+/// How the project's migration files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `NNNN_slug.rs` with a `define(m: Migration) -> Migration` function (a build script registers them).
+    Rust,
+    /// `NNNN_slug.up.sql` and `NNNN_slug.down.sql`.
+    Sql,
+}
+
+/// A project's migrations: the set, the directory its files live in, their kind.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The migration set.
+    pub set: MigrationSet,
+    /// The directory of the migration files (and of the head file).
+    pub dir: PathBuf,
+    /// The kind of file `revision` writes.
+    pub kind: FileKind,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The engine failed.
+    #[error(transparent)]
+    Migrate(#[from] Error),
+    /// The settings could not be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A refused command, with the reason.
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs one command. `settings` supplies the database URI and migration options (not needed by
+/// `revision`, `check-head` and `--sql`); output goes to `out`, progress to `tracing`.
+/// Returns the process exit status (non-zero only for `check --exit-code` with pending migrations).
+pub async fn run(
+    cli: MigrateCli,
+    project: &Project,
+    settings: Result<Settings, ConfigError>,
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    let command = cli
+        .command
+        .clone()
+        .unwrap_or(Command::Upgrade { target: None });
+    let stdout = |out: &mut dyn Write, s: String| -> Result<(), CliError> {
+        writeln!(out, "{s}").map_err(io(Path::new("<output>")))
+    };
+    match &command {
+        Command::Revision { message } => {
+            let path = write_revision(project, message)?;
+            stdout(out, format!("created {}", path.display()))?;
+            return Ok(0);
+        }
+        Command::CheckHead => {
+            let head = check_head(project)?;
+            stdout(out, format!("ok: {HEAD_FILE} matches the head {head}"))?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let mut options = match &settings {
+        Ok(s) => Options::from_settings(&s.migrations),
+        Err(_) => Options::default(),
+    };
+    if let Some(v) = cli.lock_timeout {
+        options.lock_timeout = v;
+    }
+    if let Some(v) = cli.retries {
+        options.retries = v;
+    }
+    if let Some(v) = cli.retry_delay {
+        options.retry_delay = v;
+    }
+    if let Some(v) = cli.advisory_lock_wait {
+        options.advisory_lock_wait = Some(v);
+    }
+    options.allow_changed_checksums = cli.allow_changed_checksums;
+    let migrator = Migrator::new(project.set.clone()).with_options(options);
+
+    if cli.sql {
+        let (direction, target) = match &command {
+            Command::Upgrade { target } => (Direction::Up, target.as_deref().unwrap_or("head")),
+            Command::Downgrade { target } => (Direction::Down, target.as_deref().unwrap_or("-1")),
+            _ => {
+                return Err(CliError::Refused(
+                    "--sql works with upgrade and downgrade only".into(),
+                ));
+            }
+        };
+        let from = match (&cli.from, direction) {
+            (Some(f), _) if f == "base" => None,
+            (Some(f), _) => Some(f.clone()),
+            (None, Direction::Up) => None,
+            (None, Direction::Down) => project.set.head().map(str::to_owned),
+        };
+        let sql = migrator.render_sql(from.as_deref(), &target.parse()?, direction)?;
+        out.write_all(sql.as_bytes())
+            .map_err(io(Path::new("<output>")))?;
+        return Ok(0);
+    }
+
+    let uri = match &cli.database_url {
+        Some(u) => DatabaseUri::parse(u, "--database-url")?,
+        None => settings?.primary,
+    };
+    let pg = uri.to_pg_config();
+    match command {
+        Command::Upgrade { target } => {
+            let target: Target = target.as_deref().unwrap_or("head").parse()?;
+            let report = migrator.upgrade(&pg, &target).await?;
+            summary(out, &report, "upgrade")?;
+            write_head_if_local(project, uri.dbname())?;
+        }
+        Command::Downgrade { target } => {
+            let target: Target = target.as_deref().unwrap_or("-1").parse()?;
+            let report = migrator.downgrade(&pg, &target).await?;
+            summary(out, &report, "downgrade")?;
+            write_head_if_local(project, uri.dbname())?;
+        }
+        Command::Current => {
+            let current = migrator.current(&pg).await?;
+            let line = match current {
+                None => "base".to_owned(),
+                Some(c) if project.set.head() == Some(c.as_str()) => format!("{c} (head)"),
+                Some(c) => c,
+            };
+            stdout(out, line)?;
+        }
+        Command::History => {
+            let status = migrator.status(&pg).await?;
+            let width = status.history.iter().map(|h| h.id.len()).max().unwrap_or(0);
+            for h in status.history.iter().rev() {
+                let mut line = format!(
+                    "{:<width$}  {:<7}",
+                    h.id,
+                    if h.applied { "applied" } else { "pending" }
+                );
+                match (&h.applied_at, h.applied) {
+                    (Some(at), _) => line.push_str(&format!("  {at}")),
+                    (None, true) => line.push_str("  (applied before the journal)"),
+                    (None, false) => {}
+                }
+                if status.current.as_deref() == Some(h.id.as_str()) {
+                    line.push_str("  (current)");
+                }
+                if h.no_transaction {
+                    line.push_str("  [no transaction]");
+                }
+                if h.checksum_matches == Some(false) {
+                    line.push_str("  CHECKSUM CHANGED");
+                }
+                stdout(out, line.trim_end().to_owned())?;
+            }
+        }
+        Command::Check { exit_code } => {
+            let pending = !migrator.status(&pg).await?.pending().is_empty();
+            stdout(out, if pending { "yes" } else { "no" }.to_owned())?;
+            if pending && exit_code {
+                return Ok(1);
+            }
+        }
+        Command::Revision { .. } | Command::CheckHead => {}
+    }
+    Ok(0)
+}
+
+fn summary(out: &mut dyn Write, r: &crate::RunReport, what: &str) -> Result<(), CliError> {
+    let total: Duration = r.applied.iter().map(|a| a.duration).sum();
+    writeln!(
+        out,
+        "{what}: {} -> {} ({} migration{}, {:.1} ms)",
+        r.from.as_deref().unwrap_or("base"),
+        r.to.as_deref().unwrap_or("base"),
+        r.applied.len(),
+        if r.applied.len() == 1 { "" } else { "s" },
+        total.as_secs_f64() * 1000.0
+    )
+    .map_err(io(Path::new("<output>")))
+}
+
+/// Writes the set's head and `\n` to [`HEAD_FILE`] when the database is `notification_api`.
+fn write_head_if_local(project: &Project, dbname: &str) -> Result<(), CliError> {
+    if dbname != LOCAL_DB_NAME {
+        return Ok(());
+    }
+    let Some(head) = project.set.head() else {
+        return Ok(());
+    };
+    let path = project.dir.join(HEAD_FILE);
+    std::fs::write(&path, format!("{head}\n")).map_err(io(&path))?;
+    tracing::info!(file = %path.display(), head, "head file written");
+    Ok(())
+}
+
+/// Checks [`HEAD_FILE`] against the set's head; returns the head.
+pub fn check_head(project: &Project) -> Result<String, CliError> {
+    let path = project.dir.join(HEAD_FILE);
+    let recorded = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let head = project.set.head().unwrap_or("");
+    if recorded.trim_end_matches('\n') != head {
+        return Err(CliError::Refused(format!(
+            "{} says {:?} but the migration set's head is {head:?}: two branches probably both \
+             added a migration; renumber yours after the other and run the upgrade against \
+             {LOCAL_DB_NAME} to update the file",
+            path.display(),
+            recorded.trim_end()
+        )));
+    }
+    Ok(head.to_owned())
+}
+
+/// A file-name slug from a message: lower case, `_` between words, at most 27 characters.
+fn slug(message: &str) -> String {
+    let mut s = String::new();
+    for c in message.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.ends_with('_') && !s.is_empty() {
+            s.push('_');
+        }
+    }
+    let mut s: String = s.chars().take(crate::MAX_ID_LEN - 5).collect();
+    while s.ends_with('_') {
+        s.pop();
+    }
+    s
+}
+
+/// Writes the next numbered migration file(s); returns the (first) path.
+pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliError> {
+    let slug = slug(message);
+    if slug.is_empty() {
+        return Err(CliError::Refused(
+            "revision needs a message with at least one letter or digit: revision -m \"add foo\""
+                .into(),
+        ));
+    }
+    let id = format!("{}_{slug}", project.set.next_number());
+    let one_line = message.trim().replace('\n', " ");
+    let files: Vec<(PathBuf, String)> = match project.kind {
+        FileKind::Rust => vec![(
+            project.dir.join(format!("{id}.rs")),
+            format!(
+                "//! {one_line}\n\nuse notify_db_migrate::Migration;\n\n/// {one_line}\n\
+                 pub fn define(m: Migration) -> Migration {{\n    m.up(\"-- write the upgrade SQL here\")\n        \
+                 .down(\"-- write the downgrade SQL here\")\n}}\n"
+            ),
+        )],
+        FileKind::Sql => vec![
+            (
+                project.dir.join(format!("{id}.up.sql")),
+                format!("-- {one_line}\n-- write the upgrade SQL here\n"),
+            ),
+            (
+                project.dir.join(format!("{id}.down.sql")),
+                format!("-- {one_line}\n-- write the downgrade SQL here\n"),
+            ),
+        ],
+    };
+    for (path, _) in &files {
+        if path.exists() {
+            return Err(CliError::Refused(format!(
+                "{} already exists",
+                path.display()
+            )));
+        }
+    }
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(io(path))?;
+    }
+    Ok(files[0].0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Add jobs index!"), "add_jobs_index");
+        assert_eq!(slug("  --  "), "");
+        assert_eq!(
+            slug("a very long message that goes on and on forever").len(),
+            27
+        );
+    }
+}

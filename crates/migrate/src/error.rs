@@ -1,0 +1,193 @@
+//! Errors of the migration engine.
+
+use std::time::Duration;
+
+/// A migration set that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// An id that is not `NNNN_slug` (4 digits, `_`, lower-case letters, digits, `_`).
+    #[error("migration id {id:?} is not of the form NNNN_slug (4 digits, then a-z, 0-9, _)")]
+    BadId {
+        /// The id.
+        id: String,
+    },
+    /// An id longer than `alembic_version.version_num` (32 characters) holds.
+    #[error("migration id {id:?} is longer than 32 characters (alembic_version.version_num)")]
+    IdTooLong {
+        /// The id.
+        id: String,
+    },
+    /// Two migrations with the same number (two branches both added migration N).
+    #[error("duplicate migration number {number:04}: {first} and {second} (renumber one of them)")]
+    DuplicateNumber {
+        /// The number.
+        number: u32,
+        /// One id.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A migration without upgrade SQL.
+    #[error("migration {id} has no upgrade SQL")]
+    EmptyUp {
+        /// The id.
+        id: String,
+    },
+    /// An unknown `-- notify-db:` option in a SQL migration file.
+    #[error("migration {id}: unknown or malformed option {option:?}")]
+    BadOption {
+        /// The id.
+        id: String,
+        /// The option text.
+        option: String,
+    },
+}
+
+/// What the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The migration set is invalid.
+    #[error(transparent)]
+    Set(#[from] SetError),
+    /// Connecting failed (the message never contains the password).
+    #[error("connecting to {target}: {source}")]
+    Connect {
+        /// host:port/dbname.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The server is older than PostgreSQL 15.
+    #[error("{target} runs PostgreSQL {version}; notify-db needs 15 or later")]
+    ServerTooOld {
+        /// host:port/dbname.
+        target: String,
+        /// `server_version`.
+        version: String,
+    },
+    /// A database query of the engine's own (not a migration's) failed.
+    #[error("{context}: {source}")]
+    Db {
+        /// What the engine was doing.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A migration statement failed (not a lock timeout).
+    #[error(transparent)]
+    Migration(Box<StatementFailure>),
+    /// Lock timeouts (55P03) on every attempt.
+    #[error(
+        "migration {id} could not get its locks within lock_timeout after {attempts} attempts; \
+         last blockers: {blockers}"
+    )]
+    LockTimeout {
+        /// The migration id.
+        id: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The sessions that blocked the last attempt.
+        blockers: String,
+    },
+    /// Another runner held the advisory lock for longer than the configured wait.
+    #[error("another migration runner held the advisory lock for more than {waited:?}: {holders}")]
+    AdvisoryLockWait {
+        /// The configured wait.
+        waited: Duration,
+        /// Who held it.
+        holders: String,
+    },
+    /// The database is at a revision this build does not know.
+    #[error(
+        "the database is at revision {current}, which this code does not know{}",
+        if *ahead { " (database is ahead of this code: deploy the newer code, or downgrade with it)" } else { "" }
+    )]
+    UnknownRevision {
+        /// What `alembic_version` holds.
+        current: String,
+        /// True when its number is above this set's head.
+        ahead: bool,
+    },
+    /// An applied migration's SQL changed since it ran.
+    #[error(
+        "migration {id} was applied with checksum {recorded} but its SQL now has checksum {actual}; \
+         restore the file or allow changed checksums explicitly"
+    )]
+    ChecksumChanged {
+        /// The migration id.
+        id: String,
+        /// Checksum in the journal.
+        recorded: String,
+        /// Checksum of the code.
+        actual: String,
+    },
+    /// A downgrade through a migration that has no `down`.
+    #[error("migration {id} has no down: cannot downgrade through it")]
+    NoDown {
+        /// The migration id.
+        id: String,
+    },
+    /// A target that does not exist or points the wrong way.
+    #[error("unknown or unusable target {target:?}: {reason}")]
+    UnknownTarget {
+        /// The target as given.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An INVALID index left by a failed `CREATE INDEX CONCURRENTLY` this migration did not create.
+    #[error(
+        "INVALID index {index} exists; drop it (DROP INDEX CONCURRENTLY) or rebuild it before migrating"
+    )]
+    InvalidIndex {
+        /// Schema-qualified index name.
+        index: String,
+    },
+}
+
+impl Error {
+    /// The SQLSTATE of a server error behind this error, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Migration(f) => Some(&f.code),
+            Error::LockTimeout { .. } => Some("55P03"),
+            Error::Db { source, .. } | Error::Connect { source, .. } => {
+                source.code().map(|c| c.code())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A migration statement the server refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "migration {id} failed{}: {message} [SQLSTATE {code}]\n  statement: {statement}{}",
+    position.map(|p| format!(" at character {p} of its statement")).unwrap_or_default(),
+    detail.as_deref().map(|d| format!("\n  detail: {d}")).unwrap_or_default()
+)]
+pub struct StatementFailure {
+    /// The migration id.
+    pub id: String,
+    /// The statement that failed (the whole batch when the server did not say which).
+    pub statement: String,
+    /// The server's message.
+    pub message: String,
+    /// SQLSTATE.
+    pub code: String,
+    /// 1-based character position inside `statement`, when the server gave one.
+    pub position: Option<u32>,
+    /// The server's detail line.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,468 @@
+//! Migrations, the validated set they form, and targets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, SetError};
+use crate::split::split_statements;
+
+/// Longest revision id `alembic_version.version_num` (varchar(32)) can hold.
+pub const MAX_ID_LEN: usize = 32;
+
+/// One migration: an id (`0007_add_jobs_index`, the file stem), up and down SQL, and options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    id: String,
+    up: Vec<String>,
+    down: Option<Vec<String>>,
+    transactional: bool,
+    lock_timeout: Option<Duration>,
+    checksum: String,
+}
+
+impl Migration {
+    /// A migration with this id and no SQL yet; add it with [`Migration::up`] and [`Migration::down`].
+    pub fn new(id: impl Into<String>) -> Migration {
+        let mut m = Migration {
+            id: id.into(),
+            up: Vec::new(),
+            down: None,
+            transactional: true,
+            lock_timeout: None,
+            checksum: String::new(),
+        };
+        m.checksum = m.compute_checksum();
+        m
+    }
+
+    /// Appends upgrade SQL (one or several `;`-separated statements).
+    pub fn up(mut self, sql: impl AsRef<str>) -> Migration {
+        self.up.extend(split_statements(sql.as_ref()));
+        self.checksum = self.compute_checksum();
+        self
+    }
+
+    /// Appends downgrade SQL (one or several statements); without it the migration cannot be downgraded.
+    pub fn down(mut self, sql: impl AsRef<str>) -> Migration {
+        self.down
+            .get_or_insert_with(Vec::new)
+            .extend(split_statements(sql.as_ref()));
+        self
+    }
+
+    /// Runs outside a transaction, statement by statement (e.g. `CREATE INDEX CONCURRENTLY`).
+    pub fn no_transaction(mut self) -> Migration {
+        self.transactional = false;
+        self.checksum = self.compute_checksum();
+        self
+    }
+
+    /// A `lock_timeout` of its own instead of the runner's (a high-risk migration may ask for more).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Migration {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// The revision id, as stored in `alembic_version`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The number before the first `_` of the id, when it is one.
+    pub fn number(&self) -> Option<u32> {
+        let digits = self.id.split('_').next()?;
+        if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    }
+
+    /// The upgrade statements.
+    pub fn up_statements(&self) -> &[String] {
+        &self.up
+    }
+
+    /// The downgrade statements, `None` when the migration has no `down`.
+    pub fn down_statements(&self) -> Option<&[String]> {
+        self.down.as_deref()
+    }
+
+    /// True unless the migration runs outside a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// The migration's own `lock_timeout`, if it sets one.
+    pub fn own_lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
+    }
+
+    /// SHA-256 (hex) of the upgrade SQL and the transaction mode: what the journal records.
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+
+    fn compute_checksum(&self) -> String {
+        let mut h = Sha256::new();
+        if !self.transactional {
+            h.update(b"-- no-transaction\n");
+        }
+        for s in &self.up {
+            h.update(s.as_bytes());
+            h.update(b";\n");
+        }
+        hex(h.finalize().as_slice())
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A validated, ordered set of migrations (linear history, numbered `0001`, `0002`, ...).
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    migrations: Vec<Migration>,
+    warnings: Vec<String>,
+}
+
+impl MigrationSet {
+    /// Validates and orders `migrations`: ids `NNNN_slug` of at most 32 characters, unique
+    /// numbers, some upgrade SQL each. A gap in the numbering is only a warning.
+    pub fn new(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
+        let mut by_number: BTreeMap<u32, &str> = BTreeMap::new();
+        for m in &migrations {
+            let number = m
+                .number()
+                .filter(|_| valid_id(&m.id))
+                .ok_or_else(|| SetError::BadId { id: m.id.clone() })?;
+            if m.id.len() > MAX_ID_LEN {
+                return Err(SetError::IdTooLong { id: m.id.clone() });
+            }
+            if let Some(first) = by_number.insert(number, &m.id) {
+                return Err(SetError::DuplicateNumber {
+                    number,
+                    first: first.to_owned(),
+                    second: m.id.clone(),
+                });
+            }
+            if m.up.is_empty() {
+                return Err(SetError::EmptyUp { id: m.id.clone() });
+            }
+        }
+        let mut warnings = Vec::new();
+        let mut expected = 1;
+        for &n in by_number.keys() {
+            if n != expected {
+                warnings.push(format!(
+                    "gap in migration numbering: {} follows {:04}",
+                    by_number[&n],
+                    expected - 1
+                ));
+            }
+            expected = n + 1;
+        }
+        migrations.sort_by_key(|m| m.number());
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(MigrationSet {
+            migrations,
+            warnings,
+        })
+    }
+
+    /// Loads a directory of SQL migrations: `NNNN_slug.up.sql` (required) and `NNNN_slug.down.sql`
+    /// (optional). A first-line comment `-- notify-db: no-transaction` and/or
+    /// `-- notify-db: lock_timeout=5s`-style options (`ms`/`s`/`m`) set the options.
+    pub fn from_dir(dir: &Path) -> Result<MigrationSet, Error> {
+        let io = |e: std::io::Error| Error::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        let mut stems = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry
+                .map_err(io)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(stem) = name.strip_suffix(".up.sql") {
+                stems.push(stem.to_owned());
+            }
+        }
+        let mut migrations = Vec::with_capacity(stems.len());
+        for stem in stems {
+            let read = |suffix: &str| {
+                let path = dir.join(format!("{stem}{suffix}"));
+                std::fs::read_to_string(&path).map_err(|e| Error::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                })
+            };
+            let up = read(".up.sql")?;
+            let mut m = Migration::new(stem.clone());
+            for opt in header_options(&up) {
+                if opt == "no-transaction" {
+                    m = m.no_transaction();
+                } else if let Some(v) = opt.strip_prefix("lock_timeout=") {
+                    let d = parse_duration(v).ok_or_else(|| SetError::BadOption {
+                        id: stem.clone(),
+                        option: opt.clone(),
+                    })?;
+                    m = m.lock_timeout(d);
+                } else {
+                    return Err(SetError::BadOption {
+                        id: stem.clone(),
+                        option: opt,
+                    }
+                    .into());
+                }
+            }
+            m = m.up(&up);
+            if dir.join(format!("{stem}.down.sql")).exists() {
+                m = m.down(read(".down.sql")?);
+            }
+            migrations.push(m);
+        }
+        Ok(MigrationSet::new(migrations)?)
+    }
+
+    /// The migrations in order.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// Warnings found while validating (gaps in the numbering).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The last migration's id, `None` for an empty set.
+    pub fn head(&self) -> Option<&str> {
+        self.migrations.last().map(|m| m.id.as_str())
+    }
+
+    /// The migration with this id.
+    pub fn get(&self, id: &str) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.id == id)
+    }
+
+    /// Position of `id` in the set.
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
+        self.migrations.iter().position(|m| m.id == id)
+    }
+
+    /// The number `head + 1` as a 4-digit string: what `revision` names the next file.
+    pub fn next_number(&self) -> String {
+        format!(
+            "{:04}",
+            self.migrations
+                .last()
+                .and_then(Migration::number)
+                .map_or(1, |n| n + 1)
+        )
+    }
+
+    /// Resolves a target to a position: `Some(i)` means "at migration i", `None` means base.
+    /// `current` is the applied position (needed by relative targets).
+    pub(crate) fn resolve(
+        &self,
+        target: &Target,
+        current: Option<usize>,
+    ) -> Result<Option<usize>, Error> {
+        match target {
+            Target::Head => Ok(self.migrations.len().checked_sub(1)),
+            Target::Base => Ok(None),
+            Target::Relative(delta) => {
+                let here = current.map_or(0, |c| c as i64 + 1);
+                let there = here + i64::from(*delta);
+                if there < 0 || there > self.migrations.len() as i64 {
+                    return Err(Error::UnknownTarget {
+                        target: target.to_string(),
+                        reason: format!(
+                            "the database is at {} of {} migrations",
+                            here,
+                            self.migrations.len()
+                        ),
+                    });
+                }
+                Ok((there as usize).checked_sub(1))
+            }
+            Target::Revision(rev) => {
+                if let Some(i) = self.position(rev) {
+                    return Ok(Some(i));
+                }
+                // A unique prefix (e.g. the number `0004`) names a revision too.
+                let hits: Vec<usize> = (0..self.migrations.len())
+                    .filter(|&i| self.migrations[i].id.starts_with(rev.as_str()))
+                    .collect();
+                match hits.as_slice() {
+                    [i] => Ok(Some(*i)),
+                    [] => Err(Error::UnknownTarget {
+                        target: rev.clone(),
+                        reason: "no migration of this set has that id".into(),
+                    }),
+                    _ => Err(Error::UnknownTarget {
+                        target: rev.clone(),
+                        reason: "more than one migration starts with it".into(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() > 5
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'_'
+        && b[5..]
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+/// Options from leading `-- notify-db: a, b` comment lines.
+fn header_options(sql: &str) -> Vec<String> {
+    sql.lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("--") || l.is_empty())
+        .filter_map(|l| l.trim_start_matches('-').trim().strip_prefix("notify-db:"))
+        .flat_map(|rest| rest.split(',').map(|o| o.trim().to_owned()))
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// `250ms`, `5s`, `2m`.
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+/// Where an upgrade or downgrade goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The last migration of the set.
+    Head,
+    /// No migration applied (`base`).
+    Base,
+    /// A revision id, or a unique prefix of one such as `0004`.
+    Revision(String),
+    /// N steps from the current revision: `+2` up, `-1` down.
+    Relative(i32),
+}
+
+impl FromStr for Target {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Target, Error> {
+        let s = s.trim();
+        match s {
+            "head" | "heads" => Ok(Target::Head),
+            "base" => Ok(Target::Base),
+            "" => Err(Error::UnknownTarget {
+                target: String::new(),
+                reason: "empty target".into(),
+            }),
+            _ if s.starts_with(['+', '-']) => {
+                s.parse::<i32>()
+                    .map(Target::Relative)
+                    .map_err(|_| Error::UnknownTarget {
+                        target: s.to_owned(),
+                        reason: "expected +N or -N".into(),
+                    })
+            }
+            _ => Ok(Target::Revision(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Head => f.write_str("head"),
+            Target::Base => f.write_str("base"),
+            Target::Revision(r) => f.write_str(r),
+            Target::Relative(n) => write!(f, "{n:+}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: &str) -> Migration {
+        Migration::new(id).up("SELECT 1").down("SELECT 2")
+    }
+
+    #[test]
+    fn set_orders_and_validates() {
+        let set = MigrationSet::new(vec![m("0002_b"), m("0001_a")]).unwrap();
+        assert_eq!(set.head(), Some("0002_b"));
+        assert_eq!(set.next_number(), "0003");
+        assert!(set.warnings().is_empty());
+        let err = MigrationSet::new(vec![m("0001_a"), m("0001_b")]).unwrap_err();
+        assert!(
+            err.to_string().contains("0001_a") && err.to_string().contains("0001_b"),
+            "{err}"
+        );
+        let gap = MigrationSet::new(vec![m("0001_a"), m("0003_c")]).unwrap();
+        assert_eq!(gap.warnings().len(), 1, "{:?}", gap.warnings());
+        assert!(MigrationSet::new(vec![m("abc")]).is_err());
+        assert!(MigrationSet::new(vec![m("0001_this_id_is_far_too_long_for_alembic")]).is_err());
+        assert!(MigrationSet::new(vec![Migration::new("0001_empty").up("-- nothing")]).is_err());
+    }
+
+    #[test]
+    fn targets_resolve() {
+        let set = MigrationSet::new(vec![m("0001_a"), m("0002_b"), m("0003_c")]).unwrap();
+        let r = |t: &str, cur| set.resolve(&t.parse().unwrap(), cur);
+        assert_eq!(r("head", None).unwrap(), Some(2));
+        assert_eq!(r("base", Some(2)).unwrap(), None);
+        assert_eq!(r("0002", None).unwrap(), Some(1));
+        assert_eq!(r("-1", Some(2)).unwrap(), Some(1));
+        assert_eq!(r("-3", Some(2)).unwrap(), None);
+        assert_eq!(r("+1", None).unwrap(), Some(0));
+        assert!(r("-4", Some(2)).is_err());
+        assert!(r("0009", None).is_err());
+        assert!(r("000", None).is_err());
+    }
+
+    #[test]
+    fn checksum_follows_the_sql() {
+        let a = m("0001_a");
+        assert_eq!(a.checksum().len(), 64);
+        assert_eq!(a.checksum(), m("0001_a").checksum());
+        assert_ne!(
+            a.checksum(),
+            Migration::new("0001_a").up("SELECT 3").checksum()
+        );
+        assert_ne!(a.checksum(), m("0001_a").no_transaction().checksum());
+    }
+
+    #[test]
+    fn header_options_are_read() {
+        assert_eq!(
+            header_options("-- notify-db: no-transaction, lock_timeout=5s\n-- x\nCREATE INDEX"),
+            vec!["no-transaction", "lock_timeout=5s"]
+        );
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+    }
+}

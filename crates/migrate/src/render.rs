@@ -1,0 +1,271 @@
+//! The SQL the engine sends, built in one place so that offline `--sql` output is exactly what runs.
+
+use std::time::Duration;
+
+use crate::migration::Migration;
+
+/// Alembic's version table.
+pub(crate) const VERSION_TABLE: &str = "alembic_version";
+/// Our journal table: one row per applied/reverted migration and per completed non-transactional statement.
+pub(crate) const JOURNAL_TABLE: &str = "notify_db_migration_journal";
+
+/// Creates `alembic_version` exactly as Alembic does.
+pub(crate) const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS alembic_version (\
+version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))";
+
+/// Creates the journal.
+pub(crate) const CREATE_JOURNAL_TABLE: &str = "CREATE TABLE IF NOT EXISTS notify_db_migration_journal (\
+id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+version_num varchar(32) NOT NULL, \
+operation text NOT NULL CHECK (operation IN ('upgrade', 'downgrade', 'step')), \
+step integer, \
+checksum text, \
+applied_at timestamptz NOT NULL DEFAULT now(), \
+duration_ms double precision, \
+applied_by text NOT NULL DEFAULT current_setting('application_name'), \
+runner_host text, \
+client_addr inet DEFAULT inet_client_addr())";
+
+/// Which way a step goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Upgrade.
+    Up,
+    /// Downgrade.
+    Down,
+}
+
+impl Direction {
+    /// `upgrade` or `downgrade`, as journaled.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "upgrade",
+            Direction::Down => "downgrade",
+        }
+    }
+}
+
+/// A SQL literal.
+pub(crate) fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `SET [LOCAL] name = 'Nms'`.
+pub(crate) fn set_ms(local: bool, name: &str, d: Duration) -> String {
+    format!(
+        "SET {}{name} = '{}ms'",
+        if local { "LOCAL " } else { "" },
+        d.as_millis()
+    )
+}
+
+/// Session settings for a migration connection.
+pub(crate) fn session_setup(lock_timeout: Duration, statement_timeout: Duration) -> String {
+    format!(
+        "{};\n{};\n",
+        set_ms(false, "lock_timeout", lock_timeout),
+        set_ms(false, "statement_timeout", statement_timeout)
+    )
+}
+
+/// Moves `alembic_version` from `from` to `to` (`None` is base).
+pub(crate) fn version_update(from: Option<&str>, to: Option<&str>) -> String {
+    match (from, to) {
+        (None, Some(to)) => format!(
+            "INSERT INTO {VERSION_TABLE} (version_num) VALUES ({})",
+            lit(to)
+        ),
+        (Some(from), Some(to)) => format!(
+            "UPDATE {VERSION_TABLE} SET version_num = {} WHERE version_num = {}",
+            lit(to),
+            lit(from)
+        ),
+        (Some(from), None) => format!(
+            "DELETE FROM {VERSION_TABLE} WHERE version_num = {}",
+            lit(from)
+        ),
+        (None, None) => "SELECT 1".to_owned(),
+    }
+}
+
+/// How the journal row gets its duration.
+pub(crate) enum Elapsed {
+    /// Server side: since the start of the current transaction.
+    SinceTransactionStart,
+    /// Measured by the runner.
+    Measured(Duration),
+}
+
+/// One journal row.
+pub(crate) fn journal_insert(
+    id: &str,
+    operation: &str,
+    step: Option<usize>,
+    checksum: Option<&str>,
+    elapsed: Elapsed,
+    host: &str,
+) -> String {
+    let duration = match elapsed {
+        Elapsed::SinceTransactionStart => {
+            "extract(epoch FROM clock_timestamp() - now())::float8 * 1000".to_owned()
+        }
+        Elapsed::Measured(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
+    };
+    format!(
+        "INSERT INTO {JOURNAL_TABLE} (version_num, operation, step, checksum, duration_ms, runner_host) \
+         VALUES ({}, {}, {}, {}, {duration}, {})",
+        lit(id),
+        lit(operation),
+        step.map_or("NULL".to_owned(), |s| s.to_string()),
+        checksum.map_or("NULL".to_owned(), lit),
+        lit(host)
+    )
+}
+
+/// A batch of statements sent as one simple-query string, with where each migration statement starts.
+pub(crate) struct Batch {
+    /// The SQL text.
+    pub sql: String,
+    /// (character offset of the statement in `sql`, statement index in the migration).
+    pub starts: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// Maps a 1-based character position in the batch to (statement index, 1-based position in it).
+    pub fn locate(&self, position: u32) -> Option<(usize, u32)> {
+        let pos = (position as usize).checked_sub(1)?;
+        let (start, idx) = self.starts.iter().rev().find(|(s, _)| *s <= pos)?;
+        Some((*idx, (pos - start + 1) as u32))
+    }
+}
+
+/// A transactional migration step: BEGIN; its statements; version update; journal row; COMMIT.
+pub(crate) fn transactional_batch(
+    m: &Migration,
+    dir: Direction,
+    from: Option<&str>,
+    to: Option<&str>,
+    host: &str,
+) -> Batch {
+    let statements: &[String] = match dir {
+        Direction::Up => m.up_statements(),
+        Direction::Down => m.down_statements().unwrap_or(&[]),
+    };
+    let mut sql = String::with_capacity(256 + statements.iter().map(String::len).sum::<usize>());
+    sql.push_str("BEGIN;\n");
+    if let Some(t) = m.own_lock_timeout() {
+        sql.push_str(&set_ms(true, "lock_timeout", t));
+        sql.push_str(";\n");
+    }
+    let mut starts = Vec::with_capacity(statements.len());
+    let mut chars = sql.chars().count();
+    for (i, s) in statements.iter().enumerate() {
+        starts.push((chars, i));
+        sql.push_str(s);
+        sql.push_str(";\n");
+        chars += s.chars().count() + 2;
+    }
+    sql.push_str(&version_update(from, to));
+    sql.push_str(";\n");
+    let checksum = (dir == Direction::Up).then(|| m.checksum());
+    sql.push_str(&journal_insert(
+        m.id(),
+        dir.as_str(),
+        None,
+        checksum,
+        Elapsed::SinceTransactionStart,
+        host,
+    ));
+    sql.push_str(";\nCOMMIT;");
+    Batch { sql, starts }
+}
+
+/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON ...` statement creates.
+pub(crate) fn created_index_name(stmt: &str) -> Option<String> {
+    let words: Vec<&str> = stmt
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let mut i = 0;
+    if upper.first().map(String::as_str) != Some("CREATE") {
+        return None;
+    }
+    i += 1;
+    if upper.get(i).map(String::as_str) == Some("UNIQUE") {
+        i += 1;
+    }
+    if upper.get(i).map(String::as_str) != Some("INDEX") {
+        return None;
+    }
+    i += 1;
+    if upper.get(i).map(String::as_str) == Some("CONCURRENTLY") {
+        i += 1;
+    }
+    if upper.get(i).map(String::as_str) == Some("IF") {
+        i += 3;
+    }
+    let name = words.get(i)?;
+    if upper.get(i).map(String::as_str) == Some("ON") {
+        return None;
+    }
+    let name = name.rsplit('.').next()?;
+    Some(if name.starts_with('"') {
+        name.trim_matches('"').to_owned()
+    } else {
+        name.to_ascii_lowercase()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_locates_statements() {
+        let m = Migration::new("0001_a").up("CREATE TABLE a (id bigint);\nSELECT nope");
+        let b = transactional_batch(&m, Direction::Up, None, Some("0001_a"), "h");
+        assert!(b.sql.starts_with(
+            "BEGIN;\nCREATE TABLE a (id bigint);\nSELECT nope;\nINSERT INTO alembic_version"
+        ));
+        assert!(b.sql.ends_with("COMMIT;"));
+        let pos = b.sql.find("nope").unwrap() as u32 + 1;
+        assert_eq!(b.locate(pos), Some((1, 8)));
+        assert_eq!(b.locate(8), Some((0, 1)));
+    }
+
+    #[test]
+    fn index_names_are_found() {
+        assert_eq!(
+            created_index_name("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_a ON t (x)").as_deref(),
+            Some("ix_a")
+        );
+        assert_eq!(
+            created_index_name("-- c\ncreate unique index concurrently public.\"Ix\" on t (x)")
+                .as_deref(),
+            Some("Ix")
+        );
+        assert_eq!(created_index_name("CREATE INDEX ON t (x)"), None);
+        assert_eq!(created_index_name("ALTER TABLE t ADD x int"), None);
+    }
+
+    #[test]
+    fn version_updates() {
+        assert_eq!(
+            version_update(Some("0001_a"), None),
+            "DELETE FROM alembic_version WHERE version_num = '0001_a'"
+        );
+        assert!(
+            journal_insert(
+                "0001_a",
+                "step",
+                Some(2),
+                None,
+                Elapsed::Measured(Duration::from_millis(5)),
+                "o'h"
+            )
+            .contains("'o''h'")
+        );
+    }
+}
