@@ -18,7 +18,7 @@ pub use bin::find_bin_dir;
 pub use cluster::{
     Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir,
 };
-pub use testdb::{Shared, TestDb, is_test_db_name, shared};
+pub use testdb::{BoxError, MASTER_DB, Shared, TestDb, is_test_db_name, shared};
 
 /// Environment variable holding the shared primary's superuser URI (set by `cargo xtask test`).
 pub const ENV_PRIMARY: &str = "NOTIFY_DB_TEST_PRIMARY";

@@ -129,7 +129,154 @@ pub struct TestDb {
     replica: Option<Endpoint>,
 }
 
+/// Name of the template database that holds the migrated schema for test databases.
+pub const MASTER_DB: &str = "test_notification_api_master";
+
+/// The error a `migrate` callback of [`TestDb::migrated`] returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Advisory lock (in the `postgres` database) guarding the template: exclusive to rebuild it,
+/// shared to copy it. The 8 bytes `tdbmastr` read as a big-endian integer, as Alembic does for its id.
+const MASTER_LOCK: i64 = i64::from_be_bytes(*b"tdbmastr");
+
+async fn poll_lock(c: &tokio_postgres::Client, shared: bool) -> Result<(), Error> {
+    let sql = if shared {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_try_advisory_lock($1)"
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let got: bool = c
+            .query_one(sql, &[&MASTER_LOCK])
+            .await
+            .map_err(|e| Error::sql("taking the template lock", e))?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: "the test template lock".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes sure `MASTER_DB` exists and carries `fingerprint`, (re)building it with `migrate` if not.
+async fn ensure_master<F, Fut>(
+    primary: &Endpoint,
+    fingerprint: &str,
+    migrate: F,
+) -> Result<(), Error>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    let admin = primary.connect("postgres").await?;
+    let current = || async {
+        admin
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&MASTER_DB],
+            )
+            .await
+            .map(|r| r.and_then(|r| r.get::<_, Option<String>>(0)))
+            .map_err(|e| Error::sql("reading the template's fingerprint", e))
+    };
+    if current().await?.as_deref() == Some(fingerprint) {
+        return Ok(());
+    }
+    poll_lock(&admin, false).await?;
+    // Someone may have rebuilt it while we waited.
+    if current().await?.as_deref() != Some(fingerprint) {
+        tracing::info!(db = MASTER_DB, "building the test template database");
+        let built = async {
+            // Two statements: neither may run inside the implicit transaction of a multi-statement query.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS \"{MASTER_DB}\" WITH (FORCE)"),
+                format!("CREATE DATABASE \"{MASTER_DB}\""),
+            ] {
+                admin
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| Error::sql("creating the test template database", e))?;
+            }
+            migrate(primary.uri(MASTER_DB)).await.map_err(|e| Error::Command {
+                cmd: format!("migrating {MASTER_DB}"),
+                detail: e.to_string(),
+            })?;
+            // No session may stay connected to a template that is copied.
+            admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&MASTER_DB],
+                )
+                .await
+                .map_err(|e| Error::sql("disconnecting from the template", e))?;
+            let quoted = fingerprint.replace('\'', "''");
+            admin
+                .batch_execute(&format!("COMMENT ON DATABASE \"{MASTER_DB}\" IS '{quoted}'"))
+                .await
+                .map_err(|e| Error::sql("storing the template's fingerprint", e))
+        }
+        .await;
+        if built.is_err() {
+            // Never leave a half-built template that a later run would take for a good one.
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{MASTER_DB}\" WITH (FORCE)"
+                ))
+                .await;
+        }
+        let _ = admin
+            .query("SELECT pg_advisory_unlock($1)", &[&MASTER_LOCK])
+            .await;
+        built?;
+    } else {
+        let _ = admin
+            .query("SELECT pg_advisory_unlock($1)", &[&MASTER_LOCK])
+            .await;
+    }
+    Ok(())
+}
+
 impl TestDb {
+    /// A fresh database copied from the template `test_notification_api_master`, which `migrate`
+    /// (given the template's URI) builds only when its stored `fingerprint` differs (e.g. a hash
+    /// of the migration set): the cost per database does not grow with the number of migrations.
+    pub async fn migrated<F, Fut>(fingerprint: &str, migrate: F) -> Result<TestDb, Error>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), BoxError>>,
+    {
+        let s = shared()?;
+        Self::migrated_on(&s.primary, Some(&s.replica), fingerprint, migrate).await
+    }
+
+    /// [`TestDb::migrated`] on a given primary (and its replica, if any).
+    pub async fn migrated_on<F, Fut>(
+        primary: &Endpoint,
+        replica: Option<&Endpoint>,
+        fingerprint: &str,
+        migrate: F,
+    ) -> Result<TestDb, Error>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<(), BoxError>>,
+    {
+        ensure_master(primary, fingerprint, migrate).await?;
+        // Copy under a shared lock, so that nobody rebuilds the template meanwhile.
+        let guard = primary.connect("postgres").await?;
+        poll_lock(&guard, true).await?;
+        let db = Self::create_from(primary, replica, Some(MASTER_DB)).await;
+        let _ = guard
+            .query("SELECT pg_advisory_unlock_shared($1)", &[&MASTER_LOCK])
+            .await;
+        db
+    }
+
     /// A fresh database on the shared primary (visible on the shared replica too).
     pub async fn create() -> Result<TestDb, Error> {
         let s = shared()?;

@@ -98,3 +98,84 @@ fn test_db_names() {
         assert!(!is_test_db_name(no), "{no}");
     }
 }
+
+/// The template is migrated once per fingerprint; every database is a copy of it.
+#[tokio::test]
+async fn migrated_databases_are_copies_of_a_template_built_once_per_fingerprint() {
+    use notify_db_testdb::{Cluster, MASTER_DB};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Private cluster: this test rebuilds the template, which the shared one's users rely on.
+    let cluster = Cluster::builder()
+        .label("template")
+        .start()
+        .expect("private cluster");
+    let ep = cluster.primary().endpoint().clone();
+    let runs = AtomicUsize::new(0);
+    let migrate = |uri: String| {
+        let runs = &runs;
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let (c, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
+            let h = tokio::spawn(conn);
+            c.batch_execute(
+                "CREATE TABLE widgets (id bigint PRIMARY KEY); INSERT INTO widgets VALUES (7)",
+            )
+            .await?;
+            drop(c);
+            let _ = h.await;
+            Ok(())
+        }
+    };
+    let mut dbs = Vec::new();
+    for _ in 0..3 {
+        dbs.push(
+            TestDb::migrated_on(&ep, None, "fp-1", migrate)
+                .await
+                .expect("migrated db"),
+        );
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "template must be built once for one fingerprint"
+    );
+    for db in &dbs {
+        let c = db.connect().await.unwrap();
+        let v: i64 = c
+            .query_one("SELECT id FROM widgets", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, 7, "{} is not a copy of the template", db.name());
+    }
+    // A new fingerprint (the migration set changed) rebuilds it once.
+    let _db = TestDb::migrated_on(&ep, None, "fp-2", migrate)
+        .await
+        .expect("migrated db");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let admin = ep.connect("postgres").await.unwrap();
+    let fp: Option<String> = admin
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&MASTER_DB],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(fp.as_deref(), Some("fp-2"));
+    // A failing migration leaves no template behind.
+    let err = TestDb::migrated_on(&ep, None, "fp-3", |_uri| async {
+        Err::<(), _>("boom".into())
+    })
+    .await;
+    assert!(err.is_err());
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&MASTER_DB],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a half-built template must be dropped");
+}
