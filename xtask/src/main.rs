@@ -5,8 +5,11 @@ mod demo;
 mod dev;
 mod doctor;
 mod dropdbs;
+mod lint_migrations;
 mod migrate;
+mod pending;
 mod pitr;
+mod stairway;
 mod test;
 mod util;
 
@@ -49,6 +52,12 @@ enum Cmd {
     Doctor(doctor::DoctorArgs),
     /// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
     PitrDrill(pitr::PitrArgs),
+    /// Lint the SQL every migration runs (squawk rules for PostgreSQL 15, plus our own).
+    LintMigrations(lint_migrations::LintArgs),
+    /// Stairway test: for each migration, upgrade, downgrade, compare schemas, upgrade again.
+    TestMigrationDowngrade(stairway::StairwayArgs),
+    /// Print `yes` if the database is behind the migration set's head, `no` otherwise.
+    CheckIfMigrationsToRun(pending::PendingArgs),
 }
 
 fn main() {
@@ -64,6 +73,9 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::PitrDrill(a) => pitr::run(a),
+        Cmd::LintMigrations(a) => lint_migrations::run(a),
+        Cmd::TestMigrationDowngrade(a) => stairway::run(a),
+        Cmd::CheckIfMigrationsToRun(a) => pending::run(a),
     };
     if let Err(e) = result {
         // One line: the reason, with its causes.

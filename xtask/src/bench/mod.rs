@@ -2,6 +2,7 @@
 
 mod migrate;
 mod pool;
+mod template;
 
 use anyhow::{Context, Result};
 
@@ -17,6 +18,7 @@ pub struct BenchArgs {
 enum Which {
     Pool,
     Migrate,
+    Template,
 }
 
 /// One measured figure, optionally compared with a baseline measured in the same run.
@@ -44,6 +46,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.which.is_none_or(|w| w == Which::Migrate) {
         figures.extend(migrate::run()?);
+    }
+    if args.which.is_none_or(|w| w == Which::Template) {
+        figures.extend(template::run()?);
     }
     print_table(&figures);
     write_json(&figures)
