@@ -1,0 +1,131 @@
+//! Helpers for the engine tests: SQL migration directories, the `notify-db-migrate` binary, queries.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use notify_db_testdb::TestDb;
+
+/// A fresh database on the shared test cluster; fails with the harness's reason when PostgreSQL is unavailable.
+pub async fn db() -> TestDb {
+    match TestDb::create().await {
+        Ok(db) => db,
+        Err(e) => {
+            panic!("these tests need PostgreSQL from notify-db-testdb and could not get it: {e}")
+        }
+    }
+}
+
+/// A temporary directory of SQL migrations, removed on drop.
+pub struct SqlDir(PathBuf);
+
+impl SqlDir {
+    /// An empty directory named after the test.
+    pub fn new(label: &str) -> SqlDir {
+        let dir =
+            std::env::temp_dir().join(format!("notify-db-migrate-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the migration directory");
+        SqlDir(dir)
+    }
+
+    /// Writes `<id>.up.sql` and, when given, `<id>.down.sql`.
+    pub fn add(&self, id: &str, up: &str, down: Option<&str>) -> &SqlDir {
+        std::fs::write(self.0.join(format!("{id}.up.sql")), up).expect("writing up");
+        if let Some(d) = down {
+            std::fs::write(self.0.join(format!("{id}.down.sql")), d).expect("writing down");
+        }
+        self
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SqlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `notify-db-migrate` binary, pointed at `dir` and `db`.
+pub fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
+    c.arg("--source")
+        .arg(dir)
+        .arg("--database-url")
+        .arg(db.primary_uri())
+        .env("NOTIFY_ENVIRONMENT", "test")
+        .env("RUST_LOG", "info")
+        .env_remove("SQLALCHEMY_DATABASE_URI")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs the binary with `args` to completion.
+pub async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    bin(dir, db)
+        .args(args)
+        .output()
+        .await
+        .expect("running notify-db-migrate")
+}
+
+/// stdout + stderr as text, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The first column of every row of `sql`, as text.
+pub async fn col(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What `alembic_version` holds.
+pub async fn version(c: &tokio_postgres::Client) -> Vec<String> {
+    col(c, "SELECT version_num FROM alembic_version")
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Whether a relation exists.
+pub async fn exists(c: &tokio_postgres::Client, name: &str) -> bool {
+    col(c, &format!("SELECT to_regclass('{name}') IS NOT NULL")).await == vec![Some("t".to_owned())]
+}
+
+/// Waits (up to 20 s) until `sql` returns `t`.
+pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if col(c, sql).await == vec![Some("t".to_owned())] {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A statement that sleeps for `notify.slow` seconds (a database-level setting the test sets and resets).
+pub const SLOW: &str =
+    "SELECT pg_sleep(coalesce(nullif(current_setting('notify.slow', true), ''), '0')::float8)";

@@ -1,0 +1,590 @@
+//! The engine against real PostgreSQL, through the `notify-db-migrate` binary (separate
+//! processes, as deployments run it): concurrency, SIGKILL, lock contention, bad sets, CLI.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SLOW, SqlDir, bin, col, db, exists, run, text, version, wait_for};
+
+/// A set of `n` small migrations, each creating table `t_<i>` after a short sleep.
+fn small_set(label: &str, n: usize) -> SqlDir {
+    let dir = SqlDir::new(label);
+    for i in 1..=n {
+        dir.add(
+            &format!("{i:04}_t_{i}"),
+            &format!("SELECT pg_sleep(0.05);\nCREATE TABLE t_{i} (id bigint PRIMARY KEY)"),
+            Some(&format!("DROP TABLE t_{i}")),
+        );
+    }
+    dir
+}
+
+#[tokio::test]
+async fn eight_runners_at_once_apply_each_migration_exactly_once() {
+    let db = db().await;
+    let dir = small_set("eight", 6);
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            bin(dir.path(), &db)
+                .arg("upgrade")
+                .spawn()
+                .expect("spawning a runner")
+        })
+        .collect();
+    for child in children {
+        let out = child
+            .wait_with_output()
+            .await
+            .expect("waiting for a runner");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let c = db.connect().await.expect("connect");
+    assert_eq!(version(&c).await, vec!["0006_t_6"]);
+    let applied = col(
+        &c,
+        "SELECT version_num || ':' || count(*) FROM notify_db_migration_journal \
+         WHERE operation = 'upgrade' GROUP BY version_num ORDER BY version_num",
+    )
+    .await;
+    let expected: Vec<Option<String>> = (1..=6).map(|i| Some(format!("{i:04}_t_{i}:1"))).collect();
+    assert_eq!(applied, expected, "every migration applied exactly once");
+}
+
+#[tokio::test]
+async fn sigkill_mid_transactional_migration_leaves_no_partial_schema_and_rerun_completes() {
+    let db = db().await;
+    let dir = SqlDir::new("kill-tx");
+    dir.add(
+        "0001_a",
+        "CREATE TABLE a (id bigint PRIMARY KEY)",
+        Some("DROP TABLE a"),
+    );
+    dir.add(
+        "0002_slow",
+        &format!("CREATE TABLE b (id bigint PRIMARY KEY);\n{SLOW};\nCREATE TABLE c (id bigint PRIMARY KEY)"),
+        Some("DROP TABLE c; DROP TABLE b"),
+    );
+    let c = db.connect().await.expect("connect");
+    c.batch_execute(&format!(
+        "ALTER DATABASE {} SET notify.slow = '60'",
+        db.name()
+    ))
+    .await
+    .expect("set slow");
+    let mut child = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
+    wait_for(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+         AND state = 'active' AND query LIKE '%pg_sleep%')",
+        "the slow migration to start",
+    )
+    .await;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    // The server notices the dead client within client_connection_check_interval and rolls back.
+    wait_for(
+        &c,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate')",
+        "the killed runner's backend to go away",
+    )
+    .await;
+    assert_eq!(
+        version(&c).await,
+        vec!["0001_a"],
+        "0002 must not be recorded"
+    );
+    assert!(
+        !exists(&c, "b").await,
+        "no partial schema: table b rolled back"
+    );
+    c.batch_execute(&format!("ALTER DATABASE {} RESET notify.slow", db.name()))
+        .await
+        .expect("reset slow");
+    let out = run(dir.path(), &db, &["upgrade"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(version(&c).await, vec!["0002_slow"]);
+    assert!(exists(&c, "b").await && exists(&c, "c").await);
+}
+
+#[tokio::test]
+async fn sigkill_mid_create_index_concurrently_resumes_and_leaves_no_invalid_index() {
+    let db = db().await;
+    let dir = SqlDir::new("kill-cic");
+    dir.add(
+        "0001_t",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 20);\n\
+         CREATE FUNCTION slow_id(bigint) RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $f$\n\
+         BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('notify.slow', true), ''), '0')::float8); RETURN $1; END\n$f$",
+        Some("DROP TABLE t; DROP FUNCTION slow_id(bigint)"),
+    );
+    dir.add(
+        "0002_index",
+        "-- notify-db: no-transaction\nCREATE TABLE IF NOT EXISTS before_index (id bigint PRIMARY KEY);\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_t_slow ON t (slow_id(id));\n\
+         CREATE TABLE IF NOT EXISTS after_index (id bigint PRIMARY KEY)",
+        Some("DROP TABLE IF EXISTS after_index; DROP INDEX CONCURRENTLY IF EXISTS ix_t_slow; DROP TABLE IF EXISTS before_index"),
+    );
+    let out = run(dir.path(), &db, &["upgrade", "0001_t"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let c = db.connect().await.expect("connect");
+    c.batch_execute(&format!(
+        "ALTER DATABASE {} SET notify.slow = '0.5'",
+        db.name()
+    ))
+    .await
+    .expect("set slow");
+    let mut child = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
+    wait_for(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+         AND state = 'active' AND query LIKE '%ix_t_slow%')",
+        "CREATE INDEX CONCURRENTLY to start",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    wait_for(
+        &c,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate')",
+        "the killed runner's backend to go away",
+    )
+    .await;
+    assert_eq!(version(&c).await, vec!["0001_t"]);
+    assert!(
+        exists(&c, "before_index").await,
+        "statement 0 completed before the kill"
+    );
+    assert!(!exists(&c, "after_index").await);
+    let invalid_before = col(
+        &c,
+        "SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid = 'ix_t_slow'::regclass",
+    )
+    .await;
+    assert_eq!(
+        invalid_before,
+        vec![Some("1".to_owned())],
+        "the killed CREATE INDEX CONCURRENTLY left an INVALID index"
+    );
+    c.batch_execute(&format!("ALTER DATABASE {} RESET notify.slow", db.name()))
+        .await
+        .expect("reset slow");
+    let out = run(dir.path(), &db, &["upgrade"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("resuming"), "{log}");
+    assert!(log.contains("dropping the INVALID index"), "{log}");
+    assert_eq!(version(&c).await, vec!["0002_index"]);
+    assert!(exists(&c, "after_index").await);
+    assert_eq!(
+        col(&c, "SELECT count(*) FROM pg_index WHERE NOT indisvalid").await,
+        vec![Some("0".to_owned())]
+    );
+    assert_eq!(
+        col(
+            &c,
+            "SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'ix_t_slow'::regclass"
+        )
+        .await,
+        vec![Some("true".to_owned())]
+    );
+    // Statement 0 ran once: it was journaled before the kill and skipped on the rerun.
+    assert_eq!(
+        col(&c, "SELECT string_agg(step::text, ',' ORDER BY id) FROM notify_db_migration_journal WHERE operation = 'step'").await,
+        vec![Some("0,1,2".to_owned())]
+    );
+}
+
+/// A table `t` at 0001 and a 0002 that alters it.
+async fn contention_setup(label: &str) -> (notify_db_testdb::TestDb, SqlDir) {
+    let db = db().await;
+    let dir = SqlDir::new(label);
+    dir.add(
+        "0001_t",
+        "CREATE TABLE t (id bigint PRIMARY KEY)",
+        Some("DROP TABLE t"),
+    );
+    dir.add(
+        "0002_alter_t",
+        "ALTER TABLE t ADD COLUMN x bigint",
+        Some("ALTER TABLE t DROP COLUMN x"),
+    );
+    let out = run(dir.path(), &db, &["upgrade", "0001"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    (db, dir)
+}
+
+#[tokio::test]
+async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
+    let (db, dir) = contention_setup("contention-ok").await;
+    let holder = db.connect().await.expect("connect");
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let child = bin(dir.path(), &db)
+        .args([
+            "--lock-timeout",
+            "300ms",
+            "--retries",
+            "5",
+            "--retry-delay",
+            "1s",
+            "upgrade",
+        ])
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    holder.batch_execute("COMMIT").await.expect("release");
+    let out = child.wait_with_output().await.expect("wait");
+    assert!(out.status.success(), "{}", text(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("lock timeout (55P03); retrying"), "{log}");
+    assert!(
+        log.contains("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"),
+        "the blocker's query is logged: {log}"
+    );
+    assert!(
+        log.contains("idle in transaction"),
+        "the blocker's state is logged: {log}"
+    );
+    let c = db.connect().await.expect("connect");
+    assert_eq!(version(&c).await, vec!["0002_alter_t"]);
+}
+
+#[tokio::test]
+async fn lock_never_released_gives_up_after_the_configured_attempts() {
+    let (db, dir) = contention_setup("contention-fail").await;
+    let holder = db.connect().await.expect("connect");
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let out = run(
+        dir.path(),
+        &db,
+        &[
+            "--lock-timeout",
+            "200ms",
+            "--retries",
+            "2",
+            "--retry-delay",
+            "1s",
+            "upgrade",
+        ],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0002_alter_t could not get its locks within lock_timeout after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(err.matches("retrying").count(), 2, "{err}");
+    holder.batch_execute("ROLLBACK").await.expect("release");
+    let c = db.connect().await.expect("connect");
+    assert_eq!(version(&c).await, vec!["0001_t"]);
+}
+
+#[tokio::test]
+async fn a_second_runner_waits_for_the_advisory_lock_during_create_index_concurrently() {
+    let db = db().await;
+    let dir = SqlDir::new("advisory");
+    dir.add(
+        "0001_t",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 20);\n\
+         CREATE FUNCTION slow_id(bigint) RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $f$\n\
+         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END\n$f$",
+        Some("DROP TABLE t"),
+    );
+    dir.add(
+        "0002_index",
+        "-- notify-db: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix_t_slow ON t (slow_id(id))",
+        Some("DROP INDEX CONCURRENTLY IF EXISTS ix_t_slow"),
+    );
+    let out = run(dir.path(), &db, &["upgrade", "0001"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let c = db.connect().await.expect("connect");
+    let first = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
+    wait_for(
+        &c,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+         AND state = 'active' AND query LIKE '%CREATE INDEX CONCURRENTLY%')",
+        "CREATE INDEX CONCURRENTLY to start",
+    )
+    .await;
+    let second = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
+    let (a, b) = (
+        first.wait_with_output().await.expect("wait"),
+        second.wait_with_output().await.expect("wait"),
+    );
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    let log = String::from_utf8_lossy(&b.stderr);
+    assert!(
+        log.contains("waiting for the migration advisory lock"),
+        "{log}"
+    );
+    assert!(
+        log.contains("application_name \"notify-db-migrate\""),
+        "the holder is named: {log}"
+    );
+    assert_eq!(version(&c).await, vec!["0002_index"]);
+    assert_eq!(
+        col(&c, "SELECT count(*) FROM pg_index WHERE NOT indisvalid").await,
+        vec![Some("0".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn advisory_lock_wait_limit_gives_up_naming_the_holder() {
+    let db = db().await;
+    let dir = small_set("advisory-limit", 1);
+    let holder = db.connect().await.expect("connect");
+    holder
+        .batch_execute("SELECT pg_advisory_lock(7020097439640675072)")
+        .await
+        .expect("lock");
+    let out = run(
+        dir.path(),
+        &db,
+        &["--advisory-lock-wait", "500ms", "upgrade"],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("held the advisory lock for more than"),
+        "{err}"
+    );
+    let c = db.connect().await.expect("connect");
+    assert!(!exists(&c, "t_1").await);
+}
+
+#[tokio::test]
+async fn bad_sets_are_refused_with_clear_errors_and_nothing_applied() {
+    let db = db().await;
+    let c = db.connect().await.expect("connect");
+
+    // Duplicate number: refused before connecting.
+    let dup = SqlDir::new("dup");
+    dup.add("0001_a", "CREATE TABLE a (id bigint)", None).add(
+        "0001_b",
+        "CREATE TABLE b (id bigint)",
+        None,
+    );
+    let out = run(dup.path(), &db, &["upgrade"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("duplicate migration number 0001"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !exists(&c, "alembic_version").await,
+        "nothing applied, not even the version table"
+    );
+
+    // Database ahead of the code.
+    let three = small_set("ahead3", 3);
+    assert!(run(three.path(), &db, &["upgrade"]).await.status.success());
+    let two = small_set("ahead2", 2);
+    let out = run(two.path(), &db, &["upgrade"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("database is ahead of this code"),
+        "{}",
+        text(&out)
+    );
+    let out = run(two.path(), &db, &["current"]).await;
+    assert!(!out.status.success(), "current refuses too: {}", text(&out));
+    assert_eq!(version(&c).await, vec!["0003_t_3"]);
+
+    // A changed checksum: refused unless allowed.
+    three.add(
+        "0002_t_2",
+        "SELECT pg_sleep(0.05);\nCREATE TABLE t_2 (id bigint PRIMARY KEY, x int)",
+        None,
+    );
+    three.add("0004_t_4", "CREATE TABLE t_4 (id bigint)", None);
+    let out = run(three.path(), &db, &["upgrade"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migration 0002_t_2 was applied with checksum"),
+        "{err}"
+    );
+    assert!(!exists(&c, "t_4").await, "nothing applied");
+    let out = run(three.path(), &db, &["upgrade", "--allow-changed-checksums"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(exists(&c, "t_4").await);
+}
+
+#[tokio::test]
+async fn a_failing_statement_is_reported_with_migration_statement_and_position_and_rolled_back() {
+    let db = db().await;
+    let dir = SqlDir::new("fail");
+    dir.add("0001_ok", "CREATE TABLE ok (id bigint)", None);
+    dir.add(
+        "0002_bad",
+        "CREATE TABLE half (id bigint);\nSELECT * FROM no_such_table",
+        None,
+    );
+    let out = run(dir.path(), &db, &["upgrade"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migration 0002_bad failed at character 15 of its statement"),
+        "{err}"
+    );
+    assert!(
+        err.contains("relation \"no_such_table\" does not exist [SQLSTATE 42P01]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("statement: SELECT * FROM no_such_table"),
+        "{err}"
+    );
+    let c = db.connect().await.expect("connect");
+    assert_eq!(version(&c).await, vec!["0001_ok"]);
+    assert!(
+        !exists(&c, "half").await,
+        "the failed migration's first statement rolled back"
+    );
+}
+
+#[tokio::test]
+async fn check_history_downgrade_and_offline_sql_through_the_binary() {
+    let db = db().await;
+    let dir = small_set("cli", 3);
+    std::fs::remove_file(dir.path().join("0003_t_3.down.sql")).expect("remove a down");
+    let out = run(dir.path(), &db, &["check"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "yes\n",
+        "{}",
+        text(&out)
+    );
+    let out = run(dir.path(), &db, &["check", "--exit-code"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let c = db.connect().await.expect("connect");
+    assert!(
+        !exists(&c, "alembic_version").await,
+        "check creates nothing"
+    );
+
+    let out = run(dir.path(), &db, &[]).await;
+    assert!(
+        out.status.success(),
+        "no subcommand means upgrade: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("upgrade: base -> 0003_t_3 (3 migrations"),
+        "{}",
+        text(&out)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("migration applied").count(),
+        3,
+        "a progress line per migration: {log}"
+    );
+    let out = run(dir.path(), &db, &["check", "--exit-code"]).await;
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+        ),
+        (Some(0), "no\n".into())
+    );
+
+    let out = run(dir.path(), &db, &["downgrade"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migration 0003_t_3 has no down"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(dir.path().join("0003_t_3.down.sql"), "DROP TABLE t_3").expect("write down");
+    let out = run(dir.path(), &db, &["downgrade", "-2"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(version(&c).await, vec!["0001_t_1"]);
+    let out = run(dir.path(), &db, &["history"]).await;
+    let hist = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = hist.lines().collect();
+    assert_eq!(lines.len(), 3, "{hist}");
+    assert!(lines[0].starts_with("0003_t_3  pending"), "{hist}");
+    assert!(
+        lines[2].starts_with("0001_t_1  applied  20"),
+        "applied with a timestamp: {hist}"
+    );
+    assert!(lines[2].ends_with("(current)"), "{hist}");
+    let out = run(dir.path(), &db, &["downgrade", "base"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&run(dir.path(), &db, &["current"]).await.stdout),
+        "base\n"
+    );
+    let out = run(dir.path(), &db, &["upgrade", "nope"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown or unusable target \"nope\""),
+        "{}",
+        text(&out)
+    );
+
+    // Offline: no connection at all (port 1 would refuse).
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
+    let out = cmd
+        .args(["--source"])
+        .arg(dir.path())
+        .args([
+            "--database-url",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "--sql",
+            "upgrade",
+        ])
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    let sql = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(sql.matches("BEGIN;").count(), 3, "{sql}");
+    assert!(
+        sql.contains("INSERT INTO alembic_version (version_num) VALUES ('0001_t_1');"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(
+            "UPDATE alembic_version SET version_num = '0003_t_3' WHERE version_num = '0002_t_2';"
+        ),
+        "{sql}"
+    );
+}
+
+#[tokio::test]
+async fn revision_writes_the_next_file_and_refuses_an_empty_message() {
+    let db = db().await;
+    let dir = small_set("revision", 2);
+    let out = run(dir.path(), &db, &["revision", "-m", "  "]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revision needs a message"),
+        "{}",
+        text(&out)
+    );
+    let out = run(dir.path(), &db, &["revision", "-m", "Add jobs index!"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let up =
+        std::fs::read_to_string(dir.path().join("0003_add_jobs_index.up.sql")).expect("written");
+    assert!(up.starts_with("-- Add jobs index!"), "{up}");
+    assert!(dir.path().join("0003_add_jobs_index.down.sql").exists());
+    // The template has no SQL yet, so the set refuses to run until it is written.
+    let out = run(dir.path(), &db, &["upgrade"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0003_add_jobs_index has no upgrade SQL"),
+        "{}",
+        text(&out)
+    );
+}
