@@ -4,24 +4,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_db_config::{DatabaseUri, Settings};
+use notify_db_config::Settings;
+use notify_db_pool::{Bind, connect_one};
 use tokio::task::JoinHandle;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, Socket};
+use tokio_postgres::Client;
 
 use crate::observer::DbMetrics;
 
 /// The lag of one server in seconds: 0 on a primary, 0 on a replica that has replayed all it
 /// received (caught up, even when idle for hours), else the age of the last replayed
-/// transaction (`now() - pg_last_xact_replay_timestamp()`).
+/// transaction (`now() - pg_last_xact_replay_timestamp()`), or the time since the server
+/// started when it has replayed no transaction since (behind at least that long).
 const LAG_SQL: &str = "SELECT CASE \
     WHEN NOT pg_is_in_recovery() THEN 0 \
     WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-    ELSE GREATEST(0, COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)) \
+    ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - COALESCE(pg_last_xact_replay_timestamp(), pg_postmaster_start_time()))) \
     END::float8";
 
 /// Samples `db_replica_lag_seconds{bind="bulk",host="host:port"}` for every host of the bulk
-/// URI, every `interval`, over one connection of its own per host (not taken from the pools).
+/// URI, every `interval`, over one connection of its own per host (opened like the bulk pool's:
+/// same TLS, timeouts and session setup, but not taken from the pool).
 ///
 /// The value is 0 on a replica that has replayed all the WAL it received (caught up, also when
 /// idle), the seconds since the last replayed transaction while it is behind, 0 for a primary
@@ -33,37 +35,27 @@ pub struct ReplicaLagSampler {
 }
 
 impl ReplicaLagSampler {
-    /// Starts sampling the bulk hosts of `settings` every `interval` (within a tokio runtime),
-    /// connecting with `tls` (`tokio_postgres::NoTls` when the bulk URI does not use TLS).
-    pub fn spawn<T>(
+    /// Starts sampling the bulk hosts of `settings` every `interval` (call within a tokio runtime).
+    pub fn spawn(
         settings: &Settings,
-        tls: T,
         interval: Duration,
         metrics: Arc<DbMetrics>,
-    ) -> ReplicaLagSampler
-    where
-        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
-        T::Stream: Send + 'static,
-        T::TlsConnect: Send,
-        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-    {
-        let servers: Vec<Server<T>> = settings
+    ) -> ReplicaLagSampler {
+        let servers: Vec<Server> = settings
             .bulk
             .hosts()
             .iter()
             .map(|h| Server {
                 label: format!("{}:{}", h.host, h.port),
-                config: one_host(
-                    &settings.bulk,
-                    h.clone(),
-                    settings.pool.connect_timeout,
-                    &settings.pool.application_name,
-                ),
+                settings: Settings {
+                    bulk: settings.bulk.with_hosts(vec![h.clone()]),
+                    ..settings.clone()
+                },
                 client: None,
-                tls: tls.clone(),
             })
             .collect();
-        let timeout = settings.pool.connect_timeout.max(Duration::from_secs(1));
+        // Connecting has its own timeout; this bounds a query on a hung server.
+        let timeout = settings.pool.connect_timeout.max(Duration::from_secs(1)) * 2;
         let task = tokio::spawn(run(servers, interval, timeout, metrics));
         ReplicaLagSampler { task }
     }
@@ -75,36 +67,19 @@ impl Drop for ReplicaLagSampler {
     }
 }
 
-fn one_host(
-    uri: &DatabaseUri,
-    host: notify_db_config::HostPort,
-    connect_timeout: Duration,
-    application_name: &str,
-) -> tokio_postgres::Config {
-    let mut config = uri.with_hosts(vec![host]).to_pg_config();
-    config.connect_timeout(connect_timeout);
-    config.application_name(format!("{application_name}-replica-lag"));
-    config
-}
-
-struct Server<T> {
+struct Server {
     label: String,
-    config: tokio_postgres::Config,
+    /// The settings with `bulk` narrowed to this one host.
+    settings: Settings,
     client: Option<Client>,
-    tls: T,
 }
 
-async fn run<T>(
-    mut servers: Vec<Server<T>>,
+async fn run(
+    mut servers: Vec<Server>,
     interval: Duration,
     timeout: Duration,
     metrics: Arc<DbMetrics>,
-) where
-    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,24 +103,21 @@ async fn run<T>(
     }
 }
 
-async fn sample<T>(server: &mut Server<T>) -> Result<f64, tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
+#[derive(Debug, thiserror::Error)]
+enum SampleError {
+    #[error(transparent)]
+    Connect(#[from] notify_db_pool::PoolError),
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+}
+
+async fn sample(server: &mut Server) -> Result<f64, SampleError> {
     let client = match server.client.take() {
         Some(c) if !c.is_closed() => c,
         _ => {
-            let (client, connection) = server.config.connect(server.tls.clone()).await?;
-            let label = server.label.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(server = %label, error = %e, "replica lag connection closed");
-                }
-            });
-            client
+            connect_one(&server.settings.bulk, &server.settings, Bind::Bulk)
+                .await?
+                .0
         }
     };
     // One round trip: an unnamed statement, no prepare.

@@ -11,7 +11,7 @@
 //! let metrics = notify_db_metrics::install(None)?; // or Some(addr) for the exporter's own listener
 //! // Databases::builder(&settings).observer(metrics.observer()).build().await?;
 //! let _lag = notify_db_metrics::ReplicaLagSampler::spawn(
-//!     &settings, tokio_postgres::NoTls, std::time::Duration::from_secs(15), metrics.observer());
+//!     &settings, std::time::Duration::from_secs(15), metrics.observer());
 //! // serve `metrics.render()` on GET /metrics; wrap each request or job:
 //! notify_db_metrics::with_job_context("notify-celery", "send-email", async { /* ... */ }).await;
 //! # Ok(()) }

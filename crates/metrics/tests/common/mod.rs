@@ -50,6 +50,11 @@ fn family(f: &MetricFamily<PrometheusType, PrometheusValue>) -> Family {
 
 /// Parses `text` (the exporter's output) with a Prometheus text-format parser.
 pub fn parse(text: &str) -> Parsed {
+    if text.trim().is_empty() {
+        return Parsed {
+            families: BTreeMap::new(),
+        };
+    }
     let exposition: MetricsExposition<PrometheusType, PrometheusValue> = parse_prometheus(text)
         .unwrap_or_else(|e| panic!("the rendered metrics do not parse: {e:?}\n{text}"));
     Parsed {
