@@ -523,7 +523,7 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
         p.socket_dir.display()
     );
     conf.push_str(
-        "max_connections = 300\nshared_buffers = 128MB\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+        "max_connections = 300\nshared_buffers = 128MB\nfsync = off\nfull_page_writes = off\n\
          wal_level = replica\nmax_wal_senders = 10\nwal_keep_size = '512MB'\nhot_standby = on\nhot_standby_feedback = on\n\
          log_min_messages = warning\nlog_line_prefix = '%m [%p] %q%a '\ndatestyle = 'iso, mdy'\ntimezone = 'UTC'\n",
     );

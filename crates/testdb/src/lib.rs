@@ -9,6 +9,7 @@
 
 mod bin;
 mod cluster;
+pub mod schema;
 mod testdb;
 mod user;
 

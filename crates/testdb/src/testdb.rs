@@ -73,9 +73,9 @@ fn init_shared() -> Result<Shared, Error> {
 pub(crate) async fn sync_replica(primary: &Endpoint, replica: &Endpoint) -> Result<(), Error> {
     let p = primary.connect("postgres").await?;
     let lsn: String = p
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
-        .map_err(|e| Error::sql("reading pg_current_wal_lsn()", e))?
+        .map_err(|e| Error::sql("reading pg_current_wal_insert_lsn()", e))?
         .get(0);
     let r = replica.connect("postgres").await?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -310,11 +310,14 @@ impl TestDb {
             match admin.batch_execute(&sql).await {
                 Ok(()) => {
                     tracing::debug!(db = %name, "created test database");
-                    return Ok(TestDb {
+                    let db = TestDb {
                         name,
                         primary: primary.clone(),
                         replica: replica.cloned(),
-                    });
+                    };
+                    // Usable on the replica too before anyone connects there.
+                    db.sync_replica().await?;
+                    return Ok(db);
                 }
                 // Another test process took this number: try the next one.
                 // (42P04, or 23505 when two sessions race on the catalog).
