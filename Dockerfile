@@ -11,6 +11,7 @@ COPY .cargo .cargo
 COPY crates crates
 COPY migrations migrations
 COPY xtask xtask
+COPY examples examples
 RUN cargo build --release --locked -p xtask
 
 FROM debian:bookworm-slim
