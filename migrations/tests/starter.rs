@@ -62,7 +62,9 @@ async fn cli_run(db: &TestDb, args: &[&str]) -> (i32, String) {
 async fn empty_to_head_to_base_to_head_with_current_and_history() {
     let db = db().await;
     let pg = db.primary().pg_config(db.name());
-    let m = migrator();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let m = migrator().on_progress(move |a| log.lock().expect("lock").push(a.id.clone()));
     let head = m.set().head().expect("head").to_owned();
     let ids: Vec<String> = m
         .set()

@@ -381,7 +381,67 @@ pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliEr
 
 #[cfg(test)]
 mod tests {
-    use super::slug;
+    use super::*;
+    use crate::Migration;
+
+    fn project(label: &str) -> Project {
+        let dir =
+            std::env::temp_dir().join(format!("notify-db-head-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = MigrationSet::new(vec![
+            Migration::new("0001_a").up("SELECT 1"),
+            Migration::new("0002_b").up("SELECT 2"),
+        ])
+        .unwrap();
+        Project {
+            set,
+            dir,
+            kind: FileKind::Rust,
+        }
+    }
+
+    #[test]
+    fn head_file_is_written_only_for_the_local_database_and_checked() {
+        let p = project("write");
+        let path = p.dir.join(HEAD_FILE);
+        let _ = std::fs::remove_file(&path);
+        write_head_if_local(&p, "test_notification_api_gw1").unwrap();
+        assert!(
+            !path.exists(),
+            "only runs against notification_api write the file"
+        );
+        assert!(
+            check_head(&p).is_err(),
+            "a missing head file fails check-head"
+        );
+        write_head_if_local(&p, LOCAL_DB_NAME).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0002_b\n");
+        assert_eq!(check_head(&p).unwrap(), "0002_b");
+        std::fs::write(&path, "0002_other\n").unwrap();
+        let err = check_head(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("\"0002_other\"") && err.contains("\"0002_b\""),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&p.dir);
+    }
+
+    #[test]
+    fn rust_revision_template_is_the_next_number() {
+        let p = project("revision");
+        let path = write_revision(&p, "Add the foo column").unwrap();
+        assert_eq!(path.file_name().unwrap(), "0003_add_the_foo_column.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("pub fn define(m: Migration) -> Migration"),
+            "{text}"
+        );
+        let again = write_revision(&p, "Add the foo column")
+            .unwrap_err()
+            .to_string();
+        assert!(again.contains("already exists"), "{again}");
+        let _ = std::fs::remove_dir_all(&p.dir);
+    }
 
     #[test]
     fn slugs() {

@@ -1,5 +1,6 @@
 //! The runner: connection, advisory lock, plan, execution with retry, status.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,11 +144,11 @@ impl std::fmt::Debug for Migrator {
 struct State {
     current: Option<usize>,
     current_id: Option<String>,
-    journal: Vec<JournalRow>,
+    /// The last upgrade/downgrade journal row of each revision.
+    journal: HashMap<String, JournalRow>,
 }
 
 struct JournalRow {
-    version: String,
     operation: String,
     checksum: Option<String>,
     applied_at: String,
@@ -986,16 +987,21 @@ async fn read_state(
 
 fn state_from(set: &MigrationSet, msgs: &[SimpleQueryMessage]) -> Result<State, Error> {
     let mut versions = Vec::new();
-    let mut journal = Vec::new();
+    let mut journal = HashMap::new();
     for r in rows(msgs) {
         match r.columns().first().map(|c| c.name()) {
             Some("current_version") => versions.push(r.get(0).unwrap_or("").to_owned()),
-            Some("j_version") => journal.push(JournalRow {
-                version: r.get(0).unwrap_or("").to_owned(),
-                operation: r.get(1).unwrap_or("").to_owned(),
-                checksum: r.get(2).map(str::to_owned),
-                applied_at: r.get(3).unwrap_or("").to_owned(),
-            }),
+            // Rows come in journal order: a later row replaces an earlier one.
+            Some("j_version") => {
+                journal.insert(
+                    r.get(0).unwrap_or("").to_owned(),
+                    JournalRow {
+                        operation: r.get(1).unwrap_or("").to_owned(),
+                        checksum: r.get(2).map(str::to_owned),
+                        applied_at: r.get(3).unwrap_or("").to_owned(),
+                    },
+                );
+            }
             _ => {}
         }
     }
@@ -1027,8 +1033,8 @@ fn state_from(set: &MigrationSet, msgs: &[SimpleQueryMessage]) -> Result<State, 
     })
 }
 
-fn last_row<'a>(journal: &'a [JournalRow], id: &str) -> Option<&'a JournalRow> {
-    journal.iter().rev().find(|r| r.version == id)
+fn last_row<'a>(journal: &'a HashMap<String, JournalRow>, id: &str) -> Option<&'a JournalRow> {
+    journal.get(id)
 }
 
 /// How many statements of a non-transactional migration completed since it was last applied or reverted.

@@ -254,6 +254,50 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
 }
 
 #[tokio::test]
+async fn a_migration_with_its_own_lock_timeout_waits_longer_without_retrying() {
+    let db = db().await;
+    let dir = SqlDir::new("own-timeout");
+    dir.add(
+        "0001_t",
+        "CREATE TABLE t (id bigint PRIMARY KEY)",
+        Some("DROP TABLE t"),
+    );
+    dir.add(
+        "0002_alter_t",
+        "-- notify-db: lock_timeout=5s\nALTER TABLE t ADD COLUMN x bigint",
+        Some("ALTER TABLE t DROP COLUMN x"),
+    );
+    assert!(
+        run(dir.path(), &db, &["upgrade", "0001"])
+            .await
+            .status
+            .success()
+    );
+    let holder = db.connect().await.expect("connect");
+    holder
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let child = bin(dir.path(), &db)
+        .args(["--lock-timeout", "200ms", "--retries", "0", "upgrade"])
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    holder.batch_execute("COMMIT").await.expect("release");
+    let out = child.wait_with_output().await.expect("wait");
+    assert!(
+        out.status.success(),
+        "the migration's 5 s lock_timeout outlasts the 1 s lock: {}",
+        text(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
 async fn lock_never_released_gives_up_after_the_configured_attempts() {
     let (db, dir) = contention_setup("contention-fail").await;
     let holder = db.connect().await.expect("connect");

@@ -1,9 +1,259 @@
-//! `cargo xtask bench migrate`: filled by the migrate issue.
+//! `cargo xtask bench migrate`: 1000 trivial migrations applied by the built `notify-db-migrate`
+//! binary (release), against the floor: the same migrations as plain SQL, each sent as ONE
+//! simple-query string (`BEGIN\; CREATE TABLE ...\; UPDATE alembic_version ...\; COMMIT;`) by
+//! the server's own `psql -f` over one connection. Then a no-op run (already at head).
+//!
+//! Each run gets a fresh database (creating files right after dropping many databases is slower
+//! on these machines); all are dropped at the end. `NOTIFY_BENCH_MIGRATIONS` (default 1000) and
+//! `NOTIFY_BENCH_REPEAT` (default 3, the best run counts) tune it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
 use super::Figure;
-use anyhow::Result;
+use crate::util;
 
 /// Runs the migration benchmarks.
 pub fn run() -> Result<Vec<Figure>> {
-    Ok(Vec::new())
+    let n: usize = env_number("NOTIFY_BENCH_MIGRATIONS", 1000).min(9999);
+    let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 3);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench migrate: building notify-db-migrate (release)");
+    util::run(Command::new(&cargo).args([
+        "build",
+        "--release",
+        "-p",
+        "notify-db-migrate",
+        "--features",
+        "cli",
+        "--bin",
+        "notify-db-migrate",
+    ]))?;
+    let binary = util::root().join("target/release/notify-db-migrate");
+    let psql = find_bin_dir()
+        .context("finding the PostgreSQL binaries (psql)")?
+        .join("psql");
+
+    let work = util::root().join("target/bench/migrate");
+    let set_dir = work.join(format!("set-{n}"));
+    write_set(&set_dir, n)?;
+    let floor_file = work.join(format!("floor-{n}.sql"));
+    write_floor(&floor_file, n)?;
+
+    eprintln!("bench migrate: starting a private cluster");
+    let cluster = Cluster::builder()
+        .label("bench-migrate")
+        .replica(false)
+        .start()
+        .context("starting a private PostgreSQL cluster for the migrate benchmark")?;
+    let ep = cluster.primary().endpoint().clone();
+    let rt = util::runtime()?;
+    let admin = rt
+        .block_on(ep.connect("postgres"))
+        .context("connecting to the bench cluster")?;
+    let mut dbs = Vec::new();
+    let mut fresh = |label: &str| -> Result<String> {
+        let name = format!("bench_migrate_{}_{}_{label}", std::process::id(), dbs.len());
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+            .with_context(|| format!("creating {name}"))?;
+        dbs.push(name.clone());
+        Ok(name)
+    };
+
+    let mut ours = Vec::new();
+    let mut floor = Vec::new();
+    let mut noop = Vec::new();
+    let result = (|| -> Result<()> {
+        // Warm-up: one small run each, so caches and the binary are hot.
+        let warm = fresh("warm")?;
+        time_psql(&psql, &ep, &warm, &floor_file).map(|_| ())?;
+        for r in 0..repeat {
+            let db = fresh("psql")?;
+            eprintln!("bench migrate: run {}/{repeat}: psql floor", r + 1);
+            floor.push(time_psql(&psql, &ep, &db, &floor_file)?);
+            let db = fresh("ours")?;
+            eprintln!(
+                "bench migrate: run {}/{repeat}: notify-db-migrate upgrade",
+                r + 1
+            );
+            ours.push(time_ours(&binary, &set_dir, &ep, &db)?);
+            check_head(&rt, &ep, &db, n)?;
+            for _ in 0..5 {
+                noop.push(time_ours(&binary, &set_dir, &ep, &db)?);
+            }
+        }
+        Ok(())
+    })();
+    for db in &dbs {
+        let _ = rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")));
+    }
+    drop(admin);
+    drop(cluster);
+    result?;
+
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    let (ours_ms, floor_ms) = (per(best(&ours)), per(best(&floor)));
+    let noop_ms = median(&mut noop).as_secs_f64() * 1000.0;
+    let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: String| Figure {
+        bench: "migrate".into(),
+        name,
+        value,
+        unit: unit.into(),
+        ratio,
+        note,
+    };
+    Ok(vec![
+        fig(
+            format!("{n} migrations, psql -f floor"),
+            floor_ms,
+            "ms/migration",
+            None,
+            format!("best of {repeat}; one simple query per migration, one connection"),
+        ),
+        fig(
+            format!("{n} migrations, notify-db-migrate"),
+            ours_ms,
+            "ms/migration",
+            Some(ours_ms / floor_ms),
+            format!(
+                "best of {repeat}; ratio = ours / psql floor, target <= 1.1 (journal row included)"
+            ),
+        ),
+        fig(
+            format!("no-op run at head ({n} applied)"),
+            noop_ms,
+            "ms",
+            None,
+            format!(
+                "median of {}; process start + connect + lock + state; target <= 20 ms",
+                noop.len()
+            ),
+        ),
+    ])
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
+
+fn id(i: usize) -> String {
+    format!("{i:04}_t_{i}")
+}
+
+/// `NNNN_t_N.up.sql` files, each `CREATE TABLE t_N (id bigint primary key)`.
+fn write_set(dir: &Path, n: usize) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 1..=n {
+        let path = dir.join(format!("{}.up.sql", id(i)));
+        std::fs::write(
+            &path,
+            format!("CREATE TABLE t_{i} (id bigint primary key)\n"),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The floor script: the version table, then one line (one simple query) per migration.
+fn write_floor(path: &Path, n: usize) -> Result<()> {
+    let mut s = String::from(
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n",
+    );
+    for i in 1..=n {
+        let version = if i == 1 {
+            format!(
+                "INSERT INTO alembic_version (version_num) VALUES ('{}')",
+                id(i)
+            )
+        } else {
+            format!(
+                "UPDATE alembic_version SET version_num = '{}' WHERE version_num = '{}'",
+                id(i),
+                id(i - 1)
+            )
+        };
+        s.push_str(&format!(
+            "BEGIN\\; CREATE TABLE t_{i} (id bigint primary key)\\; {version}\\; COMMIT;\n"
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+}
+
+fn time_psql(psql: &Path, ep: &Endpoint, db: &str, file: &Path) -> Result<Duration> {
+    let start = Instant::now();
+    let out = Command::new(psql)
+        .env("PGPASSWORD", &ep.password)
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &ep.host,
+            "-p",
+            &ep.port.to_string(),
+        ])
+        .args(["-U", &ep.user, "-d", db, "-f"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .output()
+        .context("running psql")?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "psql -f failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+fn time_ours(binary: &PathBuf, dir: &Path, ep: &Endpoint, db: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let out = Command::new(binary)
+        .arg("--source")
+        .arg(dir)
+        .args(["--database-url", &ep.uri(db), "upgrade"])
+        .env("NOTIFY_ENVIRONMENT", "test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running notify-db-migrate")?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "notify-db-migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+fn check_head(rt: &tokio::runtime::Runtime, ep: &Endpoint, db: &str, n: usize) -> Result<()> {
+    let c = rt.block_on(ep.connect(db))?;
+    let v: String = rt
+        .block_on(c.query_one("SELECT version_num::text FROM alembic_version", &[]))
+        .context("reading alembic_version")?
+        .get(0);
+    if v != id(n) {
+        bail!("after the run {db} is at {v}, expected {}", id(n));
+    }
+    Ok(())
 }
