@@ -1,12 +1,818 @@
-//! `cargo xtask lint-migrations`: not built yet.
+//! `cargo xtask lint-migrations`: lints the SQL every migration really runs (rendered through the
+//! engine's offline mode, so barrel-built migrations are linted too), up and down, with squawk's
+//! rule engine (PostgreSQL 15) plus rules of our own.
 
-use anyhow::{Result, bail};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use notify_db_migrate::{Direction, Migration, MigrationSet, Migrator, Target};
+use squawk_linter::{Linter, Rule};
+
+const EXCEPTIONS_HELP: &str = "\
+Rules: squawk's default rule set for PostgreSQL 15 (https://squawkhq.com/docs/rules), without
+require-statement-timeout and require-lock-timeout (the runner sets both), and without
+ban-concurrent-index-creation-in-transaction (superseded by our own
+statement-refused-in-transaction). Downgrades are linted without the ban-drop-* and renaming-*
+rules (a down drops or renames back what its own up added). Our own rules:
+  statement-refused-in-transaction  CREATE/DROP/REINDEX ... CONCURRENTLY, VACUUM, CREATE DATABASE,
+                                    ALTER SYSTEM, COMMIT inside DO, ... in a migration that runs in
+                                    a transaction (mark it with no_transaction()).
+  missing-down                      a migration without down.
+  update-or-delete-without-where    an UPDATE or DELETE without WHERE in a schema migration.
+
+Exceptions: a migration turns a rule off for itself (up and down) with a comment naming the rule
+and the reason, in its SQL or anywhere in its file:
+    -- lint-allow: <rule>: <reason>        (SQL, or a .sql migration file)
+    // lint-allow: <rule>: <reason>        (a .rs migration file)
+e.g. `-- lint-allow: ban-drop-column: the column was unused since 0042 and is empty`.
+An exception without a reason, naming an unknown rule, or suppressing nothing is a finding
+itself (lint-allow-without-reason, unknown-lint-rule, unused-lint-allow).
+
+Output: one finding per line, `file:line: rule: message`, then an indented help line; with
+--format json, a JSON array of {file, line, rule, message, help, migration, direction}.
+Exit status 1 when anything is found.";
 
 /// Arguments of `cargo xtask lint-migrations`.
 #[derive(clap::Args)]
-pub struct LintArgs {}
+#[command(after_long_help = EXCEPTIONS_HELP)]
+pub struct LintArgs {
+    /// Lint a directory of SQL migrations (`NNNN_slug.up.sql` + `NNNN_slug.down.sql`) instead of
+    /// the project's migrations/.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// CI mode: lint only the migrations whose files were added or changed since this git ref.
+    #[arg(long, value_name = "GIT_REF")]
+    since: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Where a set's migrations live as files.
+struct Source {
+    set: MigrationSet,
+    dir: PathBuf,
+    sql_files: bool,
+}
+
+impl Source {
+    /// The file holding `id`'s SQL for `direction`.
+    fn file(&self, id: &str, direction: Direction) -> PathBuf {
+        if self.sql_files {
+            let suffix = match direction {
+                Direction::Up => "up.sql",
+                Direction::Down => "down.sql",
+            };
+            self.dir.join(format!("{id}.{suffix}"))
+        } else {
+            self.dir.join(format!("{id}.rs"))
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+struct Finding {
+    file: String,
+    line: usize,
+    rule: String,
+    message: String,
+    help: String,
+    migration: String,
+    direction: &'static str,
+}
 
 /// Runs `cargo xtask lint-migrations`.
-pub fn run(_args: LintArgs) -> Result<()> {
-    bail!("not built yet")
+pub fn run(args: LintArgs) -> Result<()> {
+    let source = match &args.dir {
+        Some(dir) => Source {
+            set: MigrationSet::from_dir(dir)
+                .with_context(|| format!("loading SQL migrations from {}", dir.display()))?,
+            dir: dir.clone(),
+            sql_files: true,
+        },
+        None => Source {
+            set: notify_db_migrations::set().context("loading the migration set (migrations/)")?,
+            dir: notify_db_migrations::dir().to_path_buf(),
+            sql_files: false,
+        },
+    };
+    let only = match &args.since {
+        Some(r) => Some(changed_since(&source.dir, r)?),
+        None => None,
+    };
+    let findings = lint(&source, only.as_ref())?;
+    let linted = source
+        .set
+        .migrations()
+        .iter()
+        .filter(|m| only.as_ref().is_none_or(|o| o.contains(m.id())))
+        .count();
+    match args.format {
+        Format::Text => print!("{}", render_text(&findings)),
+        Format::Json => println!("{}", render_json(&findings)),
+    }
+    if !findings.is_empty() {
+        bail!(
+            "{} finding{} in {linted} migration{} linted",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" },
+            if linted == 1 { "" } else { "s" }
+        );
+    }
+    if args.format == Format::Text {
+        println!(
+            "{linted} migration{} linted (up and down): no findings",
+            if linted == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// Ids of the migrations whose files changed since `git_ref` (committed, staged, unstaged, untracked).
+pub(crate) fn changed_since(dir: &Path, git_ref: &str) -> Result<BTreeSet<String>> {
+    let git = |args: &[&str]| -> Result<String> {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut names = git(&["diff", "--name-only", "--relative", git_ref, "--", "."])?;
+    names.push_str(&git(&[
+        "ls-files",
+        "--others",
+        "--exclude-standard",
+        "--",
+        ".",
+    ])?);
+    Ok(names
+        .lines()
+        .filter_map(|l| Path::new(l.trim()).file_name()?.to_str().map(str::to_owned))
+        .filter_map(|name| {
+            [".up.sql", ".down.sql", ".rs"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+/// An exception comment: `lint-allow: rule: reason`.
+struct Allow {
+    rule: String,
+    reason: String,
+    file: String,
+    line: usize,
+    used: bool,
+}
+
+/// Lints the set (or the migrations in `only`).
+fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>> {
+    let migrator = Migrator::new(source.set.clone());
+    let migrations = source.set.migrations();
+    let mut findings = Vec::new();
+    for (i, m) in migrations.iter().enumerate() {
+        if only.is_some_and(|o| !o.contains(m.id())) {
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|p| migrations[p].id());
+        let mut found = Vec::new();
+        let mut allows = Vec::new();
+        let mut directions = vec![Direction::Up];
+        if m.down_statements().is_some() {
+            directions.push(Direction::Down);
+        }
+        for &dir in &directions {
+            let path = source.file(m.id(), dir);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let file = display_path(&path);
+            if dir == Direction::Up || source.sql_files {
+                allows.extend(find_allows(&text, &file));
+            }
+            let statements = statements(m, dir);
+            let rendered = match dir {
+                Direction::Up => migrator.render_sql(prev, &Target::Revision(m.id().into()), dir),
+                Direction::Down => migrator.render_sql(
+                    Some(m.id()),
+                    &prev.map_or(Target::Base, |p| Target::Revision(p.into())),
+                    dir,
+                ),
+            }
+            .with_context(|| format!("rendering the SQL of {} ({})", m.id(), dir.as_str()))?;
+            let ctx = Ctx {
+                m,
+                dir,
+                file: &file,
+                text: &text,
+                statements,
+            };
+            found.extend(squawk_findings(&ctx, &rendered)?);
+            found.extend(own_findings(&ctx, migrations));
+        }
+        if m.down_statements().is_none() {
+            let path = source.file(m.id(), Direction::Up);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            found.push(Finding {
+                file: display_path(&path),
+                line: text
+                    .lines()
+                    .position(|l| l.contains(".up(") || l.contains("fn define"))
+                    .map_or(1, |p| p + 1),
+                rule: "missing-down".into(),
+                message: format!("migration {} has no down: it cannot be rolled back", m.id()),
+                help: if source.sql_files {
+                    format!("add {}.down.sql undoing the upgrade", m.id())
+                } else {
+                    "add .down(\"...\") undoing the upgrade".into()
+                },
+                migration: m.id().into(),
+                direction: "down",
+            });
+        }
+        findings.extend(apply_allows(found, &mut allows, m.id()));
+    }
+    Ok(findings)
+}
+
+/// A migration's statements in one direction (plus its header comments, for exceptions).
+fn statements(m: &Migration, dir: Direction) -> &[String] {
+    match dir {
+        Direction::Up => m.up_statements(),
+        Direction::Down => m.down_statements().unwrap_or(&[]),
+    }
+}
+
+/// What a rule check needs to know about one migration and direction.
+struct Ctx<'a> {
+    m: &'a Migration,
+    dir: Direction,
+    file: &'a str,
+    text: &'a str,
+    statements: &'a [String],
+}
+
+impl Ctx<'_> {
+    /// The line in the migration's file of byte `offset` in statement `idx`.
+    fn line_of(&self, idx: usize, offset: usize) -> usize {
+        let stmt = &self.statements[idx];
+        let line_at = |pos: usize| self.text[..pos.min(self.text.len())].lines().count().max(1);
+        if let Some(p) = self.text.find(stmt.as_str()) {
+            return line_at(p + offset + 1);
+        }
+        // Not verbatim in the file (barrel-generated, or a Rust string with `\` continuations):
+        // look for the offending line of the statement, then for its first words.
+        let start = stmt[..offset.min(stmt.len())]
+            .rfind('\n')
+            .map_or(0, |p| p + 1);
+        let end = stmt[start..].find('\n').map_or(stmt.len(), |p| start + p);
+        let line = stmt[start..end].trim();
+        if line.len() > 8
+            && let Some(p) = self.text.find(line)
+        {
+            return line_at(p + 1);
+        }
+        let words: Vec<&str> = stmt.split_whitespace().take(3).collect();
+        if let Some(p) = self.text.find(&words.join(" ")) {
+            return line_at(p + 1);
+        }
+        let call = match self.dir {
+            Direction::Up => ".up(",
+            Direction::Down => ".down(",
+        };
+        self.text
+            .lines()
+            .position(|l| l.contains(call))
+            .or_else(|| self.text.lines().position(|l| l.contains("fn define")))
+            .map_or(1, |p| p + 1)
+    }
+
+    fn finding(
+        &self,
+        idx: usize,
+        offset: usize,
+        rule: &str,
+        message: String,
+        help: String,
+    ) -> Finding {
+        let stmt = &self.statements[idx];
+        let snippet: String = stmt[offset.min(stmt.len())..]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(80)
+            .collect();
+        Finding {
+            file: self.file.to_owned(),
+            line: self.line_of(idx, offset),
+            rule: rule.to_owned(),
+            message: format!(
+                "{message} [{} {}, statement {}: `{snippet}`]",
+                self.m.id(),
+                self.dir.as_str(),
+                idx + 1
+            ),
+            help,
+            migration: self.m.id().to_owned(),
+            direction: match self.dir {
+                Direction::Up => "up",
+                Direction::Down => "down",
+            },
+        }
+    }
+}
+
+/// Squawk's findings on the rendered script, kept only where they point into the migration's own
+/// statements (not the engine's version/journal bookkeeping).
+fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>> {
+    // Where each statement of the migration sits in the rendered script.
+    let marker = format!("\n-- {} (", ctx.m.id());
+    let mut cursor = rendered.find(&marker).unwrap_or(0);
+    let mut spans = Vec::new();
+    for (i, s) in ctx.statements.iter().enumerate() {
+        if let Some(p) = rendered[cursor..].find(s.as_str()) {
+            let start = cursor + p;
+            spans.push((start, start + s.len(), i));
+            cursor = start + s.len();
+        }
+    }
+    let parse = squawk_syntax::SourceFile::parse(rendered);
+    let mut linter = Linter::with_rules(
+        &[],
+        &[
+            Rule::RequireStatementTimeout,
+            Rule::RequireLockTimeout,
+            Rule::RequireTimeoutSettings,
+            Rule::BanConcurrentIndexCreationInTransaction,
+        ],
+    );
+    linter.settings.pg_version = "15"
+        .parse()
+        .map_err(|e| anyhow!("PostgreSQL version for squawk: {e:?}"))?;
+    linter.settings.assume_in_transaction = false;
+    let mut out = Vec::new();
+    for v in linter.lint(&parse, rendered) {
+        let at: usize = v.text_range.start().into();
+        let Some(&(start, _, idx)) = spans.iter().find(|(s, e, _)| *s <= at && at < *e) else {
+            continue;
+        };
+        let rule = v.code.to_string();
+        if ctx.dir == Direction::Down && undoes_its_up(&rule) {
+            continue;
+        }
+        let help = v.help.clone().unwrap_or_else(|| {
+            format!("see https://squawkhq.com/docs/{rule}, or add `lint-allow: {rule}: <reason>`")
+        });
+        out.push(ctx.finding(idx, at - start, &rule, v.message.clone(), help));
+    }
+    Ok(out)
+}
+
+/// Rules about breaking clients by dropping or renaming objects: a down that drops or renames back
+/// what its own up added breaks no client older than the migration, so they are not applied to
+/// downgrades (lock-related rules are).
+fn undoes_its_up(rule: &str) -> bool {
+    (rule.starts_with("ban-drop-") && rule != "ban-drop-database") || rule.starts_with("renaming-")
+}
+
+/// A token of a statement: upper-cased word or one punctuation character, with its byte offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Punct(char),
+    /// A dollar-quoted body: its text and the offset where the text starts.
+    Body(String, usize),
+}
+
+/// Splits SQL into tokens, skipping comments, string literals and quoted identifiers.
+fn tokens(sql: &str) -> Vec<(usize, Tok)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let end = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
+            i = end;
+        } else if c == b'\'' || c == b'"' {
+            let start = i;
+            i += 1;
+            while i < b.len() {
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            if c == b'"' {
+                out.push((start, Tok::Word(String::from("\"quoted\""))));
+            }
+        } else if c == b'$' {
+            // $tag$ ... $tag$
+            let tag_end = sql[i + 1..]
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .map(|p| i + 1 + p);
+            match tag_end {
+                Some(te) if b[te] == b'$' => {
+                    let tag = &sql[i..=te];
+                    let body_start = te + 1;
+                    let body_end = sql[body_start..]
+                        .find(tag)
+                        .map_or(b.len(), |p| body_start + p);
+                    out.push((
+                        i,
+                        Tok::Body(sql[body_start..body_end].to_owned(), body_start),
+                    ));
+                    i = (body_end + tag.len()).min(b.len());
+                }
+                _ => i += 1,
+            }
+        } else if c.is_ascii_alphanumeric() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$') {
+                i += 1;
+            }
+            out.push((start, Tok::Word(sql[start..i].to_ascii_uppercase())));
+        } else {
+            out.push((i, Tok::Punct(c as char)));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn word(t: Option<&(usize, Tok)>) -> Option<&str> {
+    match t {
+        Some((_, Tok::Word(w))) => Some(w.as_str()),
+        _ => None,
+    }
+}
+
+/// Why PostgreSQL would refuse this statement inside a transaction block, with the offending offset.
+fn refused_in_transaction(stmt: &str) -> Option<(usize, String)> {
+    let toks = tokens(stmt);
+    let w = |i: usize| word(toks.get(i));
+    let first = w(0)?;
+    if matches!(first, "CREATE" | "DROP" | "REINDEX" | "ALTER")
+        && let Some((pos, _)) = toks
+            .iter()
+            .find(|(_, t)| *t == Tok::Word("CONCURRENTLY".into()))
+    {
+        return Some((
+            *pos,
+            format!("{first} ... CONCURRENTLY cannot run inside a transaction block"),
+        ));
+    }
+    let two = (first, w(1).unwrap_or(""));
+    let refused = match two {
+        ("VACUUM", _) => Some("VACUUM"),
+        ("CREATE", "DATABASE") | ("DROP", "DATABASE") => Some("CREATE/DROP DATABASE"),
+        ("CREATE", "TABLESPACE") | ("DROP", "TABLESPACE") => Some("CREATE/DROP TABLESPACE"),
+        ("ALTER", "SYSTEM") => Some("ALTER SYSTEM"),
+        ("CREATE", "SUBSCRIPTION") | ("DROP", "SUBSCRIPTION") => Some("CREATE/DROP SUBSCRIPTION"),
+        ("REINDEX", "DATABASE") | ("REINDEX", "SYSTEM") => Some("REINDEX DATABASE/SYSTEM"),
+        ("CLUSTER", "") => Some("CLUSTER without a table"),
+        _ => None,
+    };
+    if let Some(what) = refused {
+        return Some((
+            toks[0].0,
+            format!("{what} cannot run inside a transaction block"),
+        ));
+    }
+    if first == "DO" {
+        for (_, t) in &toks {
+            if let Tok::Body(body, start) = t
+                && let Some((p, t)) = tokens(body)
+                    .into_iter()
+                    .find(|(_, t)| matches!(t, Tok::Word(w) if w == "COMMIT" || w == "ROLLBACK"))
+            {
+                let Tok::Word(kw) = t else { continue };
+                return Some((
+                    start + p,
+                    format!("{kw} inside a DO block fails inside a transaction block"),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Offsets of UPDATE/DELETE statements without WHERE (top level, or inside DO bodies).
+fn unbounded_dml(stmt: &str, base: usize, out: &mut Vec<(usize, String)>) {
+    let toks = tokens(stmt);
+    for (i, (pos, t)) in toks.iter().enumerate() {
+        if let Tok::Body(body, start) = t {
+            unbounded_dml(body, base + start, out);
+            continue;
+        }
+        let Tok::Word(kw) = t else { continue };
+        if kw != "UPDATE" && kw != "DELETE" {
+            continue;
+        }
+        let starts_statement = match i.checked_sub(1).map(|p| &toks[p].1) {
+            None => true,
+            Some(Tok::Punct(';' | ')')) => true,
+            Some(Tok::Word(w)) => matches!(w.as_str(), "BEGIN" | "LOOP" | "THEN" | "ELSE"),
+            _ => false,
+        };
+        if !starts_statement {
+            continue;
+        }
+        let mut depth = 0i32;
+        let mut has_where = false;
+        for (_, t) in &toks[i + 1..] {
+            match t {
+                Tok::Punct('(') => depth += 1,
+                Tok::Punct(')') => depth -= 1,
+                Tok::Punct(';') if depth <= 0 => break,
+                Tok::Word(w) if w == "WHERE" && depth <= 0 => {
+                    has_where = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !has_where {
+            out.push((base + pos, kw.clone()));
+        }
+    }
+}
+
+/// True when the migration changes the schema (some upgrade statement is DDL).
+fn is_schema_migration(m: &Migration) -> bool {
+    m.up_statements().iter().any(|s| {
+        matches!(
+            word(tokens(s).first()),
+            Some("CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE")
+        )
+    })
+}
+
+/// Our own rules, on one direction of one migration.
+fn own_findings(ctx: &Ctx<'_>, _set: &[Migration]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (idx, stmt) in ctx.statements.iter().enumerate() {
+        if ctx.m.is_transactional()
+            && let Some((offset, why)) = refused_in_transaction(stmt)
+        {
+            out.push(
+                ctx.finding(
+                    idx,
+                    offset,
+                    "statement-refused-in-transaction",
+                    format!("{why}, and this migration runs in one"),
+                    "mark the migration non-transactional (`.no_transaction()`, or \
+                 `-- notify-db: no-transaction` as the first line of a .sql file), \
+                 keeping other DDL in a separate migration"
+                        .into(),
+                ),
+            );
+        }
+        if is_schema_migration(ctx.m) {
+            let mut hits = Vec::new();
+            unbounded_dml(stmt, 0, &mut hits);
+            for (offset, kw) in hits {
+                out.push(
+                    ctx.finding(
+                        idx,
+                        offset,
+                        "update-or-delete-without-where",
+                        format!("{kw} without WHERE in a schema migration touches every row"),
+                        "add a WHERE clause, or move the data change into a batched data \
+                     migration of its own"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `lint-allow: rule: reason` comments (`--` or `//`) in a migration's text.
+fn find_allows(text: &str, file: &str) -> Vec<Allow> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(p) = line.find("lint-allow:") else {
+            continue;
+        };
+        let before = line[..p].trim_end();
+        if !(before.ends_with("--") || before.ends_with("//")) {
+            continue;
+        }
+        let rest = line[p + "lint-allow:".len()..].trim();
+        let (rule, reason) = rest.split_once(':').unwrap_or((rest, ""));
+        out.push(Allow {
+            rule: rule.trim().to_owned(),
+            reason: reason
+                .trim()
+                .trim_end_matches(['"', ')', ','])
+                .trim()
+                .to_owned(),
+            file: file.to_owned(),
+            line: n + 1,
+            used: false,
+        });
+    }
+    out
+}
+
+const OWN_RULES: [&str; 3] = [
+    "statement-refused-in-transaction",
+    "missing-down",
+    "update-or-delete-without-where",
+];
+
+/// Drops findings a valid exception covers; adds findings about bad or unused exceptions.
+fn apply_allows(found: Vec<Finding>, allows: &mut [Allow], id: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let meta = |a: &Allow, rule: &str, message: String, help: &str| Finding {
+        file: a.file.clone(),
+        line: a.line,
+        rule: rule.into(),
+        message,
+        help: help.into(),
+        migration: id.into(),
+        direction: "up",
+    };
+    for a in allows.iter() {
+        if a.rule.parse::<Rule>().is_err() && !OWN_RULES.contains(&a.rule.as_str()) {
+            out.push(meta(
+                a,
+                "unknown-lint-rule",
+                format!("lint-allow names an unknown rule {:?}", a.rule),
+                "use a rule name as printed by a finding",
+            ));
+        } else if a.reason.is_empty() {
+            out.push(meta(
+                a,
+                "lint-allow-without-reason",
+                format!("lint-allow: {} gives no reason", a.rule),
+                "write `lint-allow: <rule>: <why it is safe here>`",
+            ));
+        }
+    }
+    for f in found {
+        let allow = allows
+            .iter_mut()
+            .find(|a| a.rule == f.rule && !a.reason.is_empty());
+        match allow {
+            Some(a) => a.used = true,
+            None => out.push(f),
+        }
+    }
+    for a in allows.iter() {
+        if !a.used && !a.reason.is_empty() && out.iter().all(|f| f.line != a.line) {
+            out.push(meta(
+                a,
+                "unused-lint-allow",
+                format!("lint-allow: {} suppresses nothing in {id}", a.rule),
+                "remove the exception",
+            ));
+        }
+    }
+    out.sort_by(|a, b| (&a.file, a.line, &a.rule).cmp(&(&b.file, b.line, &b.rule)));
+    out
+}
+
+/// A path relative to the workspace root when under it.
+fn display_path(p: &Path) -> String {
+    let root = crate::util::root();
+    p.strip_prefix(&root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn render_text(findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for f in findings {
+        let _ = writeln!(s, "{}:{}: {}: {}", f.file, f.line, f.rule, f.message);
+        let _ = writeln!(s, "  = help: {}", f.help);
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn render_json(findings: &[Finding]) -> String {
+    let rows: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "  {{\"file\": {}, \"line\": {}, \"rule\": {}, \"message\": {}, \"help\": {}, \"migration\": {}, \"direction\": {}}}",
+                json_str(&f.file),
+                f.line,
+                json_str(&f.rule),
+                json_str(&f.message),
+                json_str(&f.help),
+                json_str(&f.migration),
+                json_str(f.direction)
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        "[]".into()
+    } else {
+        format!("[\n{}\n]", rows.join(",\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_statements_are_recognised() {
+        assert!(refused_in_transaction("CREATE INDEX CONCURRENTLY ix ON t (a)").is_some());
+        assert!(refused_in_transaction("drop index concurrently ix").is_some());
+        assert!(refused_in_transaction("VACUUM ANALYZE t").is_some());
+        assert!(refused_in_transaction("DO $$BEGIN COMMIT; END$$").is_some());
+        assert!(refused_in_transaction("CREATE INDEX ix ON t (a)").is_none());
+        assert!(refused_in_transaction("COMMENT ON TABLE t IS 'concurrently'").is_none());
+    }
+
+    #[test]
+    fn unbounded_dml_is_found() {
+        let hits = |s: &str| {
+            let mut v = Vec::new();
+            unbounded_dml(s, 0, &mut v);
+            v
+        };
+        assert_eq!(hits("UPDATE t SET a = 1").len(), 1);
+        assert_eq!(hits("DELETE FROM t").len(), 1);
+        assert!(hits("UPDATE t SET a = 1 WHERE b IS NULL").is_empty());
+        assert!(hits("UPDATE t SET a = (SELECT 1 FROM u WHERE u.x = 1)").len() == 1);
+        assert!(hits("CREATE TABLE t (a bigint REFERENCES u (id) ON DELETE CASCADE)").is_empty());
+        assert!(hits("GRANT SELECT, UPDATE ON t TO r").is_empty());
+        assert_eq!(
+            hits("DO $x$ BEGIN LOOP UPDATE t SET a = 1; EXIT; END LOOP; END $x$").len(),
+            1
+        );
+        assert!(hits("DO $x$ BEGIN UPDATE t SET a = 1 WHERE id IN (SELECT 1); END $x$").is_empty());
+    }
+
+    #[test]
+    fn allows_are_parsed() {
+        let a = find_allows(
+            "-- lint-allow: ban-drop-column: unused since 0042\n// lint-allow: renaming-column\n",
+            "f",
+        );
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].rule, "ban-drop-column");
+        assert_eq!(a[0].reason, "unused since 0042");
+        assert_eq!(a[1].reason, "");
+        assert_eq!(
+            json_str("a\"b\\\n"),
+            "\"a\\\"b\\\\\\n\"",
+            "JSON strings are escaped"
+        );
+    }
 }
