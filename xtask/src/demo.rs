@@ -1,52 +1,218 @@
-//! `cargo xtask demo`: start the local primary + replica and show how to use them.
+//! `cargo xtask demo`: the main job on an embedded default. Starts a local primary + streaming
+//! replica (or uses SQLALCHEMY_DATABASE_URI), creates and migrates `notification_api`, runs a
+//! short mixed workload through both pools, and shows `current`, replica lag and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use notify_db_config::Settings;
+use notify_db_metrics::{MetricsHandle, RequestContext, with_job_context, with_request_context};
+use notify_db_migrate::{Migrator, Options, Target};
+use notify_db_pool::Databases;
+use notify_db_testdb::Cluster;
 
-use crate::{dev, util};
+use crate::util;
 
 /// Arguments of `cargo xtask demo`.
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Exit after printing, instead of waiting for Ctrl-C.
+    /// Exit after the workload instead of serving /metrics until Ctrl-C.
     #[arg(long)]
     no_wait: bool,
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let cluster = dev::up()?;
-    let rt = util::runtime()?;
-    rt.block_on(async {
-        for (name, server) in std::iter::once(("primary", cluster.primary())).chain(cluster.replica().map(|r| ("replica", r))) {
-            let c = server.endpoint().connect("notification_api").await?;
-            let row = c
-                .query_one(
-                    "SELECT current_setting('server_version'), pg_is_in_recovery(), host(inet_server_addr())",
-                    &[],
-                )
+    let configured = std::env::var("SQLALCHEMY_DATABASE_URI").is_ok_and(|v| !v.trim().is_empty());
+    // Our own throwaway clusters unless the user configured a database.
+    let mut cluster = None;
+    let settings = if configured {
+        let s = Settings::from_env()?;
+        println!(
+            "Using the database in SQLALCHEMY_DATABASE_URI: {}",
+            s.primary
+        );
+        s
+    } else {
+        println!(
+            "SQLALCHEMY_DATABASE_URI is not set: starting a local primary + streaming replica"
+        );
+        let c = Cluster::builder().label("demo").replica(true).start()?;
+        let p = c.primary().endpoint().clone();
+        let r = c
+            .replica()
+            .context("replica did not start")?
+            .endpoint()
+            .clone();
+        println!(
+            "  primary 127.0.0.1:{}  replica 127.0.0.2:{}",
+            p.port, r.port
+        );
+        util::runtime()?.block_on(async {
+            let admin = p.connect("postgres").await?;
+            admin
+                .batch_execute("CREATE DATABASE notification_api")
                 .await
-                .with_context(|| format!("querying the {name}"))?;
-            let (v, rec, addr): (String, bool, Option<String>) = (row.get(0), row.get(1), row.get(2));
+                .context("creating notification_api")?;
+            anyhow::Ok(())
+        })?;
+        let env: HashMap<&str, String> = [
+            ("NOTIFY_ENVIRONMENT", "development".to_string()),
+            ("SQLALCHEMY_DATABASE_URI", p.uri("notification_api")),
+            ("SQLALCHEMY_DATABASE_URI_BULK", r.uri("notification_api")),
+        ]
+        .into();
+        c.wait_for_replica()?;
+        cluster = Some(c);
+        Settings::load(None, &|k| env.get(k).cloned())?
+    };
+    let rt = util::runtime()?;
+    let result = rt.block_on(main_job(&settings, args.no_wait));
+    if let Some(c) = cluster {
+        c.stop()?;
+        println!("stopped the local clusters");
+    }
+    result
+}
+
+async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
+    // 1. Migrate to head, one progress line per migration.
+    println!("\n== migrate to head");
+    let migrator = Migrator::new(notify_db_migrations::set()?)
+        .with_options(Options::from_settings(&settings.migrations))
+        .on_progress(|a| {
             println!(
-                "{name:<8} PostgreSQL {v} at {}:{} (inet_server_addr {}), in recovery: {rec}",
-                server.endpoint().host,
-                server.endpoint().port,
-                addr.unwrap_or_else(|| "-".into())
-            );
+                "  {:<40} {:>8.1} ms",
+                a.id,
+                a.duration.as_secs_f64() * 1000.0
+            )
+        });
+    let pg = settings.primary.to_pg_config();
+    let report = migrator.upgrade(&pg, &Target::Head).await?;
+    if report.applied.is_empty() {
+        println!("  already at head");
+    }
+
+    // 2. Both pools, observed by the metrics.
+    let metrics = Arc::new(MetricsHandle::new());
+    let db = Databases::builder(settings)
+        .observer(metrics.observer())
+        .build()
+        .await?;
+
+    println!("\n== workload");
+    let ctx = RequestContext::new("POST", "demo.local", "/services");
+    let written = with_request_context(ctx, async {
+        let conn = db.default().get().await?;
+        let mut n = 0;
+        for i in 0..20 {
+            conn.execute(
+                "INSERT INTO services (name, message_limit, email_from) VALUES ($1::text, 1000, $1::text) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&format!("demo-service-{i}")],
+            )
+            .await?;
+            n += 1;
+        }
+        anyhow::Ok(n)
+    })
+    .await?;
+    println!("  default: wrote {written} services on the primary");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    with_job_context("notify-demo", "count-services", async {
+        let conn = db.bulk().get().await?;
+        let count: i64 = conn
+            .query_one("SELECT count(*) FROM services", &[])
+            .await?
+            .get(0);
+        println!(
+            "  bulk:    read {count} services on {} (in recovery: {})",
+            conn.server_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "a Unix socket".into()),
+            conn.in_recovery()
+        );
+        match conn
+            .execute(
+                "INSERT INTO services (name, message_limit, email_from) VALUES ('x', 1, 'x')",
+                &[],
+            )
+            .await
+        {
+            Err(e) => println!(
+                "  bulk:    a write is refused, as expected: SQLSTATE {} {}",
+                e.code().map(|c| c.code()).unwrap_or("?"),
+                e.as_db_error().map(|d| d.message()).unwrap_or("")
+            ),
+            Ok(_) => {
+                anyhow::bail!("a write on the bulk pool succeeded: bulk sessions must be read-only")
+            }
         }
         anyhow::Ok(())
-    })?;
-    println!("\nTo connect (the password is read from its file, never printed):");
-    print!("{}", dev::export_lines(&cluster));
-    println!("psql \"$SQLALCHEMY_DATABASE_URI\"");
-    if args.no_wait {
-        println!("\nThe clusters keep running; stop them with `cargo xtask dev down`.");
+    })
+    .await?;
+
+    // 3. State: current revision, replica lag, metrics.
+    println!("\n== current");
+    println!(
+        "  {}",
+        migrator
+            .current(&pg)
+            .await?
+            .unwrap_or_else(|| "base".into())
+    );
+    println!("\n== replica lag");
+    {
+        let conn = db.bulk().get().await?;
+        let row = conn
+            .query_one(
+                "SELECT pg_is_in_recovery(), coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0)",
+                &[],
+            )
+            .await?;
+        let (rec, lag): (bool, f64) = (row.get(0), row.get(1));
+        if rec {
+            println!(
+                "  {lag:.3} s since the last replayed transaction (0 when idle and caught up is not guaranteed: it grows while the primary is idle)"
+            );
+        } else {
+            println!("  bulk is the primary (no replica configured): no lag");
+        }
+    }
+    println!("\n== /metrics (db_ lines)");
+    for line in metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("db_") && !l.contains("_bucket{"))
+    {
+        println!("  {line}");
+    }
+    if no_wait {
         return Ok(());
     }
-    println!("\nPress Ctrl-C to stop the clusters.");
-    rt.block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")?;
-    cluster.stop()?;
-    println!("stopped");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!(
+        "\nServing /metrics on http://{}/metrics — press Ctrl-C to stop",
+        listener.local_addr()?
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            accepted = listener.accept() => {
+                let (mut sock, _) = accepted?;
+                let body = metrics.render();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 1024];
+                    let _ = sock.read(&mut buf).await;
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body.as_bytes()).await;
+                });
+            }
+        }
+    }
     Ok(())
 }

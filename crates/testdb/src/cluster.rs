@@ -228,6 +228,17 @@ impl Cluster {
         self.replica.as_ref()
     }
 
+    /// Waits until the replica (if any) has replayed everything the primary has written so far.
+    pub fn wait_for_replica(&self) -> Result<(), Error> {
+        match &self.replica {
+            Some(r) => {
+                let (p, r) = (self.primary.endpoint.clone(), r.endpoint.clone());
+                crate::block_on(async move { crate::testdb::sync_replica(&p, &r).await })?
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The directory holding the cluster's data directories and logs.
     pub fn dir(&self) -> &Path {
         &self.dir
