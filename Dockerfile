@@ -1,6 +1,10 @@
-# The image of docker-compose.yml's `migrate` service: runs `xtask migrate upgrade` against
-# SQLALCHEMY_DATABASE_URI (the migrations are compiled into the binary), then exits.
-# Build: docker build -t notify-db-migrate:local .   (docker-compose.yml builds it for you)
+# Images of docker-compose.yml, from one build:
+#   target `migrate` (the default): runs `xtask migrate upgrade` against SQLALCHEMY_DATABASE_URI
+#     (the migrations are compiled into the binary), then exits;
+#   target `service`: examples/service, the example API built on notify-db, on port 6011.
+# Build: docker build -t notify-db-migrate:local .
+#        docker build --target service -t notify-db-example-service:local .
+# (docker-compose.yml builds both for you.)
 #
 # Only the paths the build needs are copied (BuildKit then sends nothing else, target/ included).
 # xtask/tests/compose.rs checks that every workspace member is copied here.
@@ -12,21 +16,29 @@ COPY crates crates
 COPY migrations migrations
 COPY xtask xtask
 COPY examples examples
-RUN cargo build --release --locked -p xtask
+RUN cargo build --release --locked -p xtask -p notify-db-example-service
 
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /src notify
-# The same paths as in the build stage: the binary finds config/ and migrations/ (where a run
-# against notification_api records the head revision) where it was built.
+# The same paths as in the build stage: the binaries find config/ and migrations/ (where a run
+# against notification_api records the head revision) where they were built.
 WORKDIR /src
-COPY --from=build /src/target/release/xtask /usr/local/bin/xtask
 COPY --chown=notify:notify config /src/config
 COPY --chown=notify:notify migrations /src/migrations
 ENV NOTIFY_CONFIG_DIR=/src/config \
     NOTIFY_ENVIRONMENT=production
 USER notify
+
+FROM runtime AS service
+COPY --from=build /src/target/release/notify-db-example-service /usr/local/bin/notify-db-example-service
+ENV LISTEN_ADDR=0.0.0.0:6011
+EXPOSE 6011
+ENTRYPOINT ["notify-db-example-service"]
+
+FROM runtime AS migrate
+COPY --from=build /src/target/release/xtask /usr/local/bin/xtask
 ENTRYPOINT ["xtask"]
 CMD ["migrate", "upgrade"]

@@ -89,6 +89,24 @@ fn environment(svc: &Yaml, name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The lines of the Dockerfile stage `FROM ... AS <name>`, up to the next `FROM`.
+fn stage(name: &str) -> String {
+    let dockerfile = read("Dockerfile");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in dockerfile.lines() {
+        if line.starts_with("FROM ") {
+            inside = line.ends_with(&format!(" AS {name}"));
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.is_empty(), "the Dockerfile has no stage {name}");
+    out
+}
+
 fn depends_on_healthy(svc: &Yaml, name: &str, on: &str) {
     assert_eq!(
         svc["depends_on"][on]["condition"].as_str(),
@@ -106,7 +124,10 @@ fn services_images_and_ports() {
         .keys()
         .map(|k| str_of(k, "service name"))
         .collect();
-    assert_eq!(names, BTreeSet::from(["primary", "replica", "migrate"]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["primary", "replica", "migrate", "api"])
+    );
     for (name, port) in [("primary", "5432:5432"), ("replica", "5433:5432")] {
         let s = service(&doc, name);
         assert_eq!(s["image"].as_str(), Some("postgres:15"), "{name} image");
@@ -230,6 +251,20 @@ fn migrate_runs_upgrade_against_the_primary_with_the_service_environment() {
     assert_eq!(words(&m["command"], "command"), vec!["migrate", "upgrade"]);
     assert_eq!(m["build"]["context"].as_str(), Some("."));
     assert_eq!(m["build"]["dockerfile"].as_str(), Some("Dockerfile"));
+    assert_eq!(m["build"]["target"].as_str(), Some("migrate"));
+    let migrate_stage = stage("migrate");
+    assert!(
+        migrate_stage.contains("ENTRYPOINT [\"xtask\"]")
+            && migrate_stage.contains("CMD [\"migrate\", \"upgrade\"]")
+            && migrate_stage.contains("/src/target/release/xtask"),
+        "{migrate_stage}"
+    );
+    assert!(
+        read("Dockerfile")
+            .trim_end()
+            .ends_with("CMD [\"migrate\", \"upgrade\"]"),
+        "migrate must be the last stage, so a plain `docker build .` makes the migrate image"
+    );
     assert_eq!(
         m["restart"].as_str(),
         Some("no"),
@@ -296,6 +331,68 @@ fn migrate_runs_upgrade_against_the_primary_with_the_service_environment() {
     assert!(
         !env["SQLALCHEMY_DATABASE_URI"].contains("localhost")
             && !env["SQLALCHEMY_DATABASE_URI"].contains("127.0.0.1")
+    );
+}
+
+#[test]
+fn api_starts_after_a_successful_migration_with_the_same_environment() {
+    let doc = compose();
+    let api = service(&doc, "api");
+    assert_eq!(api["build"]["target"].as_str(), Some("service"));
+    assert_eq!(api["build"]["context"].as_str(), Some("."));
+    // Deployment order: the code starts only once the migration job exited 0.
+    assert_eq!(
+        api["depends_on"]["migrate"]["condition"].as_str(),
+        Some("service_completed_successfully")
+    );
+    depends_on_healthy(api, "api", "replica");
+    assert_eq!(
+        environment(api, "api"),
+        environment(service(&doc, "migrate"), "migrate"),
+        "api and migrate share the service environment"
+    );
+    // The port published is the one the image listens on, and the one the healthcheck probes.
+    let service_stage = stage("service");
+    let listen = service_stage
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV LISTEN_ADDR="))
+        .expect("the service stage sets LISTEN_ADDR");
+    let port = listen.rsplit(':').next().expect("a port");
+    assert!(
+        listen.starts_with("0.0.0.0:"),
+        "inside a container the API must listen on all interfaces: {listen}"
+    );
+    assert_eq!(
+        words(&api["ports"], "ports"),
+        vec![format!("{port}:{port}")]
+    );
+    let probe = words(&api["healthcheck"]["test"], "healthcheck.test").join(" ");
+    assert!(
+        probe.contains(&format!("/dev/tcp/127.0.0.1/{port}")),
+        "{probe}"
+    );
+    // The binary copied is the one examples/service builds.
+    let manifest = read("examples/service/Cargo.toml");
+    let name = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("package name");
+    assert!(
+        root().join("examples/service/src/main.rs").is_file(),
+        "examples/service has no binary"
+    );
+    assert!(
+        service_stage.contains(&format!("/src/target/release/{name} ")),
+        "{service_stage}"
+    );
+    assert!(
+        service_stage.contains(&format!("ENTRYPOINT [\"{name}\"]")),
+        "{service_stage}"
+    );
+    assert!(
+        read("Dockerfile").contains(&format!("-p xtask -p {name}")),
+        "the build must build {name}"
     );
 }
 
