@@ -245,3 +245,60 @@ async fn a_replica_configured_as_primary_is_flagged() {
     assert!(fix.contains("point SQLALCHEMY_DATABASE_URI at it"), "{fix}");
     assert!(!text.contains(&r.password), "password leaked:\n{text}");
 }
+
+#[tokio::test]
+async fn a_pg_hba_rejection_is_told_apart_from_a_wrong_password() {
+    // A private cluster: its pg_hba.conf is changed.
+    let cluster = notify_db_testdb::Cluster::builder()
+        .label("doctor-hba")
+        .start()
+        .expect("private cluster");
+    let server = cluster.primary();
+    let ep = server.endpoint();
+    let admin = ep.connect("postgres").await.expect("connect");
+    admin
+        .batch_execute("CREATE DATABASE hba_rejected")
+        .await
+        .expect("create database");
+    let hba = server.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    std::fs::write(
+        &hba,
+        format!("host hba_rejected all 127.0.0.0/8 reject\n{old}"),
+    )
+    .expect("write pg_hba.conf");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reload");
+
+    let (out, text) = xtask(
+        &["doctor"],
+        &[("SQLALCHEMY_DATABASE_URI", &ep.uri("hba_rejected"))],
+    );
+    assert!(!out.status.success(), "{text}");
+    let (line, fix) = line_and_next(
+        &text,
+        &format!("✗ default {}:{} reachable", ep.host, ep.port),
+    );
+    assert!(line.contains(": pg_hba rejected: "), "{line}");
+    assert!(
+        fix.contains("pg_hba.conf has no line for this client"),
+        "{fix}"
+    );
+    assert!(!text.contains(&ep.password), "password leaked:\n{text}");
+}
+
+#[test]
+fn doctor_and_pitr_drill_have_help() {
+    for (sub, option) in [
+        ("doctor", "--max-lag-seconds"),
+        ("pitr-drill", "--rows-before-backup"),
+    ] {
+        let (out, text) = xtask(&[sub, "--help"], &[]);
+        assert!(
+            out.status.success() && text.contains("Usage:") && text.contains(option),
+            "{sub} --help:\n{text}"
+        );
+    }
+}
