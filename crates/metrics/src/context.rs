@@ -2,6 +2,7 @@
 //! `db_connection_open_duration_seconds`: a tokio task-local set per request or job.
 
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 /// The `method` value for background jobs. The reference labels every Celery task checkout
@@ -26,15 +27,21 @@ pub struct RequestContext {
     pub(crate) method: Arc<str>,
     pub(crate) host: Arc<str>,
     pub(crate) path: Arc<str>,
+    /// Hash of the three values, computed once so the observer's cache lookups do not rehash.
+    pub(crate) hash: u64,
 }
 
 impl RequestContext {
     /// A context for an HTTP request: method, Host header and route template.
     pub fn new(method: &str, host: &str, path: &str) -> RequestContext {
+        let (method, host, path) = (label_value(method), label_value(host), label_value(path));
+        let mut h = DefaultHasher::new();
+        (&*method, &*host, &*path).hash(&mut h);
         RequestContext {
-            method: label_value(method),
-            host: label_value(host),
-            path: label_value(path),
+            method,
+            host,
+            path,
+            hash: h.finish(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`DbMetrics`]: the [`PoolObserver`] that records Notify's connection metrics and ours.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -71,49 +71,117 @@ impl Target {
 }
 
 /// Handles of one (bind, inet_server_addr) pair.
-#[derive(Clone)]
 struct ConnHandles {
     connected: Gauge,
     checked_out: Gauge,
 }
 
 /// Handles of one bind.
-#[derive(Clone)]
 struct BindHandles {
     wait: Histogram,
     timeouts: Counter,
     max_size: Gauge,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// The labels of one `db_connection_open_duration_seconds` series.
 struct DurationKey {
-    method: Arc<str>,
-    host: Arc<str>,
-    path: Arc<str>,
+    ctx: Arc<RequestContext>,
     bind: Bind,
     addr: Option<IpAddr>,
 }
 
-/// A lookup table of registered handles, filled on first use (only when bound to a recorder:
-/// the facade's recorder can change, e.g. a local recorder in a test).
-struct Cache<K, V>(RwLock<HashMap<K, V>>);
+impl PartialEq for DurationKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bind == other.bind
+            && self.addr == other.addr
+            && (Arc::ptr_eq(&self.ctx, &other.ctx) || *self.ctx == *other.ctx)
+    }
+}
 
-impl<K: Eq + Hash, V: Clone> Cache<K, V> {
-    fn new() -> Self {
-        Cache(RwLock::new(HashMap::new()))
+impl Eq for DurationKey {}
+
+impl Hash for DurationKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.ctx.hash);
+        self.bind.hash(state);
+        self.addr.hash(state);
+    }
+}
+
+/// A multiply-rotate hasher (FxHash's): cache keys are a few small integers or an already
+/// computed hash, so SipHash's flooding resistance buys nothing on this hot path.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
     }
 
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// A lookup table of registered handles, filled on first use.
+struct Cache<K, V>(RwLock<HashMap<K, V, BuildHasherDefault<FastHasher>>>);
+
+impl<K: Eq + Hash, V> Cache<K, V> {
+    fn new() -> Self {
+        Cache(RwLock::new(HashMap::default()))
+    }
+
+    /// Runs `f` on the value of `key`, made by `make` on first use.
+    fn with<R>(&self, key: K, make: impl FnOnce() -> V, f: impl FnOnce(&V) -> R) -> R {
         if let Some(v) = self
             .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return v.clone();
+            return f(v);
         }
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(key).or_insert_with(make).clone()
+        f(map.entry(key).or_insert_with(make))
+    }
+}
+
+/// Handles registered once, when bound to a recorder (the facade's recorder can change, e.g. a
+/// local recorder in a test, so nothing is cached then).
+struct Cached {
+    binds: [BindHandles; 2],
+    conns: Cache<(Bind, Option<IpAddr>), ConnHandles>,
+    durations: Cache<DurationKey, Histogram>,
+}
+
+fn bind_index(bind: Bind) -> usize {
+    match bind {
+        Bind::Default => 0,
+        Bind::Bulk => 1,
     }
 }
 
@@ -142,9 +210,7 @@ struct Checkout {
 /// and `path` labels are `unknown`, and a warning is logged once per observer.
 pub struct DbMetrics {
     target: Target,
-    conns: Option<Cache<(Bind, Option<IpAddr>), ConnHandles>>,
-    binds: Option<Cache<Bind, BindHandles>>,
-    durations: Option<Cache<DurationKey, Histogram>>,
+    cached: Option<Cached>,
     unknown: Arc<RequestContext>,
     warned_no_context: AtomicBool,
 }
@@ -177,11 +243,14 @@ impl DbMetrics {
 
     fn build(target: Target, cache: bool) -> DbMetrics {
         target.describe();
+        let cached = cache.then(|| Cached {
+            binds: [Bind::Default, Bind::Bulk].map(|b| make_bind_handles(&target, b)),
+            conns: Cache::new(),
+            durations: Cache::new(),
+        });
         DbMetrics {
             target,
-            conns: cache.then(Cache::new),
-            binds: cache.then(Cache::new),
-            durations: cache.then(Cache::new),
+            cached,
             unknown: Arc::new(RequestContext::new(UNKNOWN, UNKNOWN, UNKNOWN)),
             warned_no_context: AtomicBool::new(false),
         }
@@ -199,7 +268,12 @@ impl DbMetrics {
         self.target.gauge(&key).set(seconds);
     }
 
-    fn conn_handles(&self, bind: Bind, addr: Option<IpAddr>) -> ConnHandles {
+    fn with_conn<R>(
+        &self,
+        bind: Bind,
+        addr: Option<IpAddr>,
+        f: impl FnOnce(&ConnHandles) -> R,
+    ) -> R {
         let make = || {
             let labels = conn_labels(bind, addr);
             ConnHandles {
@@ -211,40 +285,26 @@ impl DbMetrics {
                     .gauge(&Key::from_parts(names::CHECKED_OUT, labels)),
             }
         };
-        match &self.conns {
-            Some(cache) => cache.get_or_insert_with((bind, addr), make),
-            None => make(),
+        match &self.cached {
+            Some(c) => c.conns.with((bind, addr), make, f),
+            None => f(&make()),
         }
     }
 
-    fn bind_handles(&self, bind: Bind) -> BindHandles {
-        let make = || {
-            let labels = || vec![Label::from_static_parts("bind", bind.as_str())];
-            BindHandles {
-                wait: self
-                    .target
-                    .histogram(&Key::from_parts(names::POOL_WAIT, labels())),
-                timeouts: self
-                    .target
-                    .counter(&Key::from_parts(names::POOL_TIMEOUTS, labels())),
-                max_size: self
-                    .target
-                    .gauge(&Key::from_parts(names::POOL_MAX_SIZE, labels())),
-            }
-        };
-        match &self.binds {
-            Some(cache) => cache.get_or_insert_with(bind, make),
-            None => make(),
+    fn with_bind<R>(&self, bind: Bind, f: impl FnOnce(&BindHandles) -> R) -> R {
+        match &self.cached {
+            Some(c) => f(&c.binds[bind_index(bind)]),
+            None => f(&make_bind_handles(&self.target, bind)),
         }
     }
 
     fn open_duration(
         &self,
-        ctx: &Arc<RequestContext>,
+        ctx: Arc<RequestContext>,
         bind: Bind,
         addr: Option<IpAddr>,
     ) -> Histogram {
-        let make = || {
+        let make = |ctx: &RequestContext| {
             let mut labels = vec![
                 Label::new("method", SharedString::from_shared(Arc::clone(&ctx.method))),
                 Label::new("host", SharedString::from_shared(Arc::clone(&ctx.host))),
@@ -254,18 +314,16 @@ impl DbMetrics {
             self.target
                 .histogram(&Key::from_parts(names::OPEN_DURATION, labels))
         };
-        match &self.durations {
-            Some(cache) => {
-                let key = DurationKey {
-                    method: Arc::clone(&ctx.method),
-                    host: Arc::clone(&ctx.host),
-                    path: Arc::clone(&ctx.path),
-                    bind,
-                    addr,
-                };
-                cache.get_or_insert_with(key, make)
+        match &self.cached {
+            Some(c) => {
+                let for_make = Arc::clone(&ctx);
+                c.durations.with(
+                    DurationKey { ctx, bind, addr },
+                    || make(&for_make),
+                    Histogram::clone,
+                )
             }
-            None => make(),
+            None => make(&ctx),
         }
     }
 
@@ -283,6 +341,15 @@ impl DbMetrics {
     }
 }
 
+fn make_bind_handles(target: &Target, bind: Bind) -> BindHandles {
+    let labels = || vec![Label::from_static_parts("bind", bind.as_str())];
+    BindHandles {
+        wait: target.histogram(&Key::from_parts(names::POOL_WAIT, labels())),
+        timeouts: target.counter(&Key::from_parts(names::POOL_TIMEOUTS, labels())),
+        max_size: target.gauge(&Key::from_parts(names::POOL_MAX_SIZE, labels())),
+    }
+}
+
 fn conn_labels(bind: Bind, addr: Option<IpAddr>) -> Vec<Label> {
     let addr = match addr {
         Some(ip) => SharedString::from_owned(ip.to_string()),
@@ -296,15 +363,11 @@ fn conn_labels(bind: Bind, addr: Option<IpAddr>) -> Vec<Label> {
 
 impl PoolObserver for DbMetrics {
     fn connected(&self, conn: &ConnInfo) {
-        self.conn_handles(conn.bind, conn.server_addr)
-            .connected
-            .increment(1.0);
+        self.with_conn(conn.bind, conn.server_addr, |h| h.connected.increment(1.0));
     }
 
     fn closed(&self, conn: &ConnInfo) {
-        self.conn_handles(conn.bind, conn.server_addr)
-            .connected
-            .decrement(1.0);
+        self.with_conn(conn.bind, conn.server_addr, |h| h.connected.decrement(1.0));
     }
 
     fn connect_failed(&self, bind: Bind, host: &str, port: u16, why: ConnectFailure) {
@@ -320,15 +383,14 @@ impl PoolObserver for DbMetrics {
     }
 
     fn checked_out(&self, conn: &ConnInfo, waited: Duration) -> CheckoutToken {
-        let handles = self.conn_handles(conn.bind, conn.server_addr);
-        handles.checked_out.increment(1.0);
-        self.bind_handles(conn.bind)
-            .wait
-            .record(waited.as_secs_f64());
-        let ctx = self.context();
-        let open_duration = self.open_duration(&ctx, conn.bind, conn.server_addr);
+        let checked_out = self.with_conn(conn.bind, conn.server_addr, |h| {
+            h.checked_out.increment(1.0);
+            h.checked_out.clone()
+        });
+        self.with_bind(conn.bind, |h| h.wait.record(waited.as_secs_f64()));
+        let open_duration = self.open_duration(self.context(), conn.bind, conn.server_addr);
         Some(Box::new(Checkout {
-            checked_out: handles.checked_out,
+            checked_out,
             open_duration,
         }))
     }
@@ -342,24 +404,24 @@ impl PoolObserver for DbMetrics {
             None => {
                 // Not checked out through this observer's `checked_out` (cannot happen with the
                 // pool, which hands every token back): keep the gauge balanced anyway.
-                self.conn_handles(conn.bind, conn.server_addr)
-                    .checked_out
-                    .decrement(1.0);
-                let unknown = Arc::clone(&self.unknown);
-                self.open_duration(&unknown, conn.bind, conn.server_addr)
+                self.with_conn(conn.bind, conn.server_addr, |h| {
+                    h.checked_out.decrement(1.0)
+                });
+                self.open_duration(Arc::clone(&self.unknown), conn.bind, conn.server_addr)
                     .record(held.as_secs_f64());
             }
         }
     }
 
     fn wait_timed_out(&self, bind: Bind, waited: Duration) {
-        let handles = self.bind_handles(bind);
-        handles.timeouts.increment(1);
-        handles.wait.record(waited.as_secs_f64());
+        self.with_bind(bind, |h| {
+            h.timeouts.increment(1);
+            h.wait.record(waited.as_secs_f64());
+        });
     }
 
     fn pool_created(&self, bind: Bind, max_size: usize) {
         // Pool sizes are small integers: exact in f64.
-        self.bind_handles(bind).max_size.set(max_size as f64);
+        self.with_bind(bind, |h| h.max_size.set(max_size as f64));
     }
 }
