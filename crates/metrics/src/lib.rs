@@ -19,6 +19,8 @@
 //!
 //! [`PoolObserver`]: notify_db_pool::PoolObserver
 
+#![deny(missing_docs)]
+
 mod context;
 mod lag;
 mod observer;
