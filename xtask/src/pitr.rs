@@ -269,6 +269,7 @@ pub fn run(args: PitrArgs) -> Result<()> {
         &format!("start the restored server on port {port} and wait until recovery ends"),
     );
     let log = cluster.dir().join("restored.log");
+    let restore_started = Instant::now();
     let mut start = Command::new(bin.join("pg_ctl"));
     start
         .args(["start", "-w", "-t", "60", "-D"])
@@ -288,6 +289,10 @@ pub fn run(args: PitrArgs) -> Result<()> {
     };
     let verified = rt.block_on(async {
         let c = wait_promoted(&endpoint, &log).await?;
+        println!(
+            "      recovery finished in {:.1}s (start to promoted: the recovery time of this restore); the server accepts writes",
+            restore_started.elapsed().as_secs_f64()
+        );
         if let Ok(text) = fs::read_to_string(&log) {
             for line in text.lines().filter(|l| {
                 l.contains("recovery stopping") || l.contains("last completed transaction")
@@ -416,7 +421,6 @@ async fn wait_promoted(endpoint: &Endpoint, log: &Path) -> Result<Client> {
             .context("pg_is_in_recovery()")?
             .get(0);
         if !in_recovery {
-            println!("      recovery finished; the server is promoted and accepts writes");
             return Ok(c);
         }
         if Instant::now() > deadline {
