@@ -301,24 +301,41 @@ impl Stairs {
         let at_head = self.capture().await?;
         self.down(&target).await?;
         let rev_again = self.capture().await?;
-        self.up(&Target::Head).await?;
+        let (d1, notes) = split_validation_only(at_rev.diff(&rev_again));
+        for n in &notes {
+            println!(
+                "note: the downgrade leaves {} validated (it was NOT VALID at {rev})",
+                n.object
+            );
+        }
+        if !d1.is_empty() {
+            println!(
+                "FAILED: downgrading from head to {rev} does not restore the schema at {rev}:\n{}",
+                explain(&d1)
+            );
+        }
+        if let Err(e) = self.up(&Target::Head).await {
+            bail!(
+                "upgrading to head again after the downgrade to {rev} failed{}: {}",
+                if d1.is_empty() {
+                    ""
+                } else {
+                    " (see the differences above)"
+                },
+                util::one_line(&e)
+            );
+        }
         let head_again = self.capture().await?;
-        let (d1, d2) = (at_rev.diff(&rev_again), at_head.diff(&head_again));
+        let d2 = at_head.diff(&head_again);
         if d1.is_empty() && d2.is_empty() {
             println!(
                 "ok: upgrade to head, downgrade to {rev}, upgrade to head: schemas at {rev} and at head restored"
             );
             return Ok(());
         }
-        if !d1.is_empty() {
-            println!(
-                "downgrading from head to {rev} does not restore the schema at {rev}:\n{}",
-                explain(&d1)
-            );
-        }
         if !d2.is_empty() {
             println!(
-                "upgrading to head again gives a different schema:\n{}",
+                "FAILED: upgrading to head again gives a different schema:\n{}",
                 explain(&d2)
             );
         }
