@@ -82,6 +82,9 @@ tokio::task_local! {
 }
 
 /// Runs `future` with `ctx` as the request context of every connection it checks out.
+///
+/// The context is a tokio task-local: a task spawned from inside does not inherit it; wrap the
+/// spawned future too (`tokio::spawn(with_request_context(ctx.clone(), fut))`).
 pub fn with_request_context<F: Future>(
     ctx: RequestContext,
     future: F,

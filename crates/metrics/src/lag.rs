@@ -29,6 +29,10 @@ const LAG_SQL: &str = "SELECT CASE \
 /// idle), the seconds since the last replayed transaction while it is behind, 0 for a primary
 /// (e.g. bulk falling back to the primary), and NaN while the server cannot be reached or
 /// queried. The task stops when this value is dropped.
+///
+/// As with any lag measured from `pg_last_xact_replay_timestamp()`: after the primary has been
+/// idle, the first write not yet replayed shows the whole idle time for a sample, until replay
+/// catches up (typically milliseconds, so rarely seen at a sampling interval of seconds).
 #[derive(Debug)]
 pub struct ReplicaLagSampler {
     task: JoinHandle<()>,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{
@@ -173,7 +173,8 @@ impl<K: Eq + Hash, V> Cache<K, V> {
 /// Handles registered once, when bound to a recorder (the facade's recorder can change, e.g. a
 /// local recorder in a test, so nothing is cached then).
 struct Cached {
-    binds: [BindHandles; 2],
+    /// Registered on first use, so a bind without a pool renders nothing.
+    binds: [OnceLock<BindHandles>; 2],
     conns: Cache<(Bind, Option<IpAddr>), ConnHandles>,
     durations: Cache<DurationKey, Histogram>,
 }
@@ -207,7 +208,9 @@ struct Checkout {
 ///
 /// `inet_server_addr` is the server's own address (`inet_server_addr()` at connect), or
 /// [`NO_SERVER_ADDR`] over a Unix socket. Outside any request/job context the `method`, `host`
-/// and `path` labels are `unknown`, and a warning is logged once per observer.
+/// and `path` labels are `unknown`, and a warning is logged once per observer. (The pools'
+/// start-up check, `DatabasesBuilder::build` with `check_on_build(true)`, checks out one
+/// connection per pool: wrap it in [`crate::with_job_context`] to label it.)
 pub struct DbMetrics {
     target: Target,
     cached: Option<Cached>,
@@ -244,7 +247,7 @@ impl DbMetrics {
     fn build(target: Target, cache: bool) -> DbMetrics {
         target.describe();
         let cached = cache.then(|| Cached {
-            binds: [Bind::Default, Bind::Bulk].map(|b| make_bind_handles(&target, b)),
+            binds: [OnceLock::new(), OnceLock::new()],
             conns: Cache::new(),
             durations: Cache::new(),
         });
@@ -293,7 +296,9 @@ impl DbMetrics {
 
     fn with_bind<R>(&self, bind: Bind, f: impl FnOnce(&BindHandles) -> R) -> R {
         match &self.cached {
-            Some(c) => f(&c.binds[bind_index(bind)]),
+            Some(c) => {
+                f(c.binds[bind_index(bind)].get_or_init(|| make_bind_handles(&self.target, bind)))
+            }
             None => f(&make_bind_handles(&self.target, bind)),
         }
     }

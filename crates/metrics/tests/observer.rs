@@ -160,6 +160,11 @@ async fn scripted_sequence_renders_exact_names_labels_and_values() {
 #[test]
 fn help_and_type_lines_make_real_histograms() {
     let handle = MetricsHandle::new();
+    assert_eq!(
+        handle.render().trim(),
+        "",
+        "nothing is rendered before the first pool event"
+    );
     let obs = handle.observer();
     let c = conn(1, Bind::Default, Some(PRIMARY));
     obs.pool_created(Bind::Default, 5);
