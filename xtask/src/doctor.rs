@@ -388,7 +388,7 @@ fn explain(e: &PoolError, var: &str, hp: &HostPort) -> (String, String) {
                 format!("timeout: {cause}"),
                 format!("the server is slow to accept logins or the network drops packets ({DOC}#connection-refused)"),
             ),
-            _ => (format!("{failure:?}: {cause}").to_lowercase(), format!("see the server's log and {DOC}#troubleshooting")),
+            _ => (format!("{}: {cause}", failure.as_str()), format!("see the server's log and {DOC}#troubleshooting")),
         },
         PoolError::ServerTooOld { version, .. } => (
             format!("PostgreSQL {version} is too old"),
