@@ -16,7 +16,8 @@ COPY crates crates
 COPY migrations migrations
 COPY xtask xtask
 COPY examples examples
-RUN cargo build --release --locked -p xtask -p notify-db-example-service
+# Not --locked yet: the committed Cargo.lock lags the manifests; add it once the lock is kept current.
+RUN cargo build --release -p xtask -p notify-db-example-service
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
