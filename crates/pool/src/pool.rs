@@ -1,18 +1,19 @@
 //! The pools: a deadpool `Manager` over [`Connector`], max lifetime in the recycle step, and the
 //! checkout wrapper that reports to the observer.
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
 use notify_db_config::{DatabaseUri, Settings};
 use tokio::task::JoinHandle;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::connect::Connector;
 use crate::error::PoolError;
@@ -25,6 +26,8 @@ pub(crate) struct Conn {
     info: ConnInfo,
     expires_at: Instant,
     observer: Option<Arc<dyn PoolObserver>>,
+    /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
+    statements: Mutex<HashMap<Box<str>, Statement>>,
 }
 
 impl Drop for Conn {
@@ -65,6 +68,7 @@ impl managed::Manager for Manager {
             task: opened.task,
             info: opened.info,
             observer,
+            statements: Mutex::new(HashMap::new()),
         })
     }
 
@@ -295,6 +299,23 @@ impl PooledConnection {
     /// What is known about the physical connection.
     pub fn info(&self) -> &ConnInfo {
         &self.obj.info
+    }
+
+    /// Prepares `sql` once per physical connection and returns the cached statement after that
+    /// (no round trip on a hit). Statements live as long as the connection.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(stmt) = self.cached(sql) {
+            return Ok(stmt);
+        }
+        let stmt = self.obj.client.prepare(sql).await?;
+        if let Ok(mut map) = self.obj.statements.lock() {
+            map.insert(sql.into(), stmt.clone());
+        }
+        Ok(stmt)
+    }
+
+    fn cached(&self, sql: &str) -> Option<Statement> {
+        self.obj.statements.lock().ok()?.get(sql).cloned()
     }
 }
 

@@ -529,3 +529,37 @@ async fn connect_one_sets_up_a_single_connection() {
         .get(0);
     assert_eq!(app, s.pool.application_name);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_cached_prepares_once_per_connection() {
+    let db = test_db().await;
+    let mut s = settings(&db, &[]);
+    s.pool.size = 1;
+    let dbs = Databases::connect(&s).await.expect("connecting both pools");
+    let sql = "SELECT $1::int + 1";
+    let first = {
+        let c = dbs.default().get().await.expect("connection");
+        let stmt = c.prepare_cached(sql).await.expect("prepare");
+        let v: i32 = c.query_one(&stmt, &[&41]).await.expect("query").get(0);
+        assert_eq!(v, 42);
+        c.info().backend_pid
+    };
+    let c = dbs
+        .default()
+        .get()
+        .await
+        .expect("the same connection again");
+    assert_eq!(c.info().backend_pid, first);
+    let stmt = c.prepare_cached(sql).await.expect("cached statement");
+    let v: i32 = c.query_one(&stmt, &[&1]).await.expect("query").get(0);
+    assert_eq!(v, 2);
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+            &[&sql],
+        )
+        .await
+        .expect("pg_prepared_statements")
+        .get(0);
+    assert_eq!(n, 1);
+}

@@ -1,9 +1,473 @@
-//! `cargo xtask bench pool`: filled by the pool issue.
+//! `cargo xtask bench pool`: pgbench -S vs bare deadpool-postgres vs our `default` pool, and the
+//! time to open one connection (bare tokio-postgres vs ours with session setup).
+//!
+//! Everything runs against a private cluster (no replica) on 127.0.0.1 with `pgbench -i -s 10`
+//! data; every client uses TCP to 127.0.0.1 and the pgbench -S query, prepared. Each client
+//! loop is one checkout + one `SELECT abalance FROM pgbench_accounts WHERE aid = $1` per
+//! transaction, like pgbench's. `NOTIFY_BENCH_SECONDS` (default 10) sets each run's length.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use notify_db_config::Settings;
+use notify_db_pool::{Bind, Databases, connect_one};
+use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
 use super::Figure;
-use anyhow::Result;
 
-/// Runs the pool benchmarks.
+/// The pgbench -S statement.
+const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+/// pgbench scale.
+const SCALE: i32 = 10;
+/// Default client counts.
+const CLIENTS: [usize; 3] = [1, 8, 32];
+/// Interleaved rounds per method and client count.
+const ROUNDS: usize = 5;
+/// Connections opened per method for the connect-time figure.
+const CONNECTS: usize = 40;
+
+/// Phases of a throughput run, shared by its client tasks.
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+/// Set in the optimised child that a debug build of xtask starts.
+const CHILD_VAR: &str = "NOTIFY_BENCH_POOL_CHILD";
+/// Prefix of the figure lines the child prints for its parent.
+const FIGURE_LINE: &str = "POOL-FIGURE\t";
+
+/// Runs the pool benchmarks, in an optimised build: `cargo xtask` builds in the dev profile
+/// (workspace crates unoptimised, dependencies at opt-level 1), which would measure our crate's
+/// code unoptimised against an optimised deadpool, so a debug xtask re-runs itself with
+/// `--release` and collects the child's figures.
 pub fn run() -> Result<Vec<Figure>> {
-    Ok(Vec::new())
+    if cfg!(debug_assertions) && std::env::var_os(CHILD_VAR).is_none() {
+        return run_release();
+    }
+    let figures = measure()?;
+    if std::env::var_os(CHILD_VAR).is_some() {
+        for f in &figures {
+            println!(
+                "{FIGURE_LINE}{}\t{}\t{}\t{}\t{}",
+                f.name,
+                f.value,
+                f.unit,
+                f.ratio.map(|r| r.to_string()).unwrap_or_default(),
+                f.note
+            );
+        }
+    }
+    Ok(figures)
+}
+
+fn run_release() -> Result<Vec<Figure>> {
+    eprintln!("bench pool: running in an optimised build (cargo run --release -p xtask)");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            "pool",
+        ])
+        .env(CHILD_VAR, "1")
+        .current_dir(crate::util::root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the optimised pool benchmark")?;
+    if !out.status.success() {
+        bail!("the optimised pool benchmark failed with {}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<Figure> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(FIGURE_LINE))
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let (name, value, unit, ratio, note) =
+                (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+            Some(Figure {
+                bench: "pool".into(),
+                name: name.into(),
+                value: value.parse().ok()?,
+                unit: unit.into(),
+                ratio: ratio.parse().ok(),
+                note: note.into(),
+            })
+        })
+        .collect();
+    if figures.is_empty() {
+        bail!("the optimised pool benchmark printed no figures: {stdout}");
+    }
+    Ok(figures)
+}
+
+fn measure() -> Result<Vec<Figure>> {
+    let seconds: u64 = std::env::var("NOTIFY_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(10);
+    let duration = Duration::from_secs(seconds);
+    // `NOTIFY_BENCH_CLIENTS=1,8` runs only those client counts (default 1, 8, 32).
+    let clients: Vec<usize> = std::env::var("NOTIFY_BENCH_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| CLIENTS.to_vec());
+    eprintln!("bench pool: starting a private cluster");
+    let cluster = Cluster::builder()
+        .label("bench-pool")
+        .replica(false)
+        .start()
+        .context("starting a private PostgreSQL cluster for the pool benchmark")?;
+    let ep = cluster.primary().endpoint().clone();
+    let bin = find_bin_dir().context("finding the PostgreSQL binaries (pgbench)")?;
+    let pgbench = bin.join("pgbench");
+    eprintln!("bench pool: pgbench -i -s {SCALE}");
+    let out = pgbench_cmd(&pgbench, &ep)
+        .args(["-i", "-q", "-s", &SCALE.to_string(), "postgres"])
+        .output()
+        .context("running pgbench -i")?;
+    if !out.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+
+    let mut figures = Vec::new();
+    let bench = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: &str| Figure {
+        bench: "pool".into(),
+        name,
+        value,
+        unit: unit.into(),
+        ratio,
+        note: note.into(),
+    };
+    // Each method runs ROUNDS short rounds, interleaved a, b, c, a, b, c...; the median round
+    // is reported, so a burst of background load hits one round of each rather than one method.
+    let round = (duration / ROUNDS as u32).max(Duration::from_secs(1));
+    let round_secs = round.as_secs().max(1);
+    for n in clients {
+        eprintln!(
+            "bench pool: N={n}: {ROUNDS} rounds of {round_secs} s each of pgbench, deadpool, ours"
+        );
+        let rt_b = runtime()?;
+        let pool_b = rt_b.block_on(bare_pool(&ep, n))?;
+        let rt_c = runtime()?;
+        let pool_c = rt_c.block_on(our_pool(&ep, n))?;
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            a.push(pgbench_select(&pgbench, &ep, n, round_secs)?);
+            b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round))?);
+            c.push(rt_c.block_on(ours(&pool_c, n, round))?);
+        }
+        drop(pool_b);
+        drop(pool_c);
+        let (a, b, c) = (median(a), median(b), median(c));
+        figures.push(bench(
+            format!("N={n} (a) pgbench -S -M prepared"),
+            a,
+            "tps",
+            None,
+            "baseline (median of rounds)",
+        ));
+        figures.push(bench(
+            format!("N={n} (b) bare deadpool-postgres"),
+            b,
+            "tps",
+            Some(b / a),
+            "b/a",
+        ));
+        figures.push(bench(
+            format!("N={n} (c) ours vs pgbench"),
+            c,
+            "tps",
+            Some(c / a),
+            "c/a, target >= 0.90",
+        ));
+        figures.push(bench(
+            format!("N={n} (c) ours vs deadpool"),
+            c,
+            "tps",
+            Some(c / b),
+            "c/b, target >= 0.97",
+        ));
+    }
+
+    eprintln!("bench pool: connection open time, {CONNECTS} each, interleaved");
+    let (bare, ours_plain, ours_prefer) = runtime()?.block_on(open_times(&ep))?;
+    figures.push(bench(
+        "(d) open: bare tokio-postgres".into(),
+        bare,
+        "ms/connection",
+        None,
+        "baseline (NoTls, TCP, scram; median)",
+    ));
+    figures.push(bench(
+        "(d) open: ours + setup, sslmode=disable".into(),
+        ours_plain,
+        "ms/connection",
+        Some(ours_plain / bare),
+        "ours/bare, target <= 1.15",
+    ));
+    figures.push(bench(
+        "(d) open: ours + setup, sslmode=prefer".into(),
+        ours_prefer,
+        "ms/connection",
+        Some(ours_prefer / bare),
+        "ours/bare (default sslmode; server has ssl=off)",
+    ));
+    drop(cluster);
+    Ok(figures)
+}
+
+/// The client runtime for (b) and (c): the same for both, 2 workers like `pgbench -j 2`.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the benchmark runtime")
+}
+
+fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
+    let mut cmd = Command::new(pgbench);
+    cmd.env("PGPASSWORD", &ep.password).args([
+        "-h",
+        &ep.host,
+        "-p",
+        &ep.port.to_string(),
+        "-U",
+        &ep.user,
+    ]);
+    cmd
+}
+
+/// (a): `pgbench -S -M prepared -c N -j 2 -T seconds`, its reported TPS.
+fn pgbench_select(pgbench: &std::path::Path, ep: &Endpoint, n: usize, seconds: u64) -> Result<f64> {
+    let out = pgbench_cmd(pgbench, ep)
+        .args(["-n", "-S", "-M", "prepared", "-c", &n.to_string()])
+        .args([
+            "-j",
+            if n > 1 { "2" } else { "1" },
+            "-T",
+            &seconds.to_string(),
+            "postgres",
+        ])
+        .output()
+        .context("running pgbench -S")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench -S failed: {} {}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    stdout
+        .lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("tps = ")?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))
+}
+
+/// A tiny xorshift for account ids, one per client.
+fn next_aid(state: &mut u64) -> i32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state % (100_000 * SCALE as u64)) as i32 + 1
+}
+
+/// Runs `clients` loops (warm-up 200 ms, then `duration` measured) and returns transactions/s.
+async fn drive<F, Fut>(clients: usize, duration: Duration, client: F) -> Result<f64>
+where
+    F: Fn(Arc<AtomicU8>, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
+{
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            tokio::spawn(client(
+                phase.clone(),
+                0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    phase.store(MEASURE, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    phase.store(STOP, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let mut total = 0u64;
+    for t in tasks {
+        total += t.await.context("a benchmark client panicked")??;
+    }
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+/// (b)'s pool: bare deadpool-postgres (Fast recycling), size N, N connections opened.
+async fn bare_pool(ep: &Endpoint, n: usize) -> Result<deadpool_postgres::Pool> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+    let mgr = Manager::from_config(
+        ep.pg_config("postgres"),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(mgr)
+        .max_size(n)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(Duration::from_secs(30)),
+            create: None,
+            recycle: None,
+        })
+        .build()
+        .context("building the deadpool-postgres pool")?;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(
+            pool.get()
+                .await
+                .context("opening the deadpool connections")?,
+        );
+    }
+    drop(held);
+    Ok(pool)
+}
+
+/// (b): one round on bare deadpool-postgres with `prepare_cached`.
+async fn bare_deadpool(
+    pool: &deadpool_postgres::Pool,
+    n: usize,
+    duration: Duration,
+) -> Result<f64> {
+    drive(n, duration, |phase, mut seed| {
+        let pool = pool.clone();
+        async move {
+            let mut count = 0u64;
+            loop {
+                let p = phase.load(Ordering::Relaxed);
+                if p == STOP {
+                    return Ok(count);
+                }
+                let aid = next_aid(&mut seed);
+                let c = pool.get().await.context("deadpool get")?;
+                let stmt = c.prepare_cached(SELECT).await?;
+                let row = c.query_one(&stmt, &[&aid]).await?;
+                let _: i32 = row.get(0);
+                if p == MEASURE {
+                    count += 1;
+                }
+            }
+        }
+    })
+    .await
+}
+
+fn settings_for(ep: &Endpoint, query: &str) -> Result<Settings> {
+    let uri = format!("{}{query}", ep.uri("postgres"));
+    let env = |k: &str| match k {
+        "SQLALCHEMY_DATABASE_URI" => Some(uri.clone()),
+        "NOTIFY_ENVIRONMENT" => Some("test".to_owned()),
+        _ => None,
+    };
+    Settings::load(None, &env).context("building settings for the benchmark")
+}
+
+/// (c)'s pool: our `default` pool, size N, `sslmode=disable` like the baselines, N connections
+/// opened.
+async fn our_pool(ep: &Endpoint, n: usize) -> Result<Databases> {
+    let mut settings = settings_for(ep, "?sslmode=disable")?;
+    settings.pool.size = n;
+    let dbs = Databases::connect(&settings)
+        .await
+        .context("building our pools")?;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(dbs.default().get().await?);
+    }
+    drop(held);
+    Ok(dbs)
+}
+
+/// (c): one round on our `default` pool with `prepare_cached`.
+async fn ours(dbs: &Databases, n: usize, duration: Duration) -> Result<f64> {
+    drive(n, duration, |phase, mut seed| {
+        let pool = dbs.default().clone();
+        async move {
+            let mut count = 0u64;
+            loop {
+                let p = phase.load(Ordering::Relaxed);
+                if p == STOP {
+                    return Ok(count);
+                }
+                let aid = next_aid(&mut seed);
+                let c = pool.get().await?;
+                let stmt = c.prepare_cached(SELECT).await?;
+                let row = c.query_one(&stmt, &[&aid]).await?;
+                let _: i32 = row.get(0);
+                if p == MEASURE {
+                    count += 1;
+                }
+            }
+        }
+    })
+    .await
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// (d): median ms to open one connection: bare `tokio_postgres::Config::connect(NoTls)` vs our
+/// `connect_one` (with session setup) at sslmode=disable and at the default sslmode=prefer.
+/// The three methods are interleaved so that background load hits them alike; one warm-up
+/// connection each is not counted.
+async fn open_times(ep: &Endpoint) -> Result<(f64, f64, f64)> {
+    let config = ep.pg_config("postgres");
+    let plain = settings_for(ep, "?sslmode=disable")?;
+    let prefer = settings_for(ep, "")?;
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    for i in 0..=CONNECTS {
+        let t = Instant::now();
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+        let task = tokio::spawn(conn);
+        let bare = t.elapsed();
+        drop(client);
+        let _ = task.await;
+        if i > 0 {
+            samples[0].push(bare.as_secs_f64() * 1000.0);
+        }
+        for (k, s) in [(1, &plain), (2, &prefer)] {
+            let t = Instant::now();
+            let (client, _info) = connect_one(&s.primary, s, Bind::Default).await?;
+            let took = t.elapsed();
+            drop(client);
+            if i > 0 {
+                samples[k].push(took.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let [a, b, c] = samples;
+    Ok((median(a), median(b), median(c)))
 }
