@@ -5,7 +5,13 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    // NOTIFY_DB_MIGRATIONS_DIR builds another directory's set instead (benchmarks use it to
+    // build the binary with 1000 generated migrations); normally it is unset.
+    println!("cargo::rerun-if-env-changed=NOTIFY_DB_MIGRATIONS_DIR");
+    let dir = match std::env::var("NOTIFY_DB_MIGRATIONS_DIR") {
+        Ok(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?),
+    };
     println!("cargo::rerun-if-changed={}", dir.display());
     let mut stems = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
@@ -52,6 +58,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         )?;
     }
     code.push_str("    ]\n}\n");
+    writeln!(
+        code,
+        "\n/// The directory of the migration files (where `revision` writes and the head file lives).\n\
+         pub fn dir() -> &'static std::path::Path {{\n    std::path::Path::new({:?})\n}}",
+        dir.display().to_string()
+    )?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("migrations.rs");
     std::fs::write(out, code)?;
     Ok(())

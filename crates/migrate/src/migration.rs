@@ -122,7 +122,13 @@ impl Migration {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// A validated, ordered set of migrations (linear history, numbered `0001`, `0002`, ...).
@@ -187,6 +193,7 @@ impl MigrationSet {
             source: e,
         };
         let mut stems = Vec::new();
+        let mut downs = std::collections::HashSet::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let name = entry
                 .map_err(io)?
@@ -195,6 +202,8 @@ impl MigrationSet {
                 .into_owned();
             if let Some(stem) = name.strip_suffix(".up.sql") {
                 stems.push(stem.to_owned());
+            } else if let Some(stem) = name.strip_suffix(".down.sql") {
+                downs.insert(stem.to_owned());
             }
         }
         let mut migrations = Vec::with_capacity(stems.len());
@@ -226,7 +235,7 @@ impl MigrationSet {
                 }
             }
             m = m.up(&up);
-            if dir.join(format!("{stem}.down.sql")).exists() {
+            if downs.contains(&stem) {
                 m = m.down(read(".down.sql")?);
             }
             migrations.push(m);

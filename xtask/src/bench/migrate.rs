@@ -1,5 +1,7 @@
-//! `cargo xtask bench migrate`: 1000 trivial migrations applied by the built `notify-db-migrate`
-//! binary (release), against the floor: the same migrations as plain SQL, each sent as ONE
+//! `cargo xtask bench migrate`: 1000 trivial migrations applied by the built binaries (release):
+//! `notify-db-migrations`, the set compiled in as a deployment would ship it (built with
+//! `NOTIFY_DB_MIGRATIONS_DIR` pointing at 1000 generated `.rs` files), and `notify-db-migrate`
+//! reading 1000 `.sql` files; against the floor: the same migrations as plain SQL, each sent as ONE
 //! simple-query string (`BEGIN\; CREATE TABLE ...\; UPDATE alembic_version ...\; COMMIT;`) by
 //! the server's own `psql -f` over one connection. Then a no-op run (already at head).
 //!
@@ -7,7 +9,7 @@
 //! on these machines); all are dropped at the end. `NOTIFY_BENCH_MIGRATIONS` (default 1000) and
 //! `NOTIFY_BENCH_REPEAT` (default 3, the best run counts) tune it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,27 +24,38 @@ pub fn run() -> Result<Vec<Figure>> {
     let n: usize = env_number("NOTIFY_BENCH_MIGRATIONS", 1000).min(9999);
     let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 3);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("bench migrate: building notify-db-migrate (release)");
-    util::run(Command::new(&cargo).args([
-        "build",
-        "--release",
-        "-p",
-        "notify-db-migrate",
-        "--features",
-        "cli",
-        "--bin",
-        "notify-db-migrate",
-    ]))?;
-    let binary = util::root().join("target/release/notify-db-migrate");
-    let psql = find_bin_dir()
-        .context("finding the PostgreSQL binaries (psql)")?
-        .join("psql");
-
     let work = util::root().join("target/bench/migrate");
     let set_dir = work.join(format!("set-{n}"));
     write_set(&set_dir, n)?;
+    let rs_dir = work.join(format!("rs-{n}"));
+    write_rust_set(&rs_dir, n)?;
     let floor_file = work.join(format!("floor-{n}.sql"));
     write_floor(&floor_file, n)?;
+
+    eprintln!(
+        "bench migrate: building notify-db-migrate and notify-db-migrations with {n} compiled-in migrations (release)"
+    );
+    let build = |package: &str| {
+        let mut c = Command::new(&cargo);
+        c.args([
+            "build",
+            "--release",
+            "-p",
+            package,
+            "--features",
+            "cli",
+            "--bin",
+            package,
+        ]);
+        c
+    };
+    util::run(&mut build("notify-db-migrate"))?;
+    util::run(build("notify-db-migrations").env("NOTIFY_DB_MIGRATIONS_DIR", &rs_dir))?;
+    let sql_binary = util::root().join("target/release/notify-db-migrate");
+    let compiled = util::root().join("target/release/notify-db-migrations");
+    let psql = find_bin_dir()
+        .context("finding the PostgreSQL binaries (psql)")?
+        .join("psql");
 
     eprintln!("bench migrate: starting a private cluster");
     let cluster = Cluster::builder()
@@ -64,26 +77,30 @@ pub fn run() -> Result<Vec<Figure>> {
         Ok(name)
     };
 
-    let mut ours = Vec::new();
-    let mut floor = Vec::new();
-    let mut noop = Vec::new();
+    let (mut ours, mut ours_sql, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut noop, mut noop_sql) = (Vec::new(), Vec::new());
     let result = (|| -> Result<()> {
-        // Warm-up: one small run each, so caches and the binary are hot.
+        // Warm-up: one run each, so caches and the binaries are hot.
         let warm = fresh("warm")?;
-        time_psql(&psql, &ep, &warm, &floor_file).map(|_| ())?;
+        time_psql(&psql, &ep, &warm, &floor_file)?;
         for r in 0..repeat {
-            let db = fresh("psql")?;
-            eprintln!("bench migrate: run {}/{repeat}: psql floor", r + 1);
-            floor.push(time_psql(&psql, &ep, &db, &floor_file)?);
-            let db = fresh("ours")?;
             eprintln!(
-                "bench migrate: run {}/{repeat}: notify-db-migrate upgrade",
+                "bench migrate: run {}/{repeat}: psql floor, notify-db-migrations, notify-db-migrate",
                 r + 1
             );
-            ours.push(time_ours(&binary, &set_dir, &ep, &db)?);
+            let db = fresh("psql")?;
+            floor.push(time_psql(&psql, &ep, &db, &floor_file)?);
+            let db = fresh("compiled")?;
+            ours.push(time_ours(&compiled, None, &ep, &db)?);
             check_head(&rt, &ep, &db, n)?;
             for _ in 0..5 {
-                noop.push(time_ours(&binary, &set_dir, &ep, &db)?);
+                noop.push(time_ours(&compiled, None, &ep, &db)?);
+            }
+            let db = fresh("sqldir")?;
+            ours_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
+            check_head(&rt, &ep, &db, n)?;
+            for _ in 0..5 {
+                noop_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
             }
         }
         Ok(())
@@ -101,8 +118,9 @@ pub fn run() -> Result<Vec<Figure>> {
         v.get(v.len() / 2).copied().unwrap_or_default()
     };
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
-    let (ours_ms, floor_ms) = (per(best(&ours)), per(best(&floor)));
+    let (ours_ms, sql_ms, floor_ms) = (per(best(&ours)), per(best(&ours_sql)), per(best(&floor)));
     let noop_ms = median(&mut noop).as_secs_f64() * 1000.0;
+    let noop_sql_ms = median(&mut noop_sql).as_secs_f64() * 1000.0;
     let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: String| Figure {
         bench: "migrate".into(),
         name,
@@ -120,22 +138,39 @@ pub fn run() -> Result<Vec<Figure>> {
             format!("best of {repeat}; one simple query per migration, one connection"),
         ),
         fig(
-            format!("{n} migrations, notify-db-migrate"),
+            format!("{n} migrations, notify-db-migrations"),
             ours_ms,
             "ms/migration",
             Some(ours_ms / floor_ms),
             format!(
-                "best of {repeat}; ratio = ours / psql floor, target <= 1.1 (journal row included)"
+                "best of {repeat}; set compiled in; ratio = ours / floor, target <= 1.1 (journal row included)"
             ),
         ),
         fig(
-            format!("no-op run at head ({n} applied)"),
+            format!("{n} migrations, notify-db-migrate (.sql dir)"),
+            sql_ms,
+            "ms/migration",
+            Some(sql_ms / floor_ms),
+            format!("best of {repeat}; reads {n} .sql files; ratio = ours / floor"),
+        ),
+        fig(
+            format!("no-op at head ({n} applied), compiled"),
             noop_ms,
             "ms",
             None,
             format!(
-                "median of {}; process start + connect + lock + state; target <= 20 ms",
+                "median of {}; process start + connect + lock + state + checksums; target <= 20 ms",
                 noop.len()
+            ),
+        ),
+        fig(
+            format!("no-op at head ({n} applied), .sql dir"),
+            noop_sql_ms,
+            "ms",
+            None,
+            format!(
+                "median of {}; the same plus reading {n} files",
+                noop_sql.len()
             ),
         ),
     ])
@@ -164,6 +199,21 @@ fn write_set(dir: &Path, n: usize) -> Result<()> {
             format!("CREATE TABLE t_{i} (id bigint primary key)\n"),
         )
         .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `NNNN_t_N.rs` files for the migrations crate's build script, each the same `CREATE TABLE`.
+fn write_rust_set(dir: &Path, n: usize) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 1..=n {
+        let path = dir.join(format!("{}.rs", id(i)));
+        let text = format!(
+            "//! Bench migration {i}.\n\n/// Creates t_{i}.\npub fn define(m: notify_db_migrate::Migration) -> notify_db_migrate::Migration {{\n    \
+             m.up(\"CREATE TABLE t_{i} (id bigint primary key)\").down(\"DROP TABLE t_{i}\")\n}}\n"
+        );
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -225,11 +275,13 @@ fn time_psql(psql: &Path, ep: &Endpoint, db: &str, file: &Path) -> Result<Durati
     Ok(took)
 }
 
-fn time_ours(binary: &PathBuf, dir: &Path, ep: &Endpoint, db: &str) -> Result<Duration> {
+fn time_ours(binary: &Path, dir: Option<&Path>, ep: &Endpoint, db: &str) -> Result<Duration> {
+    let mut cmd = Command::new(binary);
+    if let Some(dir) = dir {
+        cmd.arg("--source").arg(dir);
+    }
     let start = Instant::now();
-    let out = Command::new(binary)
-        .arg("--source")
-        .arg(dir)
+    let out = cmd
         .args(["--database-url", &ep.uri(db), "upgrade"])
         .env("NOTIFY_ENVIRONMENT", "test")
         .stdout(Stdio::null())
