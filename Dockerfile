@@ -16,6 +16,7 @@ COPY crates crates
 COPY migrations migrations
 COPY xtask xtask
 COPY examples examples
+COPY tests tests
 # Not --locked yet: the committed Cargo.lock lags the manifests; add it once the lock is kept current.
 RUN cargo build --release -p xtask -p notify-db-example-service
 
