@@ -10,7 +10,7 @@ pub fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("services", |t| {
         t.add_column("id", id_key());
-        t.add_column("name", types::varchar(255).nullable(false).unique(true));
+        t.add_column("name", types::text().nullable(false).unique(true));
         t.add_column("active", types::boolean().nullable(false).default(true));
         t.add_column("message_limit", types::custom("bigint").nullable(false));
         t.add_column(

@@ -13,12 +13,12 @@ pub fn define(m: Migration) -> Migration {
         t.add_column("name", types::text().nullable(false));
         t.add_column(
             "email_address",
-            types::varchar(255).nullable(false).unique(true),
+            types::text().nullable(false).unique(true),
         );
-        t.add_column("mobile_number", types::varchar(255).nullable(true));
+        t.add_column("mobile_number", types::text().nullable(true));
         t.add_column(
             "state",
-            types::varchar(255).nullable(false).default("pending"),
+            types::text().nullable(false).default("pending"),
         );
         t.add_column("password_changed_at", timestamp());
         t.add_column("created_at", created_at());

@@ -10,13 +10,13 @@ pub fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("api_keys", |t| {
         t.add_column("id", id_key());
-        t.add_column("name", types::varchar(255).nullable(false));
-        t.add_column("secret", types::varchar(255).nullable(false).unique(true));
+        t.add_column("name", types::text().nullable(false));
+        t.add_column("secret", types::text().nullable(false).unique(true));
         t.add_column(
             "service_id",
             reference("bigint REFERENCES services (id)", false),
         );
-        t.add_column("key_type", types::varchar(255).nullable(false));
+        t.add_column("key_type", types::text().nullable(false));
         t.add_column("expiry_date", timestamp());
         t.add_column(
             "created_by_id",

@@ -10,7 +10,7 @@ pub fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("jobs", |t| {
         t.add_column("id", id_key());
-        t.add_column("original_file_name", types::varchar(255).nullable(false));
+        t.add_column("original_file_name", types::text().nullable(false));
         t.add_column(
             "service_id",
             reference("bigint REFERENCES services (id)", false),
@@ -19,14 +19,14 @@ pub fn define(m: Migration) -> Migration {
             "template_id",
             reference("bigint REFERENCES templates (id)", false),
         );
-        t.add_column("notification_count", types::integer().nullable(false));
+        t.add_column("notification_count", types::custom("bigint").nullable(false));
         t.add_column(
             "notifications_sent",
-            types::integer().nullable(false).default(0),
+            types::custom("bigint").nullable(false).default(0),
         );
         t.add_column(
             "job_status",
-            types::varchar(255).nullable(false).default("pending"),
+            types::text().nullable(false).default("pending"),
         );
         t.add_column("scheduled_for", timestamp());
         t.add_column("processing_started", timestamp());

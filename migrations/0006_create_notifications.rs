@@ -13,7 +13,7 @@ pub fn define(m: Migration) -> Migration {
         t.add_column("id", id_key());
         t.add_column("to", types::text().nullable(false));
         t.add_column("job_id", reference("bigint REFERENCES jobs (id)", true));
-        t.add_column("job_row_number", types::integer().nullable(true));
+        t.add_column("job_row_number", types::custom("bigint").nullable(true));
         t.add_column(
             "service_id",
             reference("bigint REFERENCES services (id)", false),
@@ -22,21 +22,21 @@ pub fn define(m: Migration) -> Migration {
             "template_id",
             reference("bigint REFERENCES templates (id)", false),
         );
-        t.add_column("template_version", types::integer().nullable(false));
+        t.add_column("template_version", types::custom("bigint").nullable(false));
         t.add_column(
             "api_key_id",
             reference("bigint REFERENCES api_keys (id)", true),
         );
-        t.add_column("key_type", types::varchar(255).nullable(false));
-        t.add_column("notification_type", types::varchar(255).nullable(false));
+        t.add_column("key_type", types::text().nullable(false));
+        t.add_column("notification_type", types::text().nullable(false));
         t.add_column(
             "status",
             types::custom("notification_status")
                 .nullable(false)
                 .default("created"),
         );
-        t.add_column("reference", types::varchar(255).nullable(true));
-        t.add_column("client_reference", types::varchar(255).nullable(true));
+        t.add_column("reference", types::text().nullable(true));
+        t.add_column("client_reference", types::text().nullable(true));
         t.add_column("sent_at", timestamp());
         t.add_column("created_at", created_at());
         t.add_column("updated_at", timestamp());

@@ -11,7 +11,7 @@ use crate::pg;
 pub fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.change_table("users", |t| {
-        t.add_column("email_address_lower", types::varchar(255).nullable(true));
+        t.add_column("email_address_lower", types::text().nullable(true));
     });
     let mut down = barrel::Migration::new();
     down.change_table("users", |t| {

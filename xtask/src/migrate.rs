@@ -7,8 +7,9 @@ use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
 
 use crate::util;
 
-/// Arguments of `cargo xtask migrate`.
+/// Arguments of `cargo xtask migrate` (all passed on, `--help` included, so it shows the migration CLI's help).
 #[derive(clap::Args)]
+#[command(disable_help_flag = true)]
 pub struct MigrateArgs {
     /// Arguments passed to the migration CLI.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
