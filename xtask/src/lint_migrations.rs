@@ -29,7 +29,9 @@ and the reason, in its SQL or anywhere in its file:
     // lint-allow: <rule>: <reason>        (a .rs migration file)
 e.g. `-- lint-allow: ban-drop-column: the column was unused since 0042 and is empty`.
 An exception without a reason, naming an unknown rule, or suppressing nothing is a finding
-itself (lint-allow-without-reason, unknown-lint-rule, unused-lint-allow).
+itself (lint-allow-without-reason, unknown-lint-rule, unused-lint-allow). Squawk's own
+`-- squawk-ignore <rule>` comments also need a reason: `-- squawk-ignore <rule> -- <reason>`.
+SQL that squawk cannot parse is a syntax-error finding (no exception possible).
 
 Output: one finding per line, `file:line: rule: message`, then an indented help line; with
 --format json, a JSON array of {file, line, rule, message, help, migration, direction}.
@@ -107,7 +109,7 @@ pub fn run(args: LintArgs) -> Result<()> {
         },
     };
     let only = match &args.since {
-        Some(r) => Some(changed_since(&source.dir, r)?),
+        Some(r) => Some(changed_since(&source.dir, r, &source.set)?),
         None => None,
     };
     let findings = lint(&source, only.as_ref())?;
@@ -138,8 +140,14 @@ pub fn run(args: LintArgs) -> Result<()> {
     Ok(())
 }
 
-/// Ids of the migrations whose files changed since `git_ref` (committed, staged, unstaged, untracked).
-pub(crate) fn changed_since(dir: &Path, git_ref: &str) -> Result<BTreeSet<String>> {
+/// Ids of the migrations whose files changed since `git_ref` (committed, staged, unstaged,
+/// untracked). When code shared by the migrations changed (e.g. `migrations/src/lib.rs`, whose
+/// barrel helpers shape the SQL of many of them), every migration of the set counts as changed.
+pub(crate) fn changed_since(
+    dir: &Path,
+    git_ref: &str,
+    set: &MigrationSet,
+) -> Result<BTreeSet<String>> {
     let git = |args: &[&str]| -> Result<String> {
         let out = Command::new("git")
             .args(args)
@@ -163,16 +171,29 @@ pub(crate) fn changed_since(dir: &Path, git_ref: &str) -> Result<BTreeSet<String
         "--",
         ".",
     ])?);
-    Ok(names
-        .lines()
-        .filter_map(|l| Path::new(l.trim()).file_name()?.to_str().map(str::to_owned))
-        .filter_map(|name| {
-            [".up.sql", ".down.sql", ".rs"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s))
-                .map(str::to_owned)
-        })
-        .collect())
+    let mut ids = BTreeSet::new();
+    for line in names.lines() {
+        let Some(name) = Path::new(line.trim()).file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let stem = [".up.sql", ".down.sql", ".rs"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s));
+        match stem {
+            Some(stem) if set.get(stem).is_some() => {
+                ids.insert(stem.to_owned());
+            }
+            Some(_) if name.ends_with(".rs") => {
+                tracing::warn!(
+                    file = line.trim(),
+                    "code shared by the migrations changed: checking every migration"
+                );
+                return Ok(set.migrations().iter().map(|m| m.id().to_owned()).collect());
+            }
+            _ => {}
+        }
+    }
+    Ok(ids)
 }
 
 /// An exception comment: `lint-allow: rule: reason`.
@@ -369,6 +390,19 @@ fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>> {
         .map_err(|e| anyhow!("PostgreSQL version for squawk: {e:?}"))?;
     linter.settings.assume_in_transaction = false;
     let mut out = Vec::new();
+    for e in parse.errors() {
+        let at: usize = e.range().start().into();
+        // A parse error may point just past the statement (where more was expected).
+        if let Some(&(start, _, idx)) = spans.iter().find(|(s, e, _)| *s <= at && at <= *e) {
+            out.push(ctx.finding(
+                idx,
+                at - start,
+                "syntax-error",
+                format!("squawk cannot parse this: {}", e.message()),
+                "fix the SQL (the rules cannot check what they cannot parse)".into(),
+            ));
+        }
+    }
     for v in linter.lint(&parse, rendered) {
         let at: usize = v.text_range.start().into();
         let Some(&(start, _, idx)) = spans.iter().find(|(s, e, _)| *s <= at && at < *e) else {
@@ -618,10 +652,34 @@ fn own_findings(ctx: &Ctx<'_>, _set: &[Migration]) -> Vec<Finding> {
     out
 }
 
-/// `lint-allow: rule: reason` comments (`--` or `//`) in a migration's text.
+/// `lint-allow: rule: reason` comments (`--` or `//`) in a migration's text. Squawk's own
+/// `-- squawk-ignore rule` comments work too, but need a reason after a second `--`
+/// (`-- squawk-ignore rule -- reason`); without one they become `lint-allow-without-reason` entries.
 fn find_allows(text: &str, file: &str) -> Vec<Allow> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
+        if let Some(p) = line.find("squawk-ignore") {
+            let before = line[..p].trim_end();
+            if before.ends_with("--") && !line[p..].contains("--") {
+                let rule = line[p..]
+                    .trim_start_matches("squawk-ignore-file")
+                    .trim_start_matches("squawk-ignore")
+                    .trim()
+                    .trim_end_matches(['"', ')', ','])
+                    .to_owned();
+                out.push(Allow {
+                    rule: if rule.is_empty() {
+                        "squawk-ignore".into()
+                    } else {
+                        rule
+                    },
+                    reason: String::new(),
+                    file: file.to_owned(),
+                    line: n + 1,
+                    used: false,
+                });
+            }
+        }
         let Some(p) = line.find("lint-allow:") else {
             continue;
         };
@@ -665,26 +723,26 @@ fn apply_allows(found: Vec<Finding>, allows: &mut [Allow], id: &str) -> Vec<Find
         direction: "up",
     };
     for a in allows.iter() {
-        if a.rule.parse::<Rule>().is_err() && !OWN_RULES.contains(&a.rule.as_str()) {
+        if a.reason.is_empty() {
+            out.push(meta(
+                a,
+                "lint-allow-without-reason",
+                format!("the exception for {} gives no reason", a.rule),
+                "write `-- lint-allow: <rule>: <why it is safe here>`",
+            ));
+        } else if a.rule.parse::<Rule>().is_err() && !OWN_RULES.contains(&a.rule.as_str()) {
             out.push(meta(
                 a,
                 "unknown-lint-rule",
                 format!("lint-allow names an unknown rule {:?}", a.rule),
                 "use a rule name as printed by a finding",
             ));
-        } else if a.reason.is_empty() {
-            out.push(meta(
-                a,
-                "lint-allow-without-reason",
-                format!("lint-allow: {} gives no reason", a.rule),
-                "write `lint-allow: <rule>: <why it is safe here>`",
-            ));
         }
     }
     for f in found {
         let allow = allows
             .iter_mut()
-            .find(|a| a.rule == f.rule && !a.reason.is_empty());
+            .find(|a| a.rule == f.rule && !a.reason.is_empty() && f.rule != "syntax-error");
         match allow {
             Some(a) => a.used = true,
             None => out.push(f),
@@ -809,6 +867,12 @@ mod tests {
         assert_eq!(a[0].rule, "ban-drop-column");
         assert_eq!(a[0].reason, "unused since 0042");
         assert_eq!(a[1].reason, "");
+        let b = find_allows(
+            "-- squawk-ignore ban-drop-column\n-- squawk-ignore renaming-column -- the old name is unused\n",
+            "f",
+        );
+        assert_eq!(b.len(), 1, "only the one without a reason");
+        assert_eq!((b[0].rule.as_str(), b[0].line), ("ban-drop-column", 1));
         assert_eq!(
             json_str("a\"b\\\n"),
             "\"a\\\"b\\\\\\n\"",

@@ -255,6 +255,16 @@ fn exceptions_need_a_known_rule_and_a_reason_and_must_be_used() {
         "-- lint-allow: no-such-rule: because\n-- lint-allow: renaming-column: not renamed at all\nALTER TABLE t ADD COLUMN c text;\n",
     );
     write(&dir, "0004_c.down.sql", "ALTER TABLE t DROP COLUMN c;\n");
+    // squawk's own ignore comment needs a reason too.
+    write(
+        &dir,
+        "0005_drop_c.up.sql",
+        "-- squawk-ignore ban-drop-column\nALTER TABLE t DROP COLUMN c;\n",
+    );
+    write(&dir, "0005_drop_c.down.sql", "ALTER TABLE t ADD COLUMN c text;\n");
+    // SQL squawk cannot parse.
+    write(&dir, "0006_broken.up.sql", "ALTER TABLE t ADD COLUMN;\n");
+    write(&dir, "0006_broken.down.sql", "SELECT 1;\n");
     let out = lint(&["--dir", dir.to_str().expect("utf-8"), "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let expected = set(&[
@@ -262,8 +272,11 @@ fn exceptions_need_a_known_rule_and_a_reason_and_must_be_used() {
         ("0003_drop_b.up.sql", 2, "ban-drop-column"),
         ("0004_c.up.sql", 1, "unknown-lint-rule"),
         ("0004_c.up.sql", 2, "unused-lint-allow"),
+        ("0005_drop_c.up.sql", 1, "lint-allow-without-reason"),
+        ("0006_broken.up.sql", 1, "syntax-error"),
     ]);
     assert_eq!(findings(&out), expected);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -327,4 +340,5 @@ fn since_lints_only_migrations_changed_since_a_git_ref() {
         "{}",
         text(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
