@@ -1,0 +1,88 @@
+//! Runs the starter migration set plus one extra non-transactional migration to head, for the
+//! crash matrix (which SIGKILLs this process at random moments). The database URI comes from
+//! `FAULTS_DATABASE_URI`; nothing is printed but the outcome (never the URI).
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use notify_db_migrate::{Migration, MigrationSet, Migrator, Options};
+
+/// Id of the extra non-transactional migration.
+const EXTRA_ID: &str = "0011_notifications_more_indexes";
+
+/// The starter set plus a multi-statement non-transactional migration.
+fn set() -> Result<MigrationSet, String> {
+    let mut all: Vec<Migration> = notify_db_migrations::set()
+        .map_err(|e| e.to_string())?
+        .migrations()
+        .to_vec();
+    all.push(
+        Migration::new(EXTRA_ID)
+            .no_transaction()
+            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_status ON notifications (status)")
+            .up("SELECT pg_sleep(0.05)")
+            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_created_at ON notifications (created_at)")
+            .up("SELECT pg_sleep(0.05)")
+            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_reference ON notifications (reference)")
+            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_reference")
+            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_created_at")
+            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_status"),
+    );
+    MigrationSet::new(all).map_err(|e| e.to_string())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let Ok(uri) = std::env::var("FAULTS_DATABASE_URI") else {
+        eprintln!("FAULTS_DATABASE_URI is not set");
+        return ExitCode::from(2);
+    };
+    let pg = match tokio_postgres::Config::from_str(&uri) {
+        Ok(pg) => pg,
+        Err(e) => {
+            eprintln!("FAULTS_DATABASE_URI is not a valid URI: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let set = match set() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("invalid migration set: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        retry_delay: Duration::from_millis(100),
+        advisory_lock_wait: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let target = match std::env::args().nth(1) {
+        Some(t) => match notify_db_migrate::Target::from_str(&t) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("bad target: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => notify_db_migrate::Target::Head,
+    };
+    match Migrator::new(set)
+        .with_options(options)
+        .upgrade(&pg, &target)
+        .await
+    {
+        Ok(report) => {
+            println!(
+                "ok: {} migration(s) applied, now at {}",
+                report.applied.len(),
+                report.to.as_deref().unwrap_or("base")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migration failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
