@@ -330,3 +330,134 @@ async fn cancelled_or_panicking_holders_leave_checked_out_correct() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_counts_a_timeout_and_its_wait() {
+    let db = test_db().await;
+    let mut s = settings(&db);
+    s.pool.size = 1;
+    s.pool.wait_timeout = Duration::from_millis(300);
+    let handle = MetricsHandle::new();
+    let dbs = Databases::builder(&s)
+        .observer(handle.observer())
+        .check_on_build(false)
+        .build()
+        .await
+        .expect("pools");
+    with_job_context("test", "exhaust", async {
+        let held = dbs.default().get().await.expect("the only connection");
+        let err = dbs
+            .default()
+            .get()
+            .await
+            .expect_err("the pool is exhausted");
+        assert!(
+            err.to_string().contains("default"),
+            "the error names the bind: {err}"
+        );
+        drop(held);
+    })
+    .await;
+    let m = parse(&handle.render());
+    assert_eq!(
+        m.counter(names::POOL_TIMEOUTS, &[("bind", "default")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.hist_count(names::POOL_WAIT, &[("bind", "default")]),
+        Some(2.0)
+    );
+    let waited = m
+        .hist_sum(names::POOL_WAIT, &[("bind", "default")])
+        .expect("wait sum");
+    assert!(
+        (0.3..5.0).contains(&waited),
+        "the timed-out wait is recorded: {waited}"
+    );
+    let p = primary();
+    assert_eq!(
+        m.gauge(
+            names::CHECKED_OUT,
+            &[("bind", "default"), ("inet_server_addr", p.as_str())]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_bulk_host_is_counted_by_host_and_reason() {
+    let db = test_db().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("probe port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("NOTIFY_ENVIRONMENT".into(), "test".into());
+    env.insert("SQLALCHEMY_DATABASE_URI".into(), db.primary_uri());
+    env.insert(
+        "SQLALCHEMY_DATABASE_URI_BULK".into(),
+        format!("postgresql://postgres:pw@127.0.0.1:{port}/x"),
+    );
+    let s = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
+    let handle = MetricsHandle::new();
+    let dbs = Databases::builder(&s)
+        .observer(handle.observer())
+        .check_on_build(false)
+        .build()
+        .await
+        .expect("pools");
+    with_job_context("test", "refused", async {
+        dbs.bulk().get().await.expect_err("nothing listens there");
+    })
+    .await;
+    let m = parse(&handle.render());
+    let host = format!("127.0.0.1:{port}");
+    let refused = m.counter(
+        names::CONNECT_ERRORS,
+        &[
+            ("bind", "bulk"),
+            ("host", host.as_str()),
+            ("reason", "refused"),
+        ],
+    );
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "connect errors:\n{}",
+        handle.render()
+    );
+    assert_eq!(m.gauge_total(names::CONNECTED), 0.0);
+    assert_eq!(m.gauge_total(names::CHECKED_OUT), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_falling_back_to_the_primary_is_labelled_with_the_primary_address() {
+    let db = test_db().await;
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("NOTIFY_ENVIRONMENT".into(), "test".into());
+    env.insert("SQLALCHEMY_DATABASE_URI".into(), db.primary_uri());
+    let s = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
+    assert!(s.bulk_is_fallback);
+    let handle = MetricsHandle::new();
+    let dbs = Databases::builder(&s)
+        .observer(handle.observer())
+        .check_on_build(false)
+        .build()
+        .await
+        .expect("pools");
+    with_job_context("test", "fallback", async {
+        let c = dbs.bulk().get().await.expect("bulk on the primary");
+        c.simple_query("SELECT 1").await.expect("read");
+    })
+    .await;
+    let m = parse(&handle.render());
+    let p = primary();
+    assert_eq!(
+        m.gauge(
+            names::CONNECTED,
+            &[("bind", "bulk"), ("inet_server_addr", p.as_str())]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(m.label_sets(names::CONNECTED).len(), 1);
+}
