@@ -1,6 +1,6 @@
 //! `cargo xtask bench template`: the cost of a test database copied from the migrated template
 //! (`TestDb::migrated_on`: `CREATE DATABASE ... TEMPLATE test_notification_api_master`) for sets of
-//! 10 and 500 generated trivial migrations, against the baseline of migrating an empty database
+//! 10 and 500 generated trivial migrations (and 500 on only 10 tables), against the baseline of migrating an empty database
 //! from scratch. The target: at most 300 ms per database, flat in the number of migrations.
 //!
 //! A private cluster (the shared template of the test run is left alone). Nothing is dropped
@@ -18,16 +18,32 @@ use sha2::{Digest, Sha256};
 use super::Figure;
 use crate::util;
 
-const SIZES: [usize; 2] = [10, 500];
+/// (label, number of migrations, number of tables): 10 and 500 migrations creating a table each
+/// (the sets), and 500 migrations on 10 tables (490 of them add a column), which
+/// separates the number of migrations from the number of relations the copy has to write.
+const CASES: [(&str, usize, usize); 3] = [
+    ("N=10", 10, 10),
+    ("N=500", 500, 500),
+    ("N=500/10 tables", 500, 10),
+];
 const TARGET_MS: f64 = 300.0;
 
-/// `n` trivial migrations: `CREATE TABLE t_N (id bigint PRIMARY KEY)`.
-fn generated(n: usize) -> Result<MigrationSet> {
+/// `n` trivial migrations: the first `tables` are `CREATE TABLE t_N (id bigint PRIMARY KEY)`, the
+/// others add a `bigint` column to one of those tables in turn.
+fn generated(n: usize, tables: usize) -> Result<MigrationSet> {
+    let tables = tables.clamp(1, n.max(1));
     let ms = (1..=n)
         .map(|i| {
-            Migration::new(format!("{i:04}_t_{i}"))
-                .up(format!("CREATE TABLE t_{i} (id bigint PRIMARY KEY)"))
-                .down(format!("DROP TABLE t_{i}"))
+            if i <= tables {
+                Migration::new(format!("{i:04}_t_{i}"))
+                    .up(format!("CREATE TABLE t_{i} (id bigint PRIMARY KEY)"))
+                    .down(format!("DROP TABLE t_{i}"))
+            } else {
+                let t = (i % tables) + 1;
+                Migration::new(format!("{i:04}_c_{i}"))
+                    .up(format!("ALTER TABLE t_{t} ADD COLUMN c_{i} bigint"))
+                    .down(format!("ALTER TABLE t_{t} DROP COLUMN c_{i}"))
+            }
         })
         .collect();
     Ok(MigrationSet::new(ms)?)
@@ -92,8 +108,8 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
     let mut keep: Vec<TestDb> = Vec::new();
     let mut figures = Vec::new();
     let mut per_db = Vec::new();
-    for n in SIZES {
-        let set = generated(n)?;
+    for (case, (n, count, tables)) in CASES.into_iter().enumerate() {
+        let set = generated(count, tables)?;
         let fp = fingerprint(&set);
 
         // Baseline: an empty database migrated from scratch, as without a template.
@@ -129,11 +145,11 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         let mean = median(&times);
         let max = times.iter().copied().fold(0.0, f64::max);
         eprintln!(
-            "bench template: N={n}: template built in {build:.0} ms; {workers} copies: median {mean:.1} ms, max {max:.1} ms; from scratch {baseline:.0} ms"
+            "bench template: {n}: template built in {build:.0} ms; {workers} copies: median {mean:.1} ms, max {max:.1} ms; from scratch {baseline:.0} ms"
         );
         figures.push(Figure {
             bench: "template".into(),
-            name: format!("N={n} ms per worker db (median of {workers})"),
+            name: format!("{n} ms per worker db (median of {workers})"),
             value: mean,
             unit: "ms/db".into(),
             ratio: Some(mean / baseline),
@@ -148,7 +164,7 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         });
         figures.push(Figure {
             bench: "template".into(),
-            name: format!("N={n} ms per worker db (max of {workers})"),
+            name: format!("{n} ms per worker db (max of {workers})"),
             value: max,
             unit: "ms/db".into(),
             ratio: None,
@@ -156,7 +172,7 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         });
         figures.push(Figure {
             bench: "template".into(),
-            name: format!("N={n} baseline: migrate an empty db"),
+            name: format!("{n} baseline: migrate an empty db"),
             value: baseline,
             unit: "ms/db".into(),
             ratio: None,
@@ -170,7 +186,10 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         for strategy in ["WAL_LOG", "FILE_COPY"] {
             let mut times = Vec::with_capacity(workers);
             for i in 0..workers {
-                let name = format!("bench_template_{}_{n}_{i}", strategy.to_ascii_lowercase());
+                let name = format!(
+                    "bench_template_{}_{case}_{i}",
+                    strategy.to_ascii_lowercase()
+                );
                 let t = Instant::now();
                 admin
                     .batch_execute(&format!(
@@ -183,7 +202,7 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
             let mean = median(&times);
             figures.push(Figure {
                 bench: "template".into(),
-                name: format!("N={n} CREATE DATABASE alone, {strategy}"),
+                name: format!("{n} CREATE DATABASE alone, {strategy}"),
                 value: mean,
                 unit: "ms/db".into(),
                 ratio: None,
@@ -191,14 +210,39 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
             });
         }
     }
-    if let [small, large] = per_db[..] {
+    // What a copy costs besides CREATE DATABASE: TestDb::migrated_on opens three connections
+    // (fingerprint check, shared template lock, the CREATE itself), each a SCRAM login.
+    let mut times = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let t = Instant::now();
+        let c = ep.connect("postgres").await?;
+        c.simple_query("SELECT 1").await?;
+        times.push(ms(t.elapsed()));
+    }
+    figures.push(Figure {
+        bench: "template".into(),
+        name: "connect + SELECT 1 (scram login)".into(),
+        value: median(&times),
+        unit: "ms".into(),
+        ratio: None,
+        note: "migrated_on opens 3 such connections per database".into(),
+    });
+    if let [small, large, many_migrations] = per_db[..] {
         figures.push(Figure {
             bench: "template".into(),
-            name: format!("flatness: N={} / N={} per db", SIZES[1], SIZES[0]),
+            name: "flatness: 500 vs 10 migrations, 10 tables".into(),
+            value: many_migrations / small,
+            unit: "x".into(),
+            ratio: Some(many_migrations / small),
+            note: "1.0 = the copy does not grow with the number of migrations".into(),
+        });
+        figures.push(Figure {
+            bench: "template".into(),
+            name: "growth: 500 vs 10 tables".into(),
             value: large / small,
             unit: "x".into(),
             ratio: Some(large / small),
-            note: "1.0 = cost independent of the number of migrations".into(),
+            note: "CREATE DATABASE copies every relation file: grows with the schema".into(),
         });
     }
     drop(keep);
@@ -211,11 +255,15 @@ mod tests {
 
     #[test]
     fn generated_sets_are_valid_and_fingerprints_differ() {
-        let a = generated(10).unwrap();
-        let b = generated(11).unwrap();
+        let a = generated(10, 10).unwrap();
+        let b = generated(11, 11).unwrap();
         assert_eq!(a.migrations().len(), 10);
         assert_eq!(a.head(), Some("0010_t_10"));
-        assert_eq!(fingerprint(&a), fingerprint(&generated(10).unwrap()));
+        assert_eq!(fingerprint(&a), fingerprint(&generated(10, 10).unwrap()));
         assert_ne!(fingerprint(&a), fingerprint(&b));
+        let c = generated(500, 10).unwrap();
+        assert_eq!(c.migrations().len(), 500);
+        assert_eq!(c.head(), Some("0500_c_500"));
+        assert!(c.migrations()[10].up_statements()[0].starts_with("ALTER TABLE t_2 ADD COLUMN"));
     }
 }
