@@ -2,6 +2,8 @@
 //! `DbMetrics`, the observer calls alone, and rendering `/metrics` with 1000 label sets.
 //!
 //! `cargo bench -p notify-db-metrics --bench hook` (needs PostgreSQL from the test harness).
+//! Besides the readable lines, each figure is printed once as `figure<TAB>name<TAB>value<TAB>unit`
+//! for `cargo xtask bench` to collect.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -17,6 +19,10 @@ const ROUNDS: usize = 5;
 
 fn ns_per(elapsed: Duration, n: usize) -> f64 {
     elapsed.as_nanos() as f64 / n as f64
+}
+
+fn figure(name: &str, value: f64, unit: &str) {
+    println!("figure\t{name}\t{value:.1}\t{unit}");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -79,7 +85,9 @@ fn main() {
             .await;
             inside.push(ns_per(e, n));
         }
-        println!("observer checked_out+returned, in a request context: {:.0} ns (median of {ROUNDS} x {n})", median(inside));
+        let inside = median(inside);
+        println!("observer checked_out+returned, in a request context: {inside:.0} ns (median of {ROUNDS} x {n})");
+        figure("observer checked_out+returned", inside, "ns/checkout");
 
         // 2. Real pools: idle connection checkout + return, without and with the hook.
         let db = TestDb::create()
@@ -103,6 +111,9 @@ fn main() {
         println!("pool checkout+return of an idle connection, no observer:      {without:.0} ns (median of {ROUNDS} x {n})");
         println!("pool checkout+return of an idle connection, metrics observer: {with:.0} ns (median of {ROUNDS} x {n})");
         println!("added by the metrics hook: {:.0} ns per checkout", with - without);
+        figure("pool checkout+return, no observer", without, "ns/checkout");
+        figure("pool checkout+return, metrics observer", with, "ns/checkout");
+        figure("added by the metrics hook", with - without, "ns/checkout");
 
         // 3. Rendering /metrics with 1000 label sets of the open-duration histogram.
         let handle = MetricsHandle::new();
@@ -123,5 +134,6 @@ fn main() {
         }
         let per = start.elapsed() / renders;
         println!("render /metrics with 1000 histogram label sets: {:.2} ms per render ({bytes} bytes)", per.as_secs_f64() * 1e3);
+        figure("render /metrics, 1000 label sets", per.as_secs_f64() * 1e3, "ms/render");
     });
 }
