@@ -432,3 +432,82 @@ pub async fn connect_one(
     let opened = connector.open().await?;
     Ok((opened.client, opened.info))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Settings::load(None, &get).expect("settings")
+    }
+
+    #[test]
+    fn setup_sql_sets_the_role_specific_timeouts_in_one_select() {
+        let s = settings(&[
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "1000"),
+            ("DATABASE_STATEMENT_TIMEOUT_REPLICA_MS", "2000"),
+        ]);
+        let sql = setup_sql(&s, Bind::Default);
+        assert!(sql.starts_with("SELECT "), "{sql}");
+        assert!(!sql.contains(';'), "one statement: {sql}");
+        assert!(
+            sql.contains("CASE WHEN pg_is_in_recovery() THEN '2000' ELSE '1000' END"),
+            "{sql}"
+        );
+        assert!(!sql.contains("max_parallel_workers_per_gather"), "{sql}");
+        assert!(!sql.contains("default_transaction_read_only"), "{sql}");
+        let bulk = setup_sql(&s, Bind::Bulk);
+        assert!(
+            bulk.contains("set_config('default_transaction_read_only', 'on', false)"),
+            "{bulk}"
+        );
+    }
+
+    #[test]
+    fn setup_sql_sets_parallel_workers_only_when_configured() {
+        let s = settings(&[("DATABASE_MAX_PARALLEL_WORKERS_REPLICA", "4")]);
+        let sql = setup_sql(&s, Bind::Bulk);
+        assert!(
+            sql.contains(
+                "CASE WHEN pg_is_in_recovery() THEN '4' ELSE \
+                 current_setting('max_parallel_workers_per_gather') END"
+            ),
+            "{sql}"
+        );
+        let s = settings(&[("DATABASE_DEFAULT_DISABLE_PARALLEL_QUERY", "true")]);
+        let sql = setup_sql(&s, Bind::Default);
+        assert!(
+            sql.contains("CASE WHEN pg_is_in_recovery() THEN '0' ELSE '0' END"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn host_config_adds_startup_options_and_keeps_the_uri_ones_last() {
+        let uri = DatabaseUri::parse(
+            "postgresql://u:p@db1:5433,db2/x?options=-c%20work_mem%3D64MB",
+            "TEST",
+        )
+        .expect("uri");
+        let s = settings(&[]);
+        let c = host_config(&uri, &uri.hosts()[1], &s, Duration::from_secs(5));
+        assert_eq!(
+            c.get_options(),
+            Some("-c statement_timeout=1200000 -c work_mem=64MB")
+        );
+        assert_eq!(c.get_hosts().len(), 1);
+        assert_eq!(c.get_ports(), &[5432]);
+        assert_eq!(
+            c.get_application_name(),
+            Some(s.pool.application_name.as_str())
+        );
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_millis(5000)));
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(5)));
+    }
+}

@@ -416,3 +416,23 @@ impl DatabasesBuilder {
         Ok(Databases { default, bulk })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_under_a_tenth_of_the_lifetime() {
+        let lifetime = Duration::from_secs(300);
+        let values: Vec<Duration> = (0..200).map(|id| jitter(lifetime, id)).collect();
+        assert!(values.iter().all(|j| *j < Duration::from_secs(30)));
+        let distinct: std::collections::HashSet<_> = values.iter().collect();
+        assert!(
+            distinct.len() > 150,
+            "jitter must spread: {}",
+            distinct.len()
+        );
+        assert_eq!(jitter(Duration::ZERO, 7), Duration::ZERO);
+        assert!(jitter(Duration::from_secs(1), 7) < Duration::from_millis(100));
+    }
+}

@@ -563,3 +563,52 @@ async fn prepare_cached_prepares_once_per_connection() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_spreads_new_connections_over_its_hosts() {
+    let db = test_db().await;
+    let (p, r) = (db.primary(), db.replica().expect("replica"));
+    let uri = format!(
+        "postgresql://{}:{}@{}:{},{}:{}/{}",
+        r.user,
+        r.password,
+        r.host,
+        r.port,
+        p.host,
+        p.port,
+        db.name()
+    );
+    let mut s = settings_from(&[
+        ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
+        ("SQLALCHEMY_DATABASE_URI_BULK", uri),
+    ]);
+    s.pool.size = 4;
+    let dbs = Databases::builder(&s)
+        .check_on_build(false)
+        .build()
+        .await
+        .expect("building both pools");
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(dbs.bulk().get().await.expect("bulk connection"));
+    }
+    let ports: Vec<u16> = held.iter().map(|c| c.info().port).collect();
+    assert_eq!(
+        ports.iter().filter(|&&port| port == r.port).count(),
+        2,
+        "{ports:?}"
+    );
+    assert_eq!(
+        ports.iter().filter(|&&port| port == p.port).count(),
+        2,
+        "{ports:?}"
+    );
+    for c in &held {
+        let ro: String = c
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(ro, "on");
+    }
+}
