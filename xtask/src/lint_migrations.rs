@@ -310,6 +310,22 @@ impl Ctx<'_> {
         {
             return line_at(p + 1);
         }
+        // Barrel quotes identifiers: find the column (or table) the finding is about in the
+        // file, e.g. `t.add_column("name", ...)` for a finding on `"name" VARCHAR(255)`.
+        let offset = offset.min(stmt.len());
+        let ident = match stmt[offset..].strip_prefix('"') {
+            Some(rest) => rest.split('"').next(),
+            None => {
+                let pre = &stmt[..offset];
+                pre.rfind('"')
+                    .and_then(|close| pre[..close].rfind('"').map(|open| &pre[open + 1..close]))
+            }
+        };
+        if let Some(id) = ident.filter(|i| !i.is_empty())
+            && let Some(p) = self.text.find(&format!("\"{id}\""))
+        {
+            return line_at(p + 1);
+        }
         let words: Vec<&str> = stmt.split_whitespace().take(3).collect();
         if let Some(p) = self.text.find(&words.join(" ")) {
             return line_at(p + 1);
@@ -855,6 +871,30 @@ mod tests {
             1
         );
         assert!(hits("DO $x$ BEGIN UPDATE t SET a = 1 WHERE id IN (SELECT 1); END $x$").is_empty());
+    }
+
+    #[test]
+    fn lines_are_found_for_verbatim_and_barrel_sql() {
+        let m = Migration::new("0001_a")
+            .up("CREATE TABLE \"widgets\" (\"id\" bigint, \"name\" VARCHAR(255) NOT NULL)")
+            .up("ALTER TABLE widgets\n    ALTER COLUMN name SET NOT NULL");
+        let text = "fn define(m: Migration) -> Migration {\n    up.create_table(\"widgets\", |t| {\n        \
+                    t.add_column(\"id\", id_key());\n        t.add_column(\"name\", types::varchar(255));\n    \
+                    });\n    m.up(pg(&up))\n        .up(\"ALTER TABLE widgets\n    ALTER COLUMN name SET NOT NULL\")\n}\n";
+        let ctx = Ctx {
+            m: &m,
+            dir: Direction::Up,
+            file: "f.rs",
+            text,
+            statements: m.up_statements(),
+        };
+        let at = |i: usize, needle: &str| {
+            ctx.line_of(i, ctx.statements[i].find(needle).expect("needle"))
+        };
+        assert_eq!(at(0, "\"name\""), 4, "the add_column line of the column");
+        assert_eq!(at(0, "VARCHAR"), 4, "a type right after its column");
+        assert_eq!(at(1, "ALTER COLUMN"), 8, "verbatim SQL, second line");
+        assert_eq!(at(0, "CREATE"), 6, "nothing to anchor on: the .up( line");
     }
 
     #[test]
