@@ -248,6 +248,29 @@ async fn schema_capture_is_oid_free_and_the_diff_names_each_object() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
     assert_eq!(diff.len(), 5, "{text}");
+
+    // Inside the caller's transaction: sees its uncommitted DDL, commits nothing.
+    ca.batch_execute("BEGIN; CREATE TABLE uncommitted (id bigint)")
+        .await
+        .expect("begin");
+    let inside = schema::capture(&ca)
+        .await
+        .expect("capture in a transaction");
+    assert!(inside.get(ObjectKind::Table, "uncommitted").is_some());
+    ca.batch_execute("ROLLBACK").await.expect("rollback");
+    let after = schema::capture(&ca).await.expect("capture after rollback");
+    assert!(after.get(ObjectKind::Table, "uncommitted").is_none());
+    assert!(sa.diff(&after).is_empty());
+    // On the hot standby too.
+    let replica = a.connect_replica().await.expect("connect to the replica");
+    let on_replica = schema::capture(&replica)
+        .await
+        .expect("capture on the replica");
+    assert!(
+        sa.diff(&on_replica).is_empty(),
+        "{}",
+        schema::render_diff(&sa.diff(&on_replica))
+    );
 }
 
 #[test]

@@ -363,13 +363,11 @@ fn queries() -> Vec<String> {
     ]
 }
 
-/// Reads the schema of the database `client` is connected to (one round trip per object kind,
-/// all in one snapshot).
+/// Reads the schema of the database `client` is connected to (one query per object kind, all
+/// in one round trip). Opens no transaction of its own, so it also works inside the caller's
+/// transaction (e.g. to look at a schema before a ROLLBACK) or on a hot standby.
 pub async fn capture(client: &tokio_postgres::Client) -> Result<Schema, Error> {
-    let sql = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}; COMMIT;",
-        queries().join(";\n")
-    );
+    let sql = queries().join(";\n");
     let msgs = client
         .simple_query(&sql)
         .await
