@@ -23,7 +23,7 @@ pub struct StairwayArgs {
     #[arg(long, env = "SQLALCHEMY_DATABASE_URI", hide_env_values = true)]
     database_url: Option<String>,
     /// Use a throwaway test database even when SQLALCHEMY_DATABASE_URI is set.
-    #[arg(long, conflicts_with = "database_url")]
+    #[arg(long)]
     fresh: bool,
     /// Test a directory of SQL migrations (`NNNN_slug.up.sql` + `.down.sql`) instead of migrations/.
     #[arg(long, value_name = "PATH")]

@@ -42,7 +42,11 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn the_starter_set_passes_the_stairway() {
-    let (code, out, err) = run(&mut xtask(&["--fresh"]));
+    // --fresh: a throwaway database even when SQLALCHEMY_DATABASE_URI points elsewhere.
+    let (code, out, err) = run(xtask(&["--fresh"]).env(
+        "SQLALCHEMY_DATABASE_URI",
+        "postgresql://nobody@127.0.0.1:1/notification_api",
+    ));
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
     let set = notify_db_migrations::set().expect("the migration set");
     for m in set.migrations() {
