@@ -102,6 +102,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// From a given seed, without printing it.
+    pub fn quiet(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     /// The next value.
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
