@@ -7,7 +7,7 @@
 //!
 //! Each run gets a fresh database (creating files right after dropping many databases is slower
 //! on these machines); all are dropped at the end. `NOTIFY_BENCH_MIGRATIONS` (default 1000) and
-//! `NOTIFY_BENCH_REPEAT` (default 3, the best run counts) tune it.
+//! `NOTIFY_BENCH_REPEAT` (default 5, the best run counts) tune it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,7 +22,7 @@ use crate::util;
 /// Runs the migration benchmarks.
 pub fn run() -> Result<Vec<Figure>> {
     let n: usize = env_number("NOTIFY_BENCH_MIGRATIONS", 1000).min(9999);
-    let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 3);
+    let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 5);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let work = util::root().join("target/bench/migrate");
     let set_dir = work.join(format!("set-{n}"));
@@ -30,7 +30,9 @@ pub fn run() -> Result<Vec<Figure>> {
     let rs_dir = work.join(format!("rs-{n}"));
     write_rust_set(&rs_dir, n)?;
     let floor_file = work.join(format!("floor-{n}.sql"));
-    write_floor(&floor_file, n)?;
+    write_floor(&floor_file, n, false)?;
+    let journal_file = work.join(format!("floor-journal-{n}.sql"));
+    write_floor(&journal_file, n, true)?;
 
     eprintln!(
         "bench migrate: building notify-db-migrate and notify-db-migrations with {n} compiled-in migrations (release)"
@@ -78,6 +80,7 @@ pub fn run() -> Result<Vec<Figure>> {
     };
 
     let (mut ours, mut ours_sql, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_journal = Vec::new();
     let (mut noop, mut noop_sql) = (Vec::new(), Vec::new());
     let result = (|| -> Result<()> {
         // Warm-up: one run each, so caches and the binaries are hot.
@@ -90,6 +93,8 @@ pub fn run() -> Result<Vec<Figure>> {
             );
             let db = fresh("psql")?;
             floor.push(time_psql(&psql, &ep, &db, &floor_file)?);
+            let db = fresh("psqljournal")?;
+            floor_journal.push(time_psql(&psql, &ep, &db, &journal_file)?);
             let db = fresh("compiled")?;
             ours.push(time_ours(&compiled, None, &ep, &db)?);
             check_head(&rt, &ep, &db, n)?;
@@ -119,6 +124,7 @@ pub fn run() -> Result<Vec<Figure>> {
     };
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
     let (ours_ms, sql_ms, floor_ms) = (per(best(&ours)), per(best(&ours_sql)), per(best(&floor)));
+    let journal_ms = per(best(&floor_journal));
     let noop_ms = median(&mut noop).as_secs_f64() * 1000.0;
     let noop_sql_ms = median(&mut noop_sql).as_secs_f64() * 1000.0;
     let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: String| Figure {
@@ -136,6 +142,15 @@ pub fn run() -> Result<Vec<Figure>> {
             "ms/migration",
             None,
             format!("best of {repeat}; one simple query per migration, one connection"),
+        ),
+        fig(
+            format!("{n} migrations, psql -f floor + journal row"),
+            journal_ms,
+            "ms/migration",
+            Some(journal_ms / floor_ms),
+            format!(
+                "best of {repeat}; the floor plus the same journal INSERT ours sends; ratio = / floor"
+            ),
         ),
         fig(
             format!("{n} migrations, notify-db-migrations"),
@@ -175,6 +190,13 @@ pub fn run() -> Result<Vec<Figure>> {
         ),
     ])
 }
+
+/// The engine's journal table, as `notify_db_migrate` creates it (for the journal floor).
+const JOURNAL_DDL: &str = "CREATE TABLE notify_db_migration_journal (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+    version_num varchar(32) NOT NULL, operation text NOT NULL CHECK (operation IN ('upgrade', 'downgrade', 'step')), \
+    step integer, checksum text, applied_at timestamptz NOT NULL DEFAULT now(), duration_ms double precision, \
+    applied_by text NOT NULL DEFAULT current_setting('application_name'), runner_host text, \
+    client_addr inet DEFAULT inet_client_addr())";
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -218,11 +240,16 @@ fn write_rust_set(dir: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// The floor script: the version table, then one line (one simple query) per migration.
-fn write_floor(path: &Path, n: usize) -> Result<()> {
+/// The floor script: the version table, then one line (one simple query) per migration; with
+/// `journal`, each line also inserts the journal row the engine writes.
+fn write_floor(path: &Path, n: usize, journal: bool) -> Result<()> {
     let mut s = String::from(
         "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n",
     );
+    if journal {
+        s.push_str(JOURNAL_DDL);
+        s.push_str(";\n");
+    }
     for i in 1..=n {
         let version = if i == 1 {
             format!(
@@ -236,8 +263,18 @@ fn write_floor(path: &Path, n: usize) -> Result<()> {
                 id(i - 1)
             )
         };
+        let row = if journal {
+            format!(
+                "\\; INSERT INTO notify_db_migration_journal (version_num, operation, step, checksum, duration_ms, runner_host) \
+                 VALUES ('{}', 'upgrade', NULL, '{:064}', extract(epoch FROM clock_timestamp() - now())::float8 * 1000, 'bench')",
+                id(i),
+                i
+            )
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "BEGIN\\; CREATE TABLE t_{i} (id bigint primary key)\\; {version}\\; COMMIT;\n"
+            "BEGIN\\; CREATE TABLE t_{i} (id bigint primary key)\\; {version}{row}\\; COMMIT;\n"
         ));
     }
     if let Some(dir) = path.parent() {
