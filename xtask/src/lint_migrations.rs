@@ -591,6 +591,8 @@ fn unbounded_dml(stmt: &str, base: usize, out: &mut Vec<(usize, String)>) {
         let starts_statement = match i.checked_sub(1).map(|p| &toks[p].1) {
             None => true,
             Some(Tok::Punct(';' | ')')) => true,
+            // a data-modifying CTE: `WITH x AS (DELETE FROM t RETURNING *) ...`
+            Some(Tok::Punct('(')) => word(i.checked_sub(2).and_then(|p| toks.get(p))) == Some("AS"),
             Some(Tok::Word(w)) => matches!(w.as_str(), "BEGIN" | "LOOP" | "THEN" | "ELSE"),
             _ => false,
         };
@@ -602,9 +604,15 @@ fn unbounded_dml(stmt: &str, base: usize, out: &mut Vec<(usize, String)>) {
         for (_, t) in &toks[i + 1..] {
             match t {
                 Tok::Punct('(') => depth += 1,
-                Tok::Punct(')') => depth -= 1,
-                Tok::Punct(';') if depth <= 0 => break,
-                Tok::Word(w) if w == "WHERE" && depth <= 0 => {
+                Tok::Punct(')') => {
+                    depth -= 1;
+                    // the end of a CTE the statement sits in
+                    if depth < 0 {
+                        break;
+                    }
+                }
+                Tok::Punct(';') if depth == 0 => break,
+                Tok::Word(w) if w == "WHERE" && depth == 0 => {
                     has_where = true;
                     break;
                 }
@@ -866,6 +874,18 @@ mod tests {
         assert!(hits("UPDATE t SET a = (SELECT 1 FROM u WHERE u.x = 1)").len() == 1);
         assert!(hits("CREATE TABLE t (a bigint REFERENCES u (id) ON DELETE CASCADE)").is_empty());
         assert!(hits("GRANT SELECT, UPDATE ON t TO r").is_empty());
+        assert_eq!(
+            hits("WITH gone AS (DELETE FROM t RETURNING id) INSERT INTO log SELECT id FROM gone")
+                .len(),
+            1
+        );
+        assert!(hits("WITH gone AS (DELETE FROM t WHERE id < 5 RETURNING id) SELECT 1").is_empty());
+        assert!(hits("SELECT count(*) FROM (SELECT 1) AS x").is_empty());
+        assert_eq!(
+            hits("WITH g AS (DELETE FROM t RETURNING id) SELECT * FROM g WHERE id > 1").len(),
+            1,
+            "the outer WHERE does not bound the DELETE"
+        );
         assert_eq!(
             hits("DO $x$ BEGIN LOOP UPDATE t SET a = 1; EXIT; END LOOP; END $x$").len(),
             1
