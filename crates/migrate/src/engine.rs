@@ -160,6 +160,8 @@ struct Session {
     pid: i32,
     pg: tokio_postgres::Config,
     side: Option<Client>,
+    /// Whether `alembic_version` / the journal existed when the runner connected.
+    tables: (bool, bool),
 }
 
 /// Why one attempt at a step failed.
@@ -468,7 +470,7 @@ impl Migrator {
         direction: Direction,
     ) -> Result<RunReport, Error> {
         let mut session = self.lock(pg).await?;
-        let state = self.prepare(&session.client).await?;
+        let state = self.prepare(&session.client, session.tables).await?;
         self.check_checksums(&state)?;
         let plan = self.plan(state.current, target, direction)?;
         let from = state.current_id.clone();
@@ -524,7 +526,7 @@ impl Migrator {
             tracing::info!(
                 migration = m.id(),
                 direction = direction.as_str(),
-                ms = done.duration.as_secs_f64() * 1000.0,
+                ms = %format_args!("{:.3}", done.duration.as_secs_f64() * 1000.0),
                 "migration {}",
                 if direction == Direction::Up {
                     "applied"
@@ -550,7 +552,9 @@ impl Migrator {
         let (client, target) = connect(pg).await?;
         let q = format!(
             "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
-             pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked"
+             pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked, \
+             to_regclass('alembic_version') IS NOT NULL AS hv, \
+             to_regclass('notify_db_migration_journal') IS NOT NULL AS hj"
         );
         let msgs = client
             .simple_query(&q)
@@ -568,6 +572,7 @@ impl Migrator {
         }
         let pid: i32 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut locked = row.get(3) == Some("t");
+        let tables = (row.get(4) == Some("t"), row.get(5) == Some("t"));
         let started = Instant::now();
         let mut last_log: Option<Instant> = None;
         let mut delay = Duration::from_millis(20);
@@ -609,19 +614,25 @@ impl Migrator {
             pid,
             pg: pg.clone(),
             side: None,
+            tables,
         })
     }
 
     /// Session settings, tables, and the current state, in one round trip.
-    async fn prepare(&self, client: &Client) -> Result<State, Error> {
+    async fn prepare(&self, client: &Client, existing: (bool, bool)) -> Result<State, Error> {
         let mut q =
             render::session_setup(self.options.lock_timeout, self.options.statement_timeout);
         // A runner that dies mid-statement must not leave its statement running for long.
         q.push_str("SET client_connection_check_interval = '1s';\n");
-        q.push_str(CREATE_VERSION_TABLE);
-        q.push_str(";\n");
-        q.push_str(CREATE_JOURNAL_TABLE);
-        q.push_str(";\n");
+        // IF NOT EXISTS still guards a table created by another runner after we looked.
+        if !existing.0 {
+            q.push_str(CREATE_VERSION_TABLE);
+            q.push_str(";\n");
+        }
+        if !existing.1 {
+            q.push_str(CREATE_JOURNAL_TABLE);
+            q.push_str(";\n");
+        }
         q.push_str(STATE_QUERIES);
         let msgs = client
             .simple_query(&q)
