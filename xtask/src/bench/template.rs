@@ -108,6 +108,11 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
     let mut keep: Vec<TestDb> = Vec::new();
     let mut figures = Vec::new();
     let mut per_db = Vec::new();
+    let admin = ep.connect("postgres").await?;
+    // Warm-up (not measured): a just-started server is slower for its first databases.
+    for _ in 0..workers {
+        keep.push(TestDb::create_on(ep, None).await?);
+    }
     for (case, (n, count, tables)) in CASES.into_iter().enumerate() {
         let set = generated(count, tables)?;
         let fp = fingerprint(&set);
@@ -131,6 +136,8 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         );
         let build = ms(t.elapsed());
 
+        // Every case starts from the same state: no checkpoint pending from the build.
+        admin.batch_execute("CHECKPOINT").await?;
         let mut times = Vec::with_capacity(workers);
         for _ in 0..workers {
             let t = Instant::now();
@@ -182,8 +189,8 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
 
         // The copy alone, by strategy (PostgreSQL 15 defaults to WAL_LOG, which writes every
         // block of the template to the WAL; FILE_COPY copies files after a checkpoint).
-        let admin = ep.connect("postgres").await?;
         for strategy in ["WAL_LOG", "FILE_COPY"] {
+            admin.batch_execute("CHECKPOINT").await?;
             let mut times = Vec::with_capacity(workers);
             for i in 0..workers {
                 let name = format!(
