@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use notify_db_config::MigrationSettings;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
@@ -679,7 +680,7 @@ impl Migrator {
         let watch = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
         let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
         match r {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => {
                 // The batch's explicit transaction stays open in the aborted state.
                 let _ = s.client.batch_execute("ROLLBACK").await;
@@ -761,7 +762,7 @@ impl Migrator {
         );
         if let Err(e) = s.client.batch_execute(&v).await {
             let _ = s.client.batch_execute("ROLLBACK").await;
-            return Err(step_error(m, dir, e, None, String::new()).with_statement(&v));
+            return Err(step_error(m, dir, (e, 0), None, String::new()).with_statement(&v));
         }
         Ok(())
     }
@@ -834,7 +835,7 @@ impl StepError {
 fn step_error(
     m: &Migration,
     dir: Direction,
-    e: tokio_postgres::Error,
+    (e, completed): (tokio_postgres::Error, usize),
     batch: Option<&Batch>,
     blockers: String,
 ) -> StepError {
@@ -860,14 +861,19 @@ fn step_error(
         Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
         _ => None,
     };
-    let (statement, position) = match (batch, raw_pos) {
-        (Some(b), Some(p)) => match b.locate(p) {
-            Some((i, within)) => (statements[i].clone(), Some(within)),
-            None => (b.sql.clone(), Some(p)),
+    let (statement, position) = match batch {
+        // The commands that completed before the error say which statement failed.
+        Some(b) => match completed
+            .checked_sub(b.leading)
+            .filter(|&i| i < statements.len())
+        {
+            Some(i) => (
+                statements[i].clone(),
+                raw_pos.and_then(|p| b.position_in(i, p)),
+            ),
+            None => (b.sql.clone(), raw_pos),
         },
-        (Some(_), None) if statements.len() == 1 => (statements[0].clone(), None),
-        (Some(b), None) => (b.sql.clone(), None),
-        (None, p) => (String::new(), p),
+        None => (String::new(), raw_pos),
     };
     StepError::Fatal(Error::Migration(Box::new(StatementFailure {
         id: m.id().to_owned(),
@@ -879,18 +885,30 @@ fn step_error(
     })))
 }
 
+/// A batch's outcome: `Err((error, n))` when it failed after `n` commands completed.
+type BatchResult = Result<(), (tokio_postgres::Error, usize)>;
+
+/// Sends `sql` as one simple query and counts the commands that complete, so that a failure
+/// names its statement even when the server gives no position.
+async fn run_counting(client: &Client, sql: &str) -> BatchResult {
+    let stream = client.simple_query_raw(sql).await.map_err(|e| (e, 0))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut completed = 0;
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(SimpleQueryMessage::CommandComplete(_)) => completed += 1,
+            Ok(_) => {}
+            Err(e) => return Err((e, completed)),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `sql`, sampling `pg_blocking_pids` on a side connection while it waits longer than half
 /// the lock timeout; returns the last blockers seen.
-async fn exec_watched(
-    s: &mut Session,
-    sql: &str,
-    lock_timeout: Duration,
-) -> (
-    Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
-    String,
-) {
+async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (BatchResult, String) {
     let every = (lock_timeout / 2).max(Duration::from_millis(50));
-    let fut = s.client.simple_query(sql);
+    let fut = run_counting(&s.client, sql);
     tokio::pin!(fut);
     let mut blockers = String::new();
     loop {

@@ -126,16 +126,18 @@ pub(crate) fn journal_insert(
 pub(crate) struct Batch {
     /// The SQL text.
     pub sql: String,
-    /// (character offset of the statement in `sql`, statement index in the migration).
-    pub starts: Vec<(usize, usize)>,
+    /// Character offset in `sql` of each migration statement.
+    pub starts: Vec<usize>,
+    /// How many commands (BEGIN, SET LOCAL) precede the first migration statement.
+    pub leading: usize,
 }
 
 impl Batch {
-    /// Maps a 1-based character position in the batch to (statement index, 1-based position in it).
-    pub fn locate(&self, position: u32) -> Option<(usize, u32)> {
-        let pos = (position as usize).checked_sub(1)?;
-        let (start, idx) = self.starts.iter().rev().find(|(s, _)| *s <= pos)?;
-        Some((*idx, (pos - start + 1) as u32))
+    /// Turns a 1-based character position in the batch into one inside statement `index`.
+    pub fn position_in(&self, index: usize, position: u32) -> Option<u32> {
+        let start = *self.starts.get(index)?;
+        let within = (position as usize).checked_sub(start)?;
+        u32::try_from(within).ok().filter(|&w| w > 0)
     }
 }
 
@@ -153,14 +155,16 @@ pub(crate) fn transactional_batch(
     };
     let mut sql = String::with_capacity(256 + statements.iter().map(String::len).sum::<usize>());
     sql.push_str("BEGIN;\n");
+    let mut leading = 1;
     if let Some(t) = m.own_lock_timeout() {
         sql.push_str(&set_ms(true, "lock_timeout", t));
         sql.push_str(";\n");
+        leading += 1;
     }
     let mut starts = Vec::with_capacity(statements.len());
     let mut chars = sql.chars().count();
-    for (i, s) in statements.iter().enumerate() {
-        starts.push((chars, i));
+    for s in statements {
+        starts.push(chars);
         sql.push_str(s);
         sql.push_str(";\n");
         chars += s.chars().count() + 2;
@@ -177,7 +181,11 @@ pub(crate) fn transactional_batch(
         host,
     ));
     sql.push_str(";\nCOMMIT;");
-    Batch { sql, starts }
+    Batch {
+        sql,
+        starts,
+        leading,
+    }
 }
 
 /// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON ...` statement creates.
@@ -231,8 +239,9 @@ mod tests {
         ));
         assert!(b.sql.ends_with("COMMIT;"));
         let pos = b.sql.find("nope").unwrap() as u32 + 1;
-        assert_eq!(b.locate(pos), Some((1, 8)));
-        assert_eq!(b.locate(8), Some((0, 1)));
+        assert_eq!(b.position_in(1, pos), Some(8));
+        assert_eq!(b.position_in(0, 8), Some(1));
+        assert_eq!(b.leading, 1);
     }
 
     #[test]

@@ -496,6 +496,25 @@ async fn a_failing_statement_is_reported_with_migration_statement_and_position_a
         !exists(&c, "half").await,
         "the failed migration's first statement rolled back"
     );
+
+    // No position from the server ("already exists"): the statement is still the right one.
+    dir.add(
+        "0002_bad",
+        "-- notify-db: lock_timeout=2s\nCREATE TABLE half (id bigint);\nCREATE TABLE ok (id bigint);\nCREATE TABLE never (id bigint)",
+        None,
+    );
+    let out = run(dir.path(), &db, &["upgrade"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migration 0002_bad failed: relation \"ok\" already exists [SQLSTATE 42P07]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("statement: CREATE TABLE ok (id bigint)\n"),
+        "{err}"
+    );
+    assert!(!exists(&c, "half").await);
 }
 
 #[tokio::test]
