@@ -24,6 +24,9 @@ pub struct PendingArgs {
     /// Exit 1 when migrations are pending, 0 when not (2 on error).
     #[arg(long)]
     exit_code: bool,
+    /// Give up (an error) when the database has not answered within this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    timeout: u64,
     /// Check against a directory of SQL migrations (`NNNN_slug.up.sql`) instead of migrations/.
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
@@ -64,19 +67,19 @@ fn pending(args: &PendingArgs) -> Result<bool> {
     };
     let pg = uri.to_pg_config();
     let migrator = Migrator::new(set);
+    let target = uri
+        .hosts()
+        .iter()
+        .map(|h| format!("{}:{}", h.host, h.port))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "/"
+        + uri.dbname();
+    let limit = std::time::Duration::from_secs(args.timeout.max(1));
     let status = util::runtime()?
-        .block_on(migrator.status(&pg))
-        .with_context(|| {
-            format!(
-                "checking the migration state of {}",
-                uri.hosts()
-                    .iter()
-                    .map(|h| format!("{}:{}", h.host, h.port))
-                    .collect::<Vec<_>>()
-                    .join(",")
-                    + "/"
-                    + uri.dbname()
-            )
-        })?;
+        .block_on(async { tokio::time::timeout(limit, migrator.status(&pg)).await })
+        .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| format!("checking the migration state of {target}"))?;
     Ok(!status.pending().is_empty())
 }

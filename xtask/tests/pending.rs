@@ -103,3 +103,15 @@ fn an_unreachable_database_is_an_error_not_no() {
     let (code, out, _) = check(&uri, &["--exit-code"]);
     assert_eq!((code, out.as_str()), (Some(2), ""));
 }
+
+#[test]
+fn a_database_that_never_answers_is_an_error_after_the_timeout() {
+    // Accepts TCP connections (the kernel's backlog) but never speaks PostgreSQL.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let uri = format!("postgresql://postgres:pw@127.0.0.1:{port}/notification_api");
+    let (code, out, err) = check(&uri, &["--exit-code", "--timeout", "1"]);
+    assert_eq!((code, out.as_str()), (Some(2), ""), "{err}");
+    assert!(err.contains("no answer within"), "{err}");
+    drop(silent);
+}
