@@ -165,6 +165,8 @@ ALTER TABLE t ADD CONSTRAINT ck_t_name CHECK (name <> '') NOT VALID;
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
 CREATE TRIGGER tr_t BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE VIEW v AS SELECT id, name FROM t;
+CREATE TABLE events (at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 ";
 
 /// The same objects, created in another order after unrelated objects came and went (other OIDs,
@@ -180,6 +182,8 @@ CREATE TRIGGER tr_t BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION touch();
 ALTER TABLE t ADD CONSTRAINT ck_t_name CHECK (name <> '') NOT VALID;
 CREATE INDEX ix_t_name ON t (name);
 CREATE SEQUENCE counter START 5;
+CREATE TABLE events (at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 ";
 
 #[tokio::test]
@@ -223,6 +227,14 @@ async fn schema_capture_is_oid_free_and_the_diff_names_each_object() {
     assert_eq!(
         sa.get(ObjectKind::Column, "t.name"),
         Some("text not null default 'x'::text")
+    );
+    assert_eq!(
+        sa.get(ObjectKind::Table, "events_2026"),
+        Some("table partition of events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    );
+    assert_eq!(
+        sa.get(ObjectKind::Table, "events"),
+        Some("partitioned table partition by RANGE (at)")
     );
 
     // Changes of every kind the stairway and fault-injection tests look for.

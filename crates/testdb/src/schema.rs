@@ -272,6 +272,10 @@ fn queries() -> Vec<String> {
                    format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, \
                    CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END) FROM pg_sequence s WHERE s.seqrelid = c.oid) END, \
                CASE WHEN c.relkind IN ('v', 'm') THEN 'as ' || pg_get_viewdef(c.oid) END, \
+               CASE WHEN c.relkind = 'p' THEN 'partition by ' || pg_get_partkeydef(c.oid) END, \
+               CASE WHEN c.relispartition THEN 'partition of ' || (SELECT {parent} FROM pg_inherits i \
+                 JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace \
+                 WHERE i.inhrelid = c.oid) || ' ' || pg_get_expr(c.relpartbound, c.oid) END, \
                CASE WHEN c.relrowsecurity THEN 'row level security' END), \
              (SELECT {owner} FROM pg_depend d JOIN pg_class oc ON oc.oid = d.refobjid \
                 JOIN pg_namespace n2 ON n2.oid = oc.relnamespace \
@@ -279,7 +283,8 @@ fn queries() -> Vec<String> {
                 AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_NS}",
-            owner = qual("n2.nspname", "oc.relname")
+            owner = qual("n2.nspname", "oc.relname"),
+            parent = qual("pn.nspname", "pc.relname")
         ),
         // columns
         format!(
