@@ -18,6 +18,9 @@ use crate::render::{
 /// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
 pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
 
+/// How long a connection attempt may take in all (TCP, authentication).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long to wait between advisory-lock holder reports.
 const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -1100,10 +1103,7 @@ fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
 }
 
 fn unexpected(context: &'static str) -> Error {
-    Error::Io {
-        path: context.to_owned(),
-        source: std::io::Error::other("the server returned no row"),
-    }
+    Error::NoRow { context }
 }
 
 fn quote_ident(s: &str) -> String {
@@ -1138,22 +1138,18 @@ async fn connect(pg: &tokio_postgres::Config) -> Result<(Client, String), Error>
         pg.application_name("notify-db-migrate");
     }
     let target = describe(&pg);
-    let (client, conn) =
-        match tokio::time::timeout(Duration::from_secs(30), pg.connect(NoTls)).await {
-            Ok(r) => r.map_err(|source| Error::Connect {
-                target: target.clone(),
-                source,
-            })?,
-            Err(_) => {
-                return Err(Error::Io {
-                    path: target,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connect timed out after 30 s",
-                    ),
-                });
-            }
-        };
+    let (client, conn) = match tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls)).await {
+        Ok(r) => r.map_err(|source| Error::Connect {
+            target: target.clone(),
+            source,
+        })?,
+        Err(_) => {
+            return Err(Error::ConnectTimeout {
+                target,
+                waited: CONNECT_TIMEOUT,
+            });
+        }
+    };
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "migration connection closed with an error");

@@ -58,6 +58,20 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Connecting took longer than the engine waits (30 s).
+    #[error("connecting to {target}: timed out after {waited:?}")]
+    ConnectTimeout {
+        /// host:port/dbname.
+        target: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The server answered a query of the engine's own without the row it must return.
+    #[error("{context}: the server returned no row")]
+    NoRow {
+        /// What the engine was doing.
+        context: &'static str,
+    },
     /// The server is older than PostgreSQL 15.
     #[error("{target} runs PostgreSQL {version}; notify-db needs 15 or later")]
     ServerTooOld {
