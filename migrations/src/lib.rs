@@ -3,6 +3,8 @@
 //! Each file defines `pub fn define(m: Migration) -> Migration` adding its up and down SQL (built
 //! with `barrel` where barrel can express it, raw SQL where it cannot) and its options.
 
+#![deny(missing_docs)]
+
 use notify_db_migrate::{MigrationSet, SetError};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
