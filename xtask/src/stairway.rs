@@ -170,13 +170,18 @@ impl Stairs {
             .await
             .context("reading the database's revision")?;
         let schema = self.capture().await?;
-        let tables = schema
+        let objects = schema
             .objects()
-            .filter(|(id, _)| id.kind == schema::ObjectKind::Table)
+            .filter(|(id, _)| {
+                !matches!(
+                    id.kind,
+                    schema::ObjectKind::Schema | schema::ObjectKind::Extension
+                )
+            })
             .count();
-        if current.is_some() || tables > 0 {
+        if current.is_some() || objects > 0 {
             bail!(
-                "the database is not empty (revision {}, {tables} table(s)); the stairway test \
+                "the database is not empty (revision {}, {objects} object(s)); the stairway test \
                  downgrades to base and would destroy data: point --database-url at an empty \
                  database, or pass --fresh for a throwaway one",
                 current.as_deref().unwrap_or("base")
