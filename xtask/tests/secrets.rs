@@ -56,7 +56,9 @@ fn run(args: &[&str], uri: &str, json: bool) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut text = String::from_utf8_lossy(&out_reader.join().expect("stdout reader")).into_owned();
-    text.push_str(&String::from_utf8_lossy(&err_reader.join().expect("stderr reader")));
+    text.push_str(&String::from_utf8_lossy(
+        &err_reader.join().expect("stderr reader"),
+    ));
     (status.is_some_and(|s| s.success()), text)
 }
 
@@ -93,12 +95,24 @@ fn no_command_or_error_path_prints_the_password() {
     let good = uri(&right, "notification_api");
     let bad = uri(&wrong, "notification_api");
     let malformed = [
-        format!("postgresql://{role}:{right}@{}:notaport/notification_api", ep.host),
-        format!("postgresql://{role}:{right}@{}:{}/notification_api?foo=bar", ep.host, ep.port),
-        format!("mysql://{role}:{right}@{}:{}/notification_api", ep.host, ep.port),
+        format!(
+            "postgresql://{role}:{right}@{}:notaport/notification_api",
+            ep.host
+        ),
+        format!(
+            "postgresql://{role}:{right}@{}:{}/notification_api?foo=bar",
+            ep.host, ep.port
+        ),
+        format!(
+            "mysql://{role}:{right}@{}:{}/notification_api",
+            ep.host, ep.port
+        ),
         format!("postgresql://{role}:{right}@/notification_api"),
         format!("postgresql://{role}:{right}@{}:1/notification_api", ep.host),
-        format!("postgresql://{role}:{right}@{}:{}/no_such_db", ep.host, ep.port),
+        format!(
+            "postgresql://{role}:{right}@{}:{}/no_such_db",
+            ep.host, ep.port
+        ),
     ];
 
     let commands: &[&[&str]] = &[
@@ -126,20 +140,31 @@ fn no_command_or_error_path_prints_the_password() {
             for json in [false, true] {
                 let (ok, text) = run(args, u, json);
                 ran += 1;
-                outcomes.push(format!("{} ({label}, json={json}): {}", args.join(" "), if ok { "ok" } else { "failed" }));
+                outcomes.push(format!(
+                    "{} ({label}, json={json}): {}",
+                    args.join(" "),
+                    if ok { "ok" } else { "failed" }
+                ));
                 if text.contains(secret.as_str()) {
                     let line = text
                         .lines()
                         .find(|l| l.contains(secret.as_str()))
                         .unwrap_or_default()
                         .replace(secret.as_str(), "<PASSWORD>");
-                    failures.push(format!("`xtask {}` ({label} password, json={json}): {line}", args.join(" ")));
+                    failures.push(format!(
+                        "`xtask {}` ({label} password, json={json}): {line}",
+                        args.join(" ")
+                    ));
                 }
             }
         }
     }
     for m in &malformed {
-        for args in [&["migrate", "current"][..], &["doctor"][..], &["check-if-migrations-to-run"][..]] {
+        for args in [
+            &["migrate", "current"][..],
+            &["doctor"][..],
+            &["check-if-migrations-to-run"][..],
+        ] {
             let (_, text) = run(args, m, false);
             ran += 1;
             if text.contains(&right) {
@@ -148,15 +173,25 @@ fn no_command_or_error_path_prints_the_password() {
                     .find(|l| l.contains(&right))
                     .unwrap_or_default()
                     .replace(&right, "<PASSWORD>");
-                failures.push(format!("`xtask {}` with a malformed URI: {line}", args.join(" ")));
+                failures.push(format!(
+                    "`xtask {}` with a malformed URI: {line}",
+                    args.join(" ")
+                ));
             }
         }
     }
     // The right password really works (so the "right" runs exercised the success paths).
     let (ok, text) = run(&["migrate", "current"], &good, false);
-    assert!(ok, "`xtask migrate current` with the right password failed:\n{}", text.replace(&right, "<PASSWORD>"));
+    assert!(
+        ok,
+        "`xtask migrate current` with the right password failed:\n{}",
+        text.replace(&right, "<PASSWORD>")
+    );
     let (ok, _) = run(&["migrate", "current"], &bad, false);
-    assert!(!ok, "`xtask migrate current` with a wrong password succeeded");
+    assert!(
+        !ok,
+        "`xtask migrate current` with a wrong password succeeded"
+    );
     println!("secrets: {ran} runs\n{}", outcomes.join("\n"));
     assert!(
         failures.is_empty(),

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: every benchmark side by side with its baseline, one table, JSON under target/bench/.
 
+mod metrics;
 mod migrate;
 mod pool;
 mod template;
@@ -19,6 +20,7 @@ enum Which {
     Pool,
     Migrate,
     Template,
+    Metrics,
 }
 
 /// One measured figure, optionally compared with a baseline measured in the same run.
@@ -40,18 +42,38 @@ pub struct Figure {
 
 /// Runs the selected benchmarks and prints their table.
 pub fn run(args: BenchArgs) -> Result<()> {
+    type Bench = fn() -> Result<Vec<Figure>>;
+    let all: [(Which, &str, Bench); 4] = [
+        (Which::Pool, "pool", pool::run),
+        (Which::Migrate, "migrate", migrate::run),
+        (Which::Template, "template", template::run),
+        (Which::Metrics, "metrics", metrics::run),
+    ];
     let mut figures = Vec::new();
-    if args.which.is_none_or(|w| w == Which::Pool) {
-        figures.extend(pool::run()?);
-    }
-    if args.which.is_none_or(|w| w == Which::Migrate) {
-        figures.extend(migrate::run()?);
-    }
-    if args.which.is_none_or(|w| w == Which::Template) {
-        figures.extend(template::run()?);
+    let mut failed = Vec::new();
+    for (which, name, bench) in all {
+        if !args.which.is_none_or(|w| w == which) {
+            continue;
+        }
+        // One failing benchmark does not hide the others' figures: report it at the end.
+        match bench() {
+            Ok(f) => figures.extend(f),
+            Err(e) => {
+                eprintln!("bench {name} failed: {e:#}");
+                failed.push(format!("{name}: {e:#}"));
+            }
+        }
     }
     print_table(&figures);
-    write_json(&figures)
+    write_json(&figures)?;
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} benchmark(s) failed: {}",
+            failed.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }
 
 fn print_table(figures: &[Figure]) {
