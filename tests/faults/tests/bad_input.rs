@@ -237,7 +237,7 @@ fn migration_file_names() {
     let mut runner = proptest::test_runner::TestRunner::new(config(2_000));
     let name = prop_oneof![
         "[0-9]{4}_[a-z_]{1,20}\\.(up|down)\\.sql",
-        "[0-9A-Za-z_.-]{1,30}".prop_filter("not . or ..", |n| n.trim_matches('.') != ""),
+        "[0-9A-Za-z_.-]{1,30}".prop_filter("not . or ..", |n| !n.trim_matches('.').is_empty()),
         "[0-9]{4}_[a-z]{1,8}\\.up\\.sql\\.bak",
         "\\.up\\.sql",
     ];
@@ -247,7 +247,10 @@ fn migration_file_names() {
         "-- notify-db: lock_timeout=[0-9a-z]{0,5}\n",
         "-- notify-db: [ -~]{0,20}\n",
     ];
-    let case = (prop::collection::vec((name, header, "[ -~]{0,30}"), 0..4), 0u32..u32::MAX);
+    let case = (
+        prop::collection::vec((name, header, "[ -~]{0,30}"), 0..4),
+        0u32..u32::MAX,
+    );
     runner
         .run(&case, |(files, n)| {
             let dir = scratch.0.join(n.to_string());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout(
         .filter(|c| c.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)))
         .count();
     assert!(
-        on_replica >= 1 && on_replica < 4,
+        (1..4).contains(&on_replica),
         "the bulk bind should spread connections over both hosts, {on_replica}/4 on the replica"
     );
 
@@ -77,7 +77,7 @@ async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout(
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let hole = BlackHole::start(tc_lock, Ipv4Addr::from(REPLICA_ADDR), replica.port)
+    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port)
         .unwrap_or_else(|e| panic!("cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"));
 
     // The other host's connections keep working while the replica is unreachable.
@@ -181,17 +181,20 @@ async fn black_holed_bulk_server_is_avoided_and_recovers() {
         .filter(|c| c.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)))
         .count();
     assert!(
-        on_replica >= 1 && on_replica < 4,
+        (1..4).contains(&on_replica),
         "the bulk bind should spread connections over both hosts, {on_replica}/4 on the replica"
     );
 
     let tc_lock = common::blocking(TcLock::acquire)
         .await
         .unwrap_or_else(|e| panic!("cannot take the tc lock: {e}"));
-    let hole = BlackHole::start(tc_lock, Ipv4Addr::from(REPLICA_ADDR), replica.port)
+    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port)
         .unwrap_or_else(|e| panic!("cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"));
     let holed_at = Instant::now();
-    for conn in held.iter().filter(|c| c.server_addr() != Some(IpAddr::V4(REPLICA_ADDR))) {
+    for conn in held
+        .iter()
+        .filter(|c| c.server_addr() != Some(IpAddr::V4(REPLICA_ADDR)))
+    {
         conn.simple_query("SELECT 1")
             .await
             .expect("a bulk connection to the healthy host keeps working");
@@ -207,7 +210,10 @@ async fn black_holed_bulk_server_is_avoided_and_recovers() {
     let mut served = 0;
     while window_start.elapsed() < BACKOFF * 2 + Duration::from_secs(1) {
         let t = Instant::now();
-        let conn = bulk.get().await.expect("bulk get while one host is black-holed");
+        let conn = bulk
+            .get()
+            .await
+            .expect("bulk get while one host is black-holed");
         let waited = t.elapsed();
         if waited >= CONNECT_TIMEOUT / 2 {
             slow_gets.push((window_start.elapsed(), waited));
@@ -217,7 +223,10 @@ async fn black_holed_bulk_server_is_avoided_and_recovers() {
             .await
             .expect("bulk query while one host is black-holed");
         let addr: String = row.get(0);
-        assert_eq!(addr, "127.0.0.1", "new bulk queries must go to the healthy host");
+        assert_eq!(
+            addr, "127.0.0.1",
+            "new bulk queries must go to the healthy host"
+        );
         served += 1;
         drop(conn);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -256,14 +265,20 @@ async fn black_holed_bulk_server_is_avoided_and_recovers() {
         "{} connects to the dead host in {window:?}, at most {allowed} allowed with back-off {BACKOFF:?}",
         dead_timeouts.len()
     );
-    assert!(hole.dropped() > 0, "tc dropped no packet: the black hole did not work");
+    assert!(
+        hole.dropped() > 0,
+        "tc dropped no packet: the black hole did not work"
+    );
 
     // Recovery: once the network is back and the back-off has passed, the replica serves again.
     drop(hole);
     let back = Instant::now();
     let mut on_replica_again = false;
     while back.elapsed() < BACKOFF * 3 {
-        let conn = bulk.get().await.expect("bulk get after the network is back");
+        let conn = bulk
+            .get()
+            .await
+            .expect("bulk get after the network is back");
         if conn.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)) {
             conn.simple_query("SELECT 1")
                 .await

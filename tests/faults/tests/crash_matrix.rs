@@ -77,7 +77,10 @@ async fn reference(set: &MigrationSet) -> Reference {
     for m in set.migrations() {
         if !m.is_transactional() {
             for (j, stmt) in m.up_statements().iter().enumerate() {
-                client.batch_execute(stmt).await.expect("reference statement");
+                client
+                    .batch_execute(stmt)
+                    .await
+                    .expect("reference statement");
                 prefix.insert((m.id().to_owned(), j + 1), shape(&client).await.0);
             }
         }
@@ -244,19 +247,32 @@ async fn sigkill_at_random_moments() {
         // The rerun finishes at head with the head schema, and no INVALID index remains.
         run_runner(&db, None).await;
         let (after, invalid_after) = shape(&client).await;
-        assert_eq!(invalid_after, 0, "run {run}: an INVALID index survived the rerun");
+        assert_eq!(
+            invalid_after, 0,
+            "run {run}: an INVALID index survived the rerun"
+        );
         assert!(
             after == head_shape,
             "run {run}: after the rerun the schema differs from head:\n{}",
             diff(&head_shape, &after)
         );
-        let now = Migrator::new(set.clone()).current(&pg).await.expect("current");
-        assert_eq!(now.as_deref(), Some(head.as_str()), "run {run}: rerun did not reach head");
+        let now = Migrator::new(set.clone())
+            .current(&pg)
+            .await
+            .expect("current");
+        assert_eq!(
+            now.as_deref(),
+            Some(head.as_str()),
+            "run {run}: rerun did not reach head"
+        );
     }
     println!(
         "crash matrix: {RUNS} runs (full run {full:?}), {killed} killed mid-run, {mid_non_tx} inside \
          0011 after a journaled statement, {invalid_seen} with an INVALID index left; states after \
          the kill: {states:?}"
     );
-    assert!(killed >= RUNS / 2, "only {killed} of {RUNS} runs were killed before they finished");
+    assert!(
+        killed >= RUNS / 2,
+        "only {killed} of {RUNS} runs were killed before they finished"
+    );
 }

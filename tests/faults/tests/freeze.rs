@@ -84,7 +84,11 @@ async fn frozen_replica_times_out_and_recovers() {
     // The default bind keeps serving, at normal speed.
     let t = Instant::now();
     for i in 0..50_i32 {
-        let conn = dbs.default().get().await.expect("default get while the replica is frozen");
+        let conn = dbs
+            .default()
+            .get()
+            .await
+            .expect("default get while the replica is frozen");
         let row = conn
             .query_one("SELECT $1::int + 1", &[&i])
             .await
@@ -117,6 +121,9 @@ async fn frozen_replica_times_out_and_recovers() {
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
             .expect("bulk query after SIGCONT");
-        assert!(row.get::<_, bool>(0), "bulk must still be served by the replica");
+        assert!(
+            row.get::<_, bool>(0),
+            "bulk must still be served by the replica"
+        );
     }
 }

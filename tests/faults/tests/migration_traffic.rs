@@ -30,7 +30,9 @@ fn set() -> MigrationSet {
 
 /// Runs the scenario once; returns (worst traffic latency during the migration, migration time).
 async fn run(lock_timeout: Duration) -> (Duration, Duration) {
-    let db = TestDb::create().await.expect("test database on the shared cluster");
+    let db = TestDb::create()
+        .await
+        .expect("test database on the shared cluster");
     let pg = db.primary().pg_config(db.name());
     let migrator = Migrator::new(set()).with_options(Options {
         lock_timeout,
@@ -76,7 +78,10 @@ async fn run(lock_timeout: Duration) -> (Duration, Duration) {
         .expect("blocker begins");
     let blocker_task = tokio::spawn(async move {
         tokio::time::sleep(BLOCKER).await;
-        blocker.batch_execute("COMMIT").await.expect("blocker commits");
+        blocker
+            .batch_execute("COMMIT")
+            .await
+            .expect("blocker commits");
     });
 
     let t0 = Instant::now();
@@ -99,7 +104,10 @@ async fn run(lock_timeout: Duration) -> (Duration, Duration) {
             }
         }
     }
-    assert!(samples > 20, "only {samples} traffic samples during the migration");
+    assert!(
+        samples > 20,
+        "only {samples} traffic samples during the migration"
+    );
     (worst, migration_took)
 }
 

@@ -69,12 +69,7 @@ async fn restarts_under_load() {
     let mut tasks = Vec::new();
     for i in 0..32 {
         let pool = if i < 24 { dbs.default() } else { dbs.bulk() }.clone();
-        tasks.push(tokio::spawn(worker(
-            pool,
-            start,
-            stop.clone(),
-            log.clone(),
-        )));
+        tasks.push(tokio::spawn(worker(pool, start, stop.clone(), log.clone())));
     }
 
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -148,8 +143,10 @@ async fn restarts_under_load() {
     // Afterwards the gauges match the server: connected == our backends on both servers, and
     // nothing is checked out.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let on_primary = common::backends(&primary.connect("postgres").await.expect("primary"), &app).await;
-    let on_replica = common::backends(&replica.connect("postgres").await.expect("replica"), &app).await;
+    let on_primary =
+        common::backends(&primary.connect("postgres").await.expect("primary"), &app).await;
+    let on_replica =
+        common::backends(&replica.connect("postgres").await.expect("replica"), &app).await;
     let text = metrics.render();
     let connected = common::metric_sum(&text, names::CONNECTED);
     let checked_out = common::metric_sum(&text, names::CHECKED_OUT);
@@ -158,7 +155,10 @@ async fn restarts_under_load() {
         "after: gauge connected {connected}, backends {on_primary} on the primary + {on_replica} on \
          the replica, pool sizes {sizes}, checked out {checked_out}"
     );
-    assert_eq!(checked_out, 0.0, "checked-out gauge after all work returned:\n{text}");
+    assert_eq!(
+        checked_out, 0.0,
+        "checked-out gauge after all work returned:\n{text}"
+    );
     assert_eq!(
         connected,
         (on_primary + on_replica) as f64,
@@ -217,9 +217,17 @@ async fn failover_to_promoted_replica() {
     for _ in 0..5 {
         match dbs.default().get().await {
             Ok(conn) => {
-                assert!(!conn.in_recovery(), "the default bind handed out a read-only server");
-                let r = conn.batch_execute("INSERT INTO failover_probe DEFAULT VALUES").await;
-                assert!(r.is_err(), "a write succeeded with the primary stopped and no promotion");
+                assert!(
+                    !conn.in_recovery(),
+                    "the default bind handed out a read-only server"
+                );
+                let r = conn
+                    .batch_execute("INSERT INTO failover_probe DEFAULT VALUES")
+                    .await;
+                assert!(
+                    r.is_err(),
+                    "a write succeeded with the primary stopped and no promotion"
+                );
             }
             Err(_) => refused += 1,
         }
@@ -239,7 +247,10 @@ async fn failover_to_promoted_replica() {
     while promoted.elapsed() < limit {
         if let Ok(conn) = dbs.default().get().await {
             handed_out += 1;
-            assert!(!conn.in_recovery(), "the default bind handed out a read-only server");
+            assert!(
+                !conn.in_recovery(),
+                "the default bind handed out a read-only server"
+            );
             let ro: String = conn
                 .query_one("SHOW transaction_read_only", &[])
                 .await
@@ -251,7 +262,10 @@ async fn failover_to_promoted_replica() {
                 .await
                 .is_ok()
             {
-                assert_eq!(conn.server_addr(), Some(IpAddr::V4(notify_db_testdb::REPLICA_ADDR)));
+                assert_eq!(
+                    conn.server_addr(),
+                    Some(IpAddr::V4(notify_db_testdb::REPLICA_ADDR))
+                );
                 written_after = Some(promoted.elapsed());
                 break;
             }
@@ -261,7 +275,9 @@ async fn failover_to_promoted_replica() {
     let took = written_after.unwrap_or_else(|| {
         panic!("no write succeeded on the promoted replica within {limit:?} of the promotion")
     });
-    println!("failover: first write on the new primary {took:?} after promotion ({handed_out} connections handed out, all read-write)");
+    println!(
+        "failover: first write on the new primary {took:?} after promotion ({handed_out} connections handed out, all read-write)"
+    );
     for _ in 0..10 {
         let conn = dbs.default().get().await.expect("default after failover");
         conn.batch_execute("INSERT INTO failover_probe DEFAULT VALUES")

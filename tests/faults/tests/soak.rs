@@ -17,7 +17,9 @@ async fn soak_32_tasks_on_pools_of_5() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let db = TestDb::create().await.expect("test database on the shared cluster");
+    let db = TestDb::create()
+        .await
+        .expect("test database on the shared cluster");
     let app = common::app_name("soak");
     let mut settings = common::settings(
         &db.primary_uri(),
@@ -48,7 +50,11 @@ async fn soak_32_tasks_on_pools_of_5() {
             let mut rng = common::Rng::quiet(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
             let (mut ok, mut timeouts) = (0u64, 0u64);
             while Instant::now() < deadline {
-                let pool = if rng.below(4) == 0 { dbs.bulk() } else { dbs.default() };
+                let pool = if rng.below(4) == 0 {
+                    dbs.bulk()
+                } else {
+                    dbs.default()
+                };
                 match pool.get().await {
                     Ok(conn) => {
                         let hold = rng.below(30);
@@ -80,7 +86,12 @@ async fn soak_32_tasks_on_pools_of_5() {
     // Leaks: nothing checked out, and the gauges, the pools and the servers agree (lifetime
     // expiry keeps closing and opening connections, so look until a quiet moment, at most 5 s).
     let primary = db.connect().await.expect("primary");
-    let replica = db.replica().expect("replica").connect(db.name()).await.expect("replica");
+    let replica = db
+        .replica()
+        .expect("replica")
+        .connect(db.name())
+        .await
+        .expect("replica");
     let settle = Instant::now();
     let (mut text, mut connected, mut on_primary, mut on_replica);
     loop {
@@ -104,8 +115,14 @@ async fn soak_32_tasks_on_pools_of_5() {
     );
     assert!(ok > secs * 100, "only {ok} checkouts in {secs} s");
     assert_eq!(checked_out, 0.0, "checked-out gauge after the soak");
-    assert_eq!(d.size, d.available, "default pool: connections still checked out");
-    assert_eq!(b.size, b.available, "bulk pool: connections still checked out");
+    assert_eq!(
+        d.size, d.available,
+        "default pool: connections still checked out"
+    );
+    assert_eq!(
+        b.size, b.available,
+        "bulk pool: connections still checked out"
+    );
     assert!(d.size <= 5 && b.size <= 5);
     assert_eq!(
         connected,

@@ -180,7 +180,9 @@ impl BlackHole {
         let hole = BlackHole { _lock: lock };
         let a = addr.to_string();
         let p = port.to_string();
-        sh(&["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb"])?;
+        sh(&[
+            "tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb",
+        ])?;
         sh(&[
             "tc", "class", "add", "dev", "lo", "parent", "1:", "classid", CLASS, "htb", "rate",
             "10gbit",
@@ -255,7 +257,11 @@ fn children(pid: u32) -> Vec<u32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
@@ -323,9 +329,17 @@ impl Drop for Frozen {
 #[derive(Clone, Debug)]
 pub enum Event {
     /// A connection was opened.
-    Connected { at: Instant, bind: Bind, host: String },
+    Connected {
+        at: Instant,
+        bind: Bind,
+        host: String,
+    },
     /// A connection closed.
-    Closed { at: Instant, bind: Bind, host: String },
+    Closed {
+        at: Instant,
+        bind: Bind,
+        host: String,
+    },
     /// A connect to `host:port` failed.
     ConnectFailed {
         at: Instant,
@@ -352,19 +366,25 @@ impl Recorder {
 
 impl PoolObserver for Recorder {
     fn connected(&self, conn: &ConnInfo) {
-        self.events.lock().expect("events lock").push(Event::Connected {
-            at: Instant::now(),
-            bind: conn.bind,
-            host: conn.host.clone(),
-        });
+        self.events
+            .lock()
+            .expect("events lock")
+            .push(Event::Connected {
+                at: Instant::now(),
+                bind: conn.bind,
+                host: conn.host.clone(),
+            });
     }
 
     fn closed(&self, conn: &ConnInfo) {
-        self.events.lock().expect("events lock").push(Event::Closed {
-            at: Instant::now(),
-            bind: conn.bind,
-            host: conn.host.clone(),
-        });
+        self.events
+            .lock()
+            .expect("events lock")
+            .push(Event::Closed {
+                at: Instant::now(),
+                bind: conn.bind,
+                host: conn.host.clone(),
+            });
     }
 
     fn connect_failed(&self, bind: Bind, host: &str, port: u16, why: ConnectFailure) {
