@@ -77,8 +77,11 @@ async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout(
         }
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port)
-        .unwrap_or_else(|e| panic!("cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"));
+    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port).unwrap_or_else(|e| {
+        panic!(
+            "cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"
+        )
+    });
 
     // The other host's connections keep working while the replica is unreachable.
     for conn in &others {
@@ -188,8 +191,11 @@ async fn black_holed_bulk_server_is_avoided_and_recovers() {
     let tc_lock = common::blocking(TcLock::acquire)
         .await
         .unwrap_or_else(|e| panic!("cannot take the tc lock: {e}"));
-    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port)
-        .unwrap_or_else(|e| panic!("cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"));
+    let hole = BlackHole::start(tc_lock, REPLICA_ADDR, replica.port).unwrap_or_else(|e| {
+        panic!(
+            "cannot black-hole the replica with tc (needs root and the htb/pfifo/u32 modules): {e}"
+        )
+    });
     let holed_at = Instant::now();
     for conn in held
         .iter()
