@@ -235,7 +235,16 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
         ])
         .spawn()
         .expect("spawn");
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // Once the runner is seen blocked, its 300 ms lock_timeout fires at least once before the release.
+    let watcher = db.connect().await.expect("connect");
+    wait_for(
+        &watcher,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+         AND wait_event_type = 'Lock')",
+        "the runner to block on the table lock",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     holder.batch_execute("COMMIT").await.expect("release");
     let out = child.wait_with_output().await.expect("wait");
     assert!(out.status.success(), "{}", text(&out));
@@ -339,7 +348,7 @@ async fn a_second_runner_waits_for_the_advisory_lock_during_create_index_concurr
         "0001_t",
         "CREATE TABLE t (id bigint PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 20);\n\
          CREATE FUNCTION slow_id(bigint) RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $f$\n\
-         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END\n$f$",
+         BEGIN PERFORM pg_sleep(0.25); RETURN $1; END\n$f$",
         Some("DROP TABLE t"),
     );
     dir.add(
