@@ -123,7 +123,7 @@ async fn round(dbs: &Databases, query: bool, length: Duration) -> Result<f64> {
                 }
                 drop(c);
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }
