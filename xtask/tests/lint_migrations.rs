@@ -249,7 +249,11 @@ fn exceptions_need_a_known_rule_and_a_reason_and_must_be_used() {
         "0005_drop_c.up.sql",
         "-- squawk-ignore ban-drop-column\nALTER TABLE t DROP COLUMN c;\n",
     );
-    write(&dir, "0005_drop_c.down.sql", "ALTER TABLE t ADD COLUMN c text;\n");
+    write(
+        &dir,
+        "0005_drop_c.down.sql",
+        "ALTER TABLE t ADD COLUMN c text;\n",
+    );
     // SQL squawk cannot parse.
     write(&dir, "0006_broken.up.sql", "ALTER TABLE t ADD COLUMN;\n");
     write(&dir, "0006_broken.down.sql", "SELECT 1;\n");
