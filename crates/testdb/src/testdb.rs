@@ -166,6 +166,7 @@ async fn poll_lock(c: &tokio_postgres::Client, shared: bool) -> Result<(), Error
 
 /// Makes sure `MASTER_DB` exists and carries `fingerprint`, (re)building it with `migrate` if not.
 async fn ensure_master<F, Fut>(
+    admin: &tokio_postgres::Client,
     primary: &Endpoint,
     fingerprint: &str,
     migrate: F,
@@ -174,7 +175,6 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<(), BoxError>>,
 {
-    let admin = primary.connect("postgres").await?;
     let current = || async {
         admin
             .query_opt(
@@ -188,7 +188,7 @@ where
     if current().await?.as_deref() == Some(fingerprint) {
         return Ok(());
     }
-    poll_lock(&admin, false).await?;
+    poll_lock(admin, false).await?;
     // Someone may have rebuilt it while we waited.
     if current().await?.as_deref() != Some(fingerprint) {
         tracing::info!(db = MASTER_DB, "building the test template database");
@@ -266,12 +266,13 @@ impl TestDb {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<(), BoxError>>,
     {
-        ensure_master(primary, fingerprint, migrate).await?;
+        // One admin connection for the check, the lock and the copy.
+        let admin = primary.connect("postgres").await?;
+        ensure_master(&admin, primary, fingerprint, migrate).await?;
         // Copy under a shared lock, so that nobody rebuilds the template meanwhile.
-        let guard = primary.connect("postgres").await?;
-        poll_lock(&guard, true).await?;
-        let db = Self::create_from(primary, replica, Some(MASTER_DB)).await;
-        let _ = guard
+        poll_lock(&admin, true).await?;
+        let db = Self::create_with(&admin, primary, replica, Some(MASTER_DB)).await;
+        let _ = admin
             .query("SELECT pg_advisory_unlock_shared($1)", &[&MASTER_LOCK])
             .await;
         db
@@ -298,6 +299,15 @@ impl TestDb {
         template: Option<&str>,
     ) -> Result<TestDb, Error> {
         let admin = primary.connect("postgres").await?;
+        Self::create_with(&admin, primary, replica, template).await
+    }
+
+    async fn create_with(
+        admin: &tokio_postgres::Client,
+        primary: &Endpoint,
+        replica: Option<&Endpoint>,
+        template: Option<&str>,
+    ) -> Result<TestDb, Error> {
         loop {
             let name = format!("{PREFIX}gw{}", next_number());
             let sql = match template {
