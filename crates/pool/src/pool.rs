@@ -52,29 +52,32 @@ pub(crate) struct Manager {
 }
 
 impl managed::Manager for Manager {
-    type Type = Conn;
+    /// Boxed: deadpool moves its objects on every checkout; a pointer is cheaper to move.
+    type Type = Box<Conn>;
     type Error = PoolError;
 
-    async fn create(&self) -> Result<Conn, PoolError> {
-        let opened = self.connector.open().await?;
+    async fn create(&self) -> Result<Box<Conn>, PoolError> {
+        // Boxed: the connect future is kilobytes, and deadpool's `get()` future (moved on every
+        // checkout) would otherwise embed it.
+        let opened = Box::pin(self.connector.open()).await?;
         let created = Instant::now();
         let observer = self.connector.observer.clone();
         if let Some(o) = &observer {
             o.connected(&opened.info);
         }
-        Ok(Conn {
+        Ok(Box::new(Conn {
             expires_at: created + self.max_lifetime - jitter(self.max_lifetime, opened.info.id),
             client: opened.client,
             task: opened.task,
             info: opened.info,
             observer,
             statements: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// No round trip: a closed connection or one past its lifetime is discarded (and a new one
     /// made); session settings are never reset.
-    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<PoolError> {
+    async fn recycle(&self, conn: &mut Box<Conn>, _: &Metrics) -> RecycleResult<PoolError> {
         if conn.client.is_closed() {
             return Err(RecycleError::Message("connection closed".into()));
         }
@@ -116,6 +119,8 @@ pub struct Pool {
     bind: Bind,
     size: usize,
     wait: Duration,
+    /// The same timeouts with a zero wait: deadpool then only tries the semaphore.
+    no_wait: Timeouts,
     observer: Option<Arc<dyn PoolObserver>>,
 }
 
@@ -169,6 +174,11 @@ impl Pool {
             bind,
             size,
             wait: p.wait_timeout,
+            no_wait: Timeouts {
+                wait: Some(Duration::ZERO),
+                create: None,
+                recycle: None,
+            },
             observer,
         })
     }
@@ -177,7 +187,7 @@ impl Pool {
     /// one, else waits up to the wait timeout and fails with [`PoolError::Exhausted`].
     pub async fn get(&self) -> Result<PooledConnection, PoolError> {
         let Some(observer) = &self.observer else {
-            return match self.inner.get().await {
+            return match self.checkout().await {
                 Ok(obj) => Ok(PooledConnection {
                     obj,
                     checked_out_at: None,
@@ -187,7 +197,7 @@ impl Pool {
             };
         };
         let started = Instant::now();
-        match self.inner.get().await {
+        match self.checkout().await {
             Ok(obj) => {
                 let now = Instant::now();
                 let token = observer.checked_out(&obj.info, now - started);
@@ -198,6 +208,15 @@ impl Pool {
                 })
             }
             Err(e) => Err(self.map_err(e, started.elapsed())),
+        }
+    }
+
+    /// deadpool's checkout, trying first without waiting: a free connection is then handed out
+    /// without building a timer or reading the clock; only a full pool waits (with the timeout).
+    async fn checkout(&self) -> Result<managed::Object<Manager>, managed::PoolError<PoolError>> {
+        match self.inner.timeout_get(&self.no_wait).await {
+            Err(managed::PoolError::Timeout(managed::TimeoutType::Wait)) => self.inner.get().await,
+            other => other,
         }
     }
 

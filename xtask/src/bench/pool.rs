@@ -25,9 +25,9 @@ const SCALE: i32 = 10;
 /// Default client counts.
 const CLIENTS: [usize; 3] = [1, 8, 32];
 /// Interleaved rounds per method and client count.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 /// Connections opened per method for the connect-time figure.
-const CONNECTS: usize = 40;
+const CONNECTS: usize = 60;
 
 /// Phases of a throughput run, shared by its client tasks.
 const WARMUP: u8 = 0;
@@ -154,8 +154,8 @@ fn measure() -> Result<Vec<Figure>> {
     };
     // Each method runs ROUNDS short rounds, interleaved a, b, c, a, b, c...; the median round
     // is reported, so a burst of background load hits one round of each rather than one method.
-    let round = (duration / ROUNDS as u32).max(Duration::from_secs(1));
-    let round_secs = round.as_secs().max(1);
+    let round_secs = (duration / ROUNDS as u32).as_secs().max(1);
+    let round = Duration::from_secs(round_secs);
     for n in clients {
         eprintln!(
             "bench pool: N={n}: {ROUNDS} rounds of {round_secs} s each of pgbench, deadpool, ours"
@@ -185,7 +185,7 @@ fn measure() -> Result<Vec<Figure>> {
             b,
             "tps",
             Some(b / a),
-            "b/a",
+            &format!("b/a ({} runtime)", runtime_name()),
         ));
         figures.push(bench(
             format!("N={n} (c) ours vs pgbench"),
@@ -203,40 +203,80 @@ fn measure() -> Result<Vec<Figure>> {
         ));
     }
 
+    eprintln!("bench pool: checkout + return without a query, {CHECKOUTS} each");
+    let (b_ns, c_ns) = runtime()?.block_on(checkout_cost(&ep))?;
+    figures.push(bench(
+        "(e) checkout+return: bare deadpool-postgres".into(),
+        b_ns,
+        "ns/checkout",
+        None,
+        "baseline (get + prepare_cached hit + drop, no I/O)",
+    ));
+    figures.push(bench(
+        "(e) checkout+return: ours".into(),
+        c_ns,
+        "ns/checkout",
+        Some(c_ns / b_ns),
+        "ours/bare (lower is better)",
+    ));
+
     eprintln!("bench pool: connection open time, {CONNECTS} each, interleaved");
-    let (bare, ours_plain, ours_prefer) = runtime()?.block_on(open_times(&ep))?;
+    let [bare, plain, prefer] = runtime()?.block_on(open_times(&ep))?;
     figures.push(bench(
         "(d) open: bare tokio-postgres".into(),
-        bare,
+        bare.median,
         "ms/connection",
         None,
-        "baseline (NoTls, TCP, scram; median)",
+        &format!("baseline (NoTls, TCP, scram; median, min {:.3})", bare.min),
     ));
     figures.push(bench(
         "(d) open: ours + setup, sslmode=disable".into(),
-        ours_plain,
+        plain.median,
         "ms/connection",
-        Some(ours_plain / bare),
-        "ours/bare, target <= 1.15",
+        Some(plain.median / bare.median),
+        &format!(
+            "ours/bare of medians, target <= 1.15 (of minimums: {:.3})",
+            plain.min / bare.min
+        ),
     ));
     figures.push(bench(
         "(d) open: ours + setup, sslmode=prefer".into(),
-        ours_prefer,
+        prefer.median,
         "ms/connection",
-        Some(ours_prefer / bare),
-        "ours/bare (default sslmode; server has ssl=off)",
+        Some(prefer.median / bare.median),
+        &format!(
+            "ours/bare, default sslmode, server ssl=off (of minimums: {:.3})",
+            prefer.min / bare.min
+        ),
     ));
     drop(cluster);
     Ok(figures)
 }
 
-/// The client runtime for (b) and (c): the same for both, 2 workers like `pgbench -j 2`.
+/// The client runtime for (b) and (c), the same for both: a current-thread runtime (client
+/// tasks and their connection tasks on one thread, no cross-thread wake-ups), or with
+/// `NOTIFY_BENCH_RUNTIME=multi` a 2-worker multi-thread one (like `pgbench -j 2`).
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let multi = std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "multi");
+    let mut builder = if multi {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder
         .enable_all()
         .build()
         .context("building the benchmark runtime")
+}
+
+fn runtime_name() -> &'static str {
+    if std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "multi") {
+        "multi-thread x2"
+    } else {
+        "current-thread"
+    }
 }
 
 fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
@@ -439,11 +479,60 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// (d): median ms to open one connection: bare `tokio_postgres::Config::connect(NoTls)` vs our
+/// Checkouts per method for the checkout-cost figure.
+const CHECKOUTS: u32 = 200_000;
+
+/// (e): ns per checkout + `prepare_cached` hit + return, no query, pool of 1: the pool's own
+/// hot-path cost, nearly free of server noise. Best of 5 interleaved runs.
+async fn checkout_cost(ep: &Endpoint) -> Result<(f64, f64)> {
+    let bare = bare_pool(ep, 1).await?;
+    let ours = our_pool(ep, 1).await?;
+    {
+        let c = bare.get().await.context("deadpool get")?;
+        c.prepare_cached(SELECT).await?;
+        let c = ours.default().get().await?;
+        c.prepare_cached(SELECT).await?;
+    }
+    let (mut b_best, mut c_best) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..CHECKOUTS {
+            let c = bare.get().await.context("deadpool get")?;
+            std::hint::black_box(c.prepare_cached(SELECT).await?);
+        }
+        b_best = b_best.min(t.elapsed().as_nanos() as f64 / f64::from(CHECKOUTS));
+        let t = Instant::now();
+        for _ in 0..CHECKOUTS {
+            let c = ours.default().get().await?;
+            std::hint::black_box(c.prepare_cached(SELECT).await?);
+        }
+        c_best = c_best.min(t.elapsed().as_nanos() as f64 / f64::from(CHECKOUTS));
+    }
+    Ok((b_best, c_best))
+}
+
+/// Median and minimum of a sample, in ms.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    median: f64,
+    min: f64,
+}
+
+impl Sample {
+    fn of(v: Vec<f64>) -> Sample {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        Sample {
+            median: median(v),
+            min,
+        }
+    }
+}
+
+/// (d): ms to open one connection: bare `tokio_postgres::Config::connect(NoTls)` vs our
 /// `connect_one` (with session setup) at sslmode=disable and at the default sslmode=prefer.
 /// The three methods are interleaved so that background load hits them alike; one warm-up
 /// connection each is not counted.
-async fn open_times(ep: &Endpoint) -> Result<(f64, f64, f64)> {
+async fn open_times(ep: &Endpoint) -> Result<[Sample; 3]> {
     let config = ep.pg_config("postgres");
     let plain = settings_for(ep, "?sslmode=disable")?;
     let prefer = settings_for(ep, "")?;
@@ -468,6 +557,5 @@ async fn open_times(ep: &Endpoint) -> Result<(f64, f64, f64)> {
             }
         }
     }
-    let [a, b, c] = samples;
-    Ok((median(a), median(b), median(c)))
+    Ok(samples.map(Sample::of))
 }
