@@ -46,6 +46,33 @@ pub fn set() -> Result<MigrationSet, SetError> {
     MigrationSet::new(all())
 }
 
+/// A fresh database migrated to head, for one test: a copy of `test_notification_api_master`,
+/// which is migrated once per version of this set. Dropped with the value (kept when
+/// `NOTIFY_DB_KEEP_TEST_DBS=1`). The `#[sqlx::test]` of notify-db:
+///
+/// ```no_run
+/// # async fn t() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = notify_db_migrations::test_db().await?;
+/// let client = db.connect().await?;
+/// client.execute("INSERT INTO services (name, message_limit, email_from) VALUES ('s', 1, 'e')", &[]).await?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "testing")]
+pub async fn test_db() -> Result<notify_db_testdb::TestDb, notify_db_testdb::Error> {
+    use notify_db_migrate::{Migrator, Target};
+    let set = set().map_err(|e| notify_db_testdb::Error::Command {
+        cmd: "loading the migration set".into(),
+        detail: e.to_string(),
+    })?;
+    let fingerprint = set.fingerprint();
+    notify_db_testdb::TestDb::migrated(&fingerprint, move |uri| async move {
+        let pg: tokio_postgres::Config = uri.parse()?;
+        Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+        Ok(())
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

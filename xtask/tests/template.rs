@@ -8,19 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use notify_db_migrate::{MigrationSet, Migrator, Target};
 use notify_db_testdb::schema;
 use notify_db_testdb::{BoxError, TestDb};
-use sha2::{Digest, Sha256};
-
-/// SHA-256 over the set's ids and checksums (as `cargo xtask bench template` computes it).
-fn fingerprint(set: &MigrationSet) -> String {
-    let mut h = Sha256::new();
-    for m in set.migrations() {
-        h.update(m.id().as_bytes());
-        h.update(b"\0");
-        h.update(m.checksum().as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {
     let pg: tokio_postgres::Config = uri.parse()?;
@@ -32,7 +19,7 @@ async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {
 async fn eight_worker_databases_from_the_template_have_the_migrated_schema() {
     let set = notify_db_migrations::set().expect("the migration set");
     let head = set.head().expect("a head").to_owned();
-    let fp = fingerprint(&set);
+    let fp = set.fingerprint();
     let builds = Arc::new(AtomicUsize::new(0));
 
     let mut workers = Vec::new();

@@ -268,6 +268,19 @@ impl MigrationSet {
         self.migrations.iter().position(|m| m.id == id)
     }
 
+    /// SHA-256 over every migration's id and checksum: changes whenever a migration is added,
+    /// removed or edited (test templates are rebuilt when it changes).
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for m in &self.migrations {
+            h.update(m.id().as_bytes());
+            h.update(b"\0");
+            h.update(m.checksum().as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The number `head + 1` as a 4-digit string: what `revision` names the next file.
     pub fn next_number(&self) -> String {
         format!(
