@@ -118,11 +118,13 @@ async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout(
     match result {
         None => panic!(
             "a query in flight when the replica was black-holed was still waiting after \
-             {QUERY_LIMIT:?}: tcp_user_timeout ({TCP_USER_TIMEOUT:?}) only bounds unacknowledged \
-             data, and the pool turns TCP keepalives on with the kernel's 2 h idle default \
-             (crates/pool/src/connect.rs, host_config: keepalives(true) without keepalives_idle / \
-             keepalives_interval below tcp_user_timeout), so a connection waiting for a reply \
-             never notices the dead peer"
+             {QUERY_LIMIT:?}, far beyond tcp_user_timeout ({TCP_USER_TIMEOUT:?}): tcp_user_timeout \
+             only bounds unacknowledged data, and a connection waiting for a reply has none; the \
+             pool (crates/pool/src/connect.rs, host_config) sets tcp_user_timeout and \
+             keepalives(true) with the 2 h default idle, and nothing else bounds a query whose \
+             request was acknowledged before the peer vanished (on this machine even \
+             keepalives_idle = keepalives_interval = 1 s on a bare tokio-postgres connection did \
+             not end it within 15 s)"
         ),
         Some(Ok(())) => panic!("a query in flight on the black-holed replica succeeded"),
         Some(Err(_)) => assert!(
