@@ -324,6 +324,16 @@ fn host_config(
         if uri.param("keepalives").is_none() {
             config.keepalives(true);
         }
+        // tcp_user_timeout only bounds data the peer has not acknowledged. A connection that
+        // waits for a reply sends nothing, so without probes a black-holed server goes unnoticed
+        // for the kernel's 2 h keepalive idle. Probe after half the user timeout: then a dead
+        // peer is noticed within about 1.5 x tcp_user_timeout, also mid-query.
+        if uri.param("keepalives_idle").is_none() {
+            let idle =
+                (pool.tcp_user_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            config.keepalives_idle(idle);
+        }
+        config.keepalives_interval(Duration::from_secs(1));
     }
     // Roles are checked by the setup query itself: no extra `SHOW transaction_read_only`.
     config.target_session_attrs(TargetSessionAttrs::Any);
@@ -508,6 +518,7 @@ mod tests {
         );
         assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_millis(5000)));
         assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), Duration::from_millis(2500));
         assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(5)));
     }
 }
