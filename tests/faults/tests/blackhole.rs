@@ -1,5 +1,5 @@
-//! Item 1: a bulk server black-holed (every packet to and from it dropped) while connections to
-//! it are open. In-flight queries fail within about tcp_user_timeout, broken connections are
+//! Item 1: a bulk server black-holed (every packet it sends dropped, see `common::BlackHole`)
+//! while connections to it are open. In-flight queries fail within about tcp_user_timeout, broken connections are
 //! replaced, new bulk queries go to the other host, and a `get()` pays the dead host's connect
 //! timeout at most once per back-off period.
 
@@ -119,12 +119,10 @@ async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout(
         None => panic!(
             "a query in flight when the replica was black-holed was still waiting after \
              {QUERY_LIMIT:?}, far beyond tcp_user_timeout ({TCP_USER_TIMEOUT:?}): tcp_user_timeout \
-             only bounds unacknowledged data, and a connection waiting for a reply has none; the \
-             pool (crates/pool/src/connect.rs, host_config) sets tcp_user_timeout and \
-             keepalives(true) with the 2 h default idle, and nothing else bounds a query whose \
-             request was acknowledged before the peer vanished (on this machine even \
-             keepalives_idle = keepalives_interval = 1 s on a bare tokio-postgres connection did \
-             not end it within 15 s)"
+             only bounds unacknowledged data, and a connection waiting for a reply has none, so \
+             the pool's connections need keepalive probes well within tcp_user_timeout \
+             (keepalives_idle and keepalives_interval in crates/pool/src/connect.rs, host_config; \
+             the kernel defaults are 2 h and 75 s)"
         ),
         Some(Ok(())) => panic!("a query in flight on the black-holed replica succeeded"),
         Some(Err(_)) => assert!(

@@ -141,9 +141,14 @@ fn sh(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Drops every packet to and from one server (`addr:port`) on the loopback interface, with a
-/// `tc` htb root qdisc whose filtered class has a 0-packet pfifo (no `act_gact`/netem needed).
-/// Serialized between processes by a file lock; removed on drop.
+/// Black-holes one server (`addr:port`) on the loopback interface: every packet it sends is
+/// dropped, with a `tc` htb root qdisc whose filtered class has a 0-packet pfifo (no
+/// `act_gact`/netem needed). Only the server's packets are dropped, on purpose: a packet dropped
+/// by the sender's own qdisc is known to the sender's kernel as "not sent" (local congestion), so
+/// dropping the client's packets would never count a keepalive probe as sent and would not behave
+/// like a network black hole; dropping the server's replies does (the client's probes and
+/// retransmissions leave, nothing comes back). Serialized between processes by a file lock;
+/// removed on drop.
 pub struct BlackHole {
     _lock: File,
 }
@@ -165,7 +170,7 @@ impl TcLock {
 }
 
 impl BlackHole {
-    /// Installs the drop rules for `addr:port`, both directions.
+    /// Installs the drop rule for packets from `addr:port`.
     pub fn start(lock: TcLock, addr: Ipv4Addr, port: u16) -> Result<BlackHole, String> {
         let lock = lock.0;
         let current = sh(&["tc", "qdisc", "show", "dev", "lo"])?;
@@ -191,7 +196,7 @@ impl BlackHole {
             "tc", "qdisc", "add", "dev", "lo", "parent", CLASS, "handle", "66:", "pfifo", "limit",
             "0",
         ])?;
-        for (dir_addr, dir_port) in [("dst", "dport"), ("src", "sport")] {
+        for (dir_addr, dir_port) in [("src", "sport")] {
             sh(&[
                 "tc",
                 "filter",
