@@ -196,33 +196,31 @@ impl BlackHole {
             "tc", "qdisc", "add", "dev", "lo", "parent", CLASS, "handle", "66:", "pfifo", "limit",
             "0",
         ])?;
-        for (dir_addr, dir_port) in [("src", "sport")] {
-            sh(&[
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                "lo",
-                "parent",
-                "1:",
-                "protocol",
-                "ip",
-                "prio",
-                "1",
-                "u32",
-                "match",
-                "ip",
-                dir_addr,
-                &format!("{a}/32"),
-                "match",
-                "ip",
-                dir_port,
-                &p,
-                "0xffff",
-                "classid",
-                CLASS,
-            ])?;
-        }
+        sh(&[
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            "lo",
+            "parent",
+            "1:",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "src",
+            &format!("{a}/32"),
+            "match",
+            "ip",
+            "sport",
+            &p,
+            "0xffff",
+            "classid",
+            CLASS,
+        ])?;
         Ok(hole)
     }
 
