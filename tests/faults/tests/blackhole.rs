@@ -1,7 +1,7 @@
 //! Item 1: a bulk server black-holed (every packet it sends dropped, see `common::BlackHole`)
 //! while connections to it are open. In-flight queries fail within about tcp_user_timeout,
-//! broken connections are replaced, new bulk queries go to the other host, and a `get()` pays the dead host's connect
-//! timeout at most once per back-off period.
+//! broken connections are replaced, new bulk queries go to the other host, and a `get()` pays
+//! the dead host's connect timeout at most once per back-off period.
 
 mod common;
 
