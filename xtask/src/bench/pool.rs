@@ -12,7 +12,8 @@
 //!
 //! Knobs: `NOTIFY_BENCH_SECONDS` (default 10: total per method and N, split into rounds),
 //! `NOTIFY_BENCH_CLIENTS` (default `1,8,32`), `NOTIFY_BENCH_RUNTIME=current` (client runtime of
-//! (b) and (c); default a 2-worker multi-thread runtime, like `pgbench -j 2`).
+//! (b) and (c) current-thread for every N; by default it follows pgbench's threads: current-thread
+//! for N=1, like `-j 1`, and 2 workers otherwise, like `-j 2`).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -168,9 +169,9 @@ fn measure() -> Result<Vec<Figure>> {
         eprintln!(
             "bench pool: N={n}: {ROUNDS} rounds of {round_secs} s each of pgbench, deadpool, ours"
         );
-        let rt_b = runtime()?;
+        let rt_b = runtime(n)?;
         let pool_b = rt_b.block_on(bare_pool(&ep, n))?;
-        let rt_c = runtime()?;
+        let rt_c = runtime(n)?;
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
         let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
@@ -180,6 +181,18 @@ fn measure() -> Result<Vec<Figure>> {
         }
         drop(pool_b);
         drop(pool_c);
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "bench pool: N={n} rounds (tps): a [{}] b [{}] c [{}]",
+            show(&a),
+            show(&b),
+            show(&c)
+        );
         let (a, b, c) = (median(a), median(b), median(c));
         figures.push(bench(
             format!("N={n} (a) pgbench -S -M prepared"),
@@ -193,7 +206,7 @@ fn measure() -> Result<Vec<Figure>> {
             b,
             "tps",
             Some(b / a),
-            &format!("b/a ({} runtime)", runtime_name()),
+            &format!("b/a ({} runtime)", runtime_name(n)),
         ));
         figures.push(bench(
             format!("N={n} (c) ours vs pgbench"),
@@ -212,7 +225,7 @@ fn measure() -> Result<Vec<Figure>> {
     }
 
     eprintln!("bench pool: checkout + return without a query, {CHECKOUTS} each");
-    let (b_ns, c_ns) = runtime()?.block_on(checkout_cost(&ep))?;
+    let (b_ns, c_ns) = runtime(1)?.block_on(checkout_cost(&ep))?;
     figures.push(bench(
         "(e) checkout+return: bare deadpool-postgres".into(),
         b_ns,
@@ -229,7 +242,7 @@ fn measure() -> Result<Vec<Figure>> {
     ));
 
     eprintln!("bench pool: connection open time, {CONNECTS} each, interleaved");
-    let [bare, plain, prefer] = runtime()?.block_on(open_times(&ep))?;
+    let [bare, plain, prefer] = runtime(1)?.block_on(open_times(&ep))?;
     figures.push(bench(
         "(d) open: bare tokio-postgres".into(),
         bare.median,
@@ -261,11 +274,11 @@ fn measure() -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// The client runtime for (b) and (c), the same for both: a 2-worker multi-thread runtime (like
-/// `pgbench -j 2`), or with `NOTIFY_BENCH_RUNTIME=current` a current-thread one (client tasks
-/// and their connection tasks on one thread, no cross-thread wake-ups).
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    let mut builder = if current_thread() {
+/// The client runtime for (b) and (c) with `clients` clients, the same for both, matching
+/// pgbench's threads: current-thread for one client (`-j 1`), else 2 workers (`-j 2`).
+/// `NOTIFY_BENCH_RUNTIME=current` makes it current-thread for every N.
+fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if current_thread(clients) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -278,12 +291,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("building the benchmark runtime")
 }
 
-fn current_thread() -> bool {
-    std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current")
+fn current_thread(clients: usize) -> bool {
+    clients == 1 || std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current")
 }
 
-fn runtime_name() -> &'static str {
-    if current_thread() {
+fn runtime_name(clients: usize) -> &'static str {
+    if current_thread(clients) {
         "current-thread"
     } else {
         "multi-thread x2"
