@@ -135,3 +135,19 @@ async fn status_writes_reads_and_metrics_over_http() {
         "password in logs"
     );
 }
+
+/// The README's example is this package's `examples/readme.rs`, so it is compiled.
+#[test]
+fn readme_example_is_the_compiled_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("../../README.md")).expect("README.md");
+    let example = std::fs::read_to_string(root.join("examples/readme.rs")).expect("example");
+    let start = readme.find("## A service in 20 lines").expect("section");
+    let code = &readme[start..];
+    let code = &code[code.find("```rust\n").expect("code block") + 8..];
+    let code = &code[..code.find("```").expect("end of block")];
+    assert!(
+        example.ends_with(code),
+        "README.md and examples/service/examples/readme.rs differ"
+    );
+}
