@@ -120,3 +120,56 @@ impl PoolError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_what_to_check() {
+        let old = PoolError::ServerTooOld {
+            host: "db1".into(),
+            port: 5433,
+            version: "14.9".into(),
+        };
+        let text = old.to_string();
+        assert!(
+            text.contains("db1:5433") && text.contains("14.9") && text.contains("15"),
+            "{text}"
+        );
+        let exhausted = PoolError::Exhausted {
+            bind: Bind::Bulk,
+            size: 5,
+            waiting: 3,
+            timeout: Duration::from_secs(30),
+        };
+        let text = exhausted.to_string();
+        assert!(
+            text.contains("pool exhausted")
+                && text.contains("bulk")
+                && text.contains("all 5 connections")
+                && text.contains("3 callers waiting")
+                && text.contains("30s"),
+            "{text}"
+        );
+        let refused = PoolError::Connect {
+            bind: Bind::Default,
+            host: "10.0.0.9".into(),
+            port: 5432,
+            cause: "error connecting to server: Connection refused (os error 111)".into(),
+            failure: ConnectFailure::Refused,
+        };
+        let text = refused.to_string();
+        assert!(
+            text.contains("10.0.0.9:5432") && text.contains("connection refused"),
+            "{text}"
+        );
+        let none = PoolError::NoHost {
+            bind: Bind::Bulk,
+            errors: vec![refused.clone(), refused],
+        };
+        assert_eq!(none.bind(), Some(Bind::Bulk));
+        assert_eq!(none.to_string().matches("10.0.0.9:5432").count(), 2);
+        assert_eq!(old.bind(), None);
+    }
+}
