@@ -5,6 +5,8 @@
 //! one round trip; checkouts do no round trip at all (a closed or expired connection is replaced
 //! instead). See [`Databases`].
 
+#![warn(missing_docs)]
+
 mod connect;
 mod error;
 mod observer;

@@ -7,6 +7,8 @@
 //! started by this process when those are unset), and [`TestDb::create`] for a database of
 //! their own. Tests that stop or break servers start a private [`Cluster`].
 
+#![warn(missing_docs)]
+
 mod bin;
 mod cluster;
 pub mod schema;
