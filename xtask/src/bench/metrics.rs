@@ -8,12 +8,11 @@
 //! Rounds are interleaved (without, with, without, with...) and the median is reported. Like the
 //! pool benchmark, a debug xtask re-runs itself with `--release` so our crates are optimised.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use notify_db_config::Settings;
 use notify_db_metrics::MetricsHandle;
 use notify_db_pool::Databases;
@@ -21,77 +20,13 @@ use notify_db_testdb::{Cluster, Endpoint};
 
 use super::Figure;
 
-const CHILD_VAR: &str = "NOTIFY_BENCH_METRICS_CHILD";
-const FIGURE_LINE: &str = "METRICS-FIGURE\t";
 const TASKS: usize = 8;
 const ROUNDS: usize = 5;
 const RENDERS: usize = 2_000;
 
 /// Runs the metrics-overhead benchmark (in an optimised build).
 pub fn run() -> Result<Vec<Figure>> {
-    if cfg!(debug_assertions) && std::env::var_os(CHILD_VAR).is_none() {
-        return run_release();
-    }
-    let figures = measure()?;
-    if std::env::var_os(CHILD_VAR).is_some() {
-        for f in &figures {
-            println!(
-                "{FIGURE_LINE}{}\t{}\t{}\t{}\t{}",
-                f.name,
-                f.value,
-                f.unit,
-                f.ratio.map(|r| r.to_string()).unwrap_or_default(),
-                f.note
-            );
-        }
-    }
-    Ok(figures)
-}
-
-fn run_release() -> Result<Vec<Figure>> {
-    eprintln!("bench metrics: running in an optimised build (cargo run --release -p xtask)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "xtask",
-            "--",
-            "bench",
-            "metrics",
-        ])
-        .env(CHILD_VAR, "1")
-        .current_dir(crate::util::root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the optimised metrics benchmark")?;
-    if !out.status.success() {
-        bail!("the optimised metrics benchmark failed with {}", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Vec<Figure> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(FIGURE_LINE))
-        .filter_map(|l| {
-            let mut it = l.split('\t');
-            let (name, value, unit, ratio, note) =
-                (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-            Some(Figure {
-                bench: "metrics".into(),
-                name: name.into(),
-                value: value.parse().ok()?,
-                unit: unit.into(),
-                ratio: ratio.parse().ok(),
-                note: note.into(),
-            })
-        })
-        .collect();
-    if figures.is_empty() {
-        bail!("the optimised metrics benchmark printed no figures");
-    }
-    Ok(figures)
+    super::optimised("metrics", measure)
 }
 
 fn settings_for(ep: &Endpoint) -> Result<Settings> {

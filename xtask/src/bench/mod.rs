@@ -114,3 +114,81 @@ fn write_json(figures: &[Figure]) -> Result<()> {
     println!("written to {}", path.display());
     Ok(())
 }
+
+/// Environment variable marking a benchmark child process started by [`optimised`].
+const CHILD_VAR: &str = "NOTIFY_BENCH_CHILD";
+/// Prefix of the lines in which a child process reports its figures.
+const FIGURE_LINE: &str = "BENCH-FIGURE\t";
+
+/// Runs `measure` in an optimised build: `cargo xtask` builds in the dev profile (workspace
+/// crates unoptimised, dependencies at opt-level 1), which would measure our code unoptimised
+/// against optimised baselines, so a debug xtask re-runs `cargo xtask bench <bench>` with
+/// `--release` and collects the child's figures from its stdout.
+pub fn optimised(
+    bench: &str,
+    measure: impl FnOnce() -> Result<Vec<Figure>>,
+) -> Result<Vec<Figure>> {
+    if cfg!(debug_assertions) && std::env::var_os(CHILD_VAR).is_none() {
+        return run_release(bench);
+    }
+    let figures = measure()?;
+    if std::env::var_os(CHILD_VAR).is_some() {
+        for f in &figures {
+            println!(
+                "{FIGURE_LINE}{}\t{}\t{}\t{}\t{}",
+                f.name,
+                f.value,
+                f.unit,
+                f.ratio.map(|r| r.to_string()).unwrap_or_default(),
+                f.note
+            );
+        }
+    }
+    Ok(figures)
+}
+
+fn run_release(bench: &str) -> Result<Vec<Figure>> {
+    eprintln!("bench {bench}: running in an optimised build (cargo run --release -p xtask)");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            bench,
+        ])
+        .env(CHILD_VAR, "1")
+        .current_dir(crate::util::root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the optimised {bench} benchmark"))?;
+    if !out.status.success() {
+        anyhow::bail!("the optimised {bench} benchmark failed with {}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<Figure> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(FIGURE_LINE))
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let (name, value, unit, ratio, note) =
+                (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+            Some(Figure {
+                bench: bench.into(),
+                name: name.into(),
+                value: value.parse().ok()?,
+                unit: unit.into(),
+                ratio: ratio.parse().ok(),
+                note: note.into(),
+            })
+        })
+        .collect();
+    if figures.is_empty() {
+        anyhow::bail!("the optimised {bench} benchmark printed no figures");
+    }
+    Ok(figures)
+}

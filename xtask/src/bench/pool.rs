@@ -43,79 +43,9 @@ const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
-/// Set in the optimised child that a debug build of xtask starts.
-const CHILD_VAR: &str = "NOTIFY_BENCH_POOL_CHILD";
-/// Prefix of the figure lines the child prints for its parent.
-const FIGURE_LINE: &str = "POOL-FIGURE\t";
-
-/// Runs the pool benchmarks, in an optimised build: `cargo xtask` builds in the dev profile
-/// (workspace crates unoptimised, dependencies at opt-level 1), which would measure our crate's
-/// code unoptimised against an optimised deadpool, so a debug xtask re-runs itself with
-/// `--release` and collects the child's figures.
+/// Runs the pool benchmarks, in an optimised build (see [`super::optimised`]).
 pub fn run() -> Result<Vec<Figure>> {
-    if cfg!(debug_assertions) && std::env::var_os(CHILD_VAR).is_none() {
-        return run_release();
-    }
-    let figures = measure()?;
-    if std::env::var_os(CHILD_VAR).is_some() {
-        for f in &figures {
-            println!(
-                "{FIGURE_LINE}{}\t{}\t{}\t{}\t{}",
-                f.name,
-                f.value,
-                f.unit,
-                f.ratio.map(|r| r.to_string()).unwrap_or_default(),
-                f.note
-            );
-        }
-    }
-    Ok(figures)
-}
-
-fn run_release() -> Result<Vec<Figure>> {
-    eprintln!("bench pool: running in an optimised build (cargo run --release -p xtask)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "xtask",
-            "--",
-            "bench",
-            "pool",
-        ])
-        .env(CHILD_VAR, "1")
-        .current_dir(crate::util::root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the optimised pool benchmark")?;
-    if !out.status.success() {
-        bail!("the optimised pool benchmark failed with {}", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Vec<Figure> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(FIGURE_LINE))
-        .filter_map(|l| {
-            let mut it = l.split('\t');
-            let (name, value, unit, ratio, note) =
-                (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-            Some(Figure {
-                bench: "pool".into(),
-                name: name.into(),
-                value: value.parse().ok()?,
-                unit: unit.into(),
-                ratio: ratio.parse().ok(),
-                note: note.into(),
-            })
-        })
-        .collect();
-    if figures.is_empty() {
-        bail!("the optimised pool benchmark printed no figures: {stdout}");
-    }
-    Ok(figures)
+    super::optimised("pool", measure)
 }
 
 fn measure() -> Result<Vec<Figure>> {
