@@ -17,8 +17,8 @@ COPY migrations migrations
 COPY xtask xtask
 COPY examples examples
 COPY tests tests
-# Not --locked yet: the committed Cargo.lock lags the manifests; add it once the lock is kept current.
-RUN cargo build --release -p xtask -p notify-db-example-service
+# --locked: the image builds exactly the dependency versions of the committed Cargo.lock.
+RUN cargo build --release --locked -p xtask -p notify-db-example-service
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -456,7 +456,7 @@ fn scripts_are_valid_bash() {
 fn dockerfile_builds_xtask_from_every_workspace_member() {
     let dockerfile = read("Dockerfile");
     assert!(
-        dockerfile.contains("cargo build --release -p xtask"),
+        dockerfile.contains("cargo build --release --locked -p xtask"),
         "{dockerfile}"
     );
     assert!(
