@@ -142,7 +142,9 @@ fn readme_example_is_the_compiled_one() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("../../README.md")).expect("README.md");
     let example = std::fs::read_to_string(root.join("examples/readme.rs")).expect("example");
-    let start = readme.find("## A service, start to finish").expect("section");
+    let start = readme
+        .find("## A service, start to finish")
+        .expect("section");
     let code = &readme[start..];
     let code = &code[code.find("```rust\n").expect("code block") + 8..];
     let code = &code[..code.find("```").expect("end of block")];
