@@ -82,6 +82,7 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     println!("\n== migrate to head");
     let migrator = Migrator::new(notify_db_migrations::set()?)
         .with_options(Options::from_settings(&settings.migrations))
+        .with_tls(settings.primary.tls()?)
         .on_progress(|a| {
             println!(
                 "  {:<40} {:>8.1} ms",

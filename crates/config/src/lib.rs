@@ -10,6 +10,7 @@
 mod error;
 mod file;
 mod redact;
+mod tls;
 mod uri;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use tls::{Tls, TlsError};
 pub use uri::{DatabaseUri, HostPort, SslMode};
 
 use file::{FileValue, Layer};

@@ -93,6 +93,13 @@ pub struct DatabaseUri {
 }
 
 impl DatabaseUri {
+    /// The TLS connector for this URI's `sslmode` and `sslrootcert` ([`Tls::Off`] for `disable`).
+    ///
+    /// [`Tls::Off`]: crate::Tls::Off
+    pub fn tls(&self) -> Result<crate::Tls, crate::TlsError> {
+        crate::Tls::for_uri(self)
+    }
+
     /// Parses `uri`; `variable` (e.g. `SQLALCHEMY_DATABASE_URI_BULK`) is named in every error.
     ///
     /// ```

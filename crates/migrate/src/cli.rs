@@ -128,6 +128,9 @@ pub enum CliError {
     /// A refused command, with the reason.
     #[error("{0}")]
     Refused(String),
+    /// The TLS connector for the URI's `sslmode` could not be built.
+    #[error(transparent)]
+    Tls(#[from] notify_db_config::TlsError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -212,6 +215,7 @@ pub async fn run(
         None => settings?.primary,
     };
     let pg = uri.to_pg_config();
+    let migrator = migrator.with_tls(uri.tls()?);
     match command {
         Command::Upgrade { target } => {
             let target: Target = target.as_deref().unwrap_or("head").parse()?;

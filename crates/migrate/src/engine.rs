@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use notify_db_config::MigrationSettings;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
+use notify_db_config::Tls;
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
 use crate::migration::{Migration, MigrationSet, Target};
@@ -133,6 +134,7 @@ pub struct Migrator {
     set: Arc<MigrationSet>,
     options: Options,
     progress: Option<Arc<ProgressFn>>,
+    tls: Tls,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -163,6 +165,7 @@ struct Session {
     client: Client,
     pid: i32,
     pg: tokio_postgres::Config,
+    tls: Tls,
     side: Option<Client>,
     /// Whether `alembic_version` / the journal existed when the runner connected.
     tables: (bool, bool),
@@ -187,7 +190,15 @@ impl Migrator {
             set: Arc::new(set),
             options: Options::default(),
             progress: None,
+            tls: Tls::Off,
         }
+    }
+
+    /// Connects with this TLS connector (from [`notify_db_config::DatabaseUri::tls`], which
+    /// follows the URI's `sslmode`); without it the engine connects without TLS.
+    pub fn with_tls(mut self, tls: Tls) -> Migrator {
+        self.tls = tls;
+        self
     }
 
     /// Replaces the options.
@@ -238,7 +249,7 @@ impl Migrator {
     /// The database's state against this set. Takes no lock, creates nothing; fails when the
     /// database is at a revision this set does not know.
     pub async fn status(&self, pg: &tokio_postgres::Config) -> Result<Status, Error> {
-        let (client, _) = connect(pg).await?;
+        let (client, _) = connect(pg, &self.tls).await?;
         let msgs = client
             .simple_query(
                 "SELECT to_regclass('alembic_version') IS NOT NULL AS has_version, \
@@ -553,7 +564,7 @@ impl Migrator {
 
     /// Connects and takes the advisory lock, polling with back-off.
     async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
-        let (client, target) = connect(pg).await?;
+        let (client, target) = connect(pg, &self.tls).await?;
         let q = format!(
             "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
              pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked, \
@@ -617,6 +628,7 @@ impl Migrator {
             client,
             pid,
             pg: pg.clone(),
+            tls: self.tls.clone(),
             side: None,
             tables,
         })
@@ -919,7 +931,7 @@ async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (Ba
             r = &mut fut => return (r, blockers),
             () = tokio::time::sleep(every) => {
                 if s.side.is_none() {
-                    s.side = connect(&s.pg).await.ok().map(|(c, _)| c);
+                    s.side = connect(&s.pg, &s.tls).await.ok().map(|(c, _)| c);
                 }
                 if let Some(side) = &s.side {
                     let q = format!(
@@ -1131,14 +1143,14 @@ pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
 }
 
-/// Connects without TLS, names the session `notify-db-migrate` unless the config names it.
-async fn connect(pg: &tokio_postgres::Config) -> Result<(Client, String), Error> {
+/// Connects (with `tls`), names the session `notify-db-migrate` unless the config names it.
+async fn connect(pg: &tokio_postgres::Config, tls: &Tls) -> Result<(Client, String), Error> {
     let mut pg = pg.clone();
     if pg.get_application_name().is_none() {
         pg.application_name("notify-db-migrate");
     }
     let target = describe(&pg);
-    let (client, conn) = match tokio::time::timeout(CONNECT_TIMEOUT, pg.connect(NoTls)).await {
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(&pg)).await {
         Ok(r) => r.map_err(|source| Error::Connect {
             target: target.clone(),
             source,
@@ -1150,11 +1162,6 @@ async fn connect(pg: &tokio_postgres::Config) -> Result<(Client, String), Error>
             });
         }
     };
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "migration connection closed with an error");
-        }
-    });
     Ok((client, target))
 }
 

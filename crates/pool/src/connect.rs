@@ -82,7 +82,7 @@ impl Connector {
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
     ) -> Result<Connector, PoolError> {
-        let tls = Tls::for_uri(uri, bind)?;
+        let tls = crate::tls::for_uri(uri, bind)?;
         let pool = &settings.pool;
         // The whole connect (TCP, TLS, auth, setup) per host: the URI's connect_timeout wins.
         let timeout = uri

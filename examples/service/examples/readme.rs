@@ -12,10 +12,10 @@ async fn main() -> anyhow::Result<()> {
     let migrator = Migrator::new(notify_db_migrations::set()?); // migrate on start (optional)
     let options = Options::from_settings(&settings.migrations);
     let pg = settings.primary.to_pg_config();
-    migrator
+    let migrator = migrator
         .with_options(options)
-        .upgrade(&pg, &Target::Head)
-        .await?;
+        .with_tls(settings.primary.tls()?); // sslmode
+    migrator.upgrade(&pg, &Target::Head).await?;
     let metrics = Arc::new(notify_db_metrics::install(None)?); // render() it on GET /metrics
     let db = Databases::builder(&settings)
         .observer(metrics.observer())

@@ -27,7 +27,9 @@ pub struct AppState {
 /// Migrates the primary to head (what `MIGRATE_ON_START=1` does before serving).
 pub async fn migrate_on_start(settings: &Settings) -> anyhow::Result<()> {
     let set = notify_db_migrations::set()?;
-    let migrator = Migrator::new(set).with_options(Options::from_settings(&settings.migrations));
+    let migrator = Migrator::new(set)
+        .with_options(Options::from_settings(&settings.migrations))
+        .with_tls(settings.primary.tls()?);
     migrator
         .upgrade(&settings.primary.to_pg_config(), &Target::Head)
         .await?;
