@@ -219,7 +219,7 @@ async fn measure(ep: &Endpoint, workers: usize) -> Result<Vec<Figure>> {
         value: median(&times),
         unit: "ms".into(),
         ratio: None,
-        note: "migrated_on opens 3 such connections per database".into(),
+        note: "migrated_on opens one such connection per database".into(),
     });
     if let [small, large, many_migrations] = per_db[..] {
         figures.push(Figure {
