@@ -76,7 +76,7 @@ async fn sigkill_mid_transactional_migration_leaves_no_partial_schema_and_rerun_
     wait_for(
         &c,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
-         AND state = 'active' AND query LIKE '%pg_sleep%')",
+         AND state = 'active' AND wait_event = 'PgSleep')",
         "the slow migration to start",
     )
     .await;
