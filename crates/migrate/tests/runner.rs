@@ -75,7 +75,7 @@ async fn sigkill_mid_transactional_migration_leaves_no_partial_schema_and_rerun_
     let mut child = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
     wait_for(
         &c,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate' \
          AND state = 'active' AND wait_event = 'PgSleep')",
         "the slow migration to start",
     )
@@ -85,7 +85,7 @@ async fn sigkill_mid_transactional_migration_leaves_no_partial_schema_and_rerun_
     // The server notices the dead client within client_connection_check_interval and rolls back.
     wait_for(
         &c,
-        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate')",
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate')",
         "the killed runner's backend to go away",
     )
     .await;
@@ -137,7 +137,7 @@ async fn sigkill_mid_create_index_concurrently_resumes_and_leaves_no_invalid_ind
     let mut child = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
     wait_for(
         &c,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate' \
          AND state = 'active' AND query LIKE '%ix_t_slow%')",
         "CREATE INDEX CONCURRENTLY to start",
     )
@@ -147,7 +147,7 @@ async fn sigkill_mid_create_index_concurrently_resumes_and_leaves_no_invalid_ind
     let _ = child.wait().await;
     wait_for(
         &c,
-        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate')",
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate')",
         "the killed runner's backend to go away",
     )
     .await;
@@ -239,7 +239,7 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
     let watcher = db.connect().await.expect("connect");
     wait_for(
         &watcher,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate' \
          AND wait_event_type = 'Lock')",
         "the runner to block on the table lock",
     )
@@ -362,7 +362,7 @@ async fn a_second_runner_waits_for_the_advisory_lock_during_create_index_concurr
     let first = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
     wait_for(
         &c,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'notify-db-migrate' \
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'notify-db-migrate' \
          AND state = 'active' AND query LIKE '%CREATE INDEX CONCURRENTLY%')",
         "CREATE INDEX CONCURRENTLY to start",
     )
