@@ -17,46 +17,82 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF: Duration = Duration::from_secs(4);
 
+/// What both scenarios start from: a private primary + replica, a bulk pool over both hosts
+/// with short timeouts, and four bulk connections held, spread over the two hosts.
+struct Fault {
+    cluster: Cluster,
+    replica: notify_db_testdb::Endpoint,
+    recorder: Arc<Recorder>,
+    dbs: Databases,
+    bulk: notify_db_pool::Pool,
+    held: Vec<notify_db_pool::PooledConnection>,
+    /// How many of `held` are on the replica.
+    on_replica: usize,
+}
+
+impl Fault {
+    async fn start() -> Fault {
+        let cluster = Cluster::builder()
+            .label("faults-blackhole")
+            .replica(true)
+            .start()
+            .expect("private cluster (primary + replica) must start for this scenario");
+        let primary = cluster.primary().endpoint().clone();
+        let replica = cluster.replica().expect("replica").endpoint().clone();
+        let bulk_uri = common::multi_host_uri(&[&replica, &primary], "postgres", "");
+        let mut settings = common::settings(&primary.uri("postgres"), Some(&bulk_uri));
+        settings.pool.size = 4;
+        settings.pool.tcp_user_timeout = TCP_USER_TIMEOUT;
+        settings.pool.connect_timeout = CONNECT_TIMEOUT;
+        settings.pool.host_backoff = BACKOFF;
+        settings.pool.wait_timeout = Duration::from_secs(15);
+        // Short lifetime: connections are replaced every second, so new connects keep happening.
+        settings.pool.max_lifetime = Duration::from_secs(1);
+        let recorder = Arc::new(Recorder::default());
+        let dbs = Databases::builder(&settings)
+            .observer(recorder.clone())
+            .check_on_build(false)
+            .build()
+            .await
+            .expect("pools build");
+        let bulk = dbs.bulk().clone();
+
+        // Open four bulk connections at once: the bulk bind spreads them over both hosts.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(bulk.get().await.expect("bulk connection before the fault"));
+        }
+        let on_replica = held
+            .iter()
+            .filter(|c| c.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)))
+            .count();
+        assert!(
+            (1..4).contains(&on_replica),
+            "the bulk bind should spread connections over both hosts, {on_replica}/4 on the replica"
+        );
+        Fault {
+            cluster,
+            replica,
+            recorder,
+            dbs,
+            bulk,
+            held,
+            on_replica,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_queries_on_a_black_holed_server_fail_within_tcp_user_timeout() {
-    let cluster = Cluster::builder()
-        .label("faults-blackhole")
-        .replica(true)
-        .start()
-        .expect("private cluster (primary + replica) must start for this scenario");
-    let primary = cluster.primary().endpoint().clone();
-    let replica = cluster.replica().expect("replica").endpoint().clone();
-    let bulk_uri = common::multi_host_uri(&[&replica, &primary], "postgres", "");
-    let mut settings = common::settings(&primary.uri("postgres"), Some(&bulk_uri));
-    settings.pool.size = 4;
-    settings.pool.tcp_user_timeout = TCP_USER_TIMEOUT;
-    settings.pool.connect_timeout = CONNECT_TIMEOUT;
-    settings.pool.host_backoff = BACKOFF;
-    settings.pool.wait_timeout = Duration::from_secs(15);
-    // Short lifetime: connections are replaced every second, so new connects keep happening.
-    settings.pool.max_lifetime = Duration::from_secs(1);
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&settings)
-        .observer(recorder.clone())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools build");
-    let bulk = dbs.bulk().clone();
-
-    // Open four bulk connections at once: the bulk bind spreads them over both hosts.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(bulk.get().await.expect("bulk connection before the fault"));
-    }
-    let on_replica = held
-        .iter()
-        .filter(|c| c.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)))
-        .count();
-    assert!(
-        (1..4).contains(&on_replica),
-        "the bulk bind should spread connections over both hosts, {on_replica}/4 on the replica"
-    );
+    let Fault {
+        cluster: _cluster,
+        replica,
+        recorder: _recorder,
+        dbs: _dbs,
+        bulk: _bulk,
+        held,
+        on_replica: _,
+    } = Fault::start().await;
 
     let tc_lock = common::blocking(TcLock::acquire)
         .await
@@ -149,44 +185,15 @@ async fn timed_query(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_bulk_server_is_avoided_and_recovers() {
-    let cluster = Cluster::builder()
-        .label("faults-blackhole")
-        .replica(true)
-        .start()
-        .expect("private cluster (primary + replica) must start for this scenario");
-    let primary = cluster.primary().endpoint().clone();
-    let replica = cluster.replica().expect("replica").endpoint().clone();
-    let bulk_uri = common::multi_host_uri(&[&replica, &primary], "postgres", "");
-    let mut settings = common::settings(&primary.uri("postgres"), Some(&bulk_uri));
-    settings.pool.size = 4;
-    settings.pool.tcp_user_timeout = TCP_USER_TIMEOUT;
-    settings.pool.connect_timeout = CONNECT_TIMEOUT;
-    settings.pool.host_backoff = BACKOFF;
-    settings.pool.wait_timeout = Duration::from_secs(15);
-    // Short lifetime: connections are replaced every second, so new connects keep happening.
-    settings.pool.max_lifetime = Duration::from_secs(1);
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&settings)
-        .observer(recorder.clone())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools build");
-    let bulk = dbs.bulk().clone();
-
-    // Open four bulk connections at once: the bulk bind spreads them over both hosts.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(bulk.get().await.expect("bulk connection before the fault"));
-    }
-    let on_replica = held
-        .iter()
-        .filter(|c| c.server_addr() == Some(IpAddr::V4(REPLICA_ADDR)))
-        .count();
-    assert!(
-        (1..4).contains(&on_replica),
-        "the bulk bind should spread connections over both hosts, {on_replica}/4 on the replica"
-    );
+    let Fault {
+        cluster: _cluster,
+        replica,
+        recorder,
+        dbs,
+        bulk,
+        held,
+        on_replica,
+    } = Fault::start().await;
 
     let tc_lock = common::blocking(TcLock::acquire)
         .await
