@@ -140,6 +140,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     }
 }
 
+/// The `main` of a migration binary: logs to stderr (`RUST_LOG`, default `info`), runs the
+/// command on the set `project` gives, prints a failure as one `error:` line, and returns the
+/// exit code.
+pub async fn main(
+    args: MigrateCli,
+    project: impl FnOnce() -> Result<Project, CliError>,
+) -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = async {
+        let project = project()?;
+        let mut out = std::io::stdout().lock();
+        run(args, &project, Settings::from_env(), &mut out).await
+    }
+    .await;
+    match result {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs one command. `settings` supplies the database URI and migration options (not needed by
 /// `revision`, `check-head` and `--sql`); output goes to `out`, progress to `tracing`.
 /// Returns the process exit status (non-zero only for `check --exit-code` with pending migrations).

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use notify_db_config::Settings;
 use notify_db_migrate::MigrationSet;
 use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
 
@@ -28,29 +27,13 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    let result = async {
-        let set = MigrationSet::from_dir(&args.source)?;
-        let project = Project {
-            set,
-            dir: args.source.clone(),
+    let source = args.source;
+    cli::main(args.cli, move || {
+        Ok(Project {
+            set: MigrationSet::from_dir(&source)?,
+            dir: source,
             kind: FileKind::Sql,
-        };
-        let mut out = std::io::stdout().lock();
-        cli::run(args.cli, &project, Settings::from_env(), &mut out).await
-    }
-    .await;
-    match result {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+        })
+    })
+    .await
 }
