@@ -32,8 +32,7 @@ fn has_nextest() -> bool {
 pub fn run(args: TestArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if !args.no_lint {
-        util::run(Command::new(&cargo).args(["fmt", "--all", "--check"]))
-            .context("formatting check (run `cargo fmt --all`)")?;
+        fmt_check(&cargo)?;
     }
     // Build first, so that compile time does not count against the clusters' lifetime.
     let nextest = !args.no_nextest && has_nextest();
@@ -82,6 +81,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     Ok(())
 }
 
+fn fmt_check(cargo: &str) -> Result<()> {
+    util::run(Command::new(cargo).args(["fmt", "--all", "--check"]))
+        .context("formatting check (run `cargo fmt --all`)")
+}
+
 fn clippy(cargo: &str) -> Result<()> {
     util::run(Command::new(cargo).args([
         "clippy",
@@ -97,8 +101,7 @@ fn clippy(cargo: &str) -> Result<()> {
 /// `cargo fmt --check` and clippy with `-D warnings`.
 pub fn lint() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::run(Command::new(&cargo).args(["fmt", "--all", "--check"]))
-        .context("formatting check (run `cargo fmt --all`)")?;
+    fmt_check(&cargo)?;
     clippy(&cargo)?;
     Ok(())
 }
