@@ -282,6 +282,21 @@ async fn offline_sql_renders_transaction_boundaries_and_version_updates() {
     );
     assert_eq!(sql.lines().filter(|l| *l == "BEGIN;").count(), n, "{sql}");
     assert!(sql.contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_job_id ON notifications (job_id);\nINSERT INTO notify_db_migration_journal"), "{sql}");
+    // The per-migration bookkeeping is prepared once and executed per migration.
+    assert_eq!(
+        sql.matches("PREPARE notify_db_journal(").count(),
+        1,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("EXECUTE notify_db_journal(").count(),
+        m.set()
+            .migrations()
+            .iter()
+            .filter(|m| m.is_transactional())
+            .count(),
+        "{sql}"
+    );
     let down = m
         .render_sql(m.set().head(), &Target::Relative(-2), Direction::Down)
         .expect("render down");
@@ -289,6 +304,6 @@ async fn offline_sql_renders_transaction_boundaries_and_version_updates() {
         down.contains("ALTER TABLE users DROP CONSTRAINT IF EXISTS ck_users_email_address_lower;"),
         "{down}"
     );
-    assert!(down.contains("UPDATE alembic_version SET version_num = '0008_notifications_job_id_index' WHERE version_num = '0009_add_users_email_lower';"), "{down}");
+    assert!(down.contains("EXECUTE notify_db_version_update('0008_notifications_job_id_index', '0009_add_users_email_lower');"), "{down}");
     assert!(!down.contains("0007"), "{down}");
 }

@@ -169,6 +169,8 @@ struct Session {
     side: Option<Client>,
     /// Whether `alembic_version` / the journal existed when the runner connected.
     tables: (bool, bool),
+    /// Whether [`render::prepare_bookkeeping`]'s statements are prepared on `client`.
+    prepared: bool,
 }
 
 /// Why one attempt at a step failed.
@@ -295,12 +297,19 @@ impl Migrator {
             self.options.lock_timeout,
             self.options.statement_timeout,
         ));
+        let mut prepared = self.wants_prepared(&plan);
+        if prepared {
+            out.push_str(&render::prepare_bookkeeping(&host));
+        }
         for step in &plan {
             let m = &self.set.migrations()[step.index];
             let (from_id, to_id) = (self.id_at(step.from), self.id_at(step.to));
+            // The same rule as `run`: after a migration that may DEALLOCATE, no EXECUTE.
+            prepared &= !render::may_deallocate(render::statements(m, direction));
             if m.is_transactional() {
                 let _ = writeln!(out, "\n-- {} ({})", m.id(), direction.as_str());
-                let batch = render::transactional_batch(m, direction, from_id, to_id, &host);
+                let batch =
+                    render::transactional_batch(m, direction, from_id, to_id, &host, prepared);
                 out.push_str(&batch.sql);
                 out.push('\n');
             } else {
@@ -317,6 +326,13 @@ impl Migrator {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a run of `plan` prepares the bookkeeping statements: when it has a transactional
+    /// step (a plan of only non-transactional steps, or an empty one, skips the round trip).
+    fn wants_prepared(&self, plan: &[PlanStep]) -> bool {
+        plan.iter()
+            .any(|s| self.set.migrations()[s.index].is_transactional())
     }
 
     fn id_at(&self, pos: Option<usize>) -> Option<&str> {
@@ -338,10 +354,7 @@ impl Migrator {
         if let Some(t) = m.own_lock_timeout() {
             v.push(render::set_ms(false, "lock_timeout", t));
         }
-        let statements = match dir {
-            Direction::Up => m.up_statements(),
-            Direction::Down => m.down_statements().unwrap_or(&[]),
-        };
+        let statements = render::statements(m, dir);
         for (i, s) in statements.iter().enumerate().skip(skip) {
             v.push(s.clone());
             if dir == Direction::Up {
@@ -497,8 +510,19 @@ impl Migrator {
                 "nothing to do: the database is at the target"
             );
         }
+        if self.wants_prepared(&plan) {
+            exec(
+                &session.client,
+                &render::prepare_bookkeeping(&host),
+                "preparing the version update and journal statements",
+            )
+            .await?;
+            session.prepared = true;
+        }
         for step in &plan {
             let m = &self.set.migrations()[step.index];
+            // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
+            session.prepared &= !render::may_deallocate(render::statements(m, direction));
             let started = Instant::now();
             let mut attempt = 1;
             loop {
@@ -631,6 +655,7 @@ impl Migrator {
             tls: self.tls.clone(),
             side: None,
             tables,
+            prepared: false,
         })
     }
 
@@ -690,8 +715,14 @@ impl Migrator {
         step: &PlanStep,
         host: &str,
     ) -> Result<(), StepError> {
-        let batch =
-            render::transactional_batch(m, dir, self.id_at(step.from), self.id_at(step.to), host);
+        let batch = render::transactional_batch(
+            m,
+            dir,
+            self.id_at(step.from),
+            self.id_at(step.to),
+            host,
+            s.prepared,
+        );
         let watch = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
         let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
         match r {
@@ -713,10 +744,7 @@ impl Migrator {
         host: &str,
     ) -> Result<(), StepError> {
         let started = Instant::now();
-        let statements = match dir {
-            Direction::Up => m.up_statements(),
-            Direction::Down => m.down_statements().unwrap_or(&[]),
-        };
+        let statements = render::statements(m, dir);
         let done = if dir == Direction::Up {
             completed_steps(&s.client, m.id()).await?
         } else {
@@ -868,10 +896,7 @@ fn step_error(
         };
         return StepError::LockTimeout { blockers };
     }
-    let statements = match dir {
-        Direction::Up => m.up_statements(),
-        Direction::Down => m.down_statements().unwrap_or(&[]),
-    };
+    let statements = render::statements(m, dir);
     let raw_pos = match dbe.position() {
         Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
         _ => None,

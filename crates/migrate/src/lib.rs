@@ -9,7 +9,7 @@
 //! - Every migration runs with `lock_timeout` (1 s unless it asks for more) and a
 //!   `statement_timeout`; lock timeouts (55P03) are retried, resuming at the failed migration.
 //! - A transactional migration is ONE simple-query round trip: `BEGIN; ...; version update;
-//!   journal row; COMMIT`. A non-transactional one runs statement by statement, journaling each,
+//!   journal row; COMMIT` (those two are `EXECUTE`s of statements prepared once per run). A non-transactional one runs statement by statement, journaling each,
 //!   so a rerun resumes after the last completed statement.
 //!
 //! ```no_run

@@ -1,5 +1,6 @@
 //! The SQL the engine sends, built in one place so that offline `--sql` output is exactly what runs.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::migration::Migration;
@@ -122,6 +123,41 @@ pub(crate) fn journal_insert(
     )
 }
 
+/// Name of the prepared `alembic_version` update (see [`prepare_bookkeeping`]).
+const PREPARED_VERSION_UPDATE: &str = "notify_db_version_update";
+/// Name of the prepared journal insert (see [`prepare_bookkeeping`]).
+const PREPARED_JOURNAL: &str = "notify_db_journal";
+
+/// The statements a migration runs in `dir` (none for a missing down).
+pub(crate) fn statements(m: &Migration, dir: Direction) -> &[String] {
+    match dir {
+        Direction::Up => m.up_statements(),
+        Direction::Down => m.down_statements().unwrap_or(&[]),
+    }
+}
+
+/// Prepares, once per run, the version update and the journal row that every transactional
+/// step sends, so the server parses and plans them once instead of once per migration.
+pub(crate) fn prepare_bookkeeping(host: &str) -> String {
+    format!(
+        "PREPARE {PREPARED_VERSION_UPDATE}(varchar, varchar) AS \
+         UPDATE {VERSION_TABLE} SET version_num = $1 WHERE version_num = $2;\n\
+         PREPARE {PREPARED_JOURNAL}(varchar, text, text) AS \
+         INSERT INTO {JOURNAL_TABLE} (version_num, operation, step, checksum, duration_ms, runner_host) \
+         VALUES ($1, $2, NULL, $3, extract(epoch FROM clock_timestamp() - now())::float8 * 1000, {});\n",
+        lit(host)
+    )
+}
+
+/// True when statements may drop the session's prepared statements (`DEALLOCATE`, `DISCARD ALL`): such a
+/// migration, and every later one of the run, uses the plain bookkeeping statements.
+pub(crate) fn may_deallocate(statements: &[String]) -> bool {
+    statements.iter().any(|s| {
+        let upper = s.to_ascii_uppercase();
+        upper.contains("DEALLOCATE") || upper.contains("DISCARD")
+    })
+}
+
 /// A batch of statements sent as one simple-query string, with where each migration statement starts.
 pub(crate) struct Batch {
     /// The SQL text.
@@ -142,17 +178,17 @@ impl Batch {
 }
 
 /// A transactional migration step: BEGIN; its statements; version update; journal row; COMMIT.
+/// With `prepared`, the version update and the journal row execute [`prepare_bookkeeping`]'s
+/// statements.
 pub(crate) fn transactional_batch(
     m: &Migration,
     dir: Direction,
     from: Option<&str>,
     to: Option<&str>,
     host: &str,
+    prepared: bool,
 ) -> Batch {
-    let statements: &[String] = match dir {
-        Direction::Up => m.up_statements(),
-        Direction::Down => m.down_statements().unwrap_or(&[]),
-    };
+    let statements = statements(m, dir);
     let mut sql = String::with_capacity(256 + statements.iter().map(String::len).sum::<usize>());
     sql.push_str("BEGIN;\n");
     let mut leading = 1;
@@ -169,18 +205,41 @@ pub(crate) fn transactional_batch(
         sql.push_str(";\n");
         chars += s.chars().count() + 2;
     }
-    sql.push_str(&version_update(from, to));
-    sql.push_str(";\n");
     let checksum = (dir == Direction::Up).then(|| m.checksum());
-    sql.push_str(&journal_insert(
-        m.id(),
-        dir.as_str(),
-        None,
-        checksum,
-        Elapsed::SinceTransactionStart,
-        host,
-    ));
-    sql.push_str(";\nCOMMIT;");
+    match (prepared, from, to) {
+        (true, Some(from), Some(to)) => {
+            let _ = writeln!(
+                sql,
+                "EXECUTE {PREPARED_VERSION_UPDATE}({}, {});",
+                lit(to),
+                lit(from)
+            );
+        }
+        _ => {
+            sql.push_str(&version_update(from, to));
+            sql.push_str(";\n");
+        }
+    }
+    if prepared {
+        let _ = writeln!(
+            sql,
+            "EXECUTE {PREPARED_JOURNAL}({}, {}, {});",
+            lit(m.id()),
+            lit(dir.as_str()),
+            checksum.map_or("NULL".to_owned(), lit)
+        );
+    } else {
+        sql.push_str(&journal_insert(
+            m.id(),
+            dir.as_str(),
+            None,
+            checksum,
+            Elapsed::SinceTransactionStart,
+            host,
+        ));
+        sql.push_str(";\n");
+    }
+    sql.push_str("COMMIT;");
     Batch {
         sql,
         starts,
@@ -233,7 +292,7 @@ mod tests {
     #[test]
     fn batch_locates_statements() {
         let m = Migration::new("0001_a").up("CREATE TABLE a (id bigint);\nSELECT nope");
-        let b = transactional_batch(&m, Direction::Up, None, Some("0001_a"), "h");
+        let b = transactional_batch(&m, Direction::Up, None, Some("0001_a"), "h", false);
         assert!(b.sql.starts_with(
             "BEGIN;\nCREATE TABLE a (id bigint);\nSELECT nope;\nINSERT INTO alembic_version"
         ));

@@ -628,9 +628,7 @@ async fn check_history_downgrade_and_offline_sql_through_the_binary() {
         "{sql}"
     );
     assert!(
-        sql.contains(
-            "UPDATE alembic_version SET version_num = '0003_t_3' WHERE version_num = '0002_t_2';"
-        ),
+        sql.contains("EXECUTE notify_db_version_update('0003_t_3', '0002_t_2');"),
         "{sql}"
     );
 }
@@ -659,4 +657,108 @@ async fn revision_writes_the_next_file_and_refuses_an_empty_message() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test]
+async fn offline_sql_run_by_psql_matches_an_engine_run_even_after_a_deallocate() {
+    // The offline output is what the engine sends: PREPAREd bookkeeping, EXECUTEd per
+    // migration, plain statements after a migration that may DEALLOCATE them.
+    let dir = SqlDir::new("offline-psql");
+    dir.add(
+        "0001_a",
+        "CREATE TABLE a (id bigint PRIMARY KEY)",
+        Some("DROP TABLE a"),
+    );
+    dir.add(
+        "0002_b",
+        "DEALLOCATE ALL;\nCREATE TABLE b (id bigint PRIMARY KEY)",
+        Some("DROP TABLE b"),
+    );
+    dir.add(
+        "0003_c",
+        "CREATE TABLE c (id bigint PRIMARY KEY, x int)",
+        Some("DROP TABLE c"),
+    );
+    dir.add(
+        "0004_c_x",
+        "-- notify-db: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix_c_x ON c (x)",
+        Some("-- notify-db: no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS ix_c_x"),
+    );
+    dir.add(
+        "0005_d",
+        "CREATE TABLE d (id bigint PRIMARY KEY)",
+        Some("DROP TABLE d"),
+    );
+
+    let engine = db().await;
+    let out = run(dir.path(), &engine, &["upgrade"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let offline = db().await;
+    let out = run(dir.path(), &offline, &["--sql", "upgrade"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let sql = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        sql.matches("EXECUTE notify_db_journal(").count(),
+        1,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.lines()
+            .filter(|l| l.starts_with("INSERT INTO notify_db_migration_journal"))
+            .count(),
+        5,
+        "0002 onwards journal with plain INSERTs (4 rows + the index step): {sql}"
+    );
+    let file = std::env::temp_dir().join(format!("notify-db-offline-{}.sql", std::process::id()));
+    std::fs::write(&file, &sql).expect("writing the offline SQL");
+    let ep = &notify_db_testdb::shared()
+        .expect("the shared cluster")
+        .primary;
+    let psql = notify_db_testdb::find_bin_dir()
+        .expect("finding psql")
+        .join("psql");
+    let out = std::process::Command::new(psql)
+        .env("PGPASSWORD", &ep.password)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &ep.host])
+        .args([
+            "-p",
+            &ep.port.to_string(),
+            "-U",
+            &ep.user,
+            "-d",
+            offline.name(),
+            "-f",
+        ])
+        .arg(&file)
+        .output()
+        .expect("running psql");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "psql -f of the offline SQL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let journal = "SELECT version_num || ' ' || operation || ' ' || coalesce(step::text, '-') || ' ' || coalesce(checksum, '-') \
+                   FROM notify_db_migration_journal ORDER BY id";
+    let (a, b) = (
+        engine.connect().await.expect("connect"),
+        offline.connect().await.expect("connect"),
+    );
+    assert_eq!(version(&a).await, vec!["0005_d"]);
+    assert_eq!(version(&b).await, vec!["0005_d"]);
+    let (ja, jb) = (col(&a, journal).await, col(&b, journal).await);
+    assert_eq!(ja.len(), 6, "{ja:?}");
+    assert_eq!(
+        ja, jb,
+        "the engine and the offline SQL journal the same rows"
+    );
+    for t in ["a", "b", "c", "d", "ix_c_x"] {
+        assert!(exists(&b, t).await, "{t} after the offline run");
+    }
+    // Durations are real numbers in both.
+    let d = "SELECT count(*) FROM notify_db_migration_journal WHERE duration_ms IS NULL OR duration_ms < 0";
+    assert_eq!(col(&a, d).await, vec![Some("0".to_owned())]);
+    assert_eq!(col(&b, d).await, vec![Some("0".to_owned())]);
 }

@@ -49,6 +49,7 @@ pub struct ClusterBuilder {
     settings: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
     dir: Option<PathBuf>,
+    base: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -73,6 +74,13 @@ impl ClusterBuilder {
     /// Writes a file (e.g. a TLS certificate) into the primary's data directory before it starts, mode 0600.
     pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
         self.files.push((name.to_string(), contents.into()));
+        self
+    }
+
+    /// Creates the cluster under `base` instead of [`base_dir`] (e.g. on a tmpfs, for
+    /// benchmarks that create many files and must not measure the disk's mood).
+    pub fn under(mut self, base: impl Into<PathBuf>) -> Self {
+        self.base = Some(base.into());
         self
     }
 
@@ -247,7 +255,7 @@ impl Cluster {
     fn start(opts: ClusterBuilder) -> Result<Cluster, Error> {
         let bin = bin::find_bin_dir()?;
         let run_as = run_as()?;
-        let base = base_dir();
+        let base = opts.base.clone().unwrap_or_else(base_dir);
         fs::create_dir_all(&base)
             .map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
         // Others (the postgres user when we are root) must be able to traverse it.
