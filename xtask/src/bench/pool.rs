@@ -11,9 +11,13 @@
 //! reported: (e) the pool's own cost per checkout + statement-cache hit + return, without I/O.
 //!
 //! Knobs: `NOTIFY_BENCH_SECONDS` (default 10: total per method and N, split into rounds),
-//! `NOTIFY_BENCH_CLIENTS` (default `1,8,32`), `NOTIFY_BENCH_RUNTIME=current` (client runtime of
-//! (b) and (c) current-thread for every N; by default it follows pgbench's threads: current-thread
-//! for N=1, like `-j 1`, and 2 workers otherwise, like `-j 2`).
+//! `NOTIFY_BENCH_CLIENTS` (default `1,8,32`), `NOTIFY_BENCH_RUNTIME=multi` (client runtime of
+//! (b) and (c) with 2 workers when N > 1; by default current-thread, see [`runtime`]).
+//!
+//! For N > 1, (c2) runs our pool in pgbench `-j 2`'s shape: two threads, each with a
+//! current-thread runtime, its own pool of N/2 and N/2 clients. Every method also reports its
+//! client and server CPU per transaction (from `/proc`), which says where a throughput gap
+//! comes from when the client and the server share 2 cores.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -68,6 +72,10 @@ fn measure() -> Result<Vec<Figure>> {
         .start()
         .context("starting a private PostgreSQL cluster for the pool benchmark")?;
     let ep = cluster.primary().endpoint().clone();
+    let pm = cluster
+        .primary()
+        .postmaster_pid()
+        .context("reading the bench server's postmaster pid")?;
     let bin = find_bin_dir().context("finding the PostgreSQL binaries (pgbench)")?;
     let pgbench = bin.join("pgbench");
     eprintln!("bench pool: pgbench -i -s {SCALE}");
@@ -103,27 +111,42 @@ fn measure() -> Result<Vec<Figure>> {
         let pool_b = rt_b.block_on(bare_pool(&ep, n))?;
         let rt_c = runtime(n)?;
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
-        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut b, mut c, mut c2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            a.push(pgbench_select(&pgbench, &ep, n, round_secs)?);
-            b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round))?);
-            c.push(rt_c.block_on(ours(&pool_c, n, round))?);
+            a.push(pgbench_select(&pgbench, &ep, n, round_secs, pm)?);
+            b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round, pm))?);
+            c.push(rt_c.block_on(ours(&pool_c, n, round, pm))?);
+            if n > 1 {
+                c2.push(ours_two_threads(&ep, n, round, pm)?);
+            }
         }
         drop(pool_b);
         drop(pool_c);
-        let show = |v: &[f64]| {
+        let show = |v: &[Round]| {
             v.iter()
-                .map(|x| format!("{x:.0}"))
+                .map(|x| format!("{:.0}", x.tps))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
         eprintln!(
-            "bench pool: N={n} rounds (tps): a [{}] b [{}] c [{}]",
+            "bench pool: N={n} rounds (tps): a [{}] b [{}] c [{}] c2 [{}]",
             show(&a),
             show(&b),
-            show(&c)
+            show(&c),
+            show(&c2)
         );
-        let (a, b, c) = (median(a), median(b), median(c));
+        // CPU per transaction, client and server side (medians of rounds): where a gap in
+        // throughput comes from when the 2 cores are saturated.
+        let cpu = |v: &[Round]| {
+            (
+                median(v.iter().map(|r| r.client_us).collect()),
+                median(v.iter().map(|r| r.server_us).collect()),
+            )
+        };
+        let (cpu_a, cpu_b, cpu_c, cpu_c2) = (cpu(&a), cpu(&b), cpu(&c), cpu(&c2));
+        let tps = |v: Vec<Round>| median(v.into_iter().map(|r| r.tps).collect());
+        let has_c2 = !c2.is_empty();
+        let (a, b, c, c2) = (tps(a), tps(b), tps(c), tps(c2));
         figures.push(bench(
             format!("N={n} (a) pgbench -S -M prepared"),
             a,
@@ -152,6 +175,35 @@ fn measure() -> Result<Vec<Figure>> {
             Some(c / b),
             "c/b, target >= 0.97",
         ));
+        if has_c2 {
+            figures.push(bench(
+                format!("N={n} (c2) ours, 2 threads x pool of N/2"),
+                c2,
+                "tps",
+                Some(c2 / a),
+                "c2/a: pgbench -j 2's shape (a current-thread runtime and a pool per thread)",
+            ));
+        }
+        let mut cpus = vec![
+            ("(a) pgbench", cpu_a),
+            ("(b) deadpool", cpu_b),
+            ("(c) ours", cpu_c),
+        ];
+        if has_c2 {
+            cpus.push(("(c2) ours, 2 threads", cpu_c2));
+        }
+        for (label, (client, server)) in cpus {
+            figures.push(bench(
+                format!("N={n} {label} client CPU"),
+                client,
+                "us/txn",
+                Some(client / cpu_a.0),
+                &format!(
+                    "/ pgbench's; server CPU {server:.1} us/txn ({:.2} of pgbench's); medians of rounds",
+                    server / cpu_a.1
+                ),
+            ));
+        }
     }
 
     eprintln!("bench pool: checkout + return without a query, {CHECKOUTS} each");
@@ -204,9 +256,11 @@ fn measure() -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// The client runtime for (b) and (c) with `clients` clients, the same for both, matching
-/// pgbench's threads: current-thread for one client (`-j 1`), else 2 workers (`-j 2`).
-/// `NOTIFY_BENCH_RUNTIME=current` makes it current-thread for every N.
+/// The client runtime for (b) and (c) with `clients` clients, the same for both:
+/// current-thread, unless `NOTIFY_BENCH_RUNTIME=multi` asks for 2 workers when N > 1. Measured
+/// here, tokio's 2-worker scheduler costs 40 % more client CPU per transaction (cross-worker
+/// wake-ups) than current-thread, which matches pgbench's per-transaction CPU; on 2 cores
+/// shared with the server that CPU is throughput. (c2) gives pgbench `-j 2`'s two threads.
 fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
     let mut builder = if current_thread(clients) {
         tokio::runtime::Builder::new_current_thread()
@@ -222,7 +276,7 @@ fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 fn current_thread(clients: usize) -> bool {
-    clients == 1 || std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current")
+    clients == 1 || std::env::var("NOTIFY_BENCH_RUNTIME").map_or(true, |v| v != "multi")
 }
 
 fn runtime_name(clients: usize) -> &'static str {
@@ -247,7 +301,14 @@ fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
 }
 
 /// (a): `pgbench -S -M prepared -c N -j 2 -T seconds`, its reported TPS.
-fn pgbench_select(pgbench: &std::path::Path, ep: &Endpoint, n: usize, seconds: u64) -> Result<f64> {
+fn pgbench_select(
+    pgbench: &std::path::Path,
+    ep: &Endpoint,
+    n: usize,
+    seconds: u64,
+    postmaster: u32,
+) -> Result<Round> {
+    let before = cpu_now(postmaster);
     let out = pgbench_cmd(pgbench, ep)
         .args(["-n", "-S", "-M", "prepared", "-c", &n.to_string()])
         .args([
@@ -267,13 +328,39 @@ fn pgbench_select(pgbench: &std::path::Path, ep: &Endpoint, n: usize, seconds: u
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    stdout
+    let after = cpu_now(postmaster);
+    let tps = stdout
         .lines()
         .find_map(|l| {
             let rest = l.trim().strip_prefix("tps = ")?;
             rest.split_whitespace().next()?.parse::<f64>().ok()
         })
-        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))
+        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))?;
+    let txns = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("number of transactions actually processed: ")?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(tps * seconds as f64);
+    let (client_us, server_us) = cpu_per_txn(before, after, true, txns);
+    Ok(Round {
+        tps,
+        client_us,
+        server_us,
+    })
+}
+
+/// One round of one method: throughput, and CPU per transaction on each side.
+#[derive(Clone, Copy)]
+struct Round {
+    tps: f64,
+    client_us: f64,
+    server_us: f64,
 }
 
 /// A tiny xorshift for account ids, one per client.
@@ -284,8 +371,14 @@ fn next_aid(state: &mut u64) -> i32 {
     (*state % (100_000 * SCALE as u64)) as i32 + 1
 }
 
-/// Runs `clients` loops (warm-up 200 ms, then `duration` measured) and returns transactions/s.
-async fn drive<F, Fut>(clients: usize, duration: Duration, client: F) -> Result<f64>
+/// Runs `clients` loops (warm-up 200 ms, then `duration` measured): transactions/s and CPU per
+/// transaction during the measured part.
+async fn drive<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    postmaster: u32,
+    client: F,
+) -> Result<Round>
 where
     F: Fn(Arc<AtomicU8>, u64) -> Fut,
     Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
@@ -301,15 +394,22 @@ where
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     phase.store(MEASURE, Ordering::Relaxed);
+    let before = cpu_now(postmaster);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     phase.store(STOP, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let after = cpu_now(postmaster);
     let mut total = 0u64;
     for t in tasks {
         total += t.await.context("a benchmark client panicked")??;
     }
-    Ok(total as f64 / elapsed.as_secs_f64())
+    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
+    Ok(Round {
+        tps: total as f64 / elapsed.as_secs_f64(),
+        client_us,
+        server_us,
+    })
 }
 
 /// (b)'s pool: bare deadpool-postgres (Fast recycling), size N, N connections opened.
@@ -349,8 +449,9 @@ async fn bare_deadpool(
     pool: &deadpool_postgres::Pool,
     n: usize,
     duration: Duration,
-) -> Result<f64> {
-    drive(n, duration, |phase, mut seed| {
+    postmaster: u32,
+) -> Result<Round> {
+    drive(n, duration, postmaster, |phase, mut seed| {
         let pool = pool.clone();
         async move {
             let mut count = 0u64;
@@ -400,28 +501,159 @@ async fn our_pool(ep: &Endpoint, n: usize) -> Result<Databases> {
 }
 
 /// (c): one round on our `default` pool with `prepare_cached`.
-async fn ours(dbs: &Databases, n: usize, duration: Duration) -> Result<f64> {
-    drive(n, duration, |phase, mut seed| {
-        let pool = dbs.default().clone();
-        async move {
-            let mut count = 0u64;
-            loop {
-                let p = phase.load(Ordering::Relaxed);
-                if p == STOP {
-                    return Ok(count);
-                }
-                let aid = next_aid(&mut seed);
-                let c = pool.get().await?;
-                let stmt = c.prepare_cached(SELECT).await?;
-                let row = c.query_one(&stmt, &[&aid]).await?;
-                let _: i32 = row.get(0);
-                if p == MEASURE {
-                    count += 1;
-                }
-            }
-        }
+async fn ours(dbs: &Databases, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
+    drive(n, duration, postmaster, |phase, seed| {
+        our_client(dbs.default().clone(), phase, seed)
     })
     .await
+}
+
+/// One client of (c): checkout, the cached statement, one row, return; until told to stop.
+async fn our_client(
+    pool: notify_db_pool::Pool,
+    phase: Arc<AtomicU8>,
+    mut seed: u64,
+) -> Result<u64> {
+    let mut count = 0u64;
+    loop {
+        let p = phase.load(Ordering::Relaxed);
+        if p == STOP {
+            return Ok(count);
+        }
+        let aid = next_aid(&mut seed);
+        let c = pool.get().await?;
+        let stmt = c.prepare_cached(SELECT).await?;
+        let row = c.query_one(&stmt, &[&aid]).await?;
+        let _: i32 = row.get(0);
+        if p == MEASURE {
+            count += 1;
+        }
+    }
+}
+
+/// (c2): pgbench `-j 2`'s shape: two threads, each a current-thread runtime with its own
+/// `default` pool of n/2 and n/2 clients. Pools are opened before the warm-up, outside the
+/// measured part.
+fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let ready = Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (ep, phase, ready) = (ep.clone(), phase.clone(), ready.clone());
+            let clients = n / 2 + (n % 2) * (1 - t);
+            std::thread::spawn(move || -> Result<u64> {
+                let rt = runtime(1)?;
+                let opened = rt.block_on(our_pool(&ep, clients));
+                ready.wait();
+                let dbs = opened?;
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..clients)
+                        .map(|i| {
+                            let seed = 0x9E37_79B9_7F4A_7C15 ^ ((t * 1000 + i) as u64 + 1);
+                            tokio::spawn(our_client(dbs.default().clone(), phase.clone(), seed))
+                        })
+                        .collect();
+                    let mut total = 0;
+                    for task in tasks {
+                        total += task.await.context("a benchmark client panicked")??;
+                    }
+                    Ok(total)
+                })
+            })
+        })
+        .collect();
+    ready.wait();
+    std::thread::sleep(Duration::from_millis(200));
+    phase.store(MEASURE, Ordering::Relaxed);
+    let before = cpu_now(postmaster);
+    let started = Instant::now();
+    std::thread::sleep(duration);
+    phase.store(STOP, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let after = cpu_now(postmaster);
+    let mut total = 0u64;
+    for t in threads {
+        total += t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??;
+    }
+    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
+    Ok(Round {
+        tps: total as f64 / elapsed.as_secs_f64(),
+        client_us,
+        server_us,
+    })
+}
+
+/// CPU time in clock ticks (user + system), for the per-transaction CPU figures.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    /// This process (every thread: the client runtimes).
+    own: u64,
+    /// This process's waited-for children (pgbench).
+    children: u64,
+    /// The server: the postmaster with its reaped children, plus its live backends.
+    server: u64,
+}
+
+/// (utime + stime, cutime + cstime, ppid) of a process from `/proc/<pid>/stat`.
+fn proc_times(pid: &str) -> Option<(u64, u64, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the first.
+    let rest: Vec<&str> = text
+        .get(text.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let n = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((n(11)? + n(12)?, n(13)? + n(14)?, rest.get(1)?.parse().ok()?))
+}
+
+fn cpu_now(postmaster: u32) -> Cpu {
+    let (own, children, _) = proc_times("self").unwrap_or_default();
+    let (pm, pm_children, _) = proc_times(&postmaster.to_string()).unwrap_or_default();
+    let backends: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.bytes().all(|b| b.is_ascii_digit()).then_some(name)
+        })
+        .filter_map(|pid| proc_times(&pid))
+        .filter(|&(_, _, ppid)| ppid == postmaster)
+        .map(|(t, _, _)| t)
+        .sum();
+    Cpu {
+        own,
+        children,
+        server: pm + pm_children + backends,
+    }
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t: &f64| t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// Microseconds of client and server CPU per transaction between two snapshots.
+fn cpu_per_txn(before: Cpu, after: Cpu, client_children: bool, txns: f64) -> (f64, f64) {
+    let ticks = clock_ticks();
+    let us = |d: u64| d as f64 * 1e6 / ticks / txns.max(1.0);
+    let client = if client_children {
+        after.children.saturating_sub(before.children)
+    } else {
+        after.own.saturating_sub(before.own)
+    };
+    (us(client), us(after.server.saturating_sub(before.server)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
