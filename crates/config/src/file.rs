@@ -35,6 +35,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("pool.startup_statement_timeout", Kind::Duration),
     ("pool.application_name", Kind::Str),
     ("pool.host_backoff", Kind::Duration),
+    ("pool.ping_idle_after", Kind::Duration),
     ("migrations.lock_timeout", Kind::Duration),
     ("migrations.statement_timeout", Kind::Duration),
     ("migrations.retries", Kind::Int),

@@ -106,6 +106,10 @@ pub struct PoolSettings {
     pub application_name: String,
     /// How long a failed bulk host is skipped (10 s).
     pub host_backoff: Duration,
+    /// An idle connection not checked out for this long is pinged (an empty query, waiting at
+    /// most `connect_timeout`) before it is handed out, and replaced if the server does not
+    /// answer (30 s; `0s`: at every checkout).
+    pub ping_idle_after: Duration,
 }
 
 /// Migration runner settings.
@@ -206,6 +210,7 @@ impl Settings {
                 .file_string("pool.application_name")
                 .unwrap_or_else(|| "notify-db".to_owned()),
             host_backoff: src.file_duration("pool.host_backoff", Duration::from_secs(10)),
+            ping_idle_after: src.file_duration("pool.ping_idle_after", Duration::from_secs(30)),
         };
 
         let migrations = MigrationSettings {
@@ -253,7 +258,7 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "pool: size={} wait_timeout={} max_lifetime={} connect_timeout={} tcp_user_timeout={} \
-             startup_statement_timeout={} application_name={} host_backoff={}",
+             startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={}",
             p.size,
             human(p.wait_timeout),
             human(p.max_lifetime),
@@ -262,6 +267,7 @@ impl fmt::Display for Settings {
             human(p.startup_statement_timeout),
             p.application_name,
             human(p.host_backoff),
+            human(p.ping_idle_after),
         )?;
         write!(
             f,

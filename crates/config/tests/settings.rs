@@ -69,6 +69,7 @@ fn assert_spec_defaults(s: &Settings) {
     assert_eq!(s.pool.startup_statement_timeout, twenty_min);
     assert_eq!(s.pool.application_name, "notify-db");
     assert_eq!(s.pool.host_backoff, Duration::from_secs(10));
+    assert_eq!(s.pool.ping_idle_after, Duration::from_secs(30));
     assert_eq!(s.migrations.lock_timeout, Duration::from_millis(1000));
     assert_eq!(s.migrations.statement_timeout, twenty_min);
     assert_eq!(s.migrations.retries, 10);
@@ -207,6 +208,7 @@ retries = 3
 [pool]
 application_name = "from-development"
 max_lifetime = "10m"
+ping_idle_after = "0s"
 [migrations]
 advisory_lock_wait = "90s"
 "#,
@@ -227,6 +229,7 @@ advisory_lock_wait = "90s"
     assert_eq!(s.pool.wait_timeout, Duration::from_secs(45));
     assert_eq!(s.pool.max_lifetime, Duration::from_secs(600));
     assert_eq!(s.pool.application_name, "from-development");
+    assert_eq!(s.pool.ping_idle_after, Duration::ZERO);
     assert_eq!(s.migrations.retries, 3);
     assert_eq!(s.migrations.statement_timeout, Duration::from_secs(60));
     assert_eq!(

@@ -2,8 +2,9 @@
 //!
 //! Built on deadpool's managed pool and tokio-postgres. Every new physical connection gets its
 //! session settings (statement timeout and parallel workers for its role, read-only for bulk) in
-//! one round trip; checkouts do no round trip at all (a closed or expired connection is replaced
-//! instead). See [`Databases`].
+//! one round trip; checkouts of connections in steady use do no round trip (a closed or expired
+//! connection is replaced instead; one idle for `ping_idle_after` is pinged first). See
+//! [`Databases`].
 
 #![warn(missing_docs)]
 

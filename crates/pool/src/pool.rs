@@ -49,6 +49,10 @@ impl Drop for Conn {
 pub(crate) struct Manager {
     connector: Connector,
     max_lifetime: Duration,
+    /// Ping a connection not checked out for this long before handing it out.
+    ping_idle_after: Duration,
+    /// How long that ping may take.
+    ping_timeout: Duration,
 }
 
 impl managed::Manager for Manager {
@@ -75,14 +79,32 @@ impl managed::Manager for Manager {
         }))
     }
 
-    /// No round trip: a closed connection or one past its lifetime is discarded (and a new one
-    /// made); session settings are never reset.
-    async fn recycle(&self, conn: &mut Box<Conn>, _: &Metrics) -> RecycleResult<PoolError> {
+    /// A closed connection or one past its lifetime is discarded (and a new one made); one not
+    /// checked out for `ping_idle_after` must answer an empty query within `ping_timeout` first
+    /// (a server that vanished without closing the socket looks open). A connection in steady
+    /// use costs no round trip. Session settings are never reset.
+    async fn recycle(&self, conn: &mut Box<Conn>, metrics: &Metrics) -> RecycleResult<PoolError> {
         if conn.client.is_closed() {
             return Err(RecycleError::Message("connection closed".into()));
         }
         if Instant::now() >= conn.expires_at {
             return Err(RecycleError::Message("max lifetime reached".into()));
+        }
+        if metrics.last_used() >= self.ping_idle_after {
+            let why =
+                match tokio::time::timeout(self.ping_timeout, conn.client.simple_query("")).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) => format!("ping failed: {e}"),
+                    Err(_) => format!("no answer to a ping within {:?}", self.ping_timeout),
+                };
+            tracing::warn!(
+                bind = conn.info.bind.as_str(),
+                host = conn.info.host.as_str(),
+                backend_pid = conn.info.backend_pid,
+                idle = ?metrics.last_used(),
+                "idle connection replaced: {why}"
+            );
+            return Err(RecycleError::Message(why.into()));
         }
         Ok(())
     }
@@ -147,13 +169,16 @@ impl Pool {
         let manager = Manager {
             connector,
             max_lifetime: p.max_lifetime,
+            ping_idle_after: p.ping_idle_after,
+            ping_timeout: p.connect_timeout,
         };
         let inner = managed::Pool::builder(manager)
             .max_size(size)
             .queue_mode(QueueMode::Lifo)
             .timeouts(Timeouts {
                 wait: Some(p.wait_timeout),
-                // Connect has its own per-host timeout; recycling does no I/O.
+                // Connect has its own per-host timeout; recycling's only I/O, the idle ping,
+                // has its own (connect_timeout), so that the reason is logged.
                 create: None,
                 recycle: None,
             })

@@ -612,3 +612,99 @@ async fn bulk_spreads_new_connections_over_its_hosts() {
         assert_eq!(ro, "on");
     }
 }
+
+/// Resumes a SIGSTOPped backend when dropped (also when the test fails), so that the shared
+/// server can still shut down.
+struct Stopped(i32);
+
+impl Stopped {
+    fn signal(pid: i32, sig: &str) -> bool {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        Stopped::signal(self.0, "-CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_whose_backend_stopped_answering_is_pinged_and_replaced() {
+    let db = test_db().await;
+    let mut s = settings(&db, &[]);
+    s.pool.size = 1;
+    s.pool.ping_idle_after = Duration::from_millis(400);
+    s.pool.connect_timeout = Duration::from_secs(1);
+    let recorder = Arc::new(Recorder::default());
+    let dbs = Databases::builder(&s)
+        .observer(recorder.clone())
+        .build()
+        .await
+        .expect("connecting both pools");
+    let first = dbs
+        .default()
+        .get()
+        .await
+        .expect("connection")
+        .info()
+        .backend_pid;
+    // The backend stops answering while its socket stays open: nothing tells the client.
+    assert!(Stopped::signal(first, "-STOP"), "kill -STOP {first}");
+    let stopped = Stopped(first);
+    // Checked out again at once: no ping, so no round trip (and here, the frozen connection).
+    let t = Instant::now();
+    let again = dbs.default().get().await.expect("connection");
+    assert_eq!(again.info().backend_pid, first, "steady use must not ping");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Idle past ping_idle_after: the ping gets no answer within connect_timeout, the connection
+    // is replaced, and the caller gets a working one.
+    let t = Instant::now();
+    let c = dbs.default().get().await.expect("a replacement connection");
+    let took = t.elapsed();
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("query on the replacement")
+        .get(0);
+    assert_ne!(pid, first, "the frozen connection was handed out");
+    assert_eq!(pid, c.info().backend_pid);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "the ping waits connect_timeout (1 s), then a new connection: took {took:?}"
+    );
+    assert!(
+        recorder
+            .events()
+            .contains(&format!("closed default 127.0.0.1 {first}")),
+        "the frozen connection was not reported closed: {:?}",
+        recorder.events()
+    );
+    drop(stopped);
+    // Its socket is closed: once resumed the old backend sees that and exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&first],
+            )
+            .await
+            .expect("query")
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backend {first} still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
