@@ -96,9 +96,9 @@ pub fn run() -> Result<Vec<Figure>> {
         // Warm-up until two floor runs in a row agree within 10 % (at most 8): file creation
         // stays 2-3x slower for a while after many files were deleted (a previous run's
         // cluster), which would otherwise skew the first pairs.
-        let mut last = time_psql(&psql, &ep, &fresh("warm")?, &floor_file)?;
+        let mut last = time_psql(&psql, &ep, &fresh("warm")?, PsqlInput::File(&floor_file))?;
         for _ in 0..7 {
-            let t = time_psql(&psql, &ep, &fresh("warm")?, &floor_file)?;
+            let t = time_psql(&psql, &ep, &fresh("warm")?, PsqlInput::File(&floor_file))?;
             let settled = (t.as_secs_f64() / last.as_secs_f64() - 1.0).abs() < 0.10;
             last = t;
             if settled {
@@ -115,15 +115,15 @@ pub fn run() -> Result<Vec<Figure>> {
                 r + 1
             );
             let db = fresh("psql")?;
-            floor.push(time_psql(&psql, &ep, &db, &floor_file)?);
+            floor.push(time_psql(&psql, &ep, &db, PsqlInput::File(&floor_file))?);
             let db = fresh("psqljournal")?;
-            floor_journal.push(time_psql(&psql, &ep, &db, &journal_file)?);
+            floor_journal.push(time_psql(&psql, &ep, &db, PsqlInput::File(&journal_file))?);
             let db = fresh("compiled")?;
             ours.push(time_ours(&compiled, None, &ep, &db)?);
             check_head(&rt, &ep, &db, n)?;
             for _ in 0..5 {
                 noop.push(time_ours(&compiled, None, &ep, &db)?);
-                connect.push(time_psql_select(&psql, &ep, &db)?);
+                connect.push(time_psql(&psql, &ep, &db, PsqlInput::Command("SELECT 1"))?);
             }
             let db = fresh("sqldir")?;
             ours_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
@@ -358,49 +358,28 @@ fn write_floor(path: &Path, n: usize, journal: bool) -> Result<()> {
     std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
 }
 
-fn time_psql(psql: &Path, ep: &Endpoint, db: &str, file: &Path) -> Result<Duration> {
-    let start = Instant::now();
-    let out = Command::new(psql)
-        .env("PGPASSWORD", &ep.password)
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            &ep.host,
-            "-p",
-            &ep.port.to_string(),
-        ])
-        .args(["-U", &ep.user, "-d", db, "-f"])
-        .arg(file)
-        .stdout(Stdio::null())
-        .output()
-        .context("running psql")?;
-    let took = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "psql -f failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(took)
+/// What psql runs: a script (`-f`, stopping at the first error) or one command (`-c`).
+enum PsqlInput<'a> {
+    File(&'a Path),
+    Command(&'a str),
 }
 
-/// `psql -c 'SELECT 1'`: process start, connect, one query; what any no-op run pays at least.
-fn time_psql_select(psql: &Path, ep: &Endpoint, db: &str) -> Result<Duration> {
+/// Times one `psql` process (start, connect, `input`) against `db`.
+fn time_psql(psql: &Path, ep: &Endpoint, db: &str, input: PsqlInput<'_>) -> Result<Duration> {
+    let mut cmd = Command::new(psql);
+    cmd.env("PGPASSWORD", &ep.password)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &ep.host])
+        .args(["-p", &ep.port.to_string(), "-U", &ep.user, "-d", db]);
+    match input {
+        PsqlInput::File(file) => cmd.arg("-f").arg(file),
+        PsqlInput::Command(sql) => cmd.args(["-c", sql]),
+    };
     let start = Instant::now();
-    let out = Command::new(psql)
-        .env("PGPASSWORD", &ep.password)
-        .args(["-X", "-q", "-h", &ep.host, "-p", &ep.port.to_string()])
-        .args(["-U", &ep.user, "-d", db, "-c", "SELECT 1"])
-        .stdout(Stdio::null())
-        .output()
-        .context("running psql")?;
+    let out = cmd.stdout(Stdio::null()).output().context("running psql")?;
     let took = start.elapsed();
     if !out.status.success() {
         bail!(
-            "psql -c failed: {}",
+            "psql failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
