@@ -103,14 +103,10 @@ pub fn run(args: DevArgs) -> Result<()> {
             Ok(())
         }
         DevCmd::Down { destroy } => {
-            if !dev_dir().join("cluster.state").exists() {
+            let Some(cluster) = Cluster::existing(&dev_dir())? else {
                 println!("no development cluster in {}", dev_dir().display());
                 return Ok(());
-            }
-            let cluster = Cluster::builder()
-                .replica(true)
-                .persistent(dev_dir())
-                .start()?;
+            };
             if destroy {
                 cluster.destroy()?;
                 println!("stopped and deleted the development cluster");
@@ -127,28 +123,23 @@ pub fn run(args: DevArgs) -> Result<()> {
 }
 
 fn status() -> Result<()> {
-    let state = dev_dir().join("cluster.state");
-    let Ok(text) = std::fs::read_to_string(&state) else {
+    let Some(cluster) = Cluster::existing(&dev_dir())? else {
         println!("no development cluster (start one with `cargo xtask dev up`)");
         return Ok(());
     };
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 2 {
-            continue;
-        }
-        let (role, port) = (f[0], f[1]);
-        let data = dev_dir().join(role);
-        let running = data.join("postmaster.pid").exists();
-        let host = if role == "primary" {
-            "127.0.0.1"
-        } else {
-            "127.0.0.2"
-        };
+    let servers = [
+        ("primary", Some(cluster.primary())),
+        ("replica", cluster.replica()),
+    ];
+    for (role, server) in servers {
+        let Some(s) = server else { continue };
+        let ep = s.endpoint();
         println!(
-            "{role:<8} {host}:{port:<6} {}  data {}",
-            if running { "running" } else { "stopped" },
-            data.display()
+            "{role:<8} {}:{:<6} {}  data {}",
+            ep.host,
+            ep.port,
+            if s.is_running() { "running" } else { "stopped" },
+            s.data_dir().display()
         );
     }
     Ok(())

@@ -185,7 +185,8 @@ impl Server {
         self.pg_ctl(&["promote", "-w", "-t", "120"])
     }
 
-    fn is_running(&self) -> bool {
+    /// Whether the server is running (its `postmaster.pid` exists).
+    pub fn is_running(&self) -> bool {
         self.data_dir.join("postmaster.pid").exists()
     }
 }
@@ -278,6 +279,16 @@ impl Cluster {
         spawn_reaper(&dir);
         let cluster = Self::create(&opts, dir, bin, run_as, false)?;
         Ok(cluster)
+    }
+
+    /// The persistent cluster in `dir` as it is, running or stopped, without starting anything;
+    /// `None` when `dir` holds none (for `xtask dev status` and `dev down`).
+    pub fn existing(dir: &Path) -> Result<Option<Cluster>, Error> {
+        let Ok(text) = fs::read_to_string(dir.join("cluster.state")) else {
+            return Ok(None);
+        };
+        let bin = bin::find_bin_dir()?;
+        Self::from_state(&text, dir.to_path_buf(), bin, run_as()?).map(Some)
     }
 
     fn start_persistent(
