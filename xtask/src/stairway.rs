@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use notify_db_config::DatabaseUri;
+use notify_db_config::{DatabaseUri, Tls};
 use notify_db_migrate::{MigrationSet, Migrator, Options, Target};
 use notify_db_testdb::TestDb;
 use notify_db_testdb::schema::{self, Change, Schema};
@@ -73,19 +73,20 @@ pub fn run(args: StairwayArgs) -> Result<()> {
     };
     util::runtime()?.block_on(async {
         // Keep the throwaway database alive until the end; it is dropped afterwards.
-        let (pg, _db) = match &database_url {
-            Some(u) => (
-                DatabaseUri::parse(u, "SQLALCHEMY_DATABASE_URI")?.to_pg_config(),
-                None,
-            ),
+        let (pg, tls, _db) = match &database_url {
+            Some(u) => {
+                // The URI's sslmode, as the service and the migration CLI connect.
+                let uri = DatabaseUri::parse(u, "SQLALCHEMY_DATABASE_URI")?;
+                (uri.to_pg_config(), uri.tls()?, None)
+            }
             None => {
                 let db = TestDb::create()
                     .await
                     .context("creating a throwaway test database on the harness clusters")?;
-                (db.primary().pg_config(db.name()), Some(db))
+                (db.primary().pg_config(db.name()), Tls::Off, Some(db))
             }
         };
-        let stairs = Stairs::new(set, pg);
+        let stairs = Stairs::new(set, pg, tls);
         stairs.ensure_empty().await?;
         match &args.to {
             Some(rev) => stairs.reference_shape(rev).await,
@@ -97,6 +98,7 @@ pub fn run(args: StairwayArgs) -> Result<()> {
 struct Stairs {
     migrator: Migrator,
     pg: tokio_postgres::Config,
+    tls: Tls,
 }
 
 /// Objects of the engine's own tables are not part of the schema under test.
@@ -139,7 +141,7 @@ fn explain(changes: &[Change]) -> String {
 }
 
 impl Stairs {
-    fn new(set: MigrationSet, pg: tokio_postgres::Config) -> Stairs {
+    fn new(set: MigrationSet, pg: tokio_postgres::Config, tls: Tls) -> Stairs {
         let options = Options {
             // A throwaway database: nothing else holds locks; fail fast rather than retry.
             retries: 1,
@@ -147,18 +149,20 @@ impl Stairs {
             ..Options::default()
         };
         Stairs {
-            migrator: Migrator::new(set).with_options(options),
+            migrator: Migrator::new(set)
+                .with_options(options)
+                .with_tls(tls.clone()),
             pg,
+            tls,
         }
     }
 
     async fn capture(&self) -> Result<Schema> {
-        let (client, conn) = self
-            .pg
-            .connect(tokio_postgres::NoTls)
+        let client = self
+            .tls
+            .connect(&self.pg)
             .await
             .context("connecting to capture the schema")?;
-        tokio::spawn(conn);
         Ok(strip_engine_tables(schema::capture(&client).await?))
     }
 
