@@ -542,10 +542,13 @@ fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32
             let (ep, phase, ready) = (ep.clone(), phase.clone(), ready.clone());
             let clients = n / 2 + (n % 2) * (1 - t);
             std::thread::spawn(move || -> Result<u64> {
-                let rt = runtime(1)?;
-                let opened = rt.block_on(our_pool(&ep, clients));
+                // Reach the barrier even when setup fails, or the main thread would wait forever.
+                let setup = runtime(1).and_then(|rt| {
+                    let dbs = rt.block_on(our_pool(&ep, clients))?;
+                    Ok((rt, dbs))
+                });
                 ready.wait();
-                let dbs = opened?;
+                let (rt, dbs) = setup?;
                 rt.block_on(async {
                     let tasks: Vec<_> = (0..clients)
                         .map(|i| {
