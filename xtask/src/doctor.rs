@@ -82,13 +82,14 @@ async fn check_all(settings: &Settings, args: &DoctorArgs, r: &mut Report) {
     r.ok(
         "pool settings",
         format!(
-            "size {} per bind, wait {:?}, max lifetime {:?}, connect timeout {:?}, tcp_user_timeout {:?}, host back-off {:?}, application_name {}",
+            "size {} per bind, wait {:?}, max lifetime {:?}, connect timeout {:?}, tcp_user_timeout {:?}, host back-off {:?}, idle ping after {:?}, application_name {}",
             p.size,
             p.wait_timeout,
             p.max_lifetime,
             p.connect_timeout,
             p.tcp_user_timeout,
             p.host_backoff,
+            p.ping_idle_after,
             p.application_name
         ),
     );
