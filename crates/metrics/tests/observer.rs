@@ -200,7 +200,7 @@ fn help_and_type_lines_make_real_histograms() {
     );
     assert_eq!(
         p.families[names::OPEN_DURATION].kind,
-        openmetrics_parser::PrometheusType::Histogram
+        common::Kind::Histogram
     );
     promtool_check(&text);
 }

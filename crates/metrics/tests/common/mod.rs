@@ -5,22 +5,44 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use openmetrics_parser::prometheus::parse_prometheus;
-use openmetrics_parser::{MetricFamily, MetricsExposition, PrometheusType, PrometheusValue};
-
 type Labels = BTreeMap<String, String>;
+
+/// A family's `# TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Untyped,
+}
+
+/// A histogram's samples for one label set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// `(le, cumulative count)`, in file order.
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: Option<f64>,
+    pub count: Option<f64>,
+}
+
+/// One sample's value: a number, or a whole histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Histogram(Histogram),
+}
 
 /// One sample (a gauge/counter value or a whole histogram) with its labels.
 #[derive(Debug)]
 pub struct Sample {
     pub labels: Labels,
-    pub value: PrometheusValue,
+    pub value: Value,
 }
 
 /// A parsed metric family.
 #[derive(Debug)]
 pub struct Family {
-    pub kind: PrometheusType,
+    pub kind: Kind,
     pub help: String,
     pub samples: Vec<Sample>,
 }
@@ -30,40 +52,171 @@ pub struct Parsed {
     pub families: BTreeMap<String, Family>,
 }
 
-fn family(f: &MetricFamily<PrometheusType, PrometheusValue>) -> Family {
-    let samples = f
-        .iter_samples()
-        .map(|s| {
-            let set = s.get_labelset().expect("sample bound to its family");
-            Sample {
-                labels: set.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                value: s.value.clone(),
-            }
-        })
-        .collect();
-    Family {
-        kind: f.family_type.clone(),
-        help: f.help.clone(),
-        samples,
+/// A number in the text format: a float, `+Inf`, `-Inf` or `NaN`.
+fn number(v: &str) -> Option<f64> {
+    match v {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => v.parse().ok(),
     }
 }
 
-/// Parses `text` (the exporter's output) with a Prometheus text-format parser.
+/// `name{a="x",b="y"} value [timestamp]` into (name, labels, value); label values may hold
+/// any character, with `\\`, `\"` and `\n` escaped.
+fn sample_line(line: &str) -> Result<(String, Labels, f64), String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .ok_or("no value")?;
+    let name = line[..name_end].to_owned();
+    let mut labels = Labels::new();
+    let mut rest = &line[name_end..];
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices().peekable();
+        loop {
+            while chars
+                .next_if(|(_, c)| *c == ',' || c.is_whitespace())
+                .is_some()
+            {}
+            let Some(&(start, c)) = chars.peek() else {
+                return Err("unterminated label set".into());
+            };
+            if c == '}' {
+                rest = &body[start + 1..];
+                break;
+            }
+            let mut key = String::new();
+            while let Some((_, c)) = chars.next_if(|(_, c)| *c != '=') {
+                key.push(c);
+            }
+            if chars.next().map(|(_, c)| c) != Some('=')
+                || chars.next().map(|(_, c)| c) != Some('"')
+            {
+                return Err(format!("label {key:?} without =\"value\""));
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next().map(|(_, c)| c) {
+                    Some('"') => break,
+                    Some('\\') => match chars.next().map(|(_, c)| c) {
+                        Some('n') => value.push('\n'),
+                        Some(c @ ('\\' | '"')) => value.push(c),
+                        other => return Err(format!("bad escape {other:?} in label {key:?}")),
+                    },
+                    Some(c) => value.push(c),
+                    None => return Err(format!("unterminated value of label {key:?}")),
+                }
+            }
+            if labels.insert(key.trim().to_owned(), value).is_some() {
+                return Err(format!("label {key:?} twice"));
+            }
+        }
+    }
+    let mut fields = rest.split_whitespace();
+    let v = fields.next().ok_or("no value")?;
+    let value = number(v).ok_or_else(|| format!("bad value {v:?}"))?;
+    if let Some(ts) = fields.next() {
+        ts.parse::<i64>()
+            .map_err(|_| format!("bad timestamp {ts:?}"))?;
+    }
+    if fields.next().is_some() {
+        return Err("trailing text".into());
+    }
+    Ok((name, labels, value))
+}
+
+/// The family a sample belongs to: a histogram's samples are `<family>_bucket`, `_sum`, `_count`.
+fn family_of(name: &str, families: &BTreeMap<String, Family>) -> String {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && families
+                .get(base)
+                .is_some_and(|f| f.kind == Kind::Histogram)
+        {
+            return base.to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+/// Parses `text` (the exporter's output, Prometheus text format 0.0.4). Panics on anything
+/// malformed; `promtool_check` validates the same text independently.
 pub fn parse(text: &str) -> Parsed {
-    if text.trim().is_empty() {
-        return Parsed {
-            families: BTreeMap::new(),
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let fail = |why: String| -> ! { panic!("line {}: {why}: {line}\n{text}", n + 1) };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut parts = comment.trim_start().splitn(3, ' ');
+            let (what, name, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+            let (Some(what), Some(name)) = (what, name) else {
+                continue;
+            };
+            let f = families.entry(name.to_owned()).or_insert_with(|| Family {
+                kind: Kind::Untyped,
+                help: String::new(),
+                samples: Vec::new(),
+            });
+            match what {
+                "HELP" => f.help = rest.replace("\\n", "\n").replace("\\\\", "\\"),
+                "TYPE" => {
+                    f.kind = match rest.trim() {
+                        "counter" => Kind::Counter,
+                        "gauge" => Kind::Gauge,
+                        "histogram" => Kind::Histogram,
+                        "untyped" => Kind::Untyped,
+                        other => fail(format!("unsupported type {other:?}")),
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (name, mut labels, value) = sample_line(line).unwrap_or_else(|e| fail(e));
+        let base = family_of(&name, &families);
+        let f = families.entry(base.clone()).or_insert_with(|| Family {
+            kind: Kind::Untyped,
+            help: String::new(),
+            samples: Vec::new(),
+        });
+        if f.kind != Kind::Histogram {
+            f.samples.push(Sample {
+                labels,
+                value: Value::Number(value),
+            });
+            continue;
+        }
+        let le = if name.ends_with("_bucket") {
+            let le = labels
+                .remove("le")
+                .unwrap_or_else(|| fail("a bucket without le".into()));
+            Some(number(&le).unwrap_or_else(|| fail(format!("bad le {le:?}"))))
+        } else {
+            None
         };
+        let at = match f.samples.iter().position(|s| s.labels == labels) {
+            Some(i) => i,
+            None => {
+                f.samples.push(Sample {
+                    labels,
+                    value: Value::Histogram(Histogram::default()),
+                });
+                f.samples.len() - 1
+            }
+        };
+        let Value::Histogram(h) = &mut f.samples[at].value else {
+            unreachable!("histogram families hold histograms")
+        };
+        match (le, name.strip_prefix(base.as_str())) {
+            (Some(le), _) => h.buckets.push((le, value)),
+            (None, Some("_sum")) => h.sum = Some(value),
+            (None, Some("_count")) => h.count = Some(value),
+            _ => fail(format!("{name} in histogram {base}")),
+        }
     }
-    let exposition: MetricsExposition<PrometheusType, PrometheusValue> = parse_prometheus(text)
-        .unwrap_or_else(|e| panic!("the rendered metrics do not parse: {e:?}\n{text}"));
-    Parsed {
-        families: exposition
-            .families
-            .iter()
-            .map(|(n, f)| (n.clone(), family(f)))
-            .collect(),
-    }
+    Parsed { families }
 }
 
 fn label_map(labels: &[(&str, &str)]) -> Labels {
@@ -90,7 +243,7 @@ impl Parsed {
         self.families.keys().cloned().collect()
     }
 
-    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&PrometheusValue> {
+    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Value> {
         let want = label_map(labels);
         let f = self.families.get(name)?;
         let mut found = f.samples.iter().filter(|s| s.labels == want);
@@ -104,50 +257,44 @@ impl Parsed {
 
     /// The value of the gauge `name` with exactly these labels.
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let f = &self.families[name];
+        assert_eq!(f.kind, Kind::Gauge, "{name} is not a gauge");
         match self.find(name, labels)? {
-            PrometheusValue::Gauge(v) => Some(v.as_f64()),
+            Value::Number(v) => Some(*v),
             other => panic!("{name} is not a gauge: {other:?}"),
         }
     }
 
     /// The value of the counter `name` with exactly these labels.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let f = &self.families[name];
+        assert_eq!(f.kind, Kind::Counter, "{name} is not a counter");
         match self.find(name, labels)? {
-            PrometheusValue::Counter(c) => Some(c.value.as_f64()),
+            Value::Number(v) => Some(*v),
             other => panic!("{name} is not a counter: {other:?}"),
         }
     }
 
-    fn histogram(
-        &self,
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Option<&openmetrics_parser::HistogramValue> {
+    fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Histogram> {
         match self.find(name, labels)? {
-            PrometheusValue::Histogram(h) => Some(h),
+            Value::Histogram(h) => Some(h),
             other => panic!("{name} is not a histogram: {other:?}"),
         }
     }
 
     /// The cumulative buckets `(le, count)` of histogram `name` with exactly these labels.
     pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Option<Vec<(f64, f64)>> {
-        let h = self.histogram(name, labels)?;
-        Some(
-            h.buckets
-                .iter()
-                .map(|b| (b.upper_bound, b.count.as_f64()))
-                .collect(),
-        )
+        Some(self.histogram(name, labels)?.buckets.clone())
     }
 
     /// `<name>_count` of a histogram with exactly these labels.
     pub fn hist_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.histogram(name, labels)?.count.map(|c| c as f64)
+        self.histogram(name, labels)?.count
     }
 
     /// `<name>_sum` of a histogram with exactly these labels.
     pub fn hist_sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.histogram(name, labels)?.sum.map(|s| s.as_f64())
+        self.histogram(name, labels)?.sum
     }
 
     /// Every gauge sample of `name` summed (0 when absent).
@@ -158,7 +305,7 @@ impl Parsed {
         f.samples
             .iter()
             .map(|s| match &s.value {
-                PrometheusValue::Gauge(v) => v.as_f64(),
+                Value::Number(v) if f.kind == Kind::Gauge => *v,
                 other => panic!("{name} is not a gauge: {other:?}"),
             })
             .sum()
@@ -170,13 +317,8 @@ impl Parsed {
             return;
         };
         for s in &f.samples {
-            if let PrometheusValue::Gauge(v) = &s.value {
-                assert!(
-                    v.as_f64() >= 0.0,
-                    "{name}{:?} is negative: {}",
-                    s.labels,
-                    v.as_f64()
-                );
+            if let Value::Number(v) = &s.value {
+                assert!(*v >= 0.0, "{name}{:?} is negative: {v}", s.labels);
             }
         }
     }
