@@ -55,6 +55,11 @@ fn parses_labels_with_braces_escapes_and_histograms() {
         Some(7.0)
     );
     assert_eq!(p.counter("db_errors_total", &[("reason", "auth")]), None);
+    assert_eq!(
+        p.gauge("db_no_such_family", &[]),
+        None,
+        "absent, not a panic"
+    );
     let default = [("bind", "default")];
     assert_eq!(
         p.buckets("db_open_seconds", &default),

@@ -257,7 +257,7 @@ impl Parsed {
 
     /// The value of the gauge `name` with exactly these labels.
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let f = &self.families[name];
+        let f = self.families.get(name)?;
         assert_eq!(f.kind, Kind::Gauge, "{name} is not a gauge");
         match self.find(name, labels)? {
             Value::Number(v) => Some(*v),
@@ -267,7 +267,7 @@ impl Parsed {
 
     /// The value of the counter `name` with exactly these labels.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let f = &self.families[name];
+        let f = self.families.get(name)?;
         assert_eq!(f.kind, Kind::Counter, "{name} is not a counter");
         match self.find(name, labels)? {
             Value::Number(v) => Some(*v),
