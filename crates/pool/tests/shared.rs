@@ -38,6 +38,17 @@ fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
     settings_from(&vars)
 }
 
+/// Both pools for `s`, with an observer that records every event.
+async fn recorded(s: &Settings) -> (Databases, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let dbs = Databases::builder(s)
+        .observer(recorder.clone())
+        .build()
+        .await
+        .expect("connecting both pools");
+    (dbs, recorder)
+}
+
 /// `SHOW`-style value of a setting in its base unit (ms for timeouts).
 async fn setting(client: &tokio_postgres::Client, name: &str) -> String {
     client
@@ -218,12 +229,7 @@ async fn a_connection_past_its_lifetime_is_replaced() {
     let mut s = settings(&db, &[]);
     s.pool.max_lifetime = Duration::from_secs(1);
     s.pool.size = 1;
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("connecting both pools");
+    let (dbs, recorder) = recorded(&s).await;
     let first = dbs
         .default()
         .get()
@@ -298,12 +304,7 @@ async fn an_exhausted_pool_fails_after_the_wait_timeout_with_a_typed_error() {
     let mut s = settings(&db, &[]);
     s.pool.size = 1;
     s.pool.wait_timeout = Duration::from_millis(300);
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("connecting both pools");
+    let (dbs, recorder) = recorded(&s).await;
     let held = dbs.default().get().await.expect("the only connection");
     let started = Instant::now();
     let err = dbs
@@ -639,12 +640,7 @@ async fn an_idle_connection_whose_backend_stopped_answering_is_pinged_and_replac
     s.pool.size = 1;
     s.pool.ping_idle_after = Duration::from_millis(400);
     s.pool.connect_timeout = Duration::from_secs(1);
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("connecting both pools");
+    let (dbs, recorder) = recorded(&s).await;
     let first = dbs
         .default()
         .get()
