@@ -319,7 +319,7 @@ impl Migrator {
                     m.id(),
                     direction.as_str()
                 );
-                for s in self.non_tx_script(m, direction, from_id, to_id, &host, 0) {
+                for s in self.non_tx_script(m, direction, from_id, to_id, &host) {
                     out.push_str(&s);
                     out.push_str(";\n");
                 }
@@ -339,8 +339,7 @@ impl Migrator {
         pos.map(|i| self.set.migrations()[i].id())
     }
 
-    /// The statements of a non-transactional step as separate strings (after `skip` done ones),
-    /// used by offline rendering.
+    /// The statements of a non-transactional step as separate strings, for offline rendering.
     fn non_tx_script(
         &self,
         m: &Migration,
@@ -348,14 +347,13 @@ impl Migrator {
         from: Option<&str>,
         to: Option<&str>,
         host: &str,
-        skip: usize,
     ) -> Vec<String> {
         let mut v = Vec::new();
         if let Some(t) = m.own_lock_timeout() {
             v.push(render::set_ms(false, "lock_timeout", t));
         }
         let statements = render::statements(m, dir);
-        for (i, s) in statements.iter().enumerate().skip(skip) {
+        for (i, s) in statements.iter().enumerate() {
             v.push(s.clone());
             if dir == Direction::Up {
                 v.push(render::journal_insert(

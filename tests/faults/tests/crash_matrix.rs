@@ -11,32 +11,12 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use notify_db_migrate::{Migration, MigrationSet, Migrator, Target};
+use notify_db_faults::crash_matrix_set;
+use notify_db_migrate::{MigrationSet, Migrator, Target};
 use notify_db_testdb::{TestDb, schema};
 
 const RUNS: usize = 20;
 const RUNNER: &str = env!("CARGO_BIN_EXE_faults-migrate-runner");
-
-/// The same set as the runner binary (starter set + 0011, non-transactional, 5 statements).
-fn set() -> MigrationSet {
-    let mut all: Vec<Migration> = notify_db_migrations::set()
-        .expect("starter set")
-        .migrations()
-        .to_vec();
-    all.push(
-        Migration::new("0011_notifications_more_indexes")
-            .no_transaction()
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_status ON notifications (status)")
-            .up("SELECT pg_sleep(0.05)")
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_created_at ON notifications (created_at)")
-            .up("SELECT pg_sleep(0.05)")
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_reference ON notifications (reference)")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_reference")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_created_at")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_status"),
-    );
-    MigrationSet::new(all).expect("set")
-}
 
 /// A schema as comparable text, without the migration bookkeeping tables and without INVALID
 /// indexes (leftovers of a killed CREATE INDEX CONCURRENTLY, dropped by the next run).
@@ -167,7 +147,7 @@ async fn wait_for_backends(client: &tokio_postgres::Client, db: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments() {
-    let set = set();
+    let set = crash_matrix_set().expect("the crash matrix set");
     let head = set.head().expect("head").to_owned();
     let reference = reference(&set).await;
     let head_shape = reference.at[&Some(head.clone())].clone();

@@ -6,31 +6,8 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use notify_db_migrate::{Migration, MigrationSet, Migrator, Options};
-
-/// Id of the extra non-transactional migration.
-const EXTRA_ID: &str = "0011_notifications_more_indexes";
-
-/// The starter set plus a multi-statement non-transactional migration.
-fn set() -> Result<MigrationSet, String> {
-    let mut all: Vec<Migration> = notify_db_migrations::set()
-        .map_err(|e| e.to_string())?
-        .migrations()
-        .to_vec();
-    all.push(
-        Migration::new(EXTRA_ID)
-            .no_transaction()
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_status ON notifications (status)")
-            .up("SELECT pg_sleep(0.05)")
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_created_at ON notifications (created_at)")
-            .up("SELECT pg_sleep(0.05)")
-            .up("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_notifications_reference ON notifications (reference)")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_reference")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_created_at")
-            .down("DROP INDEX CONCURRENTLY IF EXISTS ix_notifications_status"),
-    );
-    MigrationSet::new(all).map_err(|e| e.to_string())
-}
+use notify_db_faults::crash_matrix_set;
+use notify_db_migrate::{Migrator, Options};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -45,7 +22,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let set = match set() {
+    let set = match crash_matrix_set() {
         Ok(set) => set,
         Err(e) => {
             eprintln!("invalid migration set: {e}");
