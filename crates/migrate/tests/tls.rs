@@ -2,25 +2,7 @@
 
 use notify_db_config::DatabaseUri;
 use notify_db_migrate::{Migration, MigrationSet, Migrator, Target};
-use notify_db_testdb::Cluster;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A CA (PEM) and a server certificate + key (PEM) for 127.0.0.1.
-fn make_certs() -> (String, String, String) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "notify-db test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
-    let cert = params.signed_by(&key, &issuer).expect("server certificate");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
+use notify_db_testdb::{Cluster, TestCa};
 fn set() -> MigrationSet {
     MigrationSet::new(vec![
         Migration::new("0001_record_tls")
@@ -32,20 +14,17 @@ fn set() -> MigrationSet {
 
 #[tokio::test]
 async fn migrations_run_over_verified_tls_and_never_fall_back_to_plain() {
-    let (ca, crt, key) = make_certs();
+    let ca = TestCa::new().expect("test CA");
+    let cert = ca.server_cert(&["127.0.0.1"]).expect("server certificate");
     let cluster = Cluster::builder()
         .label("migrate-tls")
-        .setting("ssl", "on")
-        .setting("ssl_cert_file", "'server.crt'")
-        .setting("ssl_key_file", "'server.key'")
-        .file("server.crt", crt.as_bytes())
-        .file("server.key", key.as_bytes())
+        .tls(&cert)
         .start()
         .expect("a private cluster with ssl=on (PostgreSQL server binaries needed)");
     let dir = std::env::temp_dir().join(format!("notify-db-migrate-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_path = dir.join("ca.crt");
-    std::fs::write(&ca_path, ca).expect("write CA");
+    std::fs::write(&ca_path, ca.pem()).expect("write CA");
     let ep = cluster.primary().endpoint();
 
     let uri = format!(

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use common::settings_from;
 use notify_db_pool::{ConnectFailure, Databases, PoolError};
-use notify_db_testdb::{Cluster, StopMode};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use notify_db_testdb::{Cluster, StopMode, TestCa};
 
 const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs PostgreSQL 15+ \
                             binaries; see crates/testdb)";
@@ -85,56 +84,25 @@ async fn session_setup_is_exactly_one_statement() {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1 / localhost (or `names`).
-struct Certs {
-    ca_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-}
-
-fn make_certs(names: &[&str]) -> Certs {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "notify-db test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-            .expect("server params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "notify-db test server");
-    let cert = params.signed_by(&key, &issuer).expect("server certificate");
-    Certs {
-        ca_pem: ca_cert.pem(),
-        server_pem: cert.pem(),
-        server_key_pem: key.serialize_pem(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_modes_against_a_server_with_ssl_on() {
-    let good = make_certs(&["127.0.0.1", "localhost"]);
-    let other = make_certs(&["db.example.invalid"]);
+    let good = TestCa::new().expect("test CA");
+    let other = TestCa::new().expect("a second CA");
     let cluster = Cluster::builder()
         .label("pool-tls")
         .replica(false)
-        .setting("ssl", "on")
-        .setting("ssl_cert_file", "'server.crt'")
-        .setting("ssl_key_file", "'server.key'")
-        .file("server.crt", good.server_pem.as_bytes())
-        .file("server.key", good.server_key_pem.as_bytes())
+        .tls(
+            &good
+                .server_cert(&["127.0.0.1", "localhost"])
+                .expect("server certificate"),
+        )
         .start()
         .expect(NEED_CLUSTER);
     let dir = tempdir();
     let ca = dir.join("ca.crt");
     let wrong_ca = dir.join("wrong-ca.crt");
-    std::fs::write(&ca, &good.ca_pem).expect("writing ca.crt");
-    std::fs::write(&wrong_ca, &other.ca_pem).expect("writing wrong-ca.crt");
+    std::fs::write(&ca, good.pem()).expect("writing ca.crt");
+    std::fs::write(&wrong_ca, other.pem()).expect("writing wrong-ca.crt");
     let base = cluster.primary().uri("postgres");
     let uri = |query: &str| format!("{base}?{query}");
 
@@ -206,15 +174,15 @@ async fn tls_modes_against_a_server_with_ssl_on() {
     let cluster2 = Cluster::builder()
         .label("pool-tls-name")
         .replica(false)
-        .setting("ssl", "on")
-        .setting("ssl_cert_file", "'server.crt'")
-        .setting("ssl_key_file", "'server.key'")
-        .file("server.crt", other.server_pem.as_bytes())
-        .file("server.key", other.server_key_pem.as_bytes())
+        .tls(
+            &other
+                .server_cert(&["db.example.invalid"])
+                .expect("server certificate"),
+        )
         .start()
         .expect(NEED_CLUSTER);
     let other_ca = dir.join("other-ca.crt");
-    std::fs::write(&other_ca, &other.ca_pem).expect("writing other-ca.crt");
+    std::fs::write(&other_ca, other.pem()).expect("writing other-ca.crt");
     let base2 = cluster2.primary().uri("postgres");
     assert!(
         ssl_in_use(format!(

@@ -77,6 +77,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves TLS with this certificate (`ssl = on`, `server.crt`/`server.key` in the data directory).
+    #[cfg(feature = "certs")]
+    pub fn tls(self, cert: &crate::ServerCert) -> Self {
+        self.setting("ssl", "on")
+            .setting("ssl_cert_file", "'server.crt'")
+            .setting("ssl_key_file", "'server.key'")
+            .file("server.crt", cert.cert_pem.as_bytes())
+            .file("server.key", cert.key_pem.as_bytes())
+    }
+
     /// Creates the cluster under `base` instead of [`base_dir`] (e.g. on a tmpfs, for
     /// benchmarks that create many files and must not measure the disk's mood).
     pub fn under(mut self, base: impl Into<PathBuf>) -> Self {

@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 mod bin;
+#[cfg(feature = "certs")]
+mod certs;
 mod cluster;
 pub mod schema;
 mod testdb;
@@ -18,6 +20,8 @@ mod user;
 use std::fmt;
 
 pub use bin::find_bin_dir;
+#[cfg(feature = "certs")]
+pub use certs::{ServerCert, TestCa};
 pub use cluster::{
     Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir,
 };
@@ -76,6 +80,15 @@ pub enum Error {
     Timeout {
         /// What we were waiting for.
         what: String,
+    },
+    /// A test certificate could not be made (feature `certs`).
+    #[cfg(feature = "certs")]
+    #[error("{what}: {source}")]
+    Certificate {
+        /// What we were making.
+        what: String,
+        /// The underlying error.
+        source: rcgen::Error,
     },
     /// `NOTIFY_DB_TEST_PRIMARY`/`NOTIFY_DB_TEST_REPLICA` hold something that is not a usable URI.
     #[error("environment variable {var} is not a postgresql:// URI with host, port and password")]
