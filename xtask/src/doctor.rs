@@ -471,7 +471,18 @@ async fn check_migrations(settings: &Settings, r: &mut Report, primary_ok: bool)
     };
     let head = set.head().unwrap_or("base").to_owned();
     let total = set.migrations().len();
-    let migrator = Migrator::new(set);
+    let tls = match settings.primary.tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            r.fail(
+                check,
+                format!("not checked: {e}"),
+                "fix sslmode / sslrootcert in SQLALCHEMY_DATABASE_URI",
+            );
+            return;
+        }
+    };
+    let migrator = Migrator::new(set).with_tls(tls);
     match migrator.status(&settings.primary.to_pg_config()).await {
         Ok(status) => {
             let current = status.current.clone().unwrap_or_else(|| "base (not migrated)".to_owned());

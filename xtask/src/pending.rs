@@ -66,7 +66,7 @@ fn pending(args: &PendingArgs) -> Result<bool> {
         }
     };
     let pg = uri.to_pg_config();
-    let migrator = Migrator::new(set);
+    let migrator = Migrator::new(set).with_tls(uri.tls()?);
     let target = uri
         .hosts()
         .iter()
