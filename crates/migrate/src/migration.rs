@@ -22,6 +22,7 @@ pub struct Migration {
     down: Option<Vec<String>>,
     transactional: bool,
     lock_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
     checksum: String,
 }
 
@@ -34,6 +35,7 @@ impl Migration {
             down: None,
             transactional: true,
             lock_timeout: None,
+            statement_timeout: None,
             checksum: String::new(),
         };
         m.checksum = m.compute_checksum();
@@ -65,6 +67,12 @@ impl Migration {
     /// A `lock_timeout` of its own instead of the runner's (a high-risk migration may ask for more).
     pub fn lock_timeout(mut self, timeout: Duration) -> Migration {
         self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// A `statement_timeout` of its own instead of the runner's (none by default); zero means none.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Migration {
+        self.statement_timeout = Some(timeout);
         self
     }
 
@@ -101,6 +109,11 @@ impl Migration {
     /// The migration's own `lock_timeout`, if it sets one.
     pub fn own_lock_timeout(&self) -> Option<Duration> {
         self.lock_timeout
+    }
+
+    /// The migration's own `statement_timeout`, if it sets one.
+    pub fn own_statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
     }
 
     /// SHA-256 (hex) of the upgrade SQL and the transaction mode: what the journal records.
@@ -140,8 +153,19 @@ pub struct MigrationSet {
 
 impl MigrationSet {
     /// Validates and orders `migrations`: ids `NNNN_slug` of at most 32 characters, unique
-    /// numbers, some upgrade SQL each. A gap in the numbering is only a warning.
-    pub fn new(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
+    /// numbers, some upgrade SQL each, no transaction control (`COMMIT`, `BEGIN`, ...) in a
+    /// transactional migration. A gap in the numbering is only a warning.
+    pub fn new(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
+        for m in &migrations {
+            crate::txcontrol::check_migration(m)?;
+        }
+        MigrationSet::new_for_lint(migrations)
+    }
+
+    /// [`MigrationSet::new`] without the transaction-control check, for a linter that reports
+    /// those statements as findings of its own (see [`crate::transaction_control`]). Such a set
+    /// must not be run.
+    pub fn new_for_lint(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         let mut by_number: BTreeMap<u32, &str> = BTreeMap::new();
         for m in &migrations {
             let number = m
@@ -186,8 +210,14 @@ impl MigrationSet {
 
     /// Loads a directory of SQL migrations: `NNNN_slug.up.sql` (required) and `NNNN_slug.down.sql`
     /// (optional). A first-line comment `-- notify-db: no-transaction` and/or
-    /// `-- notify-db: lock_timeout=5s`-style options (`ms`/`s`/`m`) set the options.
+    /// `-- notify-db: lock_timeout=5s, statement_timeout=2h`-style options (`ms`/`s`/`m`/`h`)
+    /// set the options.
     pub fn from_dir(dir: &Path) -> Result<MigrationSet, Error> {
+        Ok(MigrationSet::new(MigrationSet::read_dir(dir)?)?)
+    }
+
+    /// The migrations of a directory as [`MigrationSet::from_dir`] reads them, not validated.
+    pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
         let io = |e: std::io::Error| Error::Io {
             path: dir.display().to_string(),
             source: e,
@@ -226,6 +256,12 @@ impl MigrationSet {
                         option: opt.clone(),
                     })?;
                     m = m.lock_timeout(d);
+                } else if let Some(v) = opt.strip_prefix("statement_timeout=") {
+                    let d = parse_duration(v).ok_or_else(|| SetError::BadOption {
+                        id: stem.clone(),
+                        option: opt.clone(),
+                    })?;
+                    m = m.statement_timeout(d);
                 } else {
                     return Err(SetError::BadOption {
                         id: stem.clone(),
@@ -240,7 +276,7 @@ impl MigrationSet {
             }
             migrations.push(m);
         }
-        Ok(MigrationSet::new(migrations)?)
+        Ok(migrations)
     }
 
     /// The migrations in order.
@@ -362,7 +398,7 @@ fn header_options(sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// `250ms`, `5s`, `2m`.
+/// `250ms`, `5s`, `2m`, `3h`.
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
@@ -371,6 +407,7 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
         "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
         _ => None,
     }
 }
@@ -486,5 +523,6 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("3h"), Some(Duration::from_secs(3 * 3600)));
     }
 }

@@ -57,6 +57,35 @@ fn only_comments(s: &str) -> bool {
     true
 }
 
+/// The first `n` keywords of a statement, upper-cased, after any leading comments: a statement
+/// is recognised by these (e.g. `["ROLLBACK", "TO"]`). A word is a run of ASCII letters and `_`.
+pub(crate) fn leading_words(stmt: &str, n: usize) -> Vec<String> {
+    let b = stmt.as_bytes();
+    let mut words = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < b.len() && words.len() < n {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = skip_block_comment(b, i);
+        } else if b[i].is_ascii_alphabetic() || b[i] == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            words.push(stmt[start..i].to_ascii_uppercase());
+        } else {
+            // Anything else (a quote, a parenthesis, a number) ends the keywords.
+            break;
+        }
+    }
+    words
+}
+
 /// `E'...'` strings allow backslash escapes.
 fn is_escape_string(b: &[u8], quote: usize) -> bool {
     quote > 0
@@ -131,7 +160,18 @@ fn skip_dollar(b: &[u8], open: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::split_statements;
+    use super::{leading_words, split_statements};
+
+    #[test]
+    fn leading_words_skip_comments() {
+        assert_eq!(
+            leading_words("-- why\n/* a /* nested */ one */ rollback\twork TO s", 3),
+            vec!["ROLLBACK", "WORK", "TO"]
+        );
+        assert_eq!(leading_words("COMMIT", 2), vec!["COMMIT"]);
+        assert_eq!(leading_words("select(1)", 2), vec!["SELECT"]);
+        assert!(leading_words("-- only a comment", 2).is_empty());
+    }
 
     #[test]
     fn splits_at_top_level_semicolons_only() {
