@@ -412,7 +412,11 @@ fn file_errors_name_file_and_key() {
         (
             "[migrations]\nretries = 10\n",
             "default.toml",
-            &["`migrations.retries`", "renamed to `max_attempts`", "retries + 1"],
+            &[
+                "`migrations.retries`",
+                "renamed to `max_attempts`",
+                "retries + 1",
+            ],
         ),
         ("[pool\nsize = 5\n", "default.toml", &["line 1"]),
     ];

@@ -12,10 +12,10 @@ use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
 use crate::migration::{Migration, MigrationSet, Target};
-use crate::txcontrol::{self, Notices};
 use crate::render::{
     self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, Elapsed, JOURNAL_TABLE, lit,
 };
+use crate::txcontrol::{self, Notices};
 
 /// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
 pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");

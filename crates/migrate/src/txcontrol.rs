@@ -99,7 +99,10 @@ impl Notices {
 
     /// Forgets the notices received so far (they were logged when they arrived).
     pub(crate) fn clear(&self) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The first notice about the transaction state (SQLSTATE class 25, e.g. 25P01 "there is
