@@ -376,7 +376,7 @@ fn bad_environment_values_name_the_variable() {
 
 #[test]
 fn file_errors_name_file_and_key() {
-    let cases: [(&str, &str, &[&str]); 9] = [
+    let cases: [(&str, &str, &[&str]); 10] = [
         (
             "[pool]\nsise = 5\n",
             "default.toml",
