@@ -483,6 +483,9 @@ impl Migrator {
                 }
             }
             Direction::Down => {
+                if !self.set.downs_read() {
+                    return Err(Error::DownsNotRead);
+                }
                 if there > here {
                     return Err(Error::UnknownTarget {
                         target: target.to_string(),

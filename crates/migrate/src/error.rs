@@ -160,6 +160,12 @@ pub enum Error {
         /// Checksum of the code.
         actual: String,
     },
+    /// A downgrade planned with a set loaded without its down files.
+    #[error(
+        "cannot downgrade with a migration set loaded without its down files \
+         (MigrationSet::from_dir_without_downs); load it with MigrationSet::from_dir"
+    )]
+    DownsNotRead,
     /// A downgrade through a migration that has no `down`.
     #[error("migration {id} has no down: cannot downgrade through it")]
     NoDown {
