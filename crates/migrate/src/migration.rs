@@ -239,7 +239,6 @@ impl MigrationSet {
         self.downs_read
     }
 
-
     /// The migrations in order.
     pub fn migrations(&self) -> &[Migration] {
         &self.migrations

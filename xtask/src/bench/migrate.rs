@@ -308,7 +308,10 @@ fn write_set(dir: &Path, n: usize) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for i in 1..=n {
         for (suffix, sql) in [
-            ("up", format!("CREATE TABLE t_{i} (id bigint primary key)\n")),
+            (
+                "up",
+                format!("CREATE TABLE t_{i} (id bigint primary key)\n"),
+            ),
             ("down", format!("DROP TABLE t_{i}\n")),
         ] {
             let path = dir.join(format!("{}.{suffix}.sql", id(i)));
