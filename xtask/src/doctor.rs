@@ -7,7 +7,7 @@ use std::fmt::Display;
 
 use anyhow::Result;
 use notify_db_config::{DatabaseUri, HostPort, Settings};
-use notify_db_migrate::{Error as MigrateError, Migrator};
+use notify_db_migrate::{Error as MigrateError, MigrationSet, Migrator, Options};
 use notify_db_pool::{Bind, ConnectFailure, PoolError, connect_one};
 use tokio_postgres::Client;
 
@@ -448,6 +448,34 @@ async fn read_facts(c: &Client) -> Result<Facts, tokio_postgres::Error> {
     })
 }
 
+/// The timeouts a migration run applies: the runner's (from the settings) and each migration's own.
+fn migration_timeouts(settings: &Settings, set: &MigrationSet) -> String {
+    let options = Options::from_settings(&settings.migrations);
+    let own: Vec<String> = set
+        .migrations()
+        .iter()
+        .filter_map(|m| {
+            let mut v = Vec::new();
+            if let Some(t) = m.own_lock_timeout() {
+                v.push(format!("lock_timeout {}ms", t.as_millis()));
+            }
+            if let Some(t) = m.own_statement_timeout() {
+                v.push(format!("statement_timeout {}ms", t.as_millis()));
+            }
+            (!v.is_empty()).then(|| format!("{} {}", m.id(), v.join(", ")))
+        })
+        .collect();
+    format!(
+        "{}{}",
+        options.describe_timeouts(),
+        if own.is_empty() {
+            "; no migration sets its own".to_owned()
+        } else {
+            format!("; own: {}", own.join("; "))
+        }
+    )
+}
+
 async fn check_migrations(settings: &Settings, r: &mut Report, primary_ok: bool) {
     let check = "migrations";
     if !primary_ok {
@@ -471,6 +499,7 @@ async fn check_migrations(settings: &Settings, r: &mut Report, primary_ok: bool)
     };
     let head = set.head().unwrap_or("base").to_owned();
     let total = set.migrations().len();
+    r.ok("migration timeouts", migration_timeouts(settings, &set));
     let tls = match settings.primary.tls() {
         Ok(tls) => tls,
         Err(e) => {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use notify_db_migrate::{Direction, Migration, MigrationSet, Migrator, Target};
+use notify_db_migrate::{
+    Direction, Migration, MigrationSet, Migrator, Target, transaction_control,
+};
 use squawk_linter::{Linter, Rule};
 
 const EXCEPTIONS_HELP: &str = "\
@@ -20,6 +22,9 @@ rules (a down drops or renames back what its own up added). Our own rules:
   statement-refused-in-transaction  CREATE/DROP/REINDEX ... CONCURRENTLY, VACUUM, CREATE DATABASE,
                                     ALTER SYSTEM, COMMIT inside DO, ... in a migration that runs in
                                     a transaction (mark it with no_transaction()).
+  transaction-control-in-migration  BEGIN, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION, ...
+                                    in a migration that runs in the runner's transaction (which
+                                    refuses to load such a set); SAVEPOINT/ROLLBACK TO are fine.
   missing-down                      a migration without down.
   update-or-delete-without-where    an UPDATE or DELETE without WHERE in a schema migration.
 
@@ -97,13 +102,17 @@ struct Finding {
 pub fn run(args: LintArgs) -> Result<()> {
     let source = match &args.dir {
         Some(dir) => Source {
-            set: MigrationSet::from_dir(dir)
+            // Transaction control is a finding here, not a load error.
+            set: MigrationSet::read_dir(dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|ms| Ok(MigrationSet::new_for_lint(ms)?))
                 .with_context(|| format!("loading SQL migrations from {}", dir.display()))?,
             dir: dir.clone(),
             sql_files: true,
         },
         None => Source {
-            set: notify_db_migrations::set().context("loading the migration set (migrations/)")?,
+            set: MigrationSet::new_for_lint(notify_db_migrations::all())
+                .context("loading the migration set (migrations/)")?,
             dir: notify_db_migrations::dir().to_path_buf(),
             sql_files: false,
         },
@@ -639,6 +648,24 @@ fn is_schema_migration(m: &Migration) -> bool {
 fn own_findings(ctx: &Ctx<'_>, _set: &[Migration]) -> Vec<Finding> {
     let mut out = Vec::new();
     for (idx, stmt) in ctx.statements.iter().enumerate() {
+        if ctx.m.is_transactional()
+            && let Some(command) = transaction_control(stmt)
+        {
+            out.push(ctx.finding(
+                idx,
+                0,
+                "transaction-control-in-migration",
+                format!(
+                    "{command} in a migration the runner wraps in ONE transaction with its version \
+                     update: part of it would commit without alembic_version moving (the runner \
+                     refuses to load it)"
+                ),
+                "remove the statement (the runner commits the migration), or mark the migration \
+                 non-transactional (`.no_transaction()`, or `-- notify-db: no-transaction` as the \
+                 first line of a .sql file); SAVEPOINT, RELEASE and ROLLBACK TO are allowed"
+                    .into(),
+            ));
+        }
         if ctx.m.is_transactional()
             && let Some((offset, why)) = refused_in_transaction(stmt)
         {

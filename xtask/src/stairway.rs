@@ -144,7 +144,7 @@ impl Stairs {
     fn new(set: MigrationSet, pg: tokio_postgres::Config, tls: Tls) -> Stairs {
         let options = Options {
             // A throwaway database: nothing else holds locks; fail fast rather than retry.
-            retries: 1,
+            max_attempts: 2,
             retry_delay: Duration::from_millis(200),
             ..Options::default()
         };

@@ -110,6 +110,8 @@ async fn a_good_configuration_passes_every_check() {
         ),
         format!("✓ {rl} connections: max_connections "),
         "✓ pool settings: size 5 per bind, wait 30s".to_owned(),
+        // What a migration run applies: no statement_timeout unless asked, as the reference.
+        "✓ migration timeouts: lock_timeout 1000ms, statement_timeout none".to_owned(),
         format!("✓ migrations: at head {}", head()),
         "all checks passed".to_owned(),
     ] {

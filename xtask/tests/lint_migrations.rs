@@ -103,6 +103,12 @@ fn fixtures_give_exactly_the_expected_findings_with_file_and_line() {
         // a non-transactional migration must be rerunnable statement by statement
         ("0013_index_created.up.sql", 3, "prefer-robust-stmts"),
         ("0013_index_created.down.sql", 2, "prefer-robust-stmts"),
+        // transaction control inside the runner's transaction (a set the runner refuses)
+        (
+            "0014_commit_inside.up.sql",
+            3,
+            "transaction-control-in-migration",
+        ),
     ]);
     let got = findings(&out);
     assert_eq!(
@@ -126,7 +132,7 @@ fn text_output_is_file_line_rule_message_then_help() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 28, "14 findings, 2 lines each:\n{stdout}");
+    assert_eq!(lines.len(), 30, "15 findings, 2 lines each:\n{stdout}");
     for pair in lines.chunks(2) {
         let parts: Vec<&str> = pair[0].splitn(3, ": ").collect();
         assert_eq!(parts.len(), 3, "file:line: rule: message: {}", pair[0]);
@@ -147,7 +153,7 @@ fn text_output_is_file_line_rule_message_then_help() {
         "{stdout}"
     );
     assert!(
-        text(&out.stderr).contains("14 findings"),
+        text(&out.stderr).contains("15 findings"),
         "{}",
         text(&out.stderr)
     );

@@ -38,10 +38,16 @@ const KEYS: &[(&str, Kind)] = &[
     ("pool.ping_idle_after", Kind::Duration),
     ("migrations.lock_timeout", Kind::Duration),
     ("migrations.statement_timeout", Kind::Duration),
-    ("migrations.retries", Kind::Int),
+    ("migrations.max_attempts", Kind::Int),
     ("migrations.retry_delay", Kind::Duration),
     ("migrations.advisory_lock_wait", Kind::Duration),
 ];
+
+/// Keys that were renamed, with what to write instead.
+const RENAMED: &[(&str, &str)] = &[(
+    "migrations.retries",
+    "renamed to `max_attempts`, which counts attempts in all (retries + 1; default 10)",
+)];
 
 /// A checked value from a file.
 #[derive(Debug, Clone)]
@@ -94,6 +100,13 @@ impl Layer {
             }
             for (name, value) in table {
                 let dotted = format!("{section}.{name}");
+                if let Some((_, help)) = RENAMED.iter().find(|(k, _)| *k == dotted) {
+                    return Err(ConfigError::InvalidFileValue {
+                        file: path.to_owned(),
+                        key: dotted,
+                        problem: (*help).to_owned(),
+                    });
+                }
                 let Some(&(key, kind)) = KEYS.iter().find(|(k, _)| *k == dotted) else {
                     return Err(unknown(path, &dotted));
                 };

@@ -117,11 +117,13 @@ pub struct PoolSettings {
 pub struct MigrationSettings {
     /// `lock_timeout` while migrating (1000 ms).
     pub lock_timeout: Duration,
-    /// `statement_timeout` while migrating (default: `DATABASE_STATEMENT_TIMEOUT_MS`).
-    pub statement_timeout: Duration,
-    /// Retries after a lock timeout (10).
-    pub retries: u32,
-    /// Delay between retries (10 s).
+    /// `statement_timeout` while migrating; `None` (the default, as Alembic's runner, and for
+    /// `"0s"`) runs migrations without one.
+    pub statement_timeout: Option<Duration>,
+    /// Attempts in all at a migration that hits lock timeouts (10, as the reference's
+    /// `retry_on_lock_error(max_retries=10)`).
+    pub max_attempts: u32,
+    /// Delay between attempts (10 s).
     pub retry_delay: Duration,
     /// How long to wait for the advisory lock; `None` waits forever.
     pub advisory_lock_wait: Option<Duration>,
@@ -216,8 +218,9 @@ impl Settings {
         let migrations = MigrationSettings {
             lock_timeout: src.file_duration("migrations.lock_timeout", Duration::from_millis(1000)),
             statement_timeout: src
-                .file_duration("migrations.statement_timeout", statement_timeout_primary),
-            retries: src.count(None, "migrations.retries", 0)?.unwrap_or(10),
+                .duration(None, "migrations.statement_timeout")?
+                .filter(|d| !d.is_zero()),
+            max_attempts: src.count(None, "migrations.max_attempts", 1)?.unwrap_or(10),
             retry_delay: src.file_duration("migrations.retry_delay", Duration::from_secs(10)),
             advisory_lock_wait: src.duration(None, "migrations.advisory_lock_wait")?,
         };
@@ -271,10 +274,10 @@ impl fmt::Display for Settings {
         )?;
         write!(
             f,
-            "migrations: lock_timeout={} statement_timeout={} retries={} retry_delay={} advisory_lock_wait={}",
+            "migrations: lock_timeout={} statement_timeout={} max_attempts={} retry_delay={} advisory_lock_wait={}",
             human(m.lock_timeout),
-            human(m.statement_timeout),
-            m.retries,
+            m.statement_timeout.map_or("none".to_owned(), human),
+            m.max_attempts,
             human(m.retry_delay),
             m.advisory_lock_wait.map_or("forever".to_owned(), human),
         )

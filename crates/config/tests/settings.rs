@@ -71,8 +71,11 @@ fn assert_spec_defaults(s: &Settings) {
     assert_eq!(s.pool.host_backoff, Duration::from_secs(10));
     assert_eq!(s.pool.ping_idle_after, Duration::from_secs(30));
     assert_eq!(s.migrations.lock_timeout, Duration::from_millis(1000));
-    assert_eq!(s.migrations.statement_timeout, twenty_min);
-    assert_eq!(s.migrations.retries, 10);
+    assert_eq!(
+        s.migrations.statement_timeout, None,
+        "migrations run without a statement_timeout, as Alembic's runner"
+    );
+    assert_eq!(s.migrations.max_attempts, 10);
     assert_eq!(s.migrations.retry_delay, Duration::from_secs(10));
     assert_eq!(s.migrations.advisory_lock_wait, None);
 }
@@ -199,7 +202,8 @@ size = 7
 wait_timeout = "45s"
 application_name = "from-default"
 [migrations]
-retries = 3
+max_attempts = 3
+statement_timeout = "3h"
 "#,
         ),
         (
@@ -215,8 +219,7 @@ advisory_lock_wait = "90s"
         ),
     ]);
 
-    // Files only: development.toml over default.toml, migrations.statement_timeout follows
-    // the primary statement timeout.
+    // Files only: development.toml over default.toml.
     let s = load(Some(dir.path()), &[]).expect("files");
     assert_eq!(s.primary.hosts()[0].host, "filehost");
     assert_eq!(s.session.statement_timeout_primary, Duration::from_secs(60));
@@ -230,8 +233,11 @@ advisory_lock_wait = "90s"
     assert_eq!(s.pool.max_lifetime, Duration::from_secs(600));
     assert_eq!(s.pool.application_name, "from-development");
     assert_eq!(s.pool.ping_idle_after, Duration::ZERO);
-    assert_eq!(s.migrations.retries, 3);
-    assert_eq!(s.migrations.statement_timeout, Duration::from_secs(60));
+    assert_eq!(s.migrations.max_attempts, 3);
+    assert_eq!(
+        s.migrations.statement_timeout,
+        Some(Duration::from_secs(3 * 3600))
+    );
     assert_eq!(
         s.migrations.advisory_lock_wait,
         Some(Duration::from_secs(90))
@@ -266,7 +272,11 @@ advisory_lock_wait = "90s"
     assert_eq!(s.session.max_parallel_workers_replica, Some(4));
     assert!(s.session.default_disable_parallel_query);
     assert_eq!(s.pool.size, 12);
-    assert_eq!(s.migrations.statement_timeout, Duration::from_millis(5000));
+    assert_eq!(
+        s.migrations.statement_timeout,
+        Some(Duration::from_secs(3 * 3600)),
+        "DATABASE_STATEMENT_TIMEOUT_MS is the application's, not the migrations'"
+    );
     assert_eq!(
         s.session.statement_timeout_for(false),
         Duration::from_millis(5000)
@@ -366,7 +376,7 @@ fn bad_environment_values_name_the_variable() {
 
 #[test]
 fn file_errors_name_file_and_key() {
-    let cases: [(&str, &str, &[&str]); 9] = [
+    let cases: [(&str, &str, &[&str]); 10] = [
         (
             "[pool]\nsise = 5\n",
             "default.toml",
@@ -395,9 +405,18 @@ fn file_errors_name_file_and_key() {
         ),
         ("[pool]\nsize = 0\n", "default.toml", &["`pool.size`"]),
         (
-            "[migrations]\nretries = -1\n",
+            "[migrations]\nmax_attempts = 0\n",
             "default.toml",
-            &["`migrations.retries`"],
+            &["`migrations.max_attempts`"],
+        ),
+        (
+            "[migrations]\nretries = 10\n",
+            "default.toml",
+            &[
+                "`migrations.retries`",
+                "renamed to `max_attempts`",
+                "retries + 1",
+            ],
         ),
         ("[pool\nsize = 5\n", "default.toml", &["line 1"]),
     ];

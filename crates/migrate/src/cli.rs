@@ -36,10 +36,14 @@ pub struct MigrateCli {
     /// lock_timeout for migrations (e.g. 1s, 500ms; default from the settings).
     #[arg(long, global = true, value_parser = humantime::parse_duration)]
     pub lock_timeout: Option<Duration>,
-    /// Retries after a lock timeout (default from the settings: 10).
-    #[arg(long, global = true)]
-    pub retries: Option<u32>,
-    /// Delay between retries (default from the settings: 10s).
+    /// statement_timeout for migrations that set none of their own (e.g. 2h; 0: none, the
+    /// default from the settings).
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    /// Attempts in all at a migration that hits lock timeouts (default from the settings: 10).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// Delay between attempts (default from the settings: 10s).
     #[arg(long, global = true, value_parser = humantime::parse_duration)]
     pub retry_delay: Option<Duration>,
     /// Give up waiting for another runner's advisory lock after this long (default: wait).
@@ -205,8 +209,11 @@ pub async fn run(
     if let Some(v) = cli.lock_timeout {
         options.lock_timeout = v;
     }
-    if let Some(v) = cli.retries {
-        options.retries = v;
+    if let Some(v) = cli.statement_timeout {
+        options.statement_timeout = Some(v).filter(|d| !d.is_zero());
+    }
+    if let Some(v) = cli.max_attempts {
+        options.max_attempts = v;
     }
     if let Some(v) = cli.retry_delay {
         options.retry_delay = v;

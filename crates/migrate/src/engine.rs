@@ -15,6 +15,7 @@ use crate::migration::{Migration, MigrationSet, Target};
 use crate::render::{
     self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, Elapsed, JOURNAL_TABLE, lit,
 };
+use crate::txcontrol::{self, Notices};
 
 /// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
 pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
@@ -30,11 +31,13 @@ const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Options {
     /// `lock_timeout` for every migration that does not set its own (1 s).
     pub lock_timeout: Duration,
-    /// `statement_timeout` while migrating.
-    pub statement_timeout: Duration,
-    /// Retries after a lock timeout (55P03), resuming at the failed migration (10).
-    pub retries: u32,
-    /// Delay between those retries (10 s).
+    /// `statement_timeout` for every migration that does not set its own; `None` (the default,
+    /// as Alembic's runner) runs migrations without one.
+    pub statement_timeout: Option<Duration>,
+    /// Attempts in all at a migration that hits lock timeouts (55P03), resuming at the failed
+    /// migration each time (10, as the reference's `retry_on_lock_error(max_retries=10)`).
+    pub max_attempts: u32,
+    /// Delay between those attempts (10 s).
     pub retry_delay: Duration,
     /// Give up waiting for the advisory lock after this long; `None` waits forever.
     pub advisory_lock_wait: Option<Duration>,
@@ -46,8 +49,8 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             lock_timeout: Duration::from_millis(1000),
-            statement_timeout: Duration::from_millis(1_200_000),
-            retries: 10,
+            statement_timeout: None,
+            max_attempts: 10,
             retry_delay: Duration::from_secs(10),
             advisory_lock_wait: None,
             allow_changed_checksums: false,
@@ -61,11 +64,23 @@ impl Options {
         Options {
             lock_timeout: s.lock_timeout,
             statement_timeout: s.statement_timeout,
-            retries: s.retries,
+            max_attempts: s.max_attempts,
             retry_delay: s.retry_delay,
             advisory_lock_wait: s.advisory_lock_wait,
             allow_changed_checksums: false,
         }
+    }
+
+    /// What applies to a migration that sets no timeout of its own, e.g.
+    /// `lock_timeout 1000ms, statement_timeout none`.
+    pub fn describe_timeouts(&self) -> String {
+        format!(
+            "lock_timeout {}ms, statement_timeout {}",
+            self.lock_timeout.as_millis(),
+            self.statement_timeout
+                .filter(|d| !d.is_zero())
+                .map_or("none".to_owned(), |d| format!("{}ms", d.as_millis()))
+        )
     }
 }
 
@@ -166,6 +181,8 @@ struct Session {
     pid: i32,
     pg: tokio_postgres::Config,
     tls: Tls,
+    /// The server's WARNINGs and NOTICEs on `client`.
+    notices: Notices,
     side: Option<Client>,
     /// Whether `alembic_version` / the journal existed when the runner connected.
     tables: (bool, bool),
@@ -293,6 +310,11 @@ impl Migrator {
                 .unwrap_or("base")
         );
         let _ = writeln!(out, "{CREATE_VERSION_TABLE};\n{CREATE_JOURNAL_TABLE};");
+        let _ = writeln!(
+            out,
+            "-- timeouts: {} (a migration's own, where it sets one, applies to it alone)",
+            self.options.describe_timeouts()
+        );
         out.push_str(&render::session_setup(
             self.options.lock_timeout,
             self.options.statement_timeout,
@@ -349,9 +371,8 @@ impl Migrator {
         host: &str,
     ) -> Vec<String> {
         let mut v = Vec::new();
-        if let Some(t) = m.own_lock_timeout() {
-            v.push(render::set_ms(false, "lock_timeout", t));
-        }
+        let (own, restore) = self.own_settings(m);
+        v.extend(own);
         let statements = render::statements(m, dir);
         for (i, s) in statements.iter().enumerate() {
             v.push(s.clone());
@@ -366,15 +387,15 @@ impl Migrator {
                 ));
             }
         }
-        if m.own_lock_timeout().is_some() {
-            v.push(render::set_ms(
-                false,
-                "lock_timeout",
-                self.options.lock_timeout,
-            ));
-        }
+        v.extend(restore);
         v.push(self.version_batch(m, dir, from, to, host, Duration::ZERO));
         v
+    }
+
+    /// The session settings a non-transactional migration's own timeouts need before its
+    /// statements, and the ones that restore the runner's after them.
+    fn own_settings(&self, m: &Migration) -> (Option<String>, Option<String>) {
+        render::own_session_settings(m, self.options.lock_timeout, self.options.statement_timeout)
     }
 
     fn version_batch(
@@ -462,6 +483,9 @@ impl Migrator {
                 }
             }
             Direction::Down => {
+                if !self.set.downs_read() {
+                    return Err(Error::DownsNotRead);
+                }
                 if there > here {
                     return Err(Error::UnknownTarget {
                         target: target.to_string(),
@@ -533,11 +557,13 @@ impl Migrator {
                 };
                 match r {
                     Ok(()) => break,
-                    Err(StepError::LockTimeout { blockers }) if attempt <= self.options.retries => {
+                    Err(StepError::LockTimeout { blockers })
+                        if attempt < self.options.max_attempts =>
+                    {
                         tracing::warn!(
                             migration = m.id(),
                             attempt,
-                            retries = self.options.retries,
+                            max_attempts = self.options.max_attempts,
                             blockers = %blockers,
                             "lock timeout (55P03); retrying in {:?}",
                             self.options.retry_delay
@@ -586,7 +612,7 @@ impl Migrator {
 
     /// Connects and takes the advisory lock, polling with back-off.
     async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
-        let (client, target) = connect(pg, &self.tls).await?;
+        let (client, notices, target) = connect_watched(pg, &self.tls).await?;
         let q = format!(
             "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
              pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked, \
@@ -651,6 +677,7 @@ impl Migrator {
             pid,
             pg: pg.clone(),
             tls: self.tls.clone(),
+            notices,
             side: None,
             tables,
             prepared: false,
@@ -722,14 +749,26 @@ impl Migrator {
             s.prepared,
         );
         let watch = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
+        s.notices.clear();
         let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // The batch's explicit transaction stays open in the aborted state.
-                let _ = s.client.batch_execute("ROLLBACK").await;
-                Err(step_error(m, dir, e, Some(&batch), blockers))
-            }
+        if let Err(e) = r {
+            // The batch's explicit transaction stays open in the aborted state.
+            let _ = s.client.batch_execute("ROLLBACK").await;
+            let failure = step_error(m, dir, e, Some(&batch), blockers);
+            // "no transaction in progress" from that ROLLBACK: the migration ended ours.
+            return match s.notices.take_transaction_state() {
+                Some(n) => {
+                    if let StepError::Fatal(e) = &failure {
+                        tracing::error!(migration = m.id(), "{e}");
+                    }
+                    Err(txcontrol::state_error(m.id(), "", &n).into())
+                }
+                None => Err(failure),
+            };
+        }
+        match s.notices.take_transaction_state() {
+            Some(n) => Err(txcontrol::state_error(m.id(), "", &n).into()),
+            None => Ok(()),
         }
     }
 
@@ -760,20 +799,21 @@ impl Migrator {
             self.drop_own_invalid_indexes(&s.client, m, done).await?;
         }
         let lock_timeout = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
-        if m.own_lock_timeout().is_some() {
-            exec(
-                &s.client,
-                &render::set_ms(false, "lock_timeout", lock_timeout),
-                "setting lock_timeout",
-            )
-            .await?;
+        let (own, restore) = self.own_settings(m);
+        if let Some(own) = own {
+            exec(&s.client, &own, "setting the migration's own timeouts").await?;
         }
         let mut result = Ok(());
+        s.notices.clear();
         for (i, stmt) in statements.iter().enumerate().skip(done) {
             let t = Instant::now();
             let (r, blockers) = exec_watched(s, stmt, lock_timeout).await;
             if let Err(e) = r {
                 result = Err(step_error(m, dir, e, None, blockers).with_statement(stmt));
+                break;
+            }
+            if let Some(n) = s.notices.take_transaction_state() {
+                result = Err(txcontrol::state_error(m.id(), stmt, &n).into());
                 break;
             }
             if dir == Direction::Up {
@@ -788,9 +828,8 @@ impl Migrator {
                 exec(&s.client, &j, "journaling a completed statement").await?;
             }
         }
-        if m.own_lock_timeout().is_some() {
-            let reset = render::set_ms(false, "lock_timeout", self.options.lock_timeout);
-            exec(&s.client, &reset, "resetting lock_timeout").await?;
+        if let Some(restore) = restore {
+            exec(&s.client, &restore, "restoring the runner's timeouts").await?;
         }
         result?;
         let v = self.version_batch(
@@ -1168,12 +1207,22 @@ pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
 
 /// Connects (with `tls`), names the session `notify-db-migrate` unless the config names it.
 async fn connect(pg: &tokio_postgres::Config, tls: &Tls) -> Result<(Client, String), Error> {
+    let (client, _, target) = connect_watched(pg, tls).await?;
+    Ok((client, target))
+}
+
+/// [`connect`], also returning the server notices the connection receives.
+async fn connect_watched(
+    pg: &tokio_postgres::Config,
+    tls: &Tls,
+) -> Result<(Client, Notices, String), Error> {
     let mut pg = pg.clone();
     if pg.get_application_name().is_none() {
         pg.application_name("notify-db-migrate");
     }
     let target = describe(&pg);
-    let client = match tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(&pg)).await {
+    let connecting = txcontrol::connect(&pg, tls);
+    let (client, notices) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(r) => r.map_err(|source| Error::Connect {
             target: target.clone(),
             source,
@@ -1185,7 +1234,7 @@ async fn connect(pg: &tokio_postgres::Config, tls: &Tls) -> Result<(Client, Stri
             });
         }
     };
-    Ok((client, target))
+    Ok((client, notices, target))
 }
 
 /// This machine's host name, for the journal.

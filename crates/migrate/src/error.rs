@@ -33,6 +33,29 @@ pub enum SetError {
         /// The id.
         id: String,
     },
+    /// A transactional migration with a statement that controls the transaction itself.
+    #[error(
+        "migration {id}: {direction} statement {index} `{statement}` is transaction control \
+         ({command}), but the runner wraps this migration in ONE transaction with its version \
+         update, which it would break (part of the migration committed, alembic_version not \
+         moved). Remove the statement \
+         (the runner commits the migration), or mark the migration no-transaction \
+         (`-- notify-db: no-transaction` as the first line of a .sql file, `.no_transaction()` in \
+         a .rs one) if it must manage its own transactions. SAVEPOINT, RELEASE and ROLLBACK TO \
+         are allowed"
+    )]
+    TransactionControl {
+        /// The migration id.
+        id: String,
+        /// `upgrade` or `downgrade`.
+        direction: &'static str,
+        /// 1-based position of the statement in that direction.
+        index: usize,
+        /// The statement (on one line, shortened).
+        statement: String,
+        /// The command it is (`COMMIT`, `BEGIN`, ...).
+        command: &'static str,
+    },
     /// An unknown `-- notify-db:` option in a SQL migration file.
     #[error("migration {id}: unknown or malformed option {option:?}")]
     BadOption {
@@ -137,6 +160,12 @@ pub enum Error {
         /// Checksum of the code.
         actual: String,
     },
+    /// A downgrade planned with a set loaded without its down files.
+    #[error(
+        "cannot downgrade with a migration set loaded without its down files \
+         (MigrationSet::from_dir_without_downs); load it with MigrationSet::from_dir"
+    )]
+    DownsNotRead,
     /// A downgrade through a migration that has no `down`.
     #[error("migration {id} has no down: cannot downgrade through it")]
     NoDown {
@@ -159,6 +188,27 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// The server warned about the transaction state while a migration ran (SQLSTATE class 25,
+    /// e.g. "there is no transaction in progress"): the migration controls transactions itself.
+    #[error(
+        "migration {id}: the server said {severity}: {message} [SQLSTATE {code}]{}; the migration \
+         ends or starts transactions itself (COMMIT, BEGIN, ROLLBACK, or SET LOCAL outside a \
+         transaction block). Remove that statement, or move it to a migration of its own; check \
+         the schema against alembic_version before running again",
+        if statement.is_empty() { String::new() } else { format!(" running `{statement}`") }
+    )]
+    TransactionState {
+        /// The migration id.
+        id: String,
+        /// The statement that caused it, when the runner can tell (empty otherwise).
+        statement: String,
+        /// WARNING or NOTICE.
+        severity: String,
+        /// The server's message.
+        message: String,
+        /// SQLSTATE.
+        code: String,
     },
     /// An INVALID index left by a failed `CREATE INDEX CONCURRENTLY` this migration did not create.
     #[error(

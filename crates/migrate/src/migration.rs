@@ -22,6 +22,7 @@ pub struct Migration {
     down: Option<Vec<String>>,
     transactional: bool,
     lock_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
     checksum: String,
 }
 
@@ -34,6 +35,7 @@ impl Migration {
             down: None,
             transactional: true,
             lock_timeout: None,
+            statement_timeout: None,
             checksum: String::new(),
         };
         m.checksum = m.compute_checksum();
@@ -65,6 +67,12 @@ impl Migration {
     /// A `lock_timeout` of its own instead of the runner's (a high-risk migration may ask for more).
     pub fn lock_timeout(mut self, timeout: Duration) -> Migration {
         self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// A `statement_timeout` of its own instead of the runner's (none by default); zero means none.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Migration {
+        self.statement_timeout = Some(timeout);
         self
     }
 
@@ -103,6 +111,11 @@ impl Migration {
         self.lock_timeout
     }
 
+    /// The migration's own `statement_timeout`, if it sets one.
+    pub fn own_statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// SHA-256 (hex) of the upgrade SQL and the transaction mode: what the journal records.
     pub fn checksum(&self) -> &str {
         &self.checksum
@@ -136,12 +149,25 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub struct MigrationSet {
     migrations: Vec<Migration>,
     warnings: Vec<String>,
+    /// False for [`MigrationSet::from_dir_without_downs`]: the downs were not read.
+    downs_read: bool,
 }
 
 impl MigrationSet {
     /// Validates and orders `migrations`: ids `NNNN_slug` of at most 32 characters, unique
-    /// numbers, some upgrade SQL each. A gap in the numbering is only a warning.
-    pub fn new(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
+    /// numbers, some upgrade SQL each, no transaction control (`COMMIT`, `BEGIN`, ...) in a
+    /// transactional migration. A gap in the numbering is only a warning.
+    pub fn new(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
+        for m in &migrations {
+            crate::txcontrol::check_migration(m)?;
+        }
+        MigrationSet::new_for_lint(migrations)
+    }
+
+    /// [`MigrationSet::new`] without the transaction-control check, for a linter that reports
+    /// those statements as findings of its own (see [`crate::transaction_control`]). Such a set
+    /// must not be run.
+    pub fn new_for_lint(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         let mut by_number: BTreeMap<u32, &str> = BTreeMap::new();
         for m in &migrations {
             let number = m
@@ -181,66 +207,36 @@ impl MigrationSet {
         Ok(MigrationSet {
             migrations,
             warnings,
+            downs_read: true,
         })
     }
 
     /// Loads a directory of SQL migrations: `NNNN_slug.up.sql` (required) and `NNNN_slug.down.sql`
     /// (optional). A first-line comment `-- notify-db: no-transaction` and/or
-    /// `-- notify-db: lock_timeout=5s`-style options (`ms`/`s`/`m`) set the options.
+    /// `-- notify-db: lock_timeout=5s, statement_timeout=2h`-style options (`ms`/`s`/`m`/`h`)
+    /// set the options.
     pub fn from_dir(dir: &Path) -> Result<MigrationSet, Error> {
-        let io = |e: std::io::Error| Error::Io {
-            path: dir.display().to_string(),
-            source: e,
-        };
-        let mut stems = Vec::new();
-        let mut downs = std::collections::HashSet::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let name = entry
-                .map_err(io)?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            if let Some(stem) = name.strip_suffix(".up.sql") {
-                stems.push(stem.to_owned());
-            } else if let Some(stem) = name.strip_suffix(".down.sql") {
-                downs.insert(stem.to_owned());
-            }
-        }
-        let mut migrations = Vec::with_capacity(stems.len());
-        for stem in stems {
-            let read = |suffix: &str| {
-                let path = dir.join(format!("{stem}{suffix}"));
-                std::fs::read_to_string(&path).map_err(|e| Error::Io {
-                    path: path.display().to_string(),
-                    source: e,
-                })
-            };
-            let up = read(".up.sql")?;
-            let mut m = Migration::new(stem.clone());
-            for opt in header_options(&up) {
-                if opt == "no-transaction" {
-                    m = m.no_transaction();
-                } else if let Some(v) = opt.strip_prefix("lock_timeout=") {
-                    let d = parse_duration(v).ok_or_else(|| SetError::BadOption {
-                        id: stem.clone(),
-                        option: opt.clone(),
-                    })?;
-                    m = m.lock_timeout(d);
-                } else {
-                    return Err(SetError::BadOption {
-                        id: stem.clone(),
-                        option: opt,
-                    }
-                    .into());
-                }
-            }
-            m = m.up(&up);
-            if downs.contains(&stem) {
-                m = m.down(read(".down.sql")?);
-            }
-            migrations.push(m);
-        }
-        Ok(MigrationSet::new(migrations)?)
+        Ok(MigrationSet::new(read_sql_dir(dir, true)?)?)
+    }
+
+    /// [`MigrationSet::from_dir`] without reading the down files, for commands that never run a
+    /// down (upgrade, current, history, check): half the file reads of a no-op upgrade. Such a
+    /// set refuses to plan a downgrade ([`Error::DownsNotRead`]); its downs are checked when a
+    /// set read with [`MigrationSet::from_dir`] runs them.
+    pub fn from_dir_without_downs(dir: &Path) -> Result<MigrationSet, Error> {
+        let mut set = MigrationSet::new(read_sql_dir(dir, false)?)?;
+        set.downs_read = false;
+        Ok(set)
+    }
+
+    /// The migrations of a directory as [`MigrationSet::from_dir`] reads them, not validated.
+    pub fn read_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
+        read_sql_dir(dir, true)
+    }
+
+    /// False when the set was loaded without its down files.
+    pub fn downs_read(&self) -> bool {
+        self.downs_read
     }
 
     /// The migrations in order.
@@ -341,6 +337,85 @@ impl MigrationSet {
     }
 }
 
+/// Reads `NNNN_slug.up.sql` files (and, with `downs`, their `.down.sql` files) of `dir`.
+fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration>, Error> {
+    let io = |e: std::io::Error| Error::Io {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut stems = Vec::new();
+    let mut downs = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry
+            .map_err(io)?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(stem) = name.strip_suffix(".up.sql") {
+            stems.push(stem.to_owned());
+        } else if let Some(stem) = name.strip_suffix(".down.sql")
+            && read_downs
+        {
+            downs.insert(stem.to_owned());
+        }
+    }
+    let mut migrations = Vec::with_capacity(stems.len());
+    // One buffer for every file: the statements are copied out of it.
+    let mut text = String::new();
+    for stem in stems {
+        let read = |suffix: &str, text: &mut String| {
+            let path = dir.join(format!("{stem}{suffix}"));
+            read_into(&path, text).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        };
+        read(".up.sql", &mut text)?;
+        let mut m = Migration::new(stem.clone());
+        for opt in header_options(&text) {
+            if opt == "no-transaction" {
+                m = m.no_transaction();
+            } else if let Some(v) = opt.strip_prefix("lock_timeout=") {
+                let d = parse_duration(v).ok_or_else(|| SetError::BadOption {
+                    id: stem.clone(),
+                    option: opt.clone(),
+                })?;
+                m = m.lock_timeout(d);
+            } else if let Some(v) = opt.strip_prefix("statement_timeout=") {
+                let d = parse_duration(v).ok_or_else(|| SetError::BadOption {
+                    id: stem.clone(),
+                    option: opt.clone(),
+                })?;
+                m = m.statement_timeout(d);
+            } else {
+                return Err(SetError::BadOption {
+                    id: stem.clone(),
+                    option: opt,
+                }
+                .into());
+            }
+        }
+        m = m.up(&text);
+        if downs.contains(&stem) {
+            read(".down.sql", &mut text)?;
+            m = m.down(&text);
+        }
+        migrations.push(m);
+    }
+    Ok(migrations)
+}
+
+/// Reads a UTF-8 file into `buf` (replacing its contents), reusing its capacity.
+fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
+    use std::io::Read as _;
+    buf.clear();
+    // Through `Take`, so the read does not ask for the file's size first (one syscall less).
+    std::fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_string(buf)
+        .map(drop)
+}
+
 fn valid_id(id: &str) -> bool {
     let b = id.as_bytes();
     b.len() > 5
@@ -362,7 +437,7 @@ fn header_options(sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// `250ms`, `5s`, `2m`.
+/// `250ms`, `5s`, `2m`, `3h`.
 pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
@@ -371,6 +446,7 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
         "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
         _ => None,
     }
 }
@@ -486,5 +562,6 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("3h"), Some(Duration::from_secs(3 * 3600)));
     }
 }

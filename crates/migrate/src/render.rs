@@ -60,13 +60,43 @@ pub(crate) fn set_ms(local: bool, name: &str, d: Duration) -> String {
     )
 }
 
-/// Session settings for a migration connection.
-pub(crate) fn session_setup(lock_timeout: Duration, statement_timeout: Duration) -> String {
+/// Session settings for a migration connection. No `statement_timeout` (`None`) is sent as 0,
+/// so neither the server's nor the URI's default cancels a long migration.
+pub(crate) fn session_setup(lock_timeout: Duration, statement_timeout: Option<Duration>) -> String {
     format!(
         "{};\n{};\n",
         set_ms(false, "lock_timeout", lock_timeout),
-        set_ms(false, "statement_timeout", statement_timeout)
+        set_ms(
+            false,
+            "statement_timeout",
+            statement_timeout.unwrap_or(Duration::ZERO)
+        )
     )
+}
+
+/// For a non-transactional migration with timeouts of its own: the `SET`s before its statements
+/// and the ones restoring the runner's `lock_timeout` / `statement_timeout` after them.
+pub(crate) fn own_session_settings(
+    m: &Migration,
+    lock_timeout: Duration,
+    statement_timeout: Option<Duration>,
+) -> (Option<String>, Option<String>) {
+    let mut own = Vec::new();
+    let mut restore = Vec::new();
+    if let Some(t) = m.own_lock_timeout() {
+        own.push(set_ms(false, "lock_timeout", t));
+        restore.push(set_ms(false, "lock_timeout", lock_timeout));
+    }
+    if let Some(t) = m.own_statement_timeout() {
+        own.push(set_ms(false, "statement_timeout", t));
+        restore.push(set_ms(
+            false,
+            "statement_timeout",
+            statement_timeout.unwrap_or(Duration::ZERO),
+        ));
+    }
+    let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join(";\n"));
+    (join(own), join(restore))
 }
 
 /// Moves `alembic_version` from `from` to `to` (`None` is base).
@@ -194,6 +224,11 @@ pub(crate) fn transactional_batch(
     let mut leading = 1;
     if let Some(t) = m.own_lock_timeout() {
         sql.push_str(&set_ms(true, "lock_timeout", t));
+        sql.push_str(";\n");
+        leading += 1;
+    }
+    if let Some(t) = m.own_statement_timeout() {
+        sql.push_str(&set_ms(true, "statement_timeout", t));
         sql.push_str(";\n");
         leading += 1;
     }

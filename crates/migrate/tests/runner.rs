@@ -227,8 +227,8 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
         .args([
             "--lock-timeout",
             "300ms",
-            "--retries",
-            "5",
+            "--max-attempts",
+            "6",
             "--retry-delay",
             "1s",
             "upgrade",
@@ -288,7 +288,7 @@ async fn a_migration_with_its_own_lock_timeout_waits_longer_without_retrying() {
         .await
         .expect("lock");
     let child = bin(dir.path(), &db)
-        .args(["--lock-timeout", "200ms", "--retries", "0", "upgrade"])
+        .args(["--lock-timeout", "200ms", "--max-attempts", "1", "upgrade"])
         .spawn()
         .expect("spawn");
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -320,8 +320,8 @@ async fn lock_never_released_gives_up_after_the_configured_attempts() {
         &[
             "--lock-timeout",
             "200ms",
-            "--retries",
-            "2",
+            "--max-attempts",
+            "3",
             "--retry-delay",
             "1s",
             "upgrade",

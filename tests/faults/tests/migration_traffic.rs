@@ -36,7 +36,7 @@ async fn run(lock_timeout: Duration) -> (Duration, Duration) {
     let pg = db.primary().pg_config(db.name());
     let migrator = Migrator::new(set()).with_options(Options {
         lock_timeout,
-        retries: 100,
+        max_attempts: 100,
         retry_delay: Duration::from_millis(200),
         ..Options::default()
     });

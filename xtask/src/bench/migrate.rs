@@ -1,9 +1,11 @@
 //! `cargo xtask bench migrate`: 1000 trivial migrations applied by the built binaries (release):
 //! `notify-db-migrations`, the set compiled in as a deployment would ship it (built with
 //! `NOTIFY_DB_MIGRATIONS_DIR` pointing at 1000 generated `.rs` files), and `notify-db-migrate`
-//! reading 1000 `.sql` files; against the floor: the same migrations as plain SQL, each sent as ONE
-//! simple-query string (`BEGIN\; CREATE TABLE ...\; UPDATE alembic_version ...\; COMMIT;`) by
-//! the server's own `psql -f` over one connection. Then a no-op run (already at head).
+//! reading a directory of 1000 `.up.sql` and 1000 `.down.sql` files; against the floor: the same
+//! migrations as plain SQL, each sent as ONE simple-query string (`BEGIN\; CREATE TABLE ...\;
+//! UPDATE alembic_version ...\; COMMIT;`) by the server's own `psql -f` over one connection. Then
+//! no-op runs (already at head) of both, each timed right after a `psql -c 'SELECT 1'` (process
+//! start + connect + one query): the no-op's floor.
 //!
 //! The cluster lives on tmpfs (`/dev/shm`) unless `NOTIFY_DB_TESTDB_DIR` says where: see
 //! [`tmpfs_base`]. Each run gets a fresh database (creating files right after dropping many
@@ -92,6 +94,8 @@ pub fn run() -> Result<Vec<Figure>> {
     let (mut ours, mut ours_sql, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     let mut floor_journal = Vec::new();
     let (mut noop, mut noop_sql, mut connect) = (Vec::new(), Vec::new(), Vec::new());
+    // The psql -c timed right before each .sql no-op, for paired ratios.
+    let mut connect_sql = Vec::new();
     let result = (|| -> Result<()> {
         // Warm-up until two floor runs in a row agree within 10 % (at most 8): file creation
         // stays 2-3x slower for a while after many files were deleted (a previous run's
@@ -129,6 +133,7 @@ pub fn run() -> Result<Vec<Figure>> {
             ours_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
             check_head(&rt, &ep, &db, n)?;
             for _ in 0..5 {
+                connect_sql.push(time_psql(&psql, &ep, &db, PsqlInput::Command("SELECT 1"))?);
                 noop_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
             }
         }
@@ -172,7 +177,17 @@ pub fn run() -> Result<Vec<Figure>> {
     let (ours_ms, sql_ms, floor_ms) = (per(best(&ours)), per(best(&ours_sql)), per(best(&floor)));
     let journal_ms = per(best(&floor_journal));
     let noop_ms = median(&mut noop).as_secs_f64() * 1000.0;
+    let noop_sql_ratio = {
+        let mut r: Vec<f64> = noop_sql
+            .iter()
+            .zip(&connect_sql)
+            .map(|(a, p)| a.as_secs_f64() / p.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r.get(r.len() / 2).copied()
+    };
     let noop_sql_ms = median(&mut noop_sql).as_secs_f64() * 1000.0;
+    connect.extend_from_slice(&connect_sql);
     let connect_ms = median(&mut connect).as_secs_f64() * 1000.0;
     let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: String| Figure {
         bench: "migrate".into(),
@@ -241,9 +256,10 @@ pub fn run() -> Result<Vec<Figure>> {
             format!("no-op at head ({n} applied), .sql dir"),
             noop_sql_ms,
             "ms",
-            None,
+            noop_sql_ratio,
             format!(
-                "median of {}; the same plus reading {n} files",
+                "median of {}; the same plus reading {n} .up.sql files (not the downs); ratio: \
+                 median of paired (no-op / the psql -c timed just before it); target <= 1.0",
                 noop_sql.len()
             ),
         ),
@@ -285,17 +301,22 @@ fn id(i: usize) -> String {
     format!("{i:04}_t_{i}")
 }
 
-/// `NNNN_t_N.up.sql` files, each `CREATE TABLE t_N (id bigint primary key)`.
+/// `NNNN_t_N.up.sql` files, each `CREATE TABLE t_N (id bigint primary key)`, and their
+/// `.down.sql` (`DROP TABLE t_N`), as a project keeps them.
 fn write_set(dir: &Path, n: usize) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for i in 1..=n {
-        let path = dir.join(format!("{}.up.sql", id(i)));
-        std::fs::write(
-            &path,
-            format!("CREATE TABLE t_{i} (id bigint primary key)\n"),
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        for (suffix, sql) in [
+            (
+                "up",
+                format!("CREATE TABLE t_{i} (id bigint primary key)\n"),
+            ),
+            ("down", format!("DROP TABLE t_{i}\n")),
+        ] {
+            let path = dir.join(format!("{}.{suffix}.sql", id(i)));
+            std::fs::write(&path, sql).with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use notify_db_migrate::MigrationSet;
-use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
+use notify_db_migrate::cli::{self, Command, FileKind, MigrateCli, Project};
 
 /// Arguments: the migrations directory, then the migration command line.
 #[derive(Parser)]
@@ -28,9 +28,15 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.source;
+    // Only a downgrade runs down files: other commands skip reading them.
+    let downgrade = matches!(args.cli.command, Some(Command::Downgrade { .. }));
     cli::main(args.cli, move || {
         Ok(Project {
-            set: MigrationSet::from_dir(&source)?,
+            set: if downgrade {
+                MigrationSet::from_dir(&source)?
+            } else {
+                MigrationSet::from_dir_without_downs(&source)?
+            },
             dir: source,
             kind: FileKind::Sql,
         })
