@@ -133,7 +133,11 @@ impl CopyStrategy {
 }
 
 /// The strategy test databases are copied from the template with. `cargo xtask bench template`
-/// measures both: FILE_COPY_WHY
+/// measures both: FILE_COPY writes one WAL record where WAL_LOG writes every block of the
+/// template, so the replica each new test database waits for has almost nothing to replay; it
+/// is the faster of the two one at a time and markedly so when tests create databases at once
+/// (figures in docs/benchmarks.md). Its two checkpoints are cheap on the harness's servers,
+/// which run with `fsync = off`.
 pub const TEMPLATE_STRATEGY: CopyStrategy = CopyStrategy::FileCopy;
 
 /// `CREATE DATABASE <name>`, copied from `template` with a strategy when one is given.

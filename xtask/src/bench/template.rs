@@ -252,7 +252,13 @@ async fn by_strategy(
     let mut figures = Vec::new();
     // [statement alone, one at a time, AT_ONCE at once] medians, per strategy.
     let mut medians = [[0.0; 3]; 2];
-    for (s, strategy) in STRATEGIES.into_iter().enumerate() {
+    // Alternate which strategy goes first, so that neither always meets the other's leftovers.
+    let mut order = [0, 1];
+    if case % 2 == 1 {
+        order.reverse();
+    }
+    for s in order {
+        let strategy = STRATEGIES[s];
         let kw = strategy.keyword();
         admin.batch_execute("CHECKPOINT").await?;
         let mut alone = Vec::with_capacity(workers);
