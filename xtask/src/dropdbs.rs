@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
-use notify_db_testdb::is_test_db_name;
+use notify_db_testdb::{is_test_db_name, quote_ident};
 
 use crate::util;
 
@@ -14,10 +14,6 @@ pub struct DropArgs {
     /// Run the drop through `docker compose exec primary psql` instead of connecting directly.
     #[arg(long)]
     in_docker: bool,
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Drops test databases on the configured primary (or the docker-compose one).

@@ -9,6 +9,8 @@ mod lint_migrations;
 mod migrate;
 mod pending;
 mod pitr;
+mod prereq;
+mod soak;
 mod stairway;
 mod test;
 mod util;
@@ -34,8 +36,11 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start primary + replica, run the workspace tests against them, then fmt and clippy.
+    /// Install what the tests need, start primary + replica, run the workspace tests against them
+    /// under cargo-nextest, then fmt and clippy.
     Test(test::TestArgs),
+    /// The fault suite's soak (both pools held at their maximum) for as long as asked.
+    Soak(soak::SoakArgs),
     /// Only the static checks: `cargo fmt --check` and clippy with `-D warnings`.
     Lint,
     /// A persistent local primary + replica for development.
@@ -65,6 +70,7 @@ fn main() {
     util::init_logging(matches!(cli.log_format, LogFormat::Json));
     let result = match cli.cmd {
         Cmd::Test(a) => test::run(a),
+        Cmd::Soak(a) => soak::run(a),
         Cmd::Lint => test::lint(),
         Cmd::Dev(a) => dev::run(a),
         Cmd::DropTestDbs(a) => dropdbs::run(a),

@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, find_bin_dir};
 
-use crate::util;
+use crate::{prereq, util};
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -13,40 +13,55 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and clippy.
     #[arg(long)]
     no_lint: bool,
-    /// Use `cargo test` even when cargo-nextest is installed.
-    #[arg(long)]
-    no_nextest: bool,
-    /// Extra arguments for the test runner (after `--`), e.g. a test name filter.
+    /// Extra arguments for cargo-nextest (after `--`), e.g. a filter: `-- -E 'package(notify-db-pool)'`.
     #[arg(last = true)]
     extra: Vec<String>,
 }
 
-fn has_nextest() -> bool {
-    Command::new("cargo")
-        .args(["nextest", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// The cargo that runs xtask (`CARGO`), else `cargo` from PATH.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Starts the shared clusters, runs the workspace tests against them, then the static checks.
+/// Checks (and installs) the prerequisites, starts the shared clusters, runs the workspace tests
+/// against them under cargo-nextest, then the static checks.
 pub fn run(args: TestArgs) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
+    // First, before anything is built: a machine that lacks something hears it in seconds.
+    prereq::ensure(&cargo)?;
     if !args.no_lint {
         fmt_check(&cargo)?;
     }
-    // Build first, so that compile time does not count against the clusters' lifetime.
-    let nextest = !args.no_nextest && has_nextest();
-    if nextest {
-        util::run(Command::new(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
-    } else {
-        util::run(Command::new(&cargo).args(["test", "--workspace", "--no-run"]))?;
+    // Always nextest: plain `cargo test` would lose the fault suite's serial group and the
+    // per-test time limits of .config/nextest.toml.
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(&args.extra);
+    under_shared_clusters(
+        "xtask-test",
+        &cargo,
+        &["nextest", "run", "--workspace", "--no-run"],
+        &mut cmd,
+    )?;
+    if !args.no_lint {
+        clippy(&cargo)?;
     }
+    Ok(())
+}
+
+/// Runs `cargo <build>` (the tests `cmd` runs, built first so that compile time does not count
+/// against the clusters' lifetime), starts the shared primary + replica, runs `cmd` with their
+/// URIs in its environment, and removes them.
+pub fn under_shared_clusters(
+    label: &str,
+    cargo: &str,
+    build: &[&str],
+    cmd: &mut Command,
+) -> Result<()> {
+    util::run(Command::new(cargo).args(build))?;
     let bin = find_bin_dir()?;
     tracing::info!(bin = %bin.display(), "starting primary + streaming replica");
-    let cluster = Cluster::builder()
-        .label("xtask-test")
-        .replica(true)
-        .start()?;
+    let cluster = Cluster::builder().label(label).replica(true).start()?;
     let primary = cluster.primary().uri("postgres");
     let replica = cluster
         .replica()
@@ -57,28 +72,12 @@ pub fn run(args: TestArgs) -> Result<()> {
         replica = %cluster.replica().map(|r| format!("127.0.0.2:{}", r.endpoint().port)).unwrap_or_default(),
         "clusters up"
     );
-    let mut cmd = Command::new(&cargo);
-    if nextest {
-        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-    } else {
-        cmd.args(["test", "--workspace", "--no-fail-fast"]);
-    }
-    if !args.extra.is_empty() {
-        if !nextest {
-            cmd.arg("--");
-        }
-        cmd.args(&args.extra);
-    }
     cmd.env(ENV_PRIMARY, &primary)
         .env(ENV_REPLICA, &replica)
         .env("PG_BIN", &bin);
-    let tests = util::run(&mut cmd);
+    let result = util::run(cmd);
     drop(cluster);
-    tests?;
-    if !args.no_lint {
-        clippy(&cargo)?;
-    }
-    Ok(())
+    result
 }
 
 fn fmt_check(cargo: &str) -> Result<()> {
@@ -100,7 +99,7 @@ fn clippy(cargo: &str) -> Result<()> {
 
 /// `cargo fmt --check` and clippy with `-D warnings`.
 pub fn lint() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
     fmt_check(&cargo)?;
     clippy(&cargo)?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use notify_db_testdb::Cluster;
+use notify_db_testdb::{Cluster, quote_ident};
 
 #[tokio::test]
 async fn drops_exactly_the_test_databases() {
@@ -25,10 +25,14 @@ async fn drops_exactly_the_test_databases() {
         "test_notification_api_gwx",
         "test_notification_api_master_copy",
         "Test_Notification_Api_Gw1",
+        // Names that need quoting: a drop built from them must name exactly them, or nothing.
+        "test_notification_api_gw 4",
+        "test_notification_api_GW5",
+        "test_notification_api_gw3\"; DROP DATABASE notification_api; --",
     ];
     for name in doomed.iter().chain(survivors.iter()) {
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
             .await
             .expect("create");
     }

@@ -1,10 +1,13 @@
 //! Fault suite item 7 (secrets): every xtask command that can see a database URI, and its error
 //! paths, run with a URI holding a distinctive password, right and wrong, with debug logging in
 //! both log formats: the password appears in no output (stdout, stderr, logs, errors, the
-//! `/metrics` text the demo prints). Runs on a private cluster, since `drop-test-dbs` drops
-//! every test database of the server it is pointed at.
+//! `/metrics` text the demo prints). Every command that takes a database reached it: the
+//! server's log (`log_connections`) shows its login with the right password and the rejected
+//! one with the wrong password. Runs on a private cluster, since `drop-test-dbs` drops every
+//! test database of the server it is pointed at.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,10 +65,22 @@ fn run(args: &[&str], uri: &str, json: bool) -> (bool, String) {
     (status.is_some_and(|s| s.success()), text)
 }
 
+/// What the server logged since `offset` bytes into its log; the new end of the log.
+fn log_since(log: &Path, offset: u64) -> (String, u64) {
+    let mut f = std::fs::File::open(log).expect("open the server log");
+    f.seek(SeekFrom::Start(offset))
+        .expect("seek in the server log");
+    let mut new = String::new();
+    f.read_to_string(&mut new).expect("read the server log");
+    let end = offset + new.len() as u64;
+    (new, end)
+}
+
 #[test]
 fn no_command_or_error_path_prints_the_password() {
     let cluster = Cluster::builder()
         .label("secrets")
+        .setting("log_connections", "on")
         .start()
         .expect("a private PostgreSQL cluster must start for the secrets test");
     let ep = cluster.primary().endpoint().clone();
@@ -115,36 +130,58 @@ fn no_command_or_error_path_prints_the_password() {
         ),
     ];
 
-    let commands: &[&[&str]] = &[
-        &["migrate", "current"],
-        &["migrate", "history"],
-        &["migrate", "check"],
-        &["migrate", "upgrade", "head"],
-        &["migrate", "downgrade", "-1"],
-        &["migrate", "upgrade", "no_such_revision"],
-        &["check-if-migrations-to-run"],
-        &["doctor"],
-        &["demo", "--no-wait"],
-        &["test-migration-downgrade"],
-        &["drop-test-dbs"],
-        &["lint-migrations"],
-        &["dev", "status"],
-        &["migrate", "--help"],
-        &["doctor", "--help"],
+    // (command, whether it connects to the configured database)
+    let commands: &[(&[&str], bool)] = &[
+        (&["migrate", "current"], true),
+        (&["migrate", "history"], true),
+        (&["migrate", "check"], true),
+        (&["migrate", "upgrade", "head"], true),
+        (&["migrate", "downgrade", "-1"], true),
+        (&["migrate", "upgrade", "no_such_revision"], true),
+        (&["check-if-migrations-to-run"], true),
+        (&["doctor"], true),
+        (&["demo", "--no-wait"], true),
+        (&["test-migration-downgrade"], true),
+        (&["drop-test-dbs"], true),
+        (&["lint-migrations"], false),
+        (&["dev", "status"], false),
+        (&["migrate", "--help"], false),
+        (&["doctor", "--help"], false),
     ];
+    let log = cluster.primary().log_file().to_path_buf();
+    let (_, mut log_end) = log_since(&log, 0);
+    let login = format!("connection authorized: user={role} ");
+    let refused = format!("password authentication failed for user \"{role}\"");
     let mut ran = 0;
     let mut failures = Vec::new();
+    let mut unreached = Vec::new();
     let mut outcomes = Vec::new();
-    for args in commands {
+    for (args, connects) in commands {
         for (label, u, secret) in [("right", &good, &right), ("wrong", &bad, &wrong)] {
             for json in [false, true] {
                 let (ok, text) = run(args, u, json);
                 ran += 1;
+                let (logged, end) = log_since(&log, log_end);
+                log_end = end;
+                let reached = logged.contains(if label == "right" { &login } else { &refused });
                 outcomes.push(format!(
-                    "{} ({label}, json={json}): {}",
+                    "{} ({label}, json={json}): {}, {}",
                     args.join(" "),
-                    if ok { "ok" } else { "failed" }
+                    if ok { "ok" } else { "failed" },
+                    if reached {
+                        "reached the database"
+                    } else {
+                        "no login"
+                    }
                 ));
+                if *connects && !reached {
+                    unreached.push(format!(
+                        "`xtask {}` ({label} password, json={json}): the server logged no {}; output:\n{}",
+                        args.join(" "),
+                        if label == "right" { "login" } else { "rejected login" },
+                        text.replace(secret.as_str(), "<PASSWORD>")
+                    ));
+                }
                 if text.contains(secret.as_str()) {
                     let line = text
                         .lines()
@@ -197,5 +234,10 @@ fn no_command_or_error_path_prints_the_password() {
         failures.is_empty(),
         "the password appeared in xtask output:\n{}",
         failures.join("\n")
+    );
+    assert!(
+        unreached.is_empty(),
+        "commands that take a database did not reach it:\n{}",
+        unreached.join("\n")
     );
 }

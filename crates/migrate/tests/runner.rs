@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SLOW, SqlDir, bin, col, db, exists, run, text, version, wait_for};
+use common::{SLOW, SqlDir, bin, col, db, exists, finish, run, text, version, wait_for};
 
 /// A set of `n` small migrations, each creating table `t_<i>` after a short sleep.
 fn small_set(label: &str, n: usize) -> SqlDir {
@@ -33,10 +33,7 @@ async fn eight_runners_at_once_apply_each_migration_exactly_once() {
         })
         .collect();
     for child in children {
-        let out = child
-            .wait_with_output()
-            .await
-            .expect("waiting for a runner");
+        let out = finish(child).await;
         assert!(out.status.success(), "{}", text(&out));
     }
     let c = db.connect().await.expect("connect");
@@ -246,7 +243,7 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     holder.batch_execute("COMMIT").await.expect("release");
-    let out = child.wait_with_output().await.expect("wait");
+    let out = finish(child).await;
     assert!(out.status.success(), "{}", text(&out));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("lock timeout (55P03); retrying"), "{log}");
@@ -293,7 +290,7 @@ async fn a_migration_with_its_own_lock_timeout_waits_longer_without_retrying() {
         .expect("spawn");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     holder.batch_execute("COMMIT").await.expect("release");
-    let out = child.wait_with_output().await.expect("wait");
+    let out = finish(child).await;
     assert!(
         out.status.success(),
         "the migration's 5 s lock_timeout outlasts the 1 s lock: {}",
@@ -368,10 +365,9 @@ async fn a_second_runner_waits_for_the_advisory_lock_during_create_index_concurr
     )
     .await;
     let second = bin(dir.path(), &db).arg("upgrade").spawn().expect("spawn");
-    let (a, b) = (
-        first.wait_with_output().await.expect("wait"),
-        second.wait_with_output().await.expect("wait"),
-    );
+    // Both under a time limit: a deadlock between the lock wait and CREATE INDEX CONCURRENTLY
+    // fails the test instead of hanging it.
+    let (a, b) = tokio::join!(finish(first), finish(second));
     assert!(a.status.success(), "{}", text(&a));
     assert!(b.status.success(), "{}", text(&b));
     let log = String::from_utf8_lossy(&b.stderr);

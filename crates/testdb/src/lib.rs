@@ -25,7 +25,11 @@ pub use certs::{ServerCert, TestCa};
 pub use cluster::{
     Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir,
 };
-pub use testdb::{BoxError, MASTER_DB, Shared, TestDb, is_test_db_name, shared};
+pub use testdb::{
+    BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
+    quote_ident, shared,
+};
+pub use user::{DEFAULT_PG_USER, ENV_PG_USER, check_server_user, is_root, server_user_name};
 
 /// Environment variable holding the shared primary's superuser URI (set by `cargo xtask test`).
 pub const ENV_PRIMARY: &str = "NOTIFY_DB_TEST_PRIMARY";

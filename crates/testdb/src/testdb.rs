@@ -22,6 +22,12 @@ pub fn is_test_db_name(name: &str) -> bool {
     }
 }
 
+/// `name` as a double-quoted SQL identifier (inner `"` doubled), so that any database name,
+/// whatever its case, spaces or quotes, is one identifier in the statements built from it.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The primary and streaming replica shared by the tests of this run.
 #[derive(Debug)]
 pub struct Shared {
@@ -104,6 +110,46 @@ impl Shared {
     /// Waits until the replica has replayed everything the primary has written so far.
     pub async fn sync_replica(&self) -> Result<(), Error> {
         sync_replica(&self.primary, &self.replica).await
+    }
+}
+
+/// How `CREATE DATABASE ... TEMPLATE` copies the template (PostgreSQL 15+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyStrategy {
+    /// Block by block through the buffer cache, every block written to the WAL (the default).
+    WalLog,
+    /// The template's files copied as they are, between two checkpoints; one WAL record.
+    FileCopy,
+}
+
+impl CopyStrategy {
+    /// The keyword of `CREATE DATABASE ... STRATEGY = <keyword>`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            CopyStrategy::WalLog => "WAL_LOG",
+            CopyStrategy::FileCopy => "FILE_COPY",
+        }
+    }
+}
+
+/// The strategy test databases are copied from the template with. `cargo xtask bench template`
+/// measures both: FILE_COPY writes one WAL record where WAL_LOG writes every block of the
+/// template, so the replica each new test database waits for has almost nothing to replay; it
+/// is the faster of the two one at a time and markedly so when tests create databases at once
+/// (figures in docs/benchmarks.md). Its two checkpoints are cheap on the harness's servers,
+/// which run with `fsync = off`.
+pub const TEMPLATE_STRATEGY: CopyStrategy = CopyStrategy::FileCopy;
+
+/// `CREATE DATABASE <name>`, copied from `template` with a strategy when one is given.
+fn create_database_sql(name: &str, template: Option<(&str, CopyStrategy)>) -> String {
+    match template {
+        Some((t, strategy)) => format!(
+            "CREATE DATABASE {} TEMPLATE {} STRATEGY = {}",
+            quote_ident(name),
+            quote_ident(t),
+            strategy.keyword()
+        ),
+        None => format!("CREATE DATABASE {}", quote_ident(name)),
     }
 }
 
@@ -195,8 +241,8 @@ where
         let built = async {
             // Two statements: neither may run inside the implicit transaction of a multi-statement query.
             for sql in [
-                format!("DROP DATABASE IF EXISTS \"{MASTER_DB}\" WITH (FORCE)"),
-                format!("CREATE DATABASE \"{MASTER_DB}\""),
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(MASTER_DB)),
+                format!("CREATE DATABASE {}", quote_ident(MASTER_DB)),
             ] {
                 admin
                     .batch_execute(&sql)
@@ -217,7 +263,10 @@ where
                 .map_err(|e| Error::sql("disconnecting from the template", e))?;
             let quoted = fingerprint.replace('\'', "''");
             admin
-                .batch_execute(&format!("COMMENT ON DATABASE \"{MASTER_DB}\" IS '{quoted}'"))
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS '{quoted}'",
+                    quote_ident(MASTER_DB)
+                ))
                 .await
                 .map_err(|e| Error::sql("storing the template's fingerprint", e))
         }
@@ -226,7 +275,8 @@ where
             // Never leave a half-built template that a later run would take for a good one.
             let _ = admin
                 .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{MASTER_DB}\" WITH (FORCE)"
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(MASTER_DB)
                 ))
                 .await;
         }
@@ -271,7 +321,13 @@ impl TestDb {
         ensure_master(&admin, primary, fingerprint, migrate).await?;
         // Copy under a shared lock, so that nobody rebuilds the template meanwhile.
         poll_lock(&admin, true).await?;
-        let db = Self::create_with(&admin, primary, replica, Some(MASTER_DB)).await;
+        let db = Self::create_with(
+            &admin,
+            primary,
+            replica,
+            Some((MASTER_DB, TEMPLATE_STRATEGY)),
+        )
+        .await;
         let _ = admin
             .query("SELECT pg_advisory_unlock_shared($1)", &[&MASTER_LOCK])
             .await;
@@ -292,31 +348,39 @@ impl TestDb {
         Self::create_from(primary, replica, None).await
     }
 
-    /// A fresh database copied from `template` (`CREATE DATABASE ... TEMPLATE`), on the given primary.
+    /// A fresh database copied from `template` (`CREATE DATABASE ... TEMPLATE`, with
+    /// [`TEMPLATE_STRATEGY`]), on the given primary.
     pub async fn create_from(
         primary: &Endpoint,
         replica: Option<&Endpoint>,
         template: Option<&str>,
     ) -> Result<TestDb, Error> {
         let admin = primary.connect("postgres").await?;
+        let template = template.map(|t| (t, TEMPLATE_STRATEGY));
         Self::create_with(&admin, primary, replica, template).await
+    }
+
+    /// A fresh database copied from `template` with a given copy strategy (ready on the replica
+    /// too, if any): what `cargo xtask bench template` compares.
+    pub async fn copy_of(
+        primary: &Endpoint,
+        replica: Option<&Endpoint>,
+        template: &str,
+        strategy: CopyStrategy,
+    ) -> Result<TestDb, Error> {
+        let admin = primary.connect("postgres").await?;
+        Self::create_with(&admin, primary, replica, Some((template, strategy))).await
     }
 
     async fn create_with(
         admin: &tokio_postgres::Client,
         primary: &Endpoint,
         replica: Option<&Endpoint>,
-        template: Option<&str>,
+        template: Option<(&str, CopyStrategy)>,
     ) -> Result<TestDb, Error> {
         loop {
             let name = format!("{PREFIX}gw{}", next_number());
-            let sql = match template {
-                Some(t) => format!(
-                    "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
-                    t.replace('"', "\"\"")
-                ),
-                None => format!("CREATE DATABASE \"{name}\""),
-            };
+            let sql = create_database_sql(&name, template);
             match admin.batch_execute(&sql).await {
                 Ok(()) => {
                     tracing::debug!(db = %name, "created test database");
@@ -399,7 +463,10 @@ impl Drop for TestDb {
             );
             return;
         }
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&self.name)
+        );
         let primary = self.primary.clone();
         let res = block_on(async move {
             let c = primary.connect("postgres").await?;
@@ -409,6 +476,62 @@ impl Drop for TestDb {
         });
         if let Err(e) | Ok(Err(e)) = res {
             tracing::warn!(db = %self.name, error = %e, "could not drop test database");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_need_quoting_stay_one_identifier() {
+        assert_eq!(
+            quote_ident("test_notification_api_gw1"),
+            "\"test_notification_api_gw1\""
+        );
+        assert_eq!(quote_ident("Mixed Case"), "\"Mixed Case\"");
+        assert_eq!(
+            quote_ident("gw1\"; DROP DATABASE notification_api; --"),
+            "\"gw1\"\"; DROP DATABASE notification_api; --\""
+        );
+        assert_eq!(quote_ident(""), "\"\"");
+    }
+
+    #[test]
+    fn create_database_names_the_template_and_strategy() {
+        assert_eq!(
+            create_database_sql("test_notification_api_gw7", None),
+            "CREATE DATABASE \"test_notification_api_gw7\""
+        );
+        assert_eq!(
+            create_database_sql("a\"b", Some(("my \"template\"", CopyStrategy::WalLog))),
+            "CREATE DATABASE \"a\"\"b\" TEMPLATE \"my \"\"template\"\"\" STRATEGY = WAL_LOG"
+        );
+        assert_eq!(
+            create_database_sql("x", Some((MASTER_DB, CopyStrategy::FileCopy))),
+            "CREATE DATABASE \"x\" TEMPLATE \"test_notification_api_master\" STRATEGY = FILE_COPY"
+        );
+    }
+
+    #[test]
+    fn only_master_and_numbered_workers_are_test_databases() {
+        for name in [
+            "test_notification_api_master",
+            "test_notification_api_gw0",
+            "test_notification_api_gw17",
+        ] {
+            assert!(is_test_db_name(name), "{name}");
+        }
+        for name in [
+            "notification_api",
+            "test_notification_api_gw",
+            "test_notification_api_gw1 ",
+            "test_notification_api_gw1\"; DROP DATABASE notification_api; --",
+            "Test_Notification_Api_Gw1",
+            "test_notification_api_master_copy",
+        ] {
+            assert!(!is_test_db_name(name), "{name}");
         }
     }
 }

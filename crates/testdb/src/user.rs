@@ -29,33 +29,63 @@ fn euid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// Environment variable naming the unprivileged user servers run as when we are root.
+pub const ENV_PG_USER: &str = "NOTIFY_DB_PG_USER";
+/// The user servers run as when we are root and `NOTIFY_DB_PG_USER` is unset.
+pub const DEFAULT_PG_USER: &str = "postgres";
+
+/// Whether this process runs as root (servers then run as [`server_user_name`]).
+pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// The user servers run as when we are root: `NOTIFY_DB_PG_USER`, else `postgres`.
+pub fn server_user_name() -> String {
+    std::env::var(ENV_PG_USER).unwrap_or_else(|_| DEFAULT_PG_USER.into())
+}
+
+/// Checks, without caching the answer, that servers can be run: as ourselves when not root,
+/// else as an existing unprivileged [`server_user_name`].
+pub fn check_server_user() -> Result<(), Error> {
+    resolve().map(|_| ()).map_err(|why| Error::User { why })
+}
+
+fn resolve() -> Result<Option<RunAs>, String> {
+    if !is_root() {
+        return Ok(None);
+    }
+    let name = server_user_name();
+    let passwd =
+        std::fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 4 && f[0] == name {
+            let uid = f[2]
+                .parse()
+                .map_err(|_| format!("bad uid for {name} in /etc/passwd"))?;
+            let gid = f[3]
+                .parse()
+                .map_err(|_| format!("bad gid for {name} in /etc/passwd"))?;
+            if uid == 0 {
+                return Err(format!(
+                    "user {name} is root; PostgreSQL refuses to run as root"
+                ));
+            }
+            return Ok(Some(RunAs { uid, gid }));
+        }
+    }
+    Err(format!(
+        "running as root, and PostgreSQL refuses to run as root, but there is no user `{name}` to run it as \
+         (create one: `useradd --system postgres`, or set {ENV_PG_USER} to an unprivileged user)"
+    ))
+}
+
 /// Decides once per process whom to run server binaries as.
 pub(crate) fn run_as() -> Result<Option<RunAs>, Error> {
     static CELL: OnceLock<Result<Option<RunAs>, String>> = OnceLock::new();
-    CELL.get_or_init(|| {
-        if euid() != 0 {
-            return Ok(None);
-        }
-        let name = std::env::var("NOTIFY_DB_PG_USER").unwrap_or_else(|_| "postgres".into());
-        let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[0] == name {
-                let uid = f[2].parse().map_err(|_| format!("bad uid for {name} in /etc/passwd"))?;
-                let gid = f[3].parse().map_err(|_| format!("bad gid for {name} in /etc/passwd"))?;
-                if uid == 0 {
-                    return Err(format!("user {name} is root; PostgreSQL refuses to run as root"));
-                }
-                return Ok(Some(RunAs { uid, gid }));
-            }
-        }
-        Err(format!(
-            "running as root, and PostgreSQL refuses to run as root, but there is no user `{name}` to run it as \
-             (create one: `useradd --system postgres`, or set NOTIFY_DB_PG_USER to an unprivileged user)"
-        ))
-    })
-    .clone()
-    .map_err(|why| Error::User { why })
+    CELL.get_or_init(resolve)
+        .clone()
+        .map_err(|why| Error::User { why })
 }
 
 impl RunAs {

@@ -37,7 +37,7 @@ async fn frozen_replica_times_out_and_recovers() {
     drop((a, b));
 
     let pid = replica.postmaster_pid().expect("replica postmaster pid");
-    let frozen = Frozen::start(pid);
+    let frozen = Frozen::start(pid).expect("freezing the replica with SIGSTOP");
 
     // Two bulk queries: they hold both bulk connections and get no answer while frozen.
     let mut stuck = Vec::new();

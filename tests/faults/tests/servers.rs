@@ -251,12 +251,18 @@ async fn failover_to_promoted_replica() {
                 !conn.in_recovery(),
                 "the default bind handed out a read-only server"
             );
+            // A connection handed out must work: an error here is a broken connection, not
+            // a pass.
             let ro: String = conn
                 .query_one("SHOW transaction_read_only", &[])
                 .await
                 .map(|r| r.get(0))
-                .unwrap_or_else(|_| "broken".into());
-            assert_ne!(ro, "on", "the default bind handed out a read-only session");
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "the default bind handed out a broken connection after the failover: {e}"
+                    )
+                });
+            assert_eq!(ro, "off", "the default bind handed out a read-only session");
             if conn
                 .batch_execute("INSERT INTO failover_probe DEFAULT VALUES")
                 .await

@@ -68,13 +68,27 @@ pub fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
     c
 }
 
-/// Runs the binary with `args` to completion.
-pub async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
-    bin(dir, db)
-        .args(args)
-        .output()
+/// How long one run of the binary may take: a deadlock fails the test instead of hanging it.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Waits for a spawned binary to finish, at most [`RUN_LIMIT`]; past it the test fails and the
+/// child is killed (`kill_on_drop`).
+pub async fn finish(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
         .await
-        .expect("running notify-db-migrate")
+        .unwrap_or_else(|_| panic!("notify-db-migrate did not finish within {RUN_LIMIT:?}"))
+        .expect("waiting for notify-db-migrate")
+}
+
+/// Runs the binary with `args` to completion (at most [`RUN_LIMIT`]).
+pub async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    finish(
+        bin(dir, db)
+            .args(args)
+            .spawn()
+            .expect("running notify-db-migrate"),
+    )
+    .await
 }
 
 /// stdout + stderr as text, for assertion messages.

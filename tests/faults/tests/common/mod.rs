@@ -282,16 +282,28 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-fn signal(sig: &str, pids: &[u32]) {
-    if pids.is_empty() {
-        return;
+/// Sends `sig` to `pid` with `kill`: `Ok(true)` when delivered, `Ok(false)` when the process
+/// had already exited (no /proc entry left), an error naming the pid and kill's message otherwise.
+fn signal(sig: &str, pid: u32) -> Result<bool, String> {
+    match sh(&["kill", &format!("-{sig}"), &pid.to_string()]) {
+        Ok(_) => Ok(true),
+        Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => Ok(false),
+        Err(e) => Err(e),
     }
-    let mut cmd = Command::new("kill");
-    cmd.arg(format!("-{sig}"));
-    for p in pids {
-        cmd.arg(p.to_string());
+}
+
+/// Sends `sig` to the postmaster, which must be running, then to each of its children (one
+/// that exits meanwhile is no failure).
+fn signal_server(sig: &str, postmaster: u32) -> Result<(), String> {
+    if !signal(sig, postmaster)? {
+        return Err(format!(
+            "`kill -{sig} {postmaster}`: the postmaster is not running"
+        ));
     }
-    let _ = cmd.status();
+    for child in children(postmaster) {
+        signal(sig, child)?;
+    }
+    Ok(())
 }
 
 /// A server frozen with SIGSTOP (postmaster and all its children); SIGCONT on drop.
@@ -301,17 +313,17 @@ pub struct Frozen {
 }
 
 impl Frozen {
-    /// Stops `postmaster` and every child process.
-    pub fn start(postmaster: u32) -> Frozen {
-        let mut pids = vec![postmaster];
-        pids.extend(children(postmaster));
-        signal("STOP", &pids);
-        // A child forked just before the stop: stop it too.
-        signal("STOP", &children(postmaster));
-        Frozen {
+    /// Stops `postmaster` and every child process; an error when a signal was not delivered.
+    pub fn start(postmaster: u32) -> Result<Frozen, String> {
+        let frozen = Frozen {
             postmaster,
             since: Instant::now(),
-        }
+        };
+        // The postmaster first, so that it forks no new child meanwhile; a child forked just
+        // before the stop is stopped by a second pass. On an error, the drop resumes them all.
+        signal_server("STOP", postmaster)?;
+        signal_server("STOP", postmaster)?;
+        Ok(frozen)
     }
 
     /// How long it has been frozen.
@@ -322,9 +334,15 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        let mut pids = children(self.postmaster);
-        pids.push(self.postmaster);
-        signal("CONT", &pids);
+        // Children first: a resumed postmaster would see them stopped.
+        for child in children(self.postmaster) {
+            if let Err(e) = signal("CONT", child) {
+                eprintln!("resuming a frozen server process failed: {e}");
+            }
+        }
+        if let Err(e) = signal("CONT", self.postmaster) {
+            eprintln!("resuming the frozen postmaster failed: {e}");
+        }
     }
 }
 

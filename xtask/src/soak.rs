@@ -1,0 +1,57 @@
+//! `cargo xtask soak --minutes N`: the fault suite's soak (32 tasks holding both pools of 5 at
+//! their maximum) for as long as asked, on the shared primary + replica. The 60 s CI run is the
+//! same test under `cargo xtask test`.
+
+use std::process::Command;
+
+use anyhow::{Result, ensure};
+
+use crate::{prereq, test};
+
+/// Arguments of `cargo xtask soak`.
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// How long the load runs, in minutes.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+}
+
+/// The soak test's package and binary: `cargo nextest run -p <PACKAGE> --test <TEST>`.
+const PACKAGE: &str = "notify-db-faults";
+const TEST: &str = "soak";
+/// The test reads its duration from this variable (seconds).
+const ENV_SECS: &str = "FAULTS_SOAK_SECS";
+
+/// Runs the soak for `--minutes`.
+pub fn run(args: SoakArgs) -> Result<()> {
+    ensure!(
+        args.minutes.is_finite() && args.minutes > 0.0,
+        "--minutes must be a positive number of minutes, not {}",
+        args.minutes
+    );
+    let secs = (args.minutes * 60.0).round().max(1.0) as u64;
+    let cargo = test::cargo();
+    prereq::ensure(&cargo)?;
+    let mut cmd = Command::new(&cargo);
+    // The `soak` profile lifts the suite's 3-minute limit: the test bounds itself (its duration
+    // plus a setup and drain allowance).
+    cmd.args([
+        "nextest",
+        "run",
+        "--profile",
+        "soak",
+        "--no-capture",
+        "-p",
+        PACKAGE,
+        "--test",
+        TEST,
+    ])
+    .env(ENV_SECS, secs.to_string());
+    eprintln!(">>> soak for {secs} s");
+    test::under_shared_clusters(
+        "xtask-soak",
+        &cargo,
+        &["nextest", "run", "-p", PACKAGE, "--test", TEST, "--no-run"],
+        &mut cmd,
+    )
+}
