@@ -22,6 +22,9 @@ enum Kind {
 const KEYS: &[(&str, Kind)] = &[
     ("database.uri", Kind::Str),
     ("database.bulk_uri", Kind::Str),
+    ("database.uri_transaction_pooler", Kind::Bool),
+    ("database.bulk_uri_transaction_pooler", Kind::Bool),
+    ("database.migration_uri", Kind::Str),
     ("session.statement_timeout_primary", Kind::Duration),
     ("session.statement_timeout_replica", Kind::Duration),
     ("session.max_parallel_workers_primary", Kind::Int),

@@ -13,7 +13,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::error::PoolError;
+use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, ConnectFailure, PoolObserver};
+use crate::pooler::{self, Expected};
 use crate::tls::Tls;
 
 /// Oldest supported server (`server_version_num`).
@@ -35,6 +37,7 @@ struct Host {
     hp: HostPort,
     config: tokio_postgres::Config,
     down_until: Mutex<Option<Instant>>,
+    limit: LimitBackoff,
 }
 
 impl Host {
@@ -60,7 +63,10 @@ pub(crate) struct Connector {
     rotate: bool,
     role: Role,
     tls: Tls,
-    setup_sql: String,
+    /// Direct: the setup SQL that sets the session settings. Through a transaction pooler:
+    /// `None`, and `expected` holds what the server must enforce itself.
+    setup_sql: Option<String>,
+    expected: Expected,
     timeout: Duration,
     backoff: Duration,
     pub(crate) observer: Option<Arc<dyn PoolObserver>>,
@@ -71,6 +77,15 @@ pub(crate) struct Opened {
     pub(crate) client: Client,
     pub(crate) task: JoinHandle<()>,
     pub(crate) info: ConnInfo,
+}
+
+/// What the setup (or, through a pooler, the check) query read from the server.
+pub(crate) struct ServerFacts {
+    pub(crate) in_recovery: bool,
+    pub(crate) server_addr: Option<IpAddr>,
+    pub(crate) version_num: i64,
+    pub(crate) version: String,
+    pub(crate) backend_pid: i32,
 }
 
 impl Connector {
@@ -84,6 +99,10 @@ impl Connector {
     ) -> Result<Connector, PoolError> {
         let tls = crate::tls::for_uri(uri, bind)?;
         let pool = &settings.pool;
+        let through_pooler = pooler::is_pooled(settings, bind);
+        if through_pooler && uri.param("options").is_some() {
+            return Err(pooler::options_refused(uri, bind));
+        }
         // The whole connect (TCP, TLS, auth, setup) per host: the URI's connect_timeout wins.
         let timeout = uri
             .param("connect_timeout")
@@ -102,8 +121,9 @@ impl Connector {
             .iter()
             .map(|hp| Host {
                 hp: hp.clone(),
-                config: host_config(uri, hp, settings, timeout),
+                config: host_config(uri, hp, settings, timeout, through_pooler),
                 down_until: Mutex::new(None),
+                limit: LimitBackoff::default(),
             })
             .collect();
         Ok(Connector {
@@ -114,7 +134,8 @@ impl Connector {
             rotate: bind == Bind::Bulk,
             role,
             tls,
-            setup_sql: setup_sql(settings, bind),
+            setup_sql: (!through_pooler).then(|| setup_sql(settings, bind)),
+            expected: Expected::new(settings, bind),
             timeout,
             backoff: pool.host_backoff,
             observer,
@@ -137,9 +158,15 @@ impl Connector {
         let mut errors = Vec::new();
         for i in healthy.chain(resting) {
             let host = &self.hosts[i];
+            // A host that refused us for a connection limit is left alone for its back-off.
+            if let Some(err) = host.limit.active(now) {
+                errors.push(err);
+                continue;
+            }
             match self.open_host(host).await {
                 Ok(opened) => {
                     host.mark(None);
+                    host.limit.clear();
                     return Ok(opened);
                 }
                 Err((failure, err)) => {
@@ -153,6 +180,16 @@ impl Connector {
                     );
                     if let Some(o) = &self.observer {
                         o.connect_failed(self.bind, &host.hp.host, host.hp.port, failure);
+                    }
+                    if failure == ConnectFailure::Limit {
+                        let wait = host.limit.hit(err.clone(), self.backoff);
+                        tracing::warn!(
+                            bind = self.bind.as_str(),
+                            host = host.hp.host.as_str(),
+                            port = host.hp.port,
+                            back_off = ?wait,
+                            "connection limit reached: not connecting to this host for a while"
+                        );
                     }
                     if n > 1 {
                         host.mark(Some(Instant::now() + self.backoff));
@@ -196,6 +233,18 @@ impl Connector {
     async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
         let hp = &host.hp;
         let connect_err = |e: tokio_postgres::Error| {
+            if let Some(limit) = limit_of(&e) {
+                return (
+                    ConnectFailure::Limit,
+                    PoolError::ConnectionLimit {
+                        bind: self.bind,
+                        host: hp.host.clone(),
+                        port: hp.port,
+                        limit,
+                        cause: error_text(&e),
+                    },
+                );
+            }
             let failure = classify(&e);
             (
                 failure,
@@ -235,22 +284,45 @@ impl Connector {
                 },
             )
         };
-        let messages = client
-            .simple_query(&self.setup_sql)
-            .await
-            .map_err(|e| setup_err(error_text(&e)))?;
-        let row = messages
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(row),
-                _ => None,
-            })
-            .ok_or_else(|| setup_err("the setup query returned no row".to_owned()))?;
-        let in_recovery = row.get(0) == Some("t");
-        let server_addr = row.get(1).and_then(|a| a.parse::<IpAddr>().ok());
-        let version_num = row.get(2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let version = row.get(3).unwrap_or("unknown").to_owned();
-        let backend_pid = row.get(4).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+        let facts = match &self.setup_sql {
+            Some(sql) => {
+                let messages = client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| setup_err(error_text(&e)))?;
+                let row = messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => Some(row),
+                        _ => None,
+                    })
+                    .ok_or_else(|| setup_err("the setup query returned no row".to_owned()))?;
+                ServerFacts {
+                    in_recovery: row.get(0) == Some("t"),
+                    server_addr: row.get(1).and_then(|a| a.parse::<IpAddr>().ok()),
+                    version_num: row.get(2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+                    version: row.get(3).unwrap_or("unknown").to_owned(),
+                    backend_pid: row.get(4).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0),
+                }
+            }
+            None => {
+                let checked = self.expected.check(&client).await;
+                checked.map_err(|e| match e {
+                    pooler::CheckError::Query(e) => setup_err(error_text(&e)),
+                    pooler::CheckError::NotEnforced(missing) => (
+                        ConnectFailure::Setup,
+                        pooler::not_enforced(bind, hp, missing),
+                    ),
+                })?
+            }
+        };
+        let ServerFacts {
+            in_recovery,
+            server_addr,
+            version_num,
+            version,
+            backend_pid,
+        } = facts;
         if version_num < MIN_SERVER_VERSION_NUM {
             return Err((
                 ConnectFailure::TooOld,
@@ -315,6 +387,7 @@ fn host_config(
     hp: &HostPort,
     settings: &Settings,
     timeout: Duration,
+    through_pooler: bool,
 ) -> tokio_postgres::Config {
     let pool = &settings.pool;
     let mut config = uri.with_hosts(vec![hp.clone()]).to_pg_config();
@@ -337,6 +410,13 @@ fn host_config(
     }
     // Roles are checked by the setup query itself: no extra `SHOW transaction_read_only`.
     config.target_session_attrs(TargetSessionAttrs::Any);
+    if config.get_application_name().is_none() && !pool.application_name.is_empty() {
+        config.application_name(pool.application_name.as_str());
+    }
+    // A transaction pooler refuses startup `options` (PgBouncer: 08P01) or drops them.
+    if through_pooler {
+        return config;
+    }
     let startup = format!(
         "-c statement_timeout={}",
         pool.startup_statement_timeout.as_millis()
@@ -347,9 +427,6 @@ fn host_config(
         _ => startup,
     };
     config.options(options.as_str());
-    if config.get_application_name().is_none() && !pool.application_name.is_empty() {
-        config.application_name(pool.application_name.as_str());
-    }
     config
 }
 
@@ -498,6 +575,31 @@ mod tests {
     }
 
     #[test]
+    fn through_a_transaction_pooler_no_startup_options_are_sent() {
+        let uri = DatabaseUri::parse("postgresql://u:p@bouncer:6432/x", "TEST").expect("uri");
+        let s = settings(&[("DATABASE_URI_TRANSACTION_POOLER", "true")]);
+        let c = host_config(&uri, &uri.hosts()[0], &s, Duration::from_secs(5), true);
+        assert_eq!(c.get_options(), None);
+        assert_eq!(
+            c.get_application_name(),
+            Some(s.pool.application_name.as_str())
+        );
+        let with_options = DatabaseUri::parse(
+            "postgresql://u:p@bouncer:6432/x?options=-c%20work_mem%3D64MB",
+            "TEST",
+        )
+        .expect("uri");
+        let err = Connector::new(&with_options, &s, Bind::Default, None)
+            .err()
+            .expect("options through a pooler are refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("`options`") && text.contains("DATABASE_URI_TRANSACTION_POOLER=true"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn host_config_adds_startup_options_and_keeps_the_uri_ones_last() {
         let uri = DatabaseUri::parse(
             "postgresql://u:p@db1:5433,db2/x?options=-c%20work_mem%3D64MB",
@@ -505,7 +607,7 @@ mod tests {
         )
         .expect("uri");
         let s = settings(&[]);
-        let c = host_config(&uri, &uri.hosts()[1], &s, Duration::from_secs(5));
+        let c = host_config(&uri, &uri.hosts()[1], &s, Duration::from_secs(5), false);
         assert_eq!(
             c.get_options(),
             Some("-c statement_timeout=1200000 -c work_mem=64MB")

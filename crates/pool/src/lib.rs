@@ -10,8 +10,10 @@
 
 mod connect;
 mod error;
+mod limit;
 mod observer;
 mod pool;
+mod pooler;
 mod tls;
 
 pub use connect::connect_one;

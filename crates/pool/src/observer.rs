@@ -59,6 +59,9 @@ pub enum ConnectFailure {
     Timeout,
     /// The server rejected the login (password, pg_hba).
     Auth,
+    /// A connection limit refused us: the server's `max_connections` (SQLSTATE 53300), a
+    /// role's or database's CONNECTION LIMIT, or a pooler's `max_client_conn`.
+    Limit,
     /// TLS negotiation or certificate check failed.
     Tls,
     /// The server is older than PostgreSQL 15.
@@ -76,6 +79,7 @@ impl ConnectFailure {
             ConnectFailure::Refused => "refused",
             ConnectFailure::Timeout => "timeout",
             ConnectFailure::Auth => "auth",
+            ConnectFailure::Limit => "limit",
             ConnectFailure::Tls => "tls",
             ConnectFailure::TooOld => "too_old",
             ConnectFailure::Setup => "setup",

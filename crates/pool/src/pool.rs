@@ -26,6 +26,8 @@ pub(crate) struct Conn {
     info: ConnInfo,
     expires_at: Instant,
     observer: Option<Arc<dyn PoolObserver>>,
+    /// The connection goes through a transaction pooler: no named statements.
+    through_pooler: bool,
     /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
     statements: Mutex<HashMap<Box<str>, Statement>>,
 }
@@ -48,6 +50,7 @@ impl Drop for Conn {
 /// Creates and recycles [`Conn`]s.
 pub(crate) struct Manager {
     connector: Connector,
+    through_pooler: bool,
     max_lifetime: Duration,
     /// Ping a connection not checked out for this long before handing it out.
     ping_idle_after: Duration,
@@ -75,6 +78,7 @@ impl managed::Manager for Manager {
             task: opened.task,
             info: opened.info,
             observer,
+            through_pooler: self.through_pooler,
             statements: Mutex::new(HashMap::new()),
         }))
     }
@@ -168,6 +172,7 @@ impl Pool {
         let connector = Connector::new(uri, settings, bind, observer.clone())?;
         let manager = Manager {
             connector,
+            through_pooler: crate::pooler::is_pooled(settings, bind),
             max_lifetime: p.max_lifetime,
             ping_idle_after: p.ping_idle_after,
             ping_timeout: p.connect_timeout,
@@ -347,11 +352,31 @@ impl PooledConnection {
 
     /// Prepares `sql` once per physical connection and returns the cached statement after that
     /// (no round trip on a hit). Statements live as long as the connection.
-    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+    ///
+    /// Refused ([`PoolError::NamedStatementThroughPooler`]) when the bind goes through a
+    /// transaction pooler: a named statement stays on one server connection, and the next
+    /// transaction may run on another. There, use `query_typed` / `execute_typed` (unnamed, one
+    /// round trip), which work the same with or without a pooler.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, PoolError> {
         if let Some(stmt) = self.cached(sql) {
             return Ok(stmt);
         }
-        let stmt = self.obj.client.prepare(sql).await?;
+        let bind = self.obj.info.bind;
+        if self.obj.through_pooler {
+            return Err(PoolError::NamedStatementThroughPooler {
+                bind,
+                flag: crate::pooler::pooler_variable(bind),
+            });
+        }
+        let stmt = self
+            .obj
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| PoolError::Query {
+                bind,
+                source: Arc::new(e),
+            })?;
         if let Ok(mut map) = self.obj.statements.lock() {
             map.insert(sql.into(), stmt.clone());
         }
