@@ -46,11 +46,14 @@ fn holders_sql() -> String {
          left(coalesce(a.query, ''), 200) \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {classid} \
-         AND l.objid = {objid} AND l.objsubid = 1 ORDER BY a.pid"
+         AND l.objid = {objid} AND l.objsubid = 1 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         ORDER BY a.pid"
     )
 }
 
-/// Every session holding the migration advisory lock (Alembic's id, so Alembic runs show too).
+/// Every session holding the migration advisory lock of the current database (advisory locks
+/// are per database; Alembic's id, so Alembic runs show too).
 pub async fn lock_holders(client: &Client) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
     let msgs = client.simple_query(&holders_sql()).await?;
     Ok(msgs
@@ -188,5 +191,6 @@ mod tests {
         assert!(sql.contains("l.classid = 1634493805"), "{sql}");
         assert!(sql.contains("l.objid = 1651073792"), "{sql}");
         assert!(sql.contains("l.objsubid = 1"), "{sql}");
+        assert!(sql.contains("datname = current_database()"), "{sql}");
     }
 }
