@@ -400,3 +400,48 @@ async fn prepare_cached_is_refused_through_a_pooler_and_query_typed_works() {
         .get(0);
     assert_eq!(n, 42);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_refusing_clients_is_a_connection_limit_error() {
+    let db = test_db().await;
+    let b = PgBouncer::builder()
+        .database("primary", db.primary(), db.name())
+        .connect_query(&format!("SET statement_timeout = {PRIMARY_TIMEOUT_MS}"))
+        .setting("max_client_conn", "2")
+        .start()
+        .expect(NEED_BOUNCER);
+    let p = db.primary();
+    // Fill PgBouncer's client slots.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        match b.endpoint(&p.user, &p.password).connect("primary").await {
+            Ok(c) => clients.push(c),
+            Err(e) if format!("{e:?}").contains("no more connections allowed") => break,
+            Err(e) => panic!("a client through PgBouncer: {e}"),
+        }
+    }
+    assert!(clients.len() < 10, "PgBouncer never refused a client");
+    let s = settings_from(&[
+        (
+            "SQLALCHEMY_DATABASE_URI",
+            b.endpoint(&p.user, &p.password).uri("primary"),
+        ),
+        ("DATABASE_URI_TRANSACTION_POOLER", "true".to_owned()),
+        (
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            PRIMARY_TIMEOUT_MS.to_owned(),
+        ),
+    ]);
+    let err = tokio::time::timeout(Duration::from_secs(10), Databases::connect(&s))
+        .await
+        .expect("ends within 10 s")
+        .expect_err("PgBouncer is full");
+    assert!(
+        matches!(
+            &err,
+            PoolError::ConnectionLimit { bind: Bind::Default, limit, .. }
+                if limit.contains("max_client_conn")
+        ),
+        "{err:?}"
+    );
+}
