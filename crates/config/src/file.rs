@@ -39,6 +39,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("pool.application_name", Kind::Str),
     ("pool.host_backoff", Kind::Duration),
     ("pool.ping_idle_after", Kind::Duration),
+    ("pool.max_replica_lag", Kind::Duration),
+    ("pool.replica_lag_interval", Kind::Duration),
     ("migrations.lock_timeout", Kind::Duration),
     ("migrations.statement_timeout", Kind::Duration),
     ("migrations.retries", Kind::Int),

@@ -133,6 +133,12 @@ pub struct PoolSettings {
     /// most `connect_timeout`) before it is handed out, and replaced if the server does not
     /// answer (30 s; `0s`: at every checkout).
     pub ping_idle_after: Duration,
+    /// A bulk replica whose replay lag is over this gets no new connections; when all are,
+    /// bulk falls back to the primary (30 s; `0s` turns lag-aware routing off). Only when the
+    /// bulk URI is set and lists several hosts.
+    pub max_replica_lag: Duration,
+    /// How often each bulk host's lag is sampled for that routing (1 s).
+    pub replica_lag_interval: Duration,
 }
 
 /// Migration runner settings.
@@ -251,6 +257,9 @@ impl Settings {
                 .unwrap_or_else(|| "notify-db".to_owned()),
             host_backoff: src.file_duration("pool.host_backoff", Duration::from_secs(10)),
             ping_idle_after: src.file_duration("pool.ping_idle_after", Duration::from_secs(30)),
+            max_replica_lag: src.file_duration("pool.max_replica_lag", Duration::from_secs(30)),
+            replica_lag_interval: src
+                .file_duration("pool.replica_lag_interval", Duration::from_secs(1)),
         };
 
         let migrations = MigrationSettings {
@@ -336,7 +345,8 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "pool: size={} wait_timeout={} max_lifetime={} connect_timeout={} tcp_user_timeout={} \
-             startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={}",
+             startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={} \
+             max_replica_lag={} replica_lag_interval={}",
             p.size,
             human(p.wait_timeout),
             human(p.max_lifetime),
@@ -346,6 +356,8 @@ impl fmt::Display for Settings {
             p.application_name,
             human(p.host_backoff),
             human(p.ping_idle_after),
+            human(p.max_replica_lag),
+            human(p.replica_lag_interval),
         )?;
         write!(
             f,

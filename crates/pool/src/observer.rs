@@ -110,4 +110,9 @@ pub trait PoolObserver: Send + Sync + 'static {
     fn wait_timed_out(&self, _bind: Bind, _waited: Duration) {}
     /// The pool was created with this maximum size.
     fn pool_created(&self, _bind: Bind, _max_size: usize) {}
+    /// The replay lag of bulk host `host:port` was sampled (seconds; NaN when it could not be).
+    fn replica_lag(&self, _bind: Bind, _host: &str, _port: u16, _seconds: f64) {}
+    /// Bulk started (`true`) or stopped (`false`) falling back to the primary because every
+    /// replica lags more than the limit.
+    fn bulk_fallback(&self, _active: bool) {}
 }

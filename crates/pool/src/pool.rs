@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Statement};
 
 use crate::connect::Connector;
 use crate::error::PoolError;
+use crate::lag::{LagRouting, Route};
 use crate::observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
@@ -28,6 +29,9 @@ pub(crate) struct Conn {
     observer: Option<Arc<dyn PoolObserver>>,
     /// The connection goes through a transaction pooler: no named statements.
     through_pooler: bool,
+    /// Where it was opened, and the lag state that may retire it (bulk with a lag limit).
+    route: Route,
+    lag: Option<Arc<LagRouting>>,
     /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
     statements: Mutex<HashMap<Box<str>, Statement>>,
 }
@@ -79,6 +83,8 @@ impl managed::Manager for Manager {
             info: opened.info,
             observer,
             through_pooler: self.through_pooler,
+            route: opened.route,
+            lag: self.connector.lag.clone(),
             statements: Mutex::new(HashMap::new()),
         }))
     }
@@ -93,6 +99,14 @@ impl managed::Manager for Manager {
         }
         if Instant::now() >= conn.expires_at {
             return Err(RecycleError::Message("max lifetime reached".into()));
+        }
+        if let Some(why) = conn.lag.as_ref().and_then(|l| l.should_retire(conn.route)) {
+            tracing::debug!(
+                host = conn.info.host.as_str(),
+                backend_pid = conn.info.backend_pid,
+                "bulk connection retired: {why}"
+            );
+            return Err(RecycleError::Message(why.into()));
         }
         if metrics.last_used() >= self.ping_idle_after {
             let why =
@@ -169,7 +183,10 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
-        let connector = Connector::new(uri, settings, bind, observer.clone())?;
+        let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
+        if bind == Bind::Bulk {
+            crate::lag::attach(&mut connector, settings, observer.clone())?;
+        }
         let manager = Manager {
             connector,
             through_pooler: crate::pooler::is_pooled(settings, bind),
