@@ -82,7 +82,7 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     println!("\n== migrate to head");
     let migrator = Migrator::new(notify_db_migrations::set()?)
         .with_options(Options::from_settings(&settings.migrations))
-        .with_tls(settings.primary.tls()?)
+        .with_tls(settings.migration_uri()?.tls()?)
         .on_progress(|a| {
             println!(
                 "  {:<40} {:>8.1} ms",
@@ -90,7 +90,7 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
                 a.duration.as_secs_f64() * 1000.0
             )
         });
-    let pg = settings.primary.to_pg_config();
+    let pg = settings.migration_uri()?.to_pg_config();
     let report = migrator.upgrade(&pg, &Target::Head).await?;
     if report.applied.is_empty() {
         println!("  already at head");

@@ -1,9 +1,11 @@
-//! `cargo xtask dev up | down | status`: a persistent local primary + replica.
+//! `cargo xtask dev up [--pgbouncer] | down | status`: a persistent local primary + replica,
+//! optionally behind a PgBouncer in transaction mode.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use notify_db_testdb::{Cluster, base_dir};
+use notify_db_config::Settings;
+use notify_db_testdb::{Cluster, PgBouncer, base_dir};
 
 use crate::util;
 
@@ -17,7 +19,13 @@ pub struct DevArgs {
 #[derive(clap::Subcommand)]
 enum DevCmd {
     /// Start (or create) the local primary + replica; print the `export` lines to use them.
-    Up,
+    Up {
+        /// Also start a PgBouncer in transaction mode in front of them (databases
+        /// `notification_api` and `notification_api_bulk`); the exports then point the pools
+        /// at it and migrations at the primary directly.
+        #[arg(long)]
+        pgbouncer: bool,
+    },
     /// Stop them (`--destroy` also deletes their data).
     Down {
         /// Delete the data directories too.
@@ -65,6 +73,66 @@ pub fn up() -> Result<Cluster> {
     Ok(cluster)
 }
 
+/// Where the development PgBouncer lives.
+fn pgbouncer_dir() -> PathBuf {
+    dev_dir().join("pgbouncer")
+}
+
+/// The PgBouncer database that leads to the replica.
+const BULK_DB: &str = "notification_api_bulk";
+
+/// Starts (or restarts) the development PgBouncer in front of `cluster`. The session settings
+/// the pools would set are enforced by PgBouncer's `connect_query` instead.
+fn pgbouncer_up(cluster: &Cluster) -> Result<PgBouncer> {
+    let settings = Settings::from_env().context("reading the settings")?;
+    let s = &settings.session;
+    let timeout = |replica: bool| s.statement_timeout_for(replica).as_millis();
+    let p = cluster.primary().endpoint();
+    let mut builder = PgBouncer::builder()
+        .persistent(pgbouncer_dir())
+        .database("notification_api", p, "notification_api")
+        .connect_query(&format!("SET statement_timeout = {}", timeout(false)));
+    let bulk_query = |replica: bool| {
+        format!(
+            "SET statement_timeout = {}; SET default_transaction_read_only = on",
+            timeout(replica)
+        )
+    };
+    builder = match cluster.replica() {
+        Some(r) => builder
+            .database(BULK_DB, r.endpoint(), "notification_api")
+            .connect_query(&bulk_query(true)),
+        None => builder
+            .database(BULK_DB, p, "notification_api")
+            .connect_query(&bulk_query(false)),
+    };
+    Ok(builder.start()?)
+}
+
+/// The `export` lines for the pools through the development PgBouncer (and migrations direct).
+fn pgbouncer_export_lines(cluster: &Cluster, bouncer: &PgBouncer) -> String {
+    let pw = dev_dir().join("password");
+    let p = cluster.primary().endpoint();
+    let uri = |port: u16, host: &str, db: &str| {
+        format!(
+            "\"postgresql://{}:$(cat {})@{host}:{port}/{db}\"",
+            p.user,
+            pw.display()
+        )
+    };
+    let b = bouncer.endpoint(&p.user, "");
+    format!(
+        "export SQLALCHEMY_DATABASE_URI={}\n\
+         export SQLALCHEMY_DATABASE_URI_BULK={}\n\
+         export DATABASE_URI_TRANSACTION_POOLER=true\n\
+         export DATABASE_URI_BULK_TRANSACTION_POOLER=true\n\
+         export DATABASE_MIGRATION_URI={}\n",
+        uri(b.port, &b.host, "notification_api"),
+        uri(b.port, &b.host, BULK_DB),
+        uri(p.port, &p.host, "notification_api"),
+    )
+}
+
 /// The shell lines that point SQLALCHEMY_DATABASE_URI(_BULK) at the dev cluster; the password is
 /// read from its file when the line is evaluated, so it is never printed.
 pub fn export_lines(cluster: &Cluster) -> String {
@@ -93,8 +161,21 @@ pub fn export_lines(cluster: &Cluster) -> String {
 /// Runs `cargo xtask dev ...`.
 pub fn run(args: DevArgs) -> Result<()> {
     match args.cmd {
-        DevCmd::Up => {
+        DevCmd::Up { pgbouncer } => {
             let cluster = up()?;
+            if pgbouncer {
+                let bouncer = pgbouncer_up(&cluster)?;
+                eprintln!(
+                    "# primary and replica are up in {}, behind PgBouncer (transaction mode) on \
+                     127.0.0.1:{}; to use them: eval \"$(cargo xtask dev up --pgbouncer)\"",
+                    dev_dir().display(),
+                    bouncer.port()
+                );
+                print!("{}", pgbouncer_export_lines(&cluster, &bouncer));
+                return Ok(());
+            }
+            // Without --pgbouncer, a PgBouncer left from an earlier `up --pgbouncer` is stopped.
+            PgBouncer::stop_in(&pgbouncer_dir());
             eprintln!(
                 "# primary and replica are up in {}; to use them: eval \"$(cargo xtask dev up)\"",
                 dev_dir().display()
@@ -103,6 +184,9 @@ pub fn run(args: DevArgs) -> Result<()> {
             Ok(())
         }
         DevCmd::Down { destroy } => {
+            if PgBouncer::stop_in(&pgbouncer_dir()) {
+                println!("stopped the development PgBouncer");
+            }
             let Some(cluster) = Cluster::existing(&dev_dir())? else {
                 println!("no development cluster in {}", dev_dir().display());
                 return Ok(());

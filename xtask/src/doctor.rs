@@ -103,6 +103,63 @@ async fn check_all(settings: &Settings, args: &DoctorArgs, r: &mut Report) {
         check_host(settings, args, r, Bind::Bulk, &settings.bulk, hp).await;
     }
     check_migrations(settings, r, primary_ok).await;
+    if primary_ok {
+        check_migration_lock(settings, r).await;
+    }
+}
+
+/// The migration advisory lock: free, held by a running migration, or left held by an idle
+/// session (e.g. a pooled server connection after a run through a transaction pooler), which
+/// would make every later run (ours or Alembic's) wait forever.
+async fn check_migration_lock(settings: &Settings, r: &mut Report) {
+    let check = "migration lock";
+    let holders = match connect_one(&settings.primary, settings, Bind::Default).await {
+        Ok((client, _)) => notify_db_migrate::lock_holders(&client).await,
+        Err(e) => {
+            r.fail(
+                check,
+                format!("not checked: {e}"),
+                "fix the primary first (see above)",
+            );
+            return;
+        }
+    };
+    let holders = match holders {
+        Ok(h) => h,
+        Err(e) => {
+            r.fail(
+                check,
+                format!("cannot read pg_locks / pg_stat_activity: {e}"),
+                "grant the role pg_read_all_stats to see other sessions",
+            );
+            return;
+        }
+    };
+    let id = notify_db_migrate::ADVISORY_LOCK_ID;
+    if holders.is_empty() {
+        r.ok(check, format!("advisory lock {id} is free"));
+    }
+    for h in holders {
+        let who = format!(
+            "advisory lock {id} held by pid {} (application_name {:?}), {} since {} (connected {})",
+            h.pid, h.application_name, h.state, h.since, h.backend_start
+        );
+        if h.state == "active" {
+            r.ok(check, format!("{who}: a migration is running"));
+            continue;
+        }
+        r.fail(
+            check,
+            format!("{who}: no statement running, so every later migration run (ours or Alembic's) waits for it"),
+            format!(
+                "if no migration is running from it, end it: `SELECT pg_terminate_backend({})` as a superuser or its role \
+                 (through PgBouncer, RECONNECT the database in its admin console also works). An idle holder is typically \
+                 a pooled server connection left by a run through a transaction pooler: set DATABASE_MIGRATION_URI to the \
+                 primary itself ({DOC}#behind-pgbouncer)",
+                h.pid
+            ),
+        );
+    }
 }
 
 /// Checks one host of one bind; true when it could be used.

@@ -84,3 +84,49 @@ fn up_status_down_and_destroy() {
     assert!(ok && out.contains("no development cluster"), "{out}");
     drop(scratch);
 }
+
+#[test]
+fn up_with_pgbouncer_points_the_pools_at_it_and_migrations_past_it() {
+    let base = std::env::temp_dir().join(format!("notify-db-dev-bouncer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let scratch = Scratch(base.clone());
+    let (ok, exports, err) = xtask(&base, &["dev", "up", "--pgbouncer"]);
+    assert!(ok, "dev up --pgbouncer: {err}");
+    for line in [
+        "export DATABASE_URI_TRANSACTION_POOLER=true",
+        "export DATABASE_URI_BULK_TRANSACTION_POOLER=true",
+        "export DATABASE_MIGRATION_URI=",
+        "/notification_api_bulk\"",
+    ] {
+        assert!(exports.contains(line), "missing {line:?}: {exports}");
+    }
+    // The exports work as printed: migrations go direct, doctor's pools through PgBouncer.
+    let script = format!(
+        "{exports}\n\"$XTASK\" migrate upgrade >/dev/null 2>&1 || exit 3\n\"$XTASK\" doctor"
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("XTASK", env!("CARGO_BIN_EXE_xtask"))
+        .env("NOTIFY_DB_TESTDB_DIR", &base)
+        .env("NOTIFY_ENVIRONMENT", "test")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the exports");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("session: statement_timeout 1200000 ms") && text.contains("read-only"),
+        "{text}"
+    );
+    let (ok, out, err) = xtask(&base, &["dev", "down"]);
+    assert!(
+        ok && out.contains("stopped the development PgBouncer"),
+        "{out}{err}"
+    );
+    drop(scratch);
+}

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use notify_db_testdb::TestDb;
 
 /// Variables of SPEC.md that must not leak in from the environment running the tests.
-const VARS: [&str; 8] = [
+const VARS: [&str; 11] = [
     "SQLALCHEMY_DATABASE_URI",
     "SQLALCHEMY_DATABASE_URI_BULK",
     "DATABASE_STATEMENT_TIMEOUT_MS",
@@ -17,6 +17,9 @@ const VARS: [&str; 8] = [
     "DATABASE_MAX_PARALLEL_WORKERS_REPLICA",
     "DATABASE_DEFAULT_DISABLE_PARALLEL_QUERY",
     "SQLALCHEMY_POOL_SIZE",
+    "DATABASE_URI_TRANSACTION_POOLER",
+    "DATABASE_URI_BULK_TRANSACTION_POOLER",
+    "DATABASE_MIGRATION_URI",
 ];
 
 fn xtask(args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
@@ -113,6 +116,7 @@ async fn a_good_configuration_passes_every_check() {
         // What a migration run applies: no statement_timeout unless asked, as the reference.
         "✓ migration timeouts: lock_timeout 1000ms, statement_timeout none".to_owned(),
         format!("✓ migrations: at head {}", head()),
+        "✓ migration lock: advisory lock 7020097439640675072 is free".to_owned(),
         "all checks passed".to_owned(),
     ] {
         assert!(
@@ -303,4 +307,50 @@ fn doctor_and_pitr_drill_have_help() {
             "{sub} --help:\n{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_migration_lock_held_by_an_idle_session_is_reported_with_its_pid_and_the_cure() {
+    let db = TestDb::create().await.expect("test database");
+    let primary = db.primary_uri();
+    let (out, text) = xtask(
+        &["migrate", "upgrade"],
+        &[("SQLALCHEMY_DATABASE_URI", &primary)],
+    );
+    assert!(out.status.success(), "migrate upgrade failed:\n{text}");
+    // What a run through a transaction pooler leaves behind: an idle session holding the lock.
+    let mut config = db.primary().pg_config(db.name());
+    config.application_name("leftover-runner");
+    let (holder, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("a direct session");
+    tokio::spawn(conn);
+    let pid: i32 = holder
+        .query_one(
+            "SELECT pg_backend_pid() FROM pg_advisory_lock(7020097439640675072)",
+            &[],
+        )
+        .await
+        .expect("taking the lock as Alembic does")
+        .get(0);
+    let (out, text) = xtask(&["doctor"], &[("SQLALCHEMY_DATABASE_URI", &primary)]);
+    assert!(
+        !out.status.success(),
+        "a held lock must fail doctor:\n{text}"
+    );
+    let (line, fix) = line_and_next(&text, "✗ migration lock:");
+    for part in [
+        format!("held by pid {pid}"),
+        "application_name \"leftover-runner\"".to_owned(),
+        "idle since 20".to_owned(),
+    ] {
+        assert!(line.contains(&part), "missing {part:?} in {line:?}");
+    }
+    assert!(
+        fix.contains(&format!("pg_terminate_backend({pid})"))
+            && fix.contains("DATABASE_MIGRATION_URI"),
+        "{fix}"
+    );
+    drop(holder);
 }

@@ -66,6 +66,22 @@ pub enum ConfigError {
         /// The dotted key, e.g. `pool.sise`.
         key: String,
     },
+    /// Migrations were asked to run through a transaction pooler (they need one server session
+    /// for the whole run: the advisory lock is session-level).
+    #[error(
+        "{variable} goes through a transaction pooler ({flag}=true), and migrations need a direct \
+         session to the primary (the migration advisory lock is held by a session, which a \
+         transaction pooler does not keep); set {migration_variable} (or `database.migration_uri`) \
+         to the primary's own address, bypassing the pooler"
+    )]
+    MigrationThroughPooler {
+        /// The URI variable that goes through the pooler.
+        variable: String,
+        /// The setting that says so.
+        flag: String,
+        /// The variable for a direct migration connection.
+        migration_variable: String,
+    },
     /// A key in a configuration file has a value that cannot be used.
     #[error("{}: invalid value for `{key}`: {problem}", file.display())]
     InvalidFileValue {

@@ -22,6 +22,9 @@ enum Kind {
 const KEYS: &[(&str, Kind)] = &[
     ("database.uri", Kind::Str),
     ("database.bulk_uri", Kind::Str),
+    ("database.uri_transaction_pooler", Kind::Bool),
+    ("database.bulk_uri_transaction_pooler", Kind::Bool),
+    ("database.migration_uri", Kind::Str),
     ("session.statement_timeout_primary", Kind::Duration),
     ("session.statement_timeout_replica", Kind::Duration),
     ("session.max_parallel_workers_primary", Kind::Int),
@@ -36,6 +39,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("pool.application_name", Kind::Str),
     ("pool.host_backoff", Kind::Duration),
     ("pool.ping_idle_after", Kind::Duration),
+    ("pool.max_replica_lag", Kind::Duration),
+    ("pool.replica_lag_interval", Kind::Duration),
     ("migrations.lock_timeout", Kind::Duration),
     ("migrations.statement_timeout", Kind::Duration),
     ("migrations.max_attempts", Kind::Int),

@@ -27,6 +27,12 @@ use file::{FileValue, Layer};
 const VAR_URI: &str = "SQLALCHEMY_DATABASE_URI";
 /// Environment variable: bulk / replica database URI.
 const VAR_URI_BULK: &str = "SQLALCHEMY_DATABASE_URI_BULK";
+/// Environment variable: `SQLALCHEMY_DATABASE_URI` goes through a transaction pooler.
+pub const VAR_URI_POOLER: &str = "DATABASE_URI_TRANSACTION_POOLER";
+/// Environment variable: `SQLALCHEMY_DATABASE_URI_BULK` goes through a transaction pooler.
+pub const VAR_URI_BULK_POOLER: &str = "DATABASE_URI_BULK_TRANSACTION_POOLER";
+/// Environment variable: a direct (not pooled) primary URI for migrations.
+pub const VAR_MIGRATION_URI: &str = "DATABASE_MIGRATION_URI";
 /// URI used in development and test when none is configured.
 const DEV_DEFAULT_URI: &str = "postgresql://postgres@127.0.0.1:5432/notification_api";
 /// 20 minutes: Notify's statement timeout default (1200000 ms).
@@ -43,12 +49,29 @@ pub struct Settings {
     pub bulk: DatabaseUri,
     /// True when `bulk` fell back to the primary URI.
     pub bulk_is_fallback: bool,
+    /// Which URIs go through a transaction pooler (PgBouncer `pool_mode = transaction`).
+    pub pooler: PoolerSettings,
+    /// A direct primary URI for migrations (`DATABASE_MIGRATION_URI`); see
+    /// [`Settings::migration_uri`].
+    pub migration_uri: Option<DatabaseUri>,
     /// Per-connection session settings.
     pub session: SessionSettings,
     /// Connection pool settings (per bind, per process).
     pub pool: PoolSettings,
     /// Migration runner settings.
     pub migrations: MigrationSettings,
+}
+
+/// Which URIs reach PostgreSQL through a transaction pooler. Through one, a pool sends no startup
+/// `options` and no session `SET`s (they would land on a server connection other clients get
+/// next); it checks instead that the server enforces the session settings itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolerSettings {
+    /// `SQLALCHEMY_DATABASE_URI` goes through one (`DATABASE_URI_TRANSACTION_POOLER`).
+    pub default: bool,
+    /// `SQLALCHEMY_DATABASE_URI_BULK` goes through one (`DATABASE_URI_BULK_TRANSACTION_POOLER`;
+    /// when bulk falls back to the primary URI, the primary's flag).
+    pub bulk: bool,
 }
 
 /// Session settings applied on every new physical connection.
@@ -110,6 +133,12 @@ pub struct PoolSettings {
     /// most `connect_timeout`) before it is handed out, and replaced if the server does not
     /// answer (30 s; `0s`: at every checkout).
     pub ping_idle_after: Duration,
+    /// A bulk replica whose replay lag is over this gets no new connections; when all are,
+    /// bulk falls back to the primary (30 s; `0s` turns lag-aware routing off). Only when the
+    /// bulk URI is set and lists several hosts.
+    pub max_replica_lag: Duration,
+    /// How often each bulk host's lag is sampled for that routing (1 s).
+    pub replica_lag_interval: Duration,
 }
 
 /// Migration runner settings.
@@ -165,6 +194,23 @@ impl Settings {
             None => (primary.clone(), true),
         };
 
+        let default_pooled = src
+            .boolean(VAR_URI_POOLER, "database.uri_transaction_pooler")?
+            .unwrap_or(false);
+        // Read (and checked) also when bulk falls back to the primary URI, which then decides.
+        let bulk_pooled = src
+            .boolean(VAR_URI_BULK_POOLER, "database.bulk_uri_transaction_pooler")?
+            .unwrap_or(false);
+        let pooler = PoolerSettings {
+            default: default_pooled,
+            bulk: if bulk_is_fallback {
+                default_pooled
+            } else {
+                bulk_pooled
+            },
+        };
+        let migration_uri = src.uri(VAR_MIGRATION_URI, "database.migration_uri")?;
+
         let statement_timeout_primary = src
             .duration(
                 Some("DATABASE_STATEMENT_TIMEOUT_MS"),
@@ -213,6 +259,9 @@ impl Settings {
                 .unwrap_or_else(|| "notify-db".to_owned()),
             host_backoff: src.file_duration("pool.host_backoff", Duration::from_secs(10)),
             ping_idle_after: src.file_duration("pool.ping_idle_after", Duration::from_secs(30)),
+            max_replica_lag: src.file_duration("pool.max_replica_lag", Duration::from_secs(30)),
+            replica_lag_interval: src
+                .file_duration("pool.replica_lag_interval", Duration::from_secs(1)),
         };
 
         let migrations = MigrationSettings {
@@ -230,10 +279,28 @@ impl Settings {
             primary,
             bulk,
             bulk_is_fallback,
+            pooler,
+            migration_uri,
             session,
             pool,
             migrations,
         })
+    }
+}
+
+impl Settings {
+    /// The URI migrations connect to: `DATABASE_MIGRATION_URI` when set, else the primary URI,
+    /// unless that goes through a transaction pooler: then an error naming the variable to set.
+    pub fn migration_uri(&self) -> Result<&DatabaseUri, ConfigError> {
+        match &self.migration_uri {
+            Some(uri) => Ok(uri),
+            None if self.pooler.default => Err(ConfigError::MigrationThroughPooler {
+                variable: VAR_URI.to_owned(),
+                flag: VAR_URI_POOLER.to_owned(),
+                migration_variable: VAR_MIGRATION_URI.to_owned(),
+            }),
+            None => Ok(&self.primary),
+        }
     }
 }
 
@@ -244,11 +311,31 @@ impl fmt::Display for Settings {
         let p = &self.pool;
         let m = &self.migrations;
         writeln!(f, "environment: {}", self.environment)?;
-        writeln!(f, "primary: {}", self.primary)?;
+        let pooled = |yes: bool| {
+            if yes {
+                " (through a transaction pooler)"
+            } else {
+                ""
+            }
+        };
+        writeln!(
+            f,
+            "primary: {}{}",
+            self.primary,
+            pooled(self.pooler.default)
+        )?;
         if self.bulk_is_fallback {
-            writeln!(f, "bulk: {} (fallback to primary)", self.bulk)?;
+            writeln!(
+                f,
+                "bulk: {} (fallback to primary){}",
+                self.bulk,
+                pooled(self.pooler.bulk)
+            )?;
         } else {
-            writeln!(f, "bulk: {}", self.bulk)?;
+            writeln!(f, "bulk: {}{}", self.bulk, pooled(self.pooler.bulk))?;
+        }
+        if let Some(m) = &self.migration_uri {
+            writeln!(f, "migration uri: {m}")?;
         }
         writeln!(
             f,
@@ -261,7 +348,8 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "pool: size={} wait_timeout={} max_lifetime={} connect_timeout={} tcp_user_timeout={} \
-             startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={}",
+             startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={} \
+             max_replica_lag={} replica_lag_interval={}",
             p.size,
             human(p.wait_timeout),
             human(p.max_lifetime),
@@ -271,6 +359,8 @@ impl fmt::Display for Settings {
             p.application_name,
             human(p.host_backoff),
             human(p.ping_idle_after),
+            human(p.max_replica_lag),
+            human(p.replica_lag_interval),
         )?;
         write!(
             f,

@@ -500,3 +500,75 @@ fn from_env_reads_the_process_environment() {
     assert!(["development", "test"].contains(&s.environment.as_str()));
     assert!(s.pool.size >= 1);
 }
+
+#[test]
+fn transaction_pooler_flags_and_the_migration_uri() {
+    // Off by default; the repository's files say so too.
+    let s = load(
+        Some(&repo_config_dir()),
+        &[("SQLALCHEMY_DATABASE_URI", PRIMARY)],
+    )
+    .unwrap();
+    assert_eq!((s.pooler.default, s.pooler.bulk), (false, false));
+    assert_eq!(s.migration_uri().unwrap(), &s.primary);
+
+    // Environment: per URI; bulk on the primary URI inherits the primary's flag.
+    let s = load(
+        None,
+        &[
+            ("SQLALCHEMY_DATABASE_URI", PRIMARY),
+            ("DATABASE_URI_TRANSACTION_POOLER", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!((s.pooler.default, s.pooler.bulk), (true, true));
+    let err = s.migration_uri().expect_err("migrations through a pooler");
+    let text = err.to_string();
+    assert!(
+        text.contains("SQLALCHEMY_DATABASE_URI")
+            && text.contains("DATABASE_URI_TRANSACTION_POOLER=true")
+            && text.contains("DATABASE_MIGRATION_URI"),
+        "{text}"
+    );
+    let s = load(
+        None,
+        &[
+            ("SQLALCHEMY_DATABASE_URI", PRIMARY),
+            ("SQLALCHEMY_DATABASE_URI_BULK", BULK),
+            ("DATABASE_URI_BULK_TRANSACTION_POOLER", "yes"),
+            (
+                "DATABASE_MIGRATION_URI",
+                "postgresql://owner:Pw-migrate-secret@direct:5432/notification_api",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!((s.pooler.default, s.pooler.bulk), (false, true));
+    assert_eq!(s.migration_uri().unwrap().hosts()[0].host, "direct");
+    let shown = s.to_string();
+    assert!(
+        shown.contains("(through a transaction pooler)") && !shown.contains("Pw-migrate-secret"),
+        "{shown}"
+    );
+    let err = load(
+        None,
+        &[("DATABASE_URI_BULK_TRANSACTION_POOLER", "sometimes")],
+    )
+    .expect_err("not a boolean");
+    assert!(
+        err.to_string()
+            .contains("DATABASE_URI_BULK_TRANSACTION_POOLER"),
+        "{err}"
+    );
+
+    // Files: the same keys under [database].
+    let dir = TempDir::new(&[(
+        "default.toml",
+        "[database]\nuri_transaction_pooler = true\nbulk_uri_transaction_pooler = false\n\
+         bulk_uri = \"postgresql://r@replica:5432/notification_api\"\n\
+         migration_uri = \"postgresql://o@direct:5432/notification_api\"\n",
+    )]);
+    let s = load(Some(dir.path()), &[]).unwrap();
+    assert_eq!((s.pooler.default, s.pooler.bulk), (true, false));
+    assert_eq!(s.migration_uri().unwrap().hosts()[0].host, "direct");
+}

@@ -5,21 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, connect_one};
+use notify_db_pool::{Bind, REPLICA_LAG_SQL, connect_one};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::observer::DbMetrics;
-
-/// The lag of one server in seconds: 0 on a primary, 0 on a replica that has replayed all it
-/// received (caught up, even when idle for hours), else the age of the last replayed
-/// transaction (`now() - pg_last_xact_replay_timestamp()`), or the time since the server
-/// started when it has replayed no transaction since (behind at least that long).
-const LAG_SQL: &str = "SELECT CASE \
-    WHEN NOT pg_is_in_recovery() THEN 0 \
-    WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-    ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - COALESCE(pg_last_xact_replay_timestamp(), pg_postmaster_start_time()))) \
-    END::float8";
 
 /// Samples `db_replica_lag_seconds{bind="bulk",host="host:port"}` for every host of the bulk
 /// URI, every `interval`, over one connection of its own per host (opened like the bulk pool's:
@@ -125,7 +115,7 @@ async fn sample(server: &mut Server) -> Result<f64, SampleError> {
         }
     };
     // One round trip: an unnamed statement, no prepare.
-    let rows = client.query_typed(LAG_SQL, &[]).await?;
+    let rows = client.query_typed(REPLICA_LAG_SQL, &[]).await?;
     let lag = match rows.first() {
         Some(row) => row.try_get::<_, f64>(0)?,
         None => f64::NAN,

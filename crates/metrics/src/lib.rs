@@ -63,6 +63,8 @@ pub mod names {
     pub const CONNECT_ERRORS: &str = "db_connection_errors_total";
     /// Gauge: replay lag of each bulk server, in seconds (`bind`, `host`).
     pub const REPLICA_LAG: &str = "db_replica_lag_seconds";
+    /// Gauge: 1 while bulk falls back to the primary because every replica lags, else 0.
+    pub const BULK_FALLBACK: &str = "db_bulk_fallback_to_primary";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -111,6 +113,11 @@ pub mod names {
             REPLICA_LAG,
             Kind::Gauge,
             "Seconds since the last replayed transaction while the replica is behind, 0 when caught up; NaN when it cannot be sampled",
+        ),
+        (
+            BULK_FALLBACK,
+            Kind::Gauge,
+            "1 while the bulk pool falls back to the primary because every replica lags over the limit, else 0",
         ),
     ];
 }

@@ -205,6 +205,7 @@ struct Checkout {
 /// | `db_pool_max_size` | gauge | `bind` |
 /// | `db_connection_errors_total` | counter | `bind`, `host` (`host:port`), `reason` |
 /// | `db_replica_lag_seconds` | gauge | `bind`, `host` (`host:port`), see [`crate::ReplicaLagSampler`] |
+/// | `db_bulk_fallback_to_primary` | gauge | (none): 1 while every bulk replica lags over `pool.max_replica_lag` |
 ///
 /// `inet_server_addr` is the server's own address (`inet_server_addr()` at connect), or
 /// [`NO_SERVER_ADDR`] over a Unix socket. Outside any request/job context the `method`, `host`
@@ -385,6 +386,17 @@ impl PoolObserver for DbMetrics {
             ],
         );
         self.target.counter(&key).increment(1);
+    }
+
+    fn replica_lag(&self, bind: Bind, host: &str, port: u16, seconds: f64) {
+        if bind == Bind::Bulk {
+            self.set_replica_lag(&format!("{host}:{port}"), seconds);
+        }
+    }
+
+    fn bulk_fallback(&self, active: bool) {
+        let key = Key::from_name(names::BULK_FALLBACK);
+        self.target.gauge(&key).set(if active { 1.0 } else { 0.0 });
     }
 
     fn checked_out(&self, conn: &ConnInfo, waited: Duration) -> CheckoutToken {

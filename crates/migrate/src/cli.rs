@@ -24,7 +24,7 @@ pub const LOCAL_DB_NAME: &str = "notification_api";
     about = "Run or inspect notify-db migrations (Alembic-compatible)"
 )]
 pub struct MigrateCli {
-    /// Database URI (default: SQLALCHEMY_DATABASE_URI).
+    /// Database URI (default: DATABASE_MIGRATION_URI, else SQLALCHEMY_DATABASE_URI).
     #[arg(long, global = true)]
     pub database_url: Option<String>,
     /// Print the SQL an upgrade or downgrade would run, without connecting.
@@ -248,7 +248,8 @@ pub async fn run(
 
     let uri = match &cli.database_url {
         Some(u) => DatabaseUri::parse(u, "--database-url")?,
-        None => settings?.primary,
+        // DATABASE_MIGRATION_URI, else the primary unless that goes through a transaction pooler.
+        None => settings?.migration_uri()?.clone(),
     };
     let pg = uri.to_pg_config();
     let migrator = migrator.with_tls(uri.tls()?);

@@ -11,6 +11,7 @@ use notify_db_config::Tls;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
+use crate::lock_guard;
 use crate::migration::{Migration, MigrationSet, Target};
 use crate::render::{
     self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, Elapsed, JOURNAL_TABLE, lit,
@@ -513,6 +514,7 @@ impl Migrator {
         Ok(steps)
     }
 
+    /// Runs under the lock, which is then released explicitly (see [`lock_guard`]).
     async fn run(
         &self,
         pg: &tokio_postgres::Config,
@@ -520,6 +522,23 @@ impl Migrator {
         direction: Direction,
     ) -> Result<RunReport, Error> {
         let mut session = self.lock(pg).await?;
+        let result = self.run_locked(&mut session, target, direction).await;
+        let released = lock_guard::release(&session.client, session.pid).await;
+        // Dropping the client closes the session (directly, that alone releases the lock).
+        drop(session);
+        match (result, released) {
+            // A moved session is the cause of whatever else went wrong: report it.
+            (_, Err(e @ Error::SessionMoved { .. })) | (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(report), Ok(())) => Ok(report),
+        }
+    }
+
+    async fn run_locked(
+        &self,
+        session: &mut Session,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
         let state = self.prepare(&session.client, session.tables).await?;
         self.check_checksums(&state)?;
         let plan = self.plan(state.current, target, direction)?;
@@ -549,10 +568,10 @@ impl Migrator {
             let mut attempt = 1;
             loop {
                 let r = if m.is_transactional() {
-                    self.apply_transactional(&mut session, m, direction, step, &host)
+                    self.apply_transactional(session, m, direction, step, &host)
                         .await
                 } else {
-                    self.apply_non_transactional(&mut session, m, direction, step, &host)
+                    self.apply_non_transactional(session, m, direction, step, &host)
                         .await
                 };
                 match r {
@@ -605,8 +624,6 @@ impl Migrator {
         let to = plan
             .last()
             .map_or(from.clone(), |s| self.id_at(s.to).map(str::to_owned));
-        // Dropping the client closes the session, which releases the advisory lock.
-        drop(session);
         Ok(RunReport { from, to, applied })
     }
 
@@ -672,6 +689,7 @@ impl Migrator {
         if last_log.is_some() {
             tracing::info!(waited = ?started.elapsed(), "got the migration advisory lock");
         }
+        let pid = lock_guard::confirm(&client, pid).await?;
         Ok(Session {
             client,
             pid,
@@ -1029,34 +1047,18 @@ fn describe_sessions(msgs: &[SimpleQueryMessage]) -> String {
 }
 
 async fn lock_holders(client: &Client) -> String {
-    let classid = (ADVISORY_LOCK_ID >> 32) as u32;
-    let objid = (ADVISORY_LOCK_ID & 0xffff_ffff) as u32;
-    let q = format!(
-        "SELECT a.pid, a.application_name, a.backend_start, a.state, left(a.query, 200) \
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {classid} AND l.objid = {objid} \
-         AND l.objsubid = 1"
-    );
-    match client.simple_query(&q).await {
-        Ok(msgs) => {
-            let v: Vec<String> = rows(&msgs)
-                .map(|r| {
-                    format!(
-                        "pid {} application_name {:?} connected since {} ({}): {}",
-                        r.get(0).unwrap_or("?"),
-                        r.get(1).unwrap_or(""),
-                        r.get(2).unwrap_or("?"),
-                        r.get(3).unwrap_or("?"),
-                        r.get(4).unwrap_or("").replace('\n', " ")
-                    )
-                })
-                .collect();
-            if v.is_empty() {
-                "none visible (it was just released)".to_owned()
-            } else {
-                v.join("; ")
-            }
-        }
+    match lock_guard::lock_holders(client).await {
+        Ok(holders) if holders.is_empty() => "none visible (it was just released)".to_owned(),
+        Ok(holders) => holders
+            .iter()
+            .map(|h| {
+                format!(
+                    "pid {} application_name {:?} connected since {} ({}): {}",
+                    h.pid, h.application_name, h.backend_start, h.state, h.query
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
         Err(e) => format!("unknown ({e})"),
     }
 }

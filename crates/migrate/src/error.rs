@@ -136,6 +136,34 @@ pub enum Error {
         /// Who held it.
         holders: String,
     },
+    /// The session moved to another server process between two statements: a transaction
+    /// pooler is between the runner and the server, and the session-level advisory lock would
+    /// stay with a pooled server connection.
+    #[error(
+        "the migration session moved from server process {locked_pid} (which took the advisory \
+         lock) to {now_pid}: a transaction pooler (e.g. PgBouncer pool_mode = transaction) is \
+         between the runner and the server, and migrations need one session for the whole run; \
+         point DATABASE_MIGRATION_URI (or --database-url) at the primary itself, bypassing the \
+         pooler.{}{}",
+        if ended.is_empty() { String::new() } else {
+            format!(" The orphaned lock holder(s) {ended:?} were ended (pg_terminate_backend) or released.")
+        },
+        if left.is_empty() { String::new() } else {
+            format!(" Could not end lock holder(s) {left:?}: as a superuser, run \
+                     SELECT pg_terminate_backend(<pid>) for each (or RECONNECT the database in \
+                     PgBouncer's admin console)")
+        }
+    )]
+    SessionMoved {
+        /// The server process that took the lock.
+        locked_pid: i32,
+        /// The server process the session ran on afterwards.
+        now_pid: i32,
+        /// Orphaned holders that were ended.
+        ended: Vec<i32>,
+        /// Orphaned holders that could not be ended.
+        left: Vec<i32>,
+    },
     /// The database is at a revision this build does not know.
     #[error(
         "the database is at revision {current}, which this code does not know{}",

@@ -26,6 +26,7 @@
 
 mod engine;
 mod error;
+mod lock_guard;
 mod migration;
 mod render;
 mod split;
@@ -36,6 +37,7 @@ pub mod cli;
 
 pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
 pub use error::{Error, SetError, StatementFailure};
+pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
 pub use txcontrol::transaction_control;

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
 use tokio::task::JoinHandle;
-use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::error::PoolError;
+use crate::lag::{LagRouting, Route};
+use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, ConnectFailure, PoolObserver};
+use crate::pooler::{self, Expected};
+use crate::session::{host_config, setup_sql};
 use crate::tls::Tls;
 
 /// Oldest supported server (`server_version_num`).
@@ -35,6 +38,7 @@ struct Host {
     hp: HostPort,
     config: tokio_postgres::Config,
     down_until: Mutex<Option<Instant>>,
+    limit: LimitBackoff,
 }
 
 impl Host {
@@ -60,10 +64,16 @@ pub(crate) struct Connector {
     rotate: bool,
     role: Role,
     tls: Tls,
-    setup_sql: String,
+    /// Direct: the setup SQL that sets the session settings. Through a transaction pooler:
+    /// `None`, and `expected` holds what the server must enforce itself.
+    setup_sql: Option<String>,
+    expected: Expected,
     timeout: Duration,
     backoff: Duration,
     pub(crate) observer: Option<Arc<dyn PoolObserver>>,
+    /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
+    /// back to when all do.
+    pub(crate) lag: Option<Arc<LagRouting>>,
 }
 
 /// A freshly opened, set-up connection.
@@ -71,6 +81,17 @@ pub(crate) struct Opened {
     pub(crate) client: Client,
     pub(crate) task: JoinHandle<()>,
     pub(crate) info: ConnInfo,
+    /// Which configured host (or the fallback primary) it was opened to.
+    pub(crate) route: Route,
+}
+
+/// What the setup (or, through a pooler, the check) query read from the server.
+pub(crate) struct ServerFacts {
+    pub(crate) in_recovery: bool,
+    pub(crate) server_addr: Option<IpAddr>,
+    pub(crate) version_num: i64,
+    pub(crate) version: String,
+    pub(crate) backend_pid: i32,
 }
 
 impl Connector {
@@ -82,8 +103,29 @@ impl Connector {
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
     ) -> Result<Connector, PoolError> {
+        Connector::with_pooler(
+            uri,
+            settings,
+            bind,
+            observer,
+            pooler::is_pooled(settings, bind),
+        )
+    }
+
+    /// [`Connector::new`] saying whether `uri` goes through a transaction pooler (the bulk
+    /// bind's fallback to the primary URI takes the primary's flag).
+    pub(crate) fn with_pooler(
+        uri: &DatabaseUri,
+        settings: &Settings,
+        bind: Bind,
+        observer: Option<Arc<dyn PoolObserver>>,
+        through_pooler: bool,
+    ) -> Result<Connector, PoolError> {
         let tls = crate::tls::for_uri(uri, bind)?;
         let pool = &settings.pool;
+        if through_pooler && uri.param("options").is_some() {
+            return Err(pooler::options_refused(uri, bind));
+        }
         // The whole connect (TCP, TLS, auth, setup) per host: the URI's connect_timeout wins.
         let timeout = uri
             .param("connect_timeout")
@@ -102,8 +144,9 @@ impl Connector {
             .iter()
             .map(|hp| Host {
                 hp: hp.clone(),
-                config: host_config(uri, hp, settings, timeout),
+                config: host_config(uri, hp, settings, timeout, through_pooler),
                 down_until: Mutex::new(None),
+                limit: LimitBackoff::default(),
             })
             .collect();
         Ok(Connector {
@@ -114,16 +157,26 @@ impl Connector {
             rotate: bind == Bind::Bulk,
             role,
             tls,
-            setup_sql: setup_sql(settings, bind),
+            setup_sql: (!through_pooler).then(|| setup_sql(settings, bind)),
+            expected: Expected::new(settings, bind),
             timeout,
             backoff: pool.host_backoff,
             observer,
+            lag: None,
         })
     }
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
     /// back-off only as a last resort.
     pub(crate) async fn open(&self) -> Result<Opened, PoolError> {
+        if let Some(lag) = &self.lag
+            && lag.on_fallback()
+        {
+            // Boxed: the fallback connector's future is as large as this one's.
+            let mut opened = Box::pin(lag.fallback.open()).await?;
+            opened.route = Route::Fallback;
+            return Ok(opened);
+        }
         let n = self.hosts.len();
         let start = if self.rotate && n > 1 {
             self.next.fetch_add(1, Ordering::Relaxed) % n
@@ -131,15 +184,24 @@ impl Connector {
             0
         };
         let now = Instant::now();
-        let order = (0..n).map(|i| (start + i) % n);
+        // Replicas over the lag limit get no new connections.
+        let lagging = |i: usize| self.lag.as_ref().is_some_and(|l| l.is_lagging(i));
+        let order = (0..n).map(|i| (start + i) % n).filter(|&i| !lagging(i));
         let healthy = order.clone().filter(|&i| !self.hosts[i].backed_off(now));
         let resting = order.filter(|&i| self.hosts[i].backed_off(now));
         let mut errors = Vec::new();
         for i in healthy.chain(resting) {
             let host = &self.hosts[i];
+            // A host that refused us for a connection limit is left alone for its back-off.
+            if let Some(err) = host.limit.active(now) {
+                errors.push(err);
+                continue;
+            }
             match self.open_host(host).await {
-                Ok(opened) => {
+                Ok(mut opened) => {
                     host.mark(None);
+                    host.limit.clear();
+                    opened.route = Route::Host(i);
                     return Ok(opened);
                 }
                 Err((failure, err)) => {
@@ -153,6 +215,16 @@ impl Connector {
                     );
                     if let Some(o) = &self.observer {
                         o.connect_failed(self.bind, &host.hp.host, host.hp.port, failure);
+                    }
+                    if failure == ConnectFailure::Limit {
+                        let wait = host.limit.hit(err.clone(), self.backoff);
+                        tracing::warn!(
+                            bind = self.bind.as_str(),
+                            host = host.hp.host.as_str(),
+                            port = host.hp.port,
+                            back_off = ?wait,
+                            "connection limit reached: not connecting to this host for a while"
+                        );
                     }
                     if n > 1 {
                         host.mark(Some(Instant::now() + self.backoff));
@@ -196,6 +268,18 @@ impl Connector {
     async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
         let hp = &host.hp;
         let connect_err = |e: tokio_postgres::Error| {
+            if let Some(limit) = limit_of(&e) {
+                return (
+                    ConnectFailure::Limit,
+                    PoolError::ConnectionLimit {
+                        bind: self.bind,
+                        host: hp.host.clone(),
+                        port: hp.port,
+                        limit,
+                        cause: error_text(&e),
+                    },
+                );
+            }
             let failure = classify(&e);
             (
                 failure,
@@ -235,22 +319,45 @@ impl Connector {
                 },
             )
         };
-        let messages = client
-            .simple_query(&self.setup_sql)
-            .await
-            .map_err(|e| setup_err(error_text(&e)))?;
-        let row = messages
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => Some(row),
-                _ => None,
-            })
-            .ok_or_else(|| setup_err("the setup query returned no row".to_owned()))?;
-        let in_recovery = row.get(0) == Some("t");
-        let server_addr = row.get(1).and_then(|a| a.parse::<IpAddr>().ok());
-        let version_num = row.get(2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let version = row.get(3).unwrap_or("unknown").to_owned();
-        let backend_pid = row.get(4).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+        let facts = match &self.setup_sql {
+            Some(sql) => {
+                let messages = client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| setup_err(error_text(&e)))?;
+                let row = messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => Some(row),
+                        _ => None,
+                    })
+                    .ok_or_else(|| setup_err("the setup query returned no row".to_owned()))?;
+                ServerFacts {
+                    in_recovery: row.get(0) == Some("t"),
+                    server_addr: row.get(1).and_then(|a| a.parse::<IpAddr>().ok()),
+                    version_num: row.get(2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+                    version: row.get(3).unwrap_or("unknown").to_owned(),
+                    backend_pid: row.get(4).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0),
+                }
+            }
+            None => {
+                let checked = self.expected.check(&client).await;
+                checked.map_err(|e| match e {
+                    pooler::CheckError::Query(e) => setup_err(error_text(&e)),
+                    pooler::CheckError::NotEnforced(missing) => (
+                        ConnectFailure::Setup,
+                        pooler::not_enforced(bind, hp, missing),
+                    ),
+                })?
+            }
+        };
+        let ServerFacts {
+            in_recovery,
+            server_addr,
+            version_num,
+            version,
+            backend_pid,
+        } = facts;
         if version_num < MIN_SERVER_VERSION_NUM {
             return Err((
                 ConnectFailure::TooOld,
@@ -294,7 +401,12 @@ impl Connector {
             backend_pid,
             "connection opened"
         );
-        Ok(Opened { client, task, info })
+        Ok(Opened {
+            client,
+            task,
+            info,
+            route: Route::Host(0),
+        })
     }
 }
 
@@ -307,81 +419,6 @@ where
     if let Err(e) = conn.await {
         tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
     }
-}
-
-/// The `tokio_postgres::Config` for one host of `uri`, with the pool's transport settings.
-fn host_config(
-    uri: &DatabaseUri,
-    hp: &HostPort,
-    settings: &Settings,
-    timeout: Duration,
-) -> tokio_postgres::Config {
-    let pool = &settings.pool;
-    let mut config = uri.with_hosts(vec![hp.clone()]).to_pg_config();
-    config.connect_timeout(timeout);
-    if !hp.host.starts_with('/') {
-        config.tcp_user_timeout(pool.tcp_user_timeout);
-        if uri.param("keepalives").is_none() {
-            config.keepalives(true);
-        }
-        // tcp_user_timeout only bounds data the peer has not acknowledged. A connection that
-        // waits for a reply sends nothing, so without probes a black-holed server goes unnoticed
-        // for the kernel's 2 h keepalive idle. Probe after half the user timeout: then a dead
-        // peer is noticed within about 1.5 x tcp_user_timeout, also mid-query.
-        if uri.param("keepalives_idle").is_none() {
-            let idle =
-                (pool.tcp_user_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-            config.keepalives_idle(idle);
-        }
-        config.keepalives_interval(Duration::from_secs(1));
-    }
-    // Roles are checked by the setup query itself: no extra `SHOW transaction_read_only`.
-    config.target_session_attrs(TargetSessionAttrs::Any);
-    let startup = format!(
-        "-c statement_timeout={}",
-        pool.startup_statement_timeout.as_millis()
-    );
-    let options = match config.get_options() {
-        // The URI's own options come last, so they win.
-        Some(own) if !own.trim().is_empty() => format!("{startup} {own}"),
-        _ => startup,
-    };
-    config.options(options.as_str());
-    if config.get_application_name().is_none() && !pool.application_name.is_empty() {
-        config.application_name(pool.application_name.as_str());
-    }
-    config
-}
-
-/// The one-round-trip session setup: reads the role, address and version, and sets the session
-/// settings for that role in the same statement.
-fn setup_sql(settings: &Settings, bind: Bind) -> String {
-    let s = &settings.session;
-    let millis = |in_recovery: bool| s.statement_timeout_for(in_recovery).as_millis();
-    let mut sql = format!(
-        "SELECT pg_is_in_recovery(), host(inet_server_addr()), \
-         current_setting('server_version_num'), current_setting('server_version'), \
-         pg_backend_pid(), \
-         set_config('statement_timeout', CASE WHEN pg_is_in_recovery() THEN '{}' ELSE '{}' END, false)",
-        millis(true),
-        millis(false)
-    );
-    let workers = |in_recovery: bool| match s.parallel_workers_for(in_recovery) {
-        Some(n) => format!("'{n}'"),
-        None => "current_setting('max_parallel_workers_per_gather')".to_owned(),
-    };
-    if s.parallel_workers_for(true).is_some() || s.parallel_workers_for(false).is_some() {
-        sql.push_str(&format!(
-            ", set_config('max_parallel_workers_per_gather', CASE WHEN pg_is_in_recovery() \
-             THEN {} ELSE {} END, false)",
-            workers(true),
-            workers(false)
-        ));
-    }
-    if bind == Bind::Bulk {
-        sql.push_str(", set_config('default_transaction_read_only', 'on', false)");
-    }
-    sql
 }
 
 /// The kind of a connect failure, for observers.
@@ -441,84 +478,4 @@ pub async fn connect_one(
     let connector = Connector::new(uri, settings, bind, None)?;
     let opened = connector.open().await?;
     Ok((opened.client, opened.info))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(vars: &[(&str, &str)]) -> Settings {
-        let get = |k: &str| {
-            vars.iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| (*v).to_owned())
-        };
-        Settings::load(None, &get).expect("settings")
-    }
-
-    #[test]
-    fn setup_sql_sets_the_role_specific_timeouts_in_one_select() {
-        let s = settings(&[
-            ("DATABASE_STATEMENT_TIMEOUT_MS", "1000"),
-            ("DATABASE_STATEMENT_TIMEOUT_REPLICA_MS", "2000"),
-        ]);
-        let sql = setup_sql(&s, Bind::Default);
-        assert!(sql.starts_with("SELECT "), "{sql}");
-        assert!(!sql.contains(';'), "one statement: {sql}");
-        assert!(
-            sql.contains("CASE WHEN pg_is_in_recovery() THEN '2000' ELSE '1000' END"),
-            "{sql}"
-        );
-        assert!(!sql.contains("max_parallel_workers_per_gather"), "{sql}");
-        assert!(!sql.contains("default_transaction_read_only"), "{sql}");
-        let bulk = setup_sql(&s, Bind::Bulk);
-        assert!(
-            bulk.contains("set_config('default_transaction_read_only', 'on', false)"),
-            "{bulk}"
-        );
-    }
-
-    #[test]
-    fn setup_sql_sets_parallel_workers_only_when_configured() {
-        let s = settings(&[("DATABASE_MAX_PARALLEL_WORKERS_REPLICA", "4")]);
-        let sql = setup_sql(&s, Bind::Bulk);
-        assert!(
-            sql.contains(
-                "CASE WHEN pg_is_in_recovery() THEN '4' ELSE \
-                 current_setting('max_parallel_workers_per_gather') END"
-            ),
-            "{sql}"
-        );
-        let s = settings(&[("DATABASE_DEFAULT_DISABLE_PARALLEL_QUERY", "true")]);
-        let sql = setup_sql(&s, Bind::Default);
-        assert!(
-            sql.contains("CASE WHEN pg_is_in_recovery() THEN '0' ELSE '0' END"),
-            "{sql}"
-        );
-    }
-
-    #[test]
-    fn host_config_adds_startup_options_and_keeps_the_uri_ones_last() {
-        let uri = DatabaseUri::parse(
-            "postgresql://u:p@db1:5433,db2/x?options=-c%20work_mem%3D64MB",
-            "TEST",
-        )
-        .expect("uri");
-        let s = settings(&[]);
-        let c = host_config(&uri, &uri.hosts()[1], &s, Duration::from_secs(5));
-        assert_eq!(
-            c.get_options(),
-            Some("-c statement_timeout=1200000 -c work_mem=64MB")
-        );
-        assert_eq!(c.get_hosts().len(), 1);
-        assert_eq!(c.get_ports(), &[5432]);
-        assert_eq!(
-            c.get_application_name(),
-            Some(s.pool.application_name.as_str())
-        );
-        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_millis(5000)));
-        assert!(c.get_keepalives());
-        assert_eq!(c.get_keepalives_idle(), Duration::from_millis(2500));
-        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(5)));
-    }
 }

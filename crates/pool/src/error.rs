@@ -44,6 +44,25 @@ pub enum PoolError {
         /// The kind of failure.
         failure: ConnectFailure,
     },
+    /// A connection limit refused the connection; the host is left alone for a growing
+    /// back-off (`get()` fails at once meanwhile) instead of being retried in a tight loop.
+    #[error(
+        "{bind} pool: {host}:{port} refused a new connection: {limit} reached ({cause}); the \
+         pool backs off from this host; check how many processes x SQLALCHEMY_POOL_SIZE x 2 \
+         binds connect, raise the limit, or put a pooler in front"
+    )]
+    ConnectionLimit {
+        /// The pool.
+        bind: Bind,
+        /// The host that refused.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// Which limit, e.g. `max_connections (SQLSTATE 53300)`.
+        limit: &'static str,
+        /// The server's message.
+        cause: String,
+    },
     /// Every host of a multi-host URI failed; `errors` has one entry per host tried.
     #[error(
         "{bind} pool: no host could be used ({}); check that at least one of the listed servers \
@@ -85,6 +104,57 @@ pub enum PoolError {
         /// What went wrong.
         cause: String,
     },
+    /// Through a transaction pooler, the server does not enforce a session setting the bind
+    /// needs (the pool cannot set it per connection there).
+    #[error(
+        "{bind} pool: the server behind {host}:{port} runs with {setting} = {actual:?}, but this \
+         bind needs {setting} = {expected}. The URI goes through a transaction pooler \
+         ({flag}=true), so the pool cannot set it per connection (a SET would stay on a server \
+         connection other clients share): have the server enforce it, either with \
+         `ALTER ROLE {role} SET {setting} = {expected}` (new sessions of that role get it), or \
+         in PgBouncer's [databases] entry with connect_query='SET {setting} = {expected}'"
+    )]
+    PoolerSettingNotEnforced {
+        /// The pool.
+        bind: Bind,
+        /// The host the pool connects to (the pooler).
+        host: String,
+        /// Its port.
+        port: u16,
+        /// The setting that says the URI goes through a pooler.
+        flag: &'static str,
+        /// The session setting, e.g. `statement_timeout`.
+        setting: &'static str,
+        /// The value the bind needs.
+        expected: String,
+        /// The value the server has.
+        actual: String,
+        /// The role the pool logs in as (`current_user`).
+        role: String,
+    },
+    /// A named prepared statement was asked for on a connection through a transaction pooler,
+    /// where it would not outlive the transaction.
+    #[error(
+        "{bind} pool goes through a transaction pooler ({flag}=true): prepare_cached is refused, \
+         because a named prepared statement stays on one server connection while the next \
+         transaction may run on another (`prepared statement ... does not exist`); use \
+         query_typed / execute_typed (unnamed, one round trip)"
+    )]
+    NamedStatementThroughPooler {
+        /// The pool.
+        bind: Bind,
+        /// The setting that says the URI goes through a pooler.
+        flag: &'static str,
+    },
+    /// A statement the pool sent on behalf of the caller failed.
+    #[error("{bind} pool: {source}")]
+    Query {
+        /// The pool.
+        bind: Bind,
+        /// The server's or the client's error.
+        #[source]
+        source: std::sync::Arc<tokio_postgres::Error>,
+    },
     /// The TLS settings (`sslmode`, `sslrootcert`) cannot be used.
     #[error(
         "{bind} pool: TLS configuration: {cause}{}; check sslmode and sslrootcert in the URI",
@@ -112,8 +182,12 @@ impl PoolError {
         match self {
             PoolError::Exhausted { bind, .. }
             | PoolError::Connect { bind, .. }
+            | PoolError::ConnectionLimit { bind, .. }
             | PoolError::NoHost { bind, .. }
             | PoolError::Setup { bind, .. }
+            | PoolError::PoolerSettingNotEnforced { bind, .. }
+            | PoolError::NamedStatementThroughPooler { bind, .. }
+            | PoolError::Query { bind, .. }
             | PoolError::Tls { bind, .. }
             | PoolError::Closed { bind } => Some(*bind),
             PoolError::ServerTooOld { .. } => None,

@@ -10,11 +10,16 @@
 
 mod connect;
 mod error;
+mod lag;
+mod limit;
 mod observer;
 mod pool;
+mod pooler;
+mod session;
 mod tls;
 
 pub use connect::connect_one;
 pub use error::PoolError;
+pub use lag::REPLICA_LAG_SQL;
 pub use observer::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

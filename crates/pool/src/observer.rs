@@ -59,6 +59,9 @@ pub enum ConnectFailure {
     Timeout,
     /// The server rejected the login (password, pg_hba).
     Auth,
+    /// A connection limit refused us: the server's `max_connections` (SQLSTATE 53300), a
+    /// role's or database's CONNECTION LIMIT, or a pooler's `max_client_conn`.
+    Limit,
     /// TLS negotiation or certificate check failed.
     Tls,
     /// The server is older than PostgreSQL 15.
@@ -76,6 +79,7 @@ impl ConnectFailure {
             ConnectFailure::Refused => "refused",
             ConnectFailure::Timeout => "timeout",
             ConnectFailure::Auth => "auth",
+            ConnectFailure::Limit => "limit",
             ConnectFailure::Tls => "tls",
             ConnectFailure::TooOld => "too_old",
             ConnectFailure::Setup => "setup",
@@ -106,4 +110,9 @@ pub trait PoolObserver: Send + Sync + 'static {
     fn wait_timed_out(&self, _bind: Bind, _waited: Duration) {}
     /// The pool was created with this maximum size.
     fn pool_created(&self, _bind: Bind, _max_size: usize) {}
+    /// The replay lag of bulk host `host:port` was sampled (seconds; NaN when it could not be).
+    fn replica_lag(&self, _bind: Bind, _host: &str, _port: u16, _seconds: f64) {}
+    /// Bulk started (`true`) or stopped (`false`) falling back to the primary because every
+    /// replica lags more than the limit.
+    fn bulk_fallback(&self, _active: bool) {}
 }

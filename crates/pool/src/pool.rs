@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Statement};
 
 use crate::connect::Connector;
 use crate::error::PoolError;
+use crate::lag::{LagRouting, Route};
 use crate::observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
@@ -26,6 +27,11 @@ pub(crate) struct Conn {
     info: ConnInfo,
     expires_at: Instant,
     observer: Option<Arc<dyn PoolObserver>>,
+    /// The connection goes through a transaction pooler: no named statements.
+    through_pooler: bool,
+    /// Where it was opened, and the lag state that may retire it (bulk with a lag limit).
+    route: Route,
+    lag: Option<Arc<LagRouting>>,
     /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
     statements: Mutex<HashMap<Box<str>, Statement>>,
 }
@@ -48,6 +54,7 @@ impl Drop for Conn {
 /// Creates and recycles [`Conn`]s.
 pub(crate) struct Manager {
     connector: Connector,
+    through_pooler: bool,
     max_lifetime: Duration,
     /// Ping a connection not checked out for this long before handing it out.
     ping_idle_after: Duration,
@@ -75,6 +82,9 @@ impl managed::Manager for Manager {
             task: opened.task,
             info: opened.info,
             observer,
+            through_pooler: self.through_pooler,
+            route: opened.route,
+            lag: self.connector.lag.clone(),
             statements: Mutex::new(HashMap::new()),
         }))
     }
@@ -89,6 +99,14 @@ impl managed::Manager for Manager {
         }
         if Instant::now() >= conn.expires_at {
             return Err(RecycleError::Message("max lifetime reached".into()));
+        }
+        if let Some(why) = conn.lag.as_ref().and_then(|l| l.should_retire(conn.route)) {
+            tracing::debug!(
+                host = conn.info.host.as_str(),
+                backend_pid = conn.info.backend_pid,
+                "bulk connection retired: {why}"
+            );
+            return Err(RecycleError::Message(why.into()));
         }
         if metrics.last_used() >= self.ping_idle_after {
             let why =
@@ -165,9 +183,13 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
-        let connector = Connector::new(uri, settings, bind, observer.clone())?;
+        let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
+        if bind == Bind::Bulk {
+            crate::lag::attach(&mut connector, settings, observer.clone())?;
+        }
         let manager = Manager {
             connector,
+            through_pooler: crate::pooler::is_pooled(settings, bind),
             max_lifetime: p.max_lifetime,
             ping_idle_after: p.ping_idle_after,
             ping_timeout: p.connect_timeout,
@@ -347,11 +369,31 @@ impl PooledConnection {
 
     /// Prepares `sql` once per physical connection and returns the cached statement after that
     /// (no round trip on a hit). Statements live as long as the connection.
-    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+    ///
+    /// Refused ([`PoolError::NamedStatementThroughPooler`]) when the bind goes through a
+    /// transaction pooler: a named statement stays on one server connection, and the next
+    /// transaction may run on another. There, use `query_typed` / `execute_typed` (unnamed, one
+    /// round trip), which work the same with or without a pooler.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, PoolError> {
         if let Some(stmt) = self.cached(sql) {
             return Ok(stmt);
         }
-        let stmt = self.obj.client.prepare(sql).await?;
+        let bind = self.obj.info.bind;
+        if self.obj.through_pooler {
+            return Err(PoolError::NamedStatementThroughPooler {
+                bind,
+                flag: crate::pooler::pooler_variable(bind),
+            });
+        }
+        let stmt = self
+            .obj
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| PoolError::Query {
+                bind,
+                source: Arc::new(e),
+            })?;
         if let Ok(mut map) = self.obj.statements.lock() {
             map.insert(sql.into(), stmt.clone());
         }

@@ -2,21 +2,41 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::proc::{
+    append, free_port, generate_password, make_dir, remove_stale, run, spawn_reaper, write_private,
+};
 use crate::user::{RunAs, run_as};
 use crate::{Endpoint, Error, bin};
 
 /// Address the primary listens on.
 pub const PRIMARY_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-/// Address the replica listens on (differs from the primary's so `inet_server_addr()` tells them apart).
+/// Address the (first) replica listens on (differs from the primary's so `inet_server_addr()`
+/// tells them apart); replica `n` (from 0) listens on 127.0.0.(2 + n).
 pub const REPLICA_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+/// Most replicas a cluster may have (their addresses stay within 127.0.0.2 to 127.0.0.9).
+pub const MAX_REPLICAS: usize = 8;
+
+/// The address of replica `n` (from 0).
+fn replica_addr(n: usize) -> Ipv4Addr {
+    let [a, b, c, d] = REPLICA_ADDR.octets();
+    Ipv4Addr::new(a, b, c, d + n as u8)
+}
+
+/// The directory and file name stem of replica `n` (from 0): `replica`, `replica2`, ...
+fn replica_name(n: usize) -> String {
+    if n == 0 {
+        "replica".to_owned()
+    } else {
+        format!("replica{}", n + 1)
+    }
+}
 /// Superuser the harness creates in every cluster.
 pub const SUPERUSER: &str = "postgres";
 
@@ -45,7 +65,7 @@ impl StopMode {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterBuilder {
     label: Option<String>,
-    replica: bool,
+    replicas: usize,
     settings: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
     dir: Option<PathBuf>,
@@ -61,7 +81,14 @@ impl ClusterBuilder {
 
     /// Also start a streaming replica made with `pg_basebackup -R`, listening on 127.0.0.2.
     pub fn replica(mut self, yes: bool) -> Self {
-        self.replica = yes;
+        self.replicas = usize::from(yes);
+        self
+    }
+
+    /// Starts `n` streaming replicas (at most [`MAX_REPLICAS`]), on 127.0.0.2, 127.0.0.3, ...
+    /// (for tests of routing across several replicas).
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n.min(MAX_REPLICAS);
         self
     }
 
@@ -201,11 +228,12 @@ impl Server {
     }
 }
 
-/// A running primary and optional streaming replica; stopped and removed on drop unless persistent.
+/// A running primary and its streaming replicas (none, one or several); stopped and removed on
+/// drop unless persistent.
 pub struct Cluster {
     dir: PathBuf,
     primary: Server,
-    replica: Option<Server>,
+    replicas: Vec<Server>,
     persistent: bool,
 }
 
@@ -214,7 +242,7 @@ impl fmt::Debug for Cluster {
         f.debug_struct("Cluster")
             .field("dir", &self.dir)
             .field("primary", &self.primary)
-            .field("replica", &self.replica)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -242,20 +270,23 @@ impl Cluster {
         &self.primary
     }
 
-    /// The streaming replica, when one was requested.
+    /// The (first) streaming replica, when one was requested.
     pub fn replica(&self) -> Option<&Server> {
-        self.replica.as_ref()
+        self.replicas.first()
     }
 
-    /// Waits until the replica (if any) has replayed everything the primary has written so far.
+    /// Every streaming replica, in the order of their addresses (127.0.0.2, 127.0.0.3, ...).
+    pub fn replicas(&self) -> &[Server] {
+        &self.replicas
+    }
+
+    /// Waits until every replica has replayed everything the primary has written so far.
     pub fn wait_for_replica(&self) -> Result<(), Error> {
-        match &self.replica {
-            Some(r) => {
-                let (p, r) = (self.primary.endpoint.clone(), r.endpoint.clone());
-                crate::block_on(async move { crate::testdb::sync_replica(&p, &r).await })?
-            }
-            None => Ok(()),
+        for r in &self.replicas {
+            let (p, r) = (self.primary.endpoint.clone(), r.endpoint.clone());
+            crate::block_on(async move { crate::testdb::sync_replica(&p, &r).await })??;
         }
+        Ok(())
     }
 
     /// The directory holding the cluster's data directories and logs.
@@ -310,7 +341,7 @@ impl Cluster {
         let state = dir.join("cluster.state");
         if let Ok(text) = fs::read_to_string(&state) {
             let cluster = Self::from_state(&text, dir.clone(), bin, run_as)?;
-            for s in std::iter::once(&cluster.primary).chain(cluster.replica.as_ref()) {
+            for s in std::iter::once(&cluster.primary).chain(&cluster.replicas) {
                 if !s.is_running() {
                     s.start()?;
                 }
@@ -328,10 +359,12 @@ impl Cluster {
             "primary {} {}\n",
             cluster.primary.endpoint.port, cluster.primary.endpoint.password
         );
-        if let Some(r) = &cluster.replica {
+        for (n, r) in cluster.replicas.iter().enumerate() {
             text.push_str(&format!(
-                "replica {} {}\n",
-                r.endpoint.port, r.endpoint.password
+                "{} {} {}\n",
+                replica_name(n),
+                r.endpoint.port,
+                r.endpoint.password
             ));
         }
         write_private(&state, text.as_bytes())?;
@@ -345,7 +378,7 @@ impl Cluster {
         run_as: Option<RunAs>,
     ) -> Result<Cluster, Error> {
         let mut primary = None;
-        let mut replica = None;
+        let mut replicas = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 3 {
@@ -355,10 +388,11 @@ impl Cluster {
                 cmd: "read cluster.state".into(),
                 detail: "bad port".into(),
             })?;
-            let (addr, name) = if f[0] == "primary" {
-                (PRIMARY_ADDR, "primary")
+            let name = f[0];
+            let addr = if name == "primary" {
+                PRIMARY_ADDR
             } else {
-                (REPLICA_ADDR, "replica")
+                replica_addr(replicas.len())
             };
             let server = Server {
                 endpoint: Endpoint {
@@ -373,10 +407,10 @@ impl Cluster {
                 bin: bin.clone(),
                 run_as,
             };
-            if f[0] == "primary" {
+            if name == "primary" {
                 primary = Some(server);
             } else {
-                replica = Some(server);
+                replicas.push(server);
             }
         }
         let primary = primary.ok_or_else(|| Error::Command {
@@ -386,7 +420,7 @@ impl Cluster {
         Ok(Cluster {
             dir,
             primary,
-            replica,
+            replicas,
             persistent: true,
         })
     }
@@ -420,11 +454,12 @@ impl Cluster {
                     let mut cluster = Cluster {
                         dir: dir.clone(),
                         primary,
-                        replica: None,
+                        replicas: Vec::new(),
                         persistent,
                     };
-                    if opts.replica {
-                        cluster.replica = Some(cluster.make_replica()?);
+                    for n in 0..opts.replicas {
+                        let r = cluster.make_replica(n)?;
+                        cluster.replicas.push(r);
                     }
                     return Ok(cluster);
                 }
@@ -441,20 +476,21 @@ impl Cluster {
         }))
     }
 
-    fn make_replica(&self) -> Result<Server, Error> {
+    fn make_replica(&self, n: usize) -> Result<Server, Error> {
         let p = &self.primary;
+        let (addr, name) = (replica_addr(n), replica_name(n));
         let mut last_err = None;
         for _ in 0..3 {
             let r = Server {
                 endpoint: Endpoint {
-                    host: REPLICA_ADDR.to_string(),
-                    port: free_port(REPLICA_ADDR)?,
+                    host: addr.to_string(),
+                    port: free_port(addr)?,
                     user: SUPERUSER.into(),
                     password: p.endpoint.password.clone(),
                 },
-                data_dir: self.dir.join("replica"),
-                socket_dir: self.dir.join("replica.sock"),
-                log_file: self.dir.join("replica.log"),
+                data_dir: self.dir.join(&name),
+                socket_dir: self.dir.join(format!("{name}.sock")),
+                log_file: self.dir.join(format!("{name}.log")),
                 bin: p.bin.clone(),
                 run_as: p.run_as,
             };
@@ -469,15 +505,15 @@ impl Cluster {
                 .arg(&r.data_dir);
             run(cmd, r.run_as, &self.dir, &r.log_file)?;
             let conf = format!(
-                "\n# notify-db testdb: replica\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
-                REPLICA_ADDR,
+                "\n# notify-db testdb: {name}\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                addr,
                 r.endpoint.port,
                 r.socket_dir.display()
             );
             append(&r.data_dir.join("postgresql.conf"), &conf)?;
             match r.start() {
                 Ok(()) => {
-                    wait_streaming(&self.primary)?;
+                    wait_streaming(&self.primary, n + 1)?;
                     return Ok(r);
                 }
                 Err(e) => {
@@ -505,7 +541,7 @@ impl Cluster {
 
     fn shutdown(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
-        for s in self.replica.iter().chain(std::iter::once(&self.primary)) {
+        for s in self.replicas.iter().chain(std::iter::once(&self.primary)) {
             if s.is_running()
                 && let Err(e) = s.stop(StopMode::Fast)
             {
@@ -586,7 +622,8 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
     p.start()
 }
 
-fn wait_streaming(primary: &Server) -> Result<(), Error> {
+/// Waits until `replicas` replicas stream from `primary`.
+fn wait_streaming(primary: &Server, replicas: usize) -> Result<(), Error> {
     let uri = primary.uri("postgres");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -602,7 +639,7 @@ fn wait_streaming(primary: &Server) -> Result<(), Error> {
             Ok::<i64, tokio_postgres::Error>(row.get(0))
         })?
         .map_err(|e| Error::sql("checking pg_stat_replication", e))?;
-        if n > 0 {
+        if n >= replicas as i64 {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -611,147 +648,5 @@ fn wait_streaming(primary: &Server) -> Result<(), Error> {
             });
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
-    let l = TcpListener::bind((addr, 0))
-        .map_err(|e| Error::io(format!("finding a free port on {addr}"), e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::io("reading local port".into(), e))
-}
-
-fn generate_password() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::from("tdb");
-    for i in 0..2u64 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(Instant::now().elapsed().as_nanos());
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
-
-fn make_dir(dir: &Path, run_as: Option<RunAs>) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Some(r) = run_as {
-        r.own(dir)?;
-    }
-    Ok(())
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    f.write_all(contents)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
-}
-
-fn append(path: &Path, text: &str) -> Result<(), Error> {
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
-}
-
-fn run(mut cmd: Command, run_as: Option<RunAs>, cwd: &Path, log: &Path) -> Result<(), Error> {
-    let shown = format!("{:?}", cmd.get_program())
-        .trim_matches('"')
-        .rsplit('/')
-        .next()
-        .unwrap_or("")
-        .to_string()
-        + " "
-        + &cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-    if let Some(r) = run_as {
-        r.apply(&mut cmd);
-    }
-    // The server's user may not be able to read our working directory: run where it can.
-    cmd.current_dir(cwd).stdin(Stdio::null());
-    let out = cmd
-        .output()
-        .map_err(|e| Error::io(format!("running {shown}"), e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let mut detail = format!(
-        "{}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if let Ok(text) = fs::read_to_string(log) {
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        detail.push_str("\n--- server log (last lines) ---\n");
-        detail.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-    }
-    Err(Error::Command { cmd: shown, detail })
-}
-
-/// Starts a detached watcher that stops the cluster and removes `dir` once this process is gone
-/// (a test binary exits without running destructors of statics; a killed run leaves nothing behind).
-fn spawn_reaper(dir: &Path) {
-    let script = r#"
-pid="$1"; dir="$2"
-while kill -0 "$pid" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-[ -d "$dir" ] || exit 0
-for f in "$dir"/*/postmaster.pid; do [ -f "$f" ] && kill -QUIT "$(head -n1 "$f")" 2>/dev/null; done
-sleep 1
-rm -rf "$dir"
-"#;
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("reaper")
-        .arg(std::process::id().to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-}
-
-/// Removes clusters left by processes that no longer exist (killed runs whose reaper died too).
-fn remove_stale(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        let Ok(owner) = fs::read_to_string(dir.join("owner.pid")) else {
-            continue;
-        };
-        let Ok(pid) = owner.trim().parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        for sub in ["primary", "replica"] {
-            if let Ok(text) = fs::read_to_string(dir.join(sub).join("postmaster.pid"))
-                && let Some(pm) = text.lines().next().map(str::trim)
-            {
-                let _ = Command::new("kill").args(["-QUIT", pm]).status();
-            }
-        }
-        tracing::info!(dir = %dir.display(), "removing stale test cluster");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -13,6 +13,8 @@ mod bin;
 #[cfg(feature = "certs")]
 mod certs;
 mod cluster;
+mod pgbouncer;
+mod proc;
 pub mod schema;
 mod testdb;
 mod user;
@@ -23,8 +25,10 @@ pub use bin::find_bin_dir;
 #[cfg(feature = "certs")]
 pub use certs::{ServerCert, TestCa};
 pub use cluster::{
-    Cluster, ClusterBuilder, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode, base_dir,
+    Cluster, ClusterBuilder, MAX_REPLICAS, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode,
+    base_dir,
 };
+pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use testdb::{
     BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
     quote_ident, shared,
@@ -47,6 +51,15 @@ pub enum Error {
     )]
     NoServer {
         /// Where we looked and why each place did not do.
+        searched: String,
+    },
+    /// No `pgbouncer` binary was found (the PgBouncer tests need one; they never skip).
+    #[error(
+        "no pgbouncer binary found ({searched}). Install it (Debian/Ubuntu: `apt-get install \
+         pgbouncer`; macOS: `brew install pgbouncer`) or point PGBOUNCER at it"
+    )]
+    NoPgBouncer {
+        /// Where we looked.
         searched: String,
     },
     /// We are root and cannot find an unprivileged user to run the server as.

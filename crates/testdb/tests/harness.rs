@@ -179,3 +179,94 @@ async fn migrated_databases_are_copies_of_a_template_built_once_per_fingerprint(
         .get(0);
     assert_eq!(n, 0, "a half-built template must be dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_in_transaction_mode_leads_to_the_primary_and_the_replica() {
+    use notify_db_testdb::PgBouncer;
+    let db = TestDb::create().await.expect("test database");
+    let b = PgBouncer::builder()
+        .database("primary", db.primary(), db.name())
+        .database("replica", db.replica().expect("replica"), db.name())
+        .start()
+        .expect("PgBouncer (install the Debian package `pgbouncer`)");
+    let p = db.primary();
+    let through = b.endpoint(&p.user, &p.password);
+    for (name, in_recovery) in [("primary", false), ("replica", true)] {
+        let c = through
+            .connect(name)
+            .await
+            .expect("a client through PgBouncer");
+        let got: bool = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .expect("query through PgBouncer")
+            .get(0);
+        assert_eq!(got, in_recovery, "PgBouncer database {name}");
+    }
+    let admin = b.admin().await.expect("the admin console");
+    let config = admin
+        .simple_query("SHOW CONFIG")
+        .await
+        .expect("SHOW CONFIG");
+    let value = |key: &str| {
+        config.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(key) => {
+                r.get(1).map(str::to_owned)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(value("pool_mode").as_deref(), Some("transaction"));
+    assert_eq!(value("auth_type").as_deref(), Some("scram-sha-256"));
+    let port = b.port();
+    drop(admin);
+    drop(b);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "PgBouncer must be stopped when its handle is dropped"
+    );
+}
+
+#[test]
+fn a_cluster_can_have_two_streaming_replicas() {
+    use notify_db_testdb::Cluster;
+    let cluster = Cluster::builder()
+        .label("two-replicas")
+        .replicas(2)
+        .start()
+        .expect("a primary with two replicas");
+    let hosts: Vec<&str> = cluster
+        .replicas()
+        .iter()
+        .map(|r| r.endpoint().host.as_str())
+        .collect();
+    assert_eq!(hosts, ["127.0.0.2", "127.0.0.3"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let p = cluster
+            .primary()
+            .endpoint()
+            .connect("postgres")
+            .await
+            .expect("primary");
+        p.batch_execute("CREATE TABLE seen (v int); INSERT INTO seen VALUES (7)")
+            .await
+            .expect("write on the primary");
+    });
+    cluster.wait_for_replica().expect("both replicas catch up");
+    for r in cluster.replicas() {
+        let (in_recovery, v) = rt.block_on(async {
+            let c = r.endpoint().connect("postgres").await.expect("replica");
+            let row = c
+                .query_one("SELECT pg_is_in_recovery(), (SELECT v FROM seen)", &[])
+                .await
+                .expect("query on the replica");
+            (row.get::<_, bool>(0), row.get::<_, i32>(1))
+        });
+        assert!(in_recovery, "{} must be in recovery", r.endpoint().host);
+        assert_eq!(v, 7);
+    }
+}

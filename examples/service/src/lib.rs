@@ -29,9 +29,9 @@ pub async fn migrate_on_start(settings: &Settings) -> anyhow::Result<()> {
     let set = notify_db_migrations::set()?;
     let migrator = Migrator::new(set)
         .with_options(Options::from_settings(&settings.migrations))
-        .with_tls(settings.primary.tls()?);
+        .with_tls(settings.migration_uri()?.tls()?);
     migrator
-        .upgrade(&settings.primary.to_pg_config(), &Target::Head)
+        .upgrade(&settings.migration_uri()?.to_pg_config(), &Target::Head)
         .await?;
     Ok(())
 }

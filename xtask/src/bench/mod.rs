@@ -2,6 +2,7 @@
 
 mod metrics;
 mod migrate;
+mod pgbouncer;
 mod pool;
 mod template;
 
@@ -21,6 +22,7 @@ enum Which {
     Migrate,
     Template,
     Metrics,
+    Pgbouncer,
 }
 
 /// One measured figure, optionally compared with a baseline measured in the same run.
@@ -43,11 +45,12 @@ pub struct Figure {
 /// Runs the selected benchmarks and prints their table.
 pub fn run(args: BenchArgs) -> Result<()> {
     type Bench = fn() -> Result<Vec<Figure>>;
-    let all: [(Which, &str, Bench); 4] = [
+    let all: [(Which, &str, Bench); 5] = [
         (Which::Pool, "pool", pool::run),
         (Which::Migrate, "migrate", migrate::run),
         (Which::Template, "template", template::run),
         (Which::Metrics, "metrics", metrics::run),
+        (Which::Pgbouncer, "pgbouncer", pgbouncer::run),
     ];
     let mut figures = Vec::new();
     let mut failed = Vec::new();

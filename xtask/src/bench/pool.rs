@@ -32,20 +32,20 @@ use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 use super::Figure;
 
 /// The pgbench -S statement.
-const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
 /// pgbench scale.
-const SCALE: i32 = 10;
+pub(super) const SCALE: i32 = 10;
 /// Default client counts.
 const CLIENTS: [usize; 3] = [1, 8, 32];
 /// Interleaved rounds per method and client count.
-const ROUNDS: usize = 5;
+pub(super) const ROUNDS: usize = 5;
 /// Connections opened per method for the connect-time figure.
 const CONNECTS: usize = 60;
 
 /// Phases of a throughput run, shared by its client tasks.
-const WARMUP: u8 = 0;
-const MEASURE: u8 = 1;
-const STOP: u8 = 2;
+pub(super) const WARMUP: u8 = 0;
+pub(super) const MEASURE: u8 = 1;
+pub(super) const STOP: u8 = 2;
 
 /// Runs the pool benchmarks, in an optimised build (see [`super::optimised`]).
 pub fn run() -> Result<Vec<Figure>> {
@@ -113,7 +113,7 @@ fn measure() -> Result<Vec<Figure>> {
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
         let (mut a, mut b, mut c, mut c2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            a.push(pgbench_select(&pgbench, &ep, n, round_secs, pm)?);
+            a.push(pgbench_select(&pgbench, &ep, n, round_secs, pm, "prepared")?);
             b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round, pm))?);
             c.push(rt_c.block_on(ours(&pool_c, n, round, pm))?);
             if n > 1 {
@@ -261,7 +261,7 @@ fn measure() -> Result<Vec<Figure>> {
 /// here, tokio's 2-worker scheduler costs 40 % more client CPU per transaction (cross-worker
 /// wake-ups) than current-thread, which matches pgbench's per-transaction CPU; on 2 cores
 /// shared with the server that CPU is throughput. (c2) gives pgbench `-j 2`'s two threads.
-fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
     let mut builder = if current_thread(clients) {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -287,7 +287,7 @@ fn runtime_name(clients: usize) -> &'static str {
     }
 }
 
-fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
+pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
     let mut cmd = Command::new(pgbench);
     cmd.env("PGPASSWORD", &ep.password).args([
         "-h",
@@ -300,17 +300,19 @@ fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
     cmd
 }
 
-/// (a): `pgbench -S -M prepared -c N -j 2 -T seconds`, its reported TPS.
-fn pgbench_select(
+/// (a): `pgbench -S -M <mode> -c N -j 2 -T seconds` (mode `prepared` here, `extended` through
+/// PgBouncer), its reported TPS.
+pub(super) fn pgbench_select(
     pgbench: &std::path::Path,
     ep: &Endpoint,
     n: usize,
     seconds: u64,
     postmaster: u32,
+    mode: &str,
 ) -> Result<Round> {
     let before = cpu_now(postmaster);
     let out = pgbench_cmd(pgbench, ep)
-        .args(["-n", "-S", "-M", "prepared", "-c", &n.to_string()])
+        .args(["-n", "-S", "-M", mode, "-c", &n.to_string()])
         .args([
             "-j",
             if n > 1 { "2" } else { "1" },
@@ -357,14 +359,14 @@ fn pgbench_select(
 
 /// One round of one method: throughput, and CPU per transaction on each side.
 #[derive(Clone, Copy)]
-struct Round {
-    tps: f64,
+pub(super) struct Round {
+    pub(super) tps: f64,
     client_us: f64,
     server_us: f64,
 }
 
 /// A tiny xorshift for account ids, one per client.
-fn next_aid(state: &mut u64) -> i32 {
+pub(super) fn next_aid(state: &mut u64) -> i32 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
@@ -373,7 +375,7 @@ fn next_aid(state: &mut u64) -> i32 {
 
 /// Runs `clients` loops (warm-up 200 ms, then `duration` measured): transactions/s and CPU per
 /// transaction during the measured part.
-async fn drive<F, Fut>(
+pub(super) async fn drive<F, Fut>(
     clients: usize,
     duration: Duration,
     postmaster: u32,
@@ -659,7 +661,7 @@ fn cpu_per_txn(before: Cpu, after: Cpu, client_children: bool, txns: f64) -> (f6
     (us(client), us(after.server.saturating_sub(before.server)))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,

@@ -1,0 +1,185 @@
+//! `cargo xtask bench pgbouncer`: through one PgBouncer in transaction mode, `pgbench -S -M
+//! extended` (prepared statements do not survive transaction pooling before PgBouncer 1.21)
+//! against our `default` pool in pooler mode (`query_typed`: unnamed, one round trip), at 8 and
+//! 32 clients; and the same two directly against the server, for the cost of going through
+//! PgBouncer per transaction. Target: ours >= 0.90x pgbench through PgBouncer.
+//!
+//! A private cluster with `pgbench -i -s 10` data; PgBouncer's database `postgres` leads to it,
+//! with enough server connections for every client (`default_pool_size` 32), so the figures
+//! measure the pooler's cost, not a queue. Rounds interleaved, medians reported, as in
+//! `bench pool`. Knobs: `NOTIFY_BENCH_SECONDS` (default 10 per method and N).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use notify_db_config::Settings;
+use notify_db_pool::Databases;
+use notify_db_testdb::{Cluster, Endpoint, PgBouncer, find_bin_dir};
+use tokio_postgres::types::Type;
+
+use super::Figure;
+use super::pool::{
+    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, drive, median, next_aid, pgbench_cmd,
+    pgbench_select, runtime,
+};
+
+/// Client counts.
+const CLIENTS: [usize; 2] = [8, 32];
+/// Statement timeout the pooled server connections get from PgBouncer's connect_query (the
+/// pool's default, which it checks).
+const TIMEOUT_MS: u64 = 1_200_000;
+
+/// Runs the PgBouncer benchmark, in an optimised build.
+pub fn run() -> Result<Vec<Figure>> {
+    super::optimised("pgbouncer", measure)
+}
+
+fn measure() -> Result<Vec<Figure>> {
+    let seconds: u64 = std::env::var("NOTIFY_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(10);
+    eprintln!("bench pgbouncer: starting a private cluster and a PgBouncer");
+    let cluster = Cluster::builder()
+        .label("bench-bouncer")
+        .replica(false)
+        .start()
+        .context("starting a private PostgreSQL cluster for the PgBouncer benchmark")?;
+    let direct = cluster.primary().endpoint().clone();
+    let pm = cluster
+        .primary()
+        .postmaster_pid()
+        .context("reading the bench server's postmaster pid")?;
+    let bouncer = PgBouncer::builder()
+        .database("postgres", &direct, "postgres")
+        .connect_query(&format!("SET statement_timeout = {TIMEOUT_MS}"))
+        .pool_size(32)
+        .start()
+        .context("starting PgBouncer (Debian package `pgbouncer`)")?;
+    let via = bouncer.endpoint(&direct.user, &direct.password);
+    let pgbench = find_bin_dir()
+        .context("finding the PostgreSQL binaries (pgbench)")?
+        .join("pgbench");
+    let out = pgbench_cmd(&pgbench, &direct)
+        .args(["-i", "-q", "-s", &SCALE.to_string(), "postgres"])
+        .output()
+        .context("running pgbench -i")?;
+    if !out.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let round_secs = (seconds / ROUNDS as u64).max(1);
+    let round = Duration::from_secs(round_secs);
+    let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: &str| Figure {
+        bench: "pgbouncer".into(),
+        name,
+        value,
+        unit: unit.into(),
+        ratio,
+        note: note.into(),
+    };
+    let mut figures = Vec::new();
+    for n in CLIENTS {
+        eprintln!("bench pgbouncer: N={n}: {ROUNDS} rounds of {round_secs} s of 4 methods");
+        let rt = runtime(n)?;
+        let ours_via = rt.block_on(pool(&via, n, true))?;
+        let ours_direct = rt.block_on(pool(&direct, n, false))?;
+        let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            a.push(pgbench_select(&pgbench, &via, n, round_secs, pm, "extended")?.tps);
+            b.push(rt.block_on(ours(&ours_via, n, round, pm))?.tps);
+            c.push(pgbench_select(&pgbench, &direct, n, round_secs, pm, "extended")?.tps);
+            d.push(rt.block_on(ours(&ours_direct, n, round, pm))?.tps);
+        }
+        drop((ours_via, ours_direct));
+        let (a, b, c, d) = (median(a), median(b), median(c), median(d));
+        // Per-transaction latency at N clients is N / tps; the pooler's cost is the difference.
+        let cost_us = |via: f64, direct: f64| n as f64 * 1e6 * (1.0 / via - 1.0 / direct);
+        figures.extend([
+            fig(
+                format!("N={n} pgbench -S -M extended via PgBouncer"),
+                a,
+                "tps",
+                None,
+                "baseline",
+            ),
+            fig(
+                format!("N={n} ours (pooler mode) via PgBouncer"),
+                b,
+                "tps",
+                Some(b / a),
+                "target >= 0.90 (ours / pgbench, both through PgBouncer)",
+            ),
+            fig(
+                format!("N={n} pgbench: PgBouncer cost"),
+                cost_us(a, c),
+                "us/txn",
+                Some(a / c),
+                &format!("direct {c:.0} tps; ratio via / direct"),
+            ),
+            fig(
+                format!("N={n} ours: PgBouncer cost"),
+                cost_us(b, d),
+                "us/txn",
+                Some(b / d),
+                &format!("direct {d:.0} tps; ratio via / direct"),
+            ),
+        ]);
+    }
+    drop(bouncer);
+    Ok(figures)
+}
+
+/// Our pool of `n` (both binds on `ep`), through a transaction pooler when `pooled`, all `n`
+/// connections opened.
+async fn pool(ep: &Endpoint, n: usize, pooled: bool) -> Result<Databases> {
+    let uri = format!("{}?sslmode=disable", ep.uri("postgres"));
+    let flag = pooled.to_string();
+    let env = |k: &str| match k {
+        "SQLALCHEMY_DATABASE_URI" => Some(uri.clone()),
+        "DATABASE_URI_TRANSACTION_POOLER" => Some(flag.clone()),
+        "NOTIFY_ENVIRONMENT" => Some("test".to_owned()),
+        _ => None,
+    };
+    let mut settings = Settings::load(None, &env).context("benchmark settings")?;
+    settings.pool.size = n;
+    let dbs = Databases::connect(&settings)
+        .await
+        .context("building our pools")?;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(dbs.default().get().await?);
+    }
+    drop(held);
+    Ok(dbs)
+}
+
+/// One round of our pool: checkout, the pgbench -S query as an unnamed statement, return.
+async fn ours(dbs: &Databases, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
+    drive(n, duration, postmaster, |phase, seed| {
+        client(dbs.default().clone(), phase, seed)
+    })
+    .await
+}
+
+async fn client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, mut seed: u64) -> Result<u64> {
+    let mut count = 0u64;
+    loop {
+        let p = phase.load(Ordering::Relaxed);
+        if p == STOP {
+            return Ok(count);
+        }
+        let aid = next_aid(&mut seed);
+        let c = pool.get().await?;
+        let rows = c.query_typed(SELECT, &[(&aid, Type::INT4)]).await?;
+        let _: i32 = rows.first().context("no row")?.get(0);
+        if p == MEASURE {
+            count += 1;
+        }
+    }
+}
