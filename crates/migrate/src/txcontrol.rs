@@ -108,26 +108,21 @@ impl Notices {
             .clear();
     }
 
-    /// The first notice about the transaction state (e.g. 25P01 "there is no transaction in
-    /// progress", 25001 "there is already a transaction in progress") received since the last
-    /// call or [`Notices::clear`]; clears them all.
-    pub(crate) fn take_transaction_state(&self) -> Option<DbError> {
+    /// The error for the first notice about the transaction state (e.g. 25P01 "there is no
+    /// transaction in progress", 25001 "there is already a transaction in progress") received
+    /// since the last call or [`Notices::clear`], while migration `id` ran `statement` (empty
+    /// when the runner cannot tell which); clears them all.
+    pub(crate) fn state_error(&self, id: &str, statement: &str) -> Option<Error> {
         let mut v = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let first = (!v.is_empty()).then(|| v.swap_remove(0));
         v.clear();
-        first
-    }
-}
-
-/// The error for a transaction-state notice received while migration `id` ran `statement` (empty
-/// when the runner cannot tell which statement).
-pub(crate) fn state_error(id: &str, statement: &str, notice: &DbError) -> Error {
-    Error::TransactionState {
-        id: id.to_owned(),
-        statement: shorten(statement),
-        severity: notice.severity().to_owned(),
-        message: notice.message().to_owned(),
-        code: notice.code().code().to_owned(),
+        first.map(|notice| Error::TransactionState {
+            id: id.to_owned(),
+            statement: shorten(statement),
+            severity: notice.severity().to_owned(),
+            message: notice.message().to_owned(),
+            code: notice.code().code().to_owned(),
+        })
     }
 }
 
