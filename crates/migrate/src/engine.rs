@@ -75,13 +75,7 @@ impl Options {
     /// What applies to a migration that sets no timeout of its own, e.g.
     /// `lock_timeout 1000ms, statement_timeout none`.
     pub fn describe_timeouts(&self) -> String {
-        format!(
-            "lock_timeout {}ms, statement_timeout {}",
-            self.lock_timeout.as_millis(),
-            self.statement_timeout
-                .filter(|d| !d.is_zero())
-                .map_or("none".to_owned(), |d| format!("{}ms", d.as_millis()))
-        )
+        render::describe_timeouts(self.lock_timeout, self.statement_timeout)
     }
 }
 
@@ -372,7 +366,7 @@ impl Migrator {
         host: &str,
     ) -> Vec<String> {
         let mut v = Vec::new();
-        let (own, restore) = self.own_settings(m);
+        let (own, restore) = render::own_session_settings(m, &self.options);
         v.extend(own);
         let statements = render::statements(m, dir);
         for (i, s) in statements.iter().enumerate() {
@@ -391,12 +385,6 @@ impl Migrator {
         v.extend(restore);
         v.push(self.version_batch(m, dir, from, to, host, Duration::ZERO));
         v
-    }
-
-    /// The session settings a non-transactional migration's own timeouts need before its
-    /// statements, and the ones that restore the runner's after them.
-    fn own_settings(&self, m: &Migration) -> (Option<String>, Option<String>) {
-        render::own_session_settings(m, self.options.lock_timeout, self.options.statement_timeout)
     }
 
     fn version_batch(
@@ -774,20 +762,17 @@ impl Migrator {
             let _ = s.client.batch_execute("ROLLBACK").await;
             let failure = step_error(m, dir, e, Some(&batch), blockers);
             // "no transaction in progress" from that ROLLBACK: the migration ended ours.
-            return match s.notices.take_transaction_state() {
-                Some(n) => {
-                    if let StepError::Fatal(e) = &failure {
-                        tracing::error!(migration = m.id(), "{e}");
-                    }
-                    Err(txcontrol::state_error(m.id(), "", &n).into())
+            return match (s.notices.state_error(m.id(), ""), failure) {
+                (Some(e), StepError::Fatal(f)) => {
+                    tracing::error!(migration = m.id(), "{f}");
+                    Err(e.into())
                 }
-                None => Err(failure),
+                (_, failure) => Err(failure),
             };
         }
-        match s.notices.take_transaction_state() {
-            Some(n) => Err(txcontrol::state_error(m.id(), "", &n).into()),
-            None => Ok(()),
-        }
+        s.notices
+            .state_error(m.id(), "")
+            .map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn apply_non_transactional(
@@ -817,7 +802,7 @@ impl Migrator {
             self.drop_own_invalid_indexes(&s.client, m, done).await?;
         }
         let lock_timeout = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
-        let (own, restore) = self.own_settings(m);
+        let (own, restore) = render::own_session_settings(m, &self.options);
         if let Some(own) = own {
             exec(&s.client, &own, "setting the migration's own timeouts").await?;
         }
@@ -830,8 +815,8 @@ impl Migrator {
                 result = Err(step_error(m, dir, e, None, blockers).with_statement(stmt));
                 break;
             }
-            if let Some(n) = s.notices.take_transaction_state() {
-                result = Err(txcontrol::state_error(m.id(), stmt, &n).into());
+            if let Some(e) = s.notices.state_error(m.id(), stmt) {
+                result = Err(e.into());
                 break;
             }
             if dir == Direction::Up {

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::Options;
 use crate::migration::Migration;
 
 /// Alembic's version table.
@@ -74,13 +75,27 @@ pub(crate) fn session_setup(lock_timeout: Duration, statement_timeout: Option<Du
     )
 }
 
+/// The runner's timeouts in words, e.g. `lock_timeout 1000ms, statement_timeout none`.
+pub(crate) fn describe_timeouts(
+    lock_timeout: Duration,
+    statement_timeout: Option<Duration>,
+) -> String {
+    format!(
+        "lock_timeout {}ms, statement_timeout {}",
+        lock_timeout.as_millis(),
+        statement_timeout
+            .filter(|d| !d.is_zero())
+            .map_or("none".to_owned(), |d| format!("{}ms", d.as_millis()))
+    )
+}
+
 /// For a non-transactional migration with timeouts of its own: the `SET`s before its statements
 /// and the ones restoring the runner's `lock_timeout` / `statement_timeout` after them.
 pub(crate) fn own_session_settings(
     m: &Migration,
-    lock_timeout: Duration,
-    statement_timeout: Option<Duration>,
+    runner: &Options,
 ) -> (Option<String>, Option<String>) {
+    let (lock_timeout, statement_timeout) = (runner.lock_timeout, runner.statement_timeout);
     let mut own = Vec::new();
     let mut restore = Vec::new();
     if let Some(t) = m.own_lock_timeout() {

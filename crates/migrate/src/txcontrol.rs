@@ -83,18 +83,21 @@ fn shorten(s: &str) -> String {
     }
 }
 
-/// The WARNINGs and NOTICEs a migration connection received, as the connection task hands them
-/// over: they arrive before the response of the statement that caused them, so once a statement
-/// has completed, its notices are here.
+/// The WARNINGs and NOTICEs about the transaction state (SQLSTATE class 25) a migration
+/// connection received, as the connection task hands them over: they arrive before the response
+/// of the statement that caused them, so once a statement has completed, its notices are here.
+/// Other notices are only logged (a migration may raise many).
 #[derive(Clone, Default)]
 pub(crate) struct Notices(Arc<Mutex<Vec<DbError>>>);
 
 impl Notices {
     fn push(&self, notice: DbError) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(notice);
+        if notice.code().code().starts_with("25") {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(notice);
+        }
     }
 
     /// Forgets the notices received so far (they were logged when they arrived).
@@ -105,27 +108,21 @@ impl Notices {
             .clear();
     }
 
-    /// The first notice about the transaction state (SQLSTATE class 25, e.g. 25P01 "there is
-    /// no transaction in progress", 25001 "there is already a transaction in progress")
-    /// received since the last call, which clears them all.
-    pub(crate) fn take_transaction_state(&self) -> Option<DbError> {
+    /// The error for the first notice about the transaction state (e.g. 25P01 "there is no
+    /// transaction in progress", 25001 "there is already a transaction in progress") received
+    /// since the last call or [`Notices::clear`], while migration `id` ran `statement` (empty
+    /// when the runner cannot tell which); clears them all.
+    pub(crate) fn state_error(&self, id: &str, statement: &str) -> Option<Error> {
         let mut v = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let found = v.iter().position(|n| n.code().code().starts_with("25"));
-        let notice = found.map(|i| v.swap_remove(i));
+        let first = (!v.is_empty()).then(|| v.swap_remove(0));
         v.clear();
-        notice
-    }
-}
-
-/// The error for a transaction-state notice received while migration `id` ran `statement` (empty
-/// when the runner cannot tell which statement).
-pub(crate) fn state_error(id: &str, statement: &str, notice: &DbError) -> Error {
-    Error::TransactionState {
-        id: id.to_owned(),
-        statement: shorten(statement),
-        severity: notice.severity().to_owned(),
-        message: notice.message().to_owned(),
-        code: notice.code().code().to_owned(),
+        first.map(|notice| Error::TransactionState {
+            id: id.to_owned(),
+            statement: shorten(statement),
+            severity: notice.severity().to_owned(),
+            message: notice.message().to_owned(),
+            code: notice.code().code().to_owned(),
+        })
     }
 }
 

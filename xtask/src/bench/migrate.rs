@@ -96,6 +96,8 @@ pub fn run() -> Result<Vec<Figure>> {
     let (mut noop, mut noop_sql, mut connect) = (Vec::new(), Vec::new(), Vec::new());
     // The psql -c timed right before each .sql no-op, for paired ratios.
     let mut connect_sql = Vec::new();
+    // Client CPU seconds (user + system) of those psql -c and .sql no-op processes, summed.
+    let (mut connect_sql_cpu, mut noop_sql_cpu) = (0.0, 0.0);
     let result = (|| -> Result<()> {
         // Warm-up until two floor runs in a row agree within 10 % (at most 8): file creation
         // stays 2-3x slower for a while after many files were deleted (a previous run's
@@ -133,8 +135,12 @@ pub fn run() -> Result<Vec<Figure>> {
             ours_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
             check_head(&rt, &ep, &db, n)?;
             for _ in 0..5 {
+                let cpu = children_cpu();
                 connect_sql.push(time_psql(&psql, &ep, &db, PsqlInput::Command("SELECT 1"))?);
+                let between = children_cpu();
                 noop_sql.push(time_ours(&sql_binary, Some(&set_dir), &ep, &db)?);
+                connect_sql_cpu += between - cpu;
+                noop_sql_cpu += children_cpu() - between;
             }
         }
         Ok(())
@@ -250,6 +256,19 @@ pub fn run() -> Result<Vec<Figure>> {
             format!(
                 "median of {}; process start + connect + lock + state + checksums; ratio: / psql -c; target <= 20 ms",
                 noop.len()
+            ),
+        ),
+        fig(
+            format!("no-op at head ({n} applied), .sql dir, client CPU"),
+            noop_sql_cpu * 1000.0 / noop_sql.len().max(1) as f64,
+            "ms",
+            (connect_sql_cpu > 0.0).then(|| noop_sql_cpu / connect_sql_cpu),
+            format!(
+                "mean over {} runs of the process's user + system CPU (psql -c's: {:.3} ms); \
+                 ratio: / psql -c's; steadier than wall time on a loaded machine; the server's \
+                 CPU is in neither",
+                noop_sql.len(),
+                connect_sql_cpu * 1000.0 / connect_sql.len().max(1) as f64
             ),
         ),
         fig(
@@ -428,6 +447,13 @@ fn time_ours(binary: &Path, dir: Option<&Path>, ep: &Endpoint, db: &str) -> Resu
         );
     }
     Ok(took)
+}
+
+/// CPU seconds (user + system) of this process's waited-for children so far.
+fn children_cpu() -> f64 {
+    super::pool::proc_times("self").map_or(0.0, |(_, children, _)| {
+        children as f64 / super::pool::clock_ticks()
+    })
 }
 
 fn check_head(rt: &tokio::runtime::Runtime, ep: &Endpoint, db: &str, n: usize) -> Result<()> {

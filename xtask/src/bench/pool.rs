@@ -602,7 +602,7 @@ struct Cpu {
 }
 
 /// (utime + stime, cutime + cstime, ppid) of a process from `/proc/<pid>/stat`.
-fn proc_times(pid: &str) -> Option<(u64, u64, u32)> {
+pub(super) fn proc_times(pid: &str) -> Option<(u64, u64, u32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is the first.
     let rest: Vec<&str> = text
@@ -636,7 +636,7 @@ fn cpu_now(postmaster: u32) -> Cpu {
 }
 
 /// Clock ticks per second of `/proc/*/stat` times (`getconf CLK_TCK`; 100 on Linux).
-fn clock_ticks() -> f64 {
+pub(super) fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
         Command::new("getconf")
