@@ -342,7 +342,9 @@ mod tests {
 
     #[test]
     fn each_missing_tool_maps_to_its_package() {
-        let cases: [(fn(&mut Found), Need, Option<&str>); 8] = [
+        /// Takes one thing away from a complete machine.
+        type Remove = fn(&mut Found);
+        let cases: [(Remove, Need, Option<&str>); 8] = [
             (|f| f.server = false, Need::Server, Some("postgresql-15")),
             (
                 |f| f.client = false,

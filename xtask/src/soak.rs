@@ -16,9 +16,9 @@ pub struct SoakArgs {
     minutes: f64,
 }
 
-/// The soak test's package and binary: `cargo nextest run -p <PACKAGE> --test <TEST>`.
-const PACKAGE: &str = "notify-db-faults";
-const TEST: &str = "soak";
+/// The soak test, as a nextest filter. Selected from the whole workspace (not `-p`), so that it
+/// is built with the same features as under `cargo xtask test` and reuses that build.
+const FILTER: &str = "package(notify-db-faults) & binary(soak)";
 /// The test reads its duration from this variable (seconds).
 const ENV_SECS: &str = "FAULTS_SOAK_SECS";
 
@@ -38,20 +38,19 @@ pub fn run(args: SoakArgs) -> Result<()> {
     cmd.args([
         "nextest",
         "run",
+        "--workspace",
         "--profile",
         "soak",
         "--no-capture",
-        "-p",
-        PACKAGE,
-        "--test",
-        TEST,
+        "-E",
+        FILTER,
     ])
     .env(ENV_SECS, secs.to_string());
     eprintln!(">>> soak for {secs} s");
     test::under_shared_clusters(
         "xtask-soak",
         &cargo,
-        &["nextest", "run", "-p", PACKAGE, "--test", TEST, "--no-run"],
+        &["nextest", "run", "--workspace", "--no-run"],
         &mut cmd,
     )
 }

@@ -94,6 +94,7 @@ fn every_subcommand_has_help() {
         vec!["demo"],
         vec!["bench"],
         vec!["lint"],
+        vec!["soak"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(&sub)

@@ -25,6 +25,8 @@ const RSS_ALLOWANCE_KIB: u64 = 4 * 1024;
 const RSS_RATE_KIB_PER_S: u64 = 8;
 /// Minimum share of the samples in which a pool has every connection checked out.
 const SATURATED_SHARE: f64 = 0.5;
+/// How often RSS is sampled after the first quarter.
+const RSS_EVERY: Duration = Duration::from_secs(5);
 
 /// Share of the samples in which each pool had all its connections checked out, and the
 /// largest size each reached.
@@ -83,7 +85,9 @@ async fn soak(secs: u64) {
         let quarter = Duration::from_secs(secs) / 4;
         tokio::spawn(async move {
             let mut sat = Saturation::default();
-            let mut rss_warm = None;
+            // (seconds since the start, KiB) every RSS_EVERY after the first quarter.
+            let mut rss = Vec::new();
+            let mut next_rss = started + quarter;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 sat.samples += 1;
@@ -92,11 +96,12 @@ async fn soak(secs: u64) {
                     sat.max_size[i] = sat.max_size[i].max(s.size);
                     sat.full[i] += u64::from(s.size - s.available.min(s.size) == POOL_SIZE);
                 }
-                if rss_warm.is_none() && started.elapsed() >= quarter {
-                    rss_warm = Some((common::rss_kib(), Instant::now()));
+                if Instant::now() >= next_rss {
+                    rss.push((started.elapsed().as_secs_f64(), common::rss_kib()));
+                    next_rss += RSS_EVERY;
                 }
             }
-            (sat, rss_warm)
+            (sat, rss)
         })
     };
 
@@ -140,10 +145,10 @@ async fn soak(secs: u64) {
         ok += o;
         timeouts += w;
     }
-    let rss_end = (common::rss_kib(), Instant::now());
+    let (rss_end, rss_end_at) = (common::rss_kib(), started.elapsed().as_secs_f64());
     stop.store(true, Ordering::Relaxed);
-    let (sat, rss_warm) = monitor.await.expect("monitor");
-    let rss_warm = rss_warm.expect("an RSS sample after the first quarter");
+    let (sat, rss) = monitor.await.expect("monitor");
+    let rss_warm = *rss.first().expect("an RSS sample after the first quarter");
 
     // Leaks: nothing checked out, and the gauges, the pools and the servers agree (lifetime
     // expiry keeps closing and opening connections, so look until a quiet moment, at most 5 s).
@@ -171,19 +176,24 @@ async fn soak(secs: u64) {
     let checked_out = common::metric_sum(&text, names::CHECKED_OUT);
     let (d, b) = (dbs.default().status(), dbs.bulk().status());
     let share = |i: usize| sat.full[i] as f64 / sat.samples.max(1) as f64;
-    let measured = rss_end.1.duration_since(rss_warm.1).as_secs();
-    let rss_limit = rss_warm.0 + RSS_ALLOWANCE_KIB + RSS_RATE_KIB_PER_S * measured;
+    let measured = (rss_end_at - rss_warm.0) as u64;
+    let rss_limit = rss_warm.1 + RSS_ALLOWANCE_KIB + RSS_RATE_KIB_PER_S * measured;
+    let series: Vec<String> = rss
+        .iter()
+        .map(|(t, kib)| format!("{t:.0}s:{kib}"))
+        .collect();
     println!(
         "soak {secs} s: {ok} checkouts, {timeouts} wait timeouts; both pools full in {:.0}% / \
          {:.0}% of {} samples (max sizes {:?}); RSS {} KiB after the first quarter, {} KiB at the \
-         end ({measured} s later, limit {rss_limit} KiB); pools {d:?} {b:?}; gauge connected \
-         {connected}, backends {on_primary}+{on_replica}",
+         end ({measured} s later, limit {rss_limit} KiB; series {}); pools {d:?} {b:?}; gauge \
+         connected {connected}, backends {on_primary}+{on_replica}",
         share(0) * 100.0,
         share(1) * 100.0,
         sat.samples,
         sat.max_size,
-        rss_warm.0,
-        rss_end.0,
+        rss_warm.1,
+        rss_end,
+        series.join(" "),
     );
     assert!(ok > secs * 100, "only {ok} checkouts in {secs} s");
     assert!(
@@ -222,10 +232,9 @@ async fn soak(secs: u64) {
         "backends on the servers vs pool sizes (leaked or lost connections)"
     );
     assert!(
-        rss_end.0 <= rss_limit,
-        "RSS grew from {} KiB to {} KiB in {measured} s (allowed: {RSS_ALLOWANCE_KIB} KiB + \
+        rss_end <= rss_limit,
+        "RSS grew from {} KiB to {rss_end} KiB in {measured} s (allowed: {RSS_ALLOWANCE_KIB} KiB + \
          {RSS_RATE_KIB_PER_S} KiB/s)",
-        rss_warm.0,
-        rss_end.0
+        rss_warm.1,
     );
 }
