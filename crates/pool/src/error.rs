@@ -112,7 +112,8 @@ pub enum PoolError {
          ({flag}=true), so the pool cannot set it per connection (a SET would stay on a server \
          connection other clients share): have the server enforce it, either with \
          `ALTER ROLE {role} SET {setting} = {expected}` (new sessions of that role get it), or \
-         in PgBouncer's [databases] entry with connect_query='SET {setting} = {expected}'"
+         in PgBouncer's [databases] entry with connect_query='SET {setting} = {expected}'",
+        flag = crate::pooler::pooler_variable(*bind)
     )]
     PoolerSettingNotEnforced {
         /// The pool.
@@ -121,8 +122,6 @@ pub enum PoolError {
         host: String,
         /// Its port.
         port: u16,
-        /// The setting that says the URI goes through a pooler.
-        flag: &'static str,
         /// The session setting, e.g. `statement_timeout`.
         setting: &'static str,
         /// The value the bind needs.

@@ -147,7 +147,6 @@ pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> PoolError {
         bind,
         host: hp.host.clone(),
         port: hp.port,
-        flag: pooler_variable(bind),
         setting: m.setting,
         expected: m.expected,
         actual: m.actual,

@@ -31,6 +31,9 @@ const CLIENTS: [usize; 2] = [8, 32];
 /// pool's default, which it checks).
 const TIMEOUT_MS: u64 = 1_200_000;
 
+/// PgBouncer's database for the bulk pool (read-only server connections).
+const BULK_DB: &str = "postgres_bulk";
+
 /// Runs the PgBouncer benchmark, in an optimised build.
 pub fn run() -> Result<Vec<Figure>> {
     super::optimised("pgbouncer", measure)
@@ -56,6 +59,10 @@ fn measure() -> Result<Vec<Figure>> {
     let bouncer = PgBouncer::builder()
         .database("postgres", &direct, "postgres")
         .connect_query(&format!("SET statement_timeout = {TIMEOUT_MS}"))
+        .database(BULK_DB, &direct, "postgres")
+        .connect_query(&format!(
+            "SET statement_timeout = {TIMEOUT_MS}; SET default_transaction_read_only = on"
+        ))
         .pool_size(32)
         .start()
         .context("starting PgBouncer (Debian package `pgbouncer`)")?;
@@ -135,14 +142,18 @@ fn measure() -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// Our pool of `n` (both binds on `ep`), through a transaction pooler when `pooled`, all `n`
-/// connections opened.
+/// Our pool of `n` on `ep` (through a transaction pooler when `pooled`: bulk then on PgBouncer's
+/// read-only database), all `n` default connections opened.
 async fn pool(ep: &Endpoint, n: usize, pooled: bool) -> Result<Databases> {
     let uri = format!("{}?sslmode=disable", ep.uri("postgres"));
+    let bulk = format!("{}?sslmode=disable", ep.uri(BULK_DB));
     let flag = pooled.to_string();
     let env = |k: &str| match k {
         "SQLALCHEMY_DATABASE_URI" => Some(uri.clone()),
-        "DATABASE_URI_TRANSACTION_POOLER" => Some(flag.clone()),
+        "SQLALCHEMY_DATABASE_URI_BULK" if pooled => Some(bulk.clone()),
+        "DATABASE_URI_TRANSACTION_POOLER" | "DATABASE_URI_BULK_TRANSACTION_POOLER" => {
+            Some(flag.clone())
+        }
         "NOTIFY_ENVIRONMENT" => Some("test".to_owned()),
         _ => None,
     };

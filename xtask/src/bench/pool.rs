@@ -113,7 +113,9 @@ fn measure() -> Result<Vec<Figure>> {
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
         let (mut a, mut b, mut c, mut c2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            a.push(pgbench_select(&pgbench, &ep, n, round_secs, pm, "prepared")?);
+            a.push(pgbench_select(
+                &pgbench, &ep, n, round_secs, pm, "prepared",
+            )?);
             b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round, pm))?);
             c.push(rt_c.block_on(ours(&pool_c, n, round, pm))?);
             if n > 1 {
