@@ -27,8 +27,10 @@
 mod engine;
 mod error;
 mod migration;
+mod order;
 mod render;
 mod split;
+mod stamp;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -37,6 +39,7 @@ pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, Run
 pub use error::{Error, SetError, StatementFailure};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
+pub use stamp::StampReport;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.
 pub const JOURNAL_TABLE: &str = render::JOURNAL_TABLE;

@@ -11,6 +11,7 @@
 
 mod bin;
 mod cluster;
+pub mod history;
 pub mod schema;
 mod testdb;
 mod user;
