@@ -64,7 +64,7 @@ pub enum SetError {
         /// The ids in the loop (comma separated).
         ids: String,
     },
-    /// A baseline that is not the first migration of the set, or a second baseline.
+    /// A baseline that declares a parent, or a second baseline.
     #[error(
         "migration {id} is marked baseline but {reason}: a set has at most one baseline, its first migration"
     )]

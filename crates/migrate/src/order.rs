@@ -5,7 +5,8 @@
 //! the history). An imported Alembic history declares every parent, so its odd ids
 //! (`db6d9d9f06bc`, `0468`) and repeated numbers (`0014_add_template_version`,
 //! `0014_drop_monthly_billing_cols`) keep their places; our own `NNNN_slug` migrations need no
-//! link. Branches (two heads), loops and links to unknown revisions are refused.
+//! link. A baseline starts the set (a migration with nothing numbered below it follows the
+//! baseline). Branches (two heads), loops and links to unknown revisions are refused.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +27,26 @@ pub(crate) fn order(migrations: Vec<Migration>) -> Result<(Vec<Migration>, Vec<S
         }
     }
     let linked = migrations.iter().any(|m| m.declared_parent().is_some());
+    // The baseline starts the set whatever its id (an Alembic hex id has no number).
+    let mut baseline = None;
+    for (i, m) in migrations.iter().enumerate() {
+        if !m.is_baseline() {
+            continue;
+        }
+        let misplaced = |reason: String| SetError::MisplacedBaseline {
+            id: m.id().to_owned(),
+            reason,
+        };
+        if let Some(p) = m.declared_parent() {
+            return Err(misplaced(format!("it declares the parent {p}")));
+        }
+        if let Some(first) = baseline.replace(i) {
+            return Err(misplaced(format!(
+                "{} is a baseline too",
+                migrations[first].id()
+            )));
+        }
+    }
     // Numbers of the migrations that need them: all without a link. Two of those sharing a
     // number cannot both follow the one below.
     let mut by_number: BTreeMap<u32, usize> = BTreeMap::new();
@@ -34,7 +55,7 @@ pub(crate) fn order(migrations: Vec<Migration>) -> Result<(Vec<Migration>, Vec<S
         if let Some(n) = m.number() {
             all_numbers.entry(n).or_default().push(i);
         }
-        if m.declared_parent().is_some() {
+        if m.declared_parent().is_some() || m.is_baseline() {
             continue;
         }
         let n = m.number().ok_or_else(|| SetError::NoOrder {
@@ -56,10 +77,11 @@ pub(crate) fn order(migrations: Vec<Migration>) -> Result<(Vec<Migration>, Vec<S
                 id: m.id().to_owned(),
                 parent: p.to_owned(),
             })?),
+            None if m.is_baseline() => None,
             None => {
                 let n = m.number().unwrap_or(0);
                 match all_numbers.range(..n).next_back() {
-                    None => None,
+                    None => baseline,
                     Some((&below, ids)) => match ids.as_slice() {
                         [one] => Some(*one),
                         [first, second, ..] => {
@@ -103,15 +125,6 @@ pub(crate) fn order(migrations: Vec<Migration>) -> Result<(Vec<Migration>, Vec<S
         return Err(SetError::Cycle {
             ids: looped.join(", "),
         });
-    }
-    for (pos, &i) in chain.iter().enumerate() {
-        let m = &migrations[i];
-        if m.is_baseline() && pos > 0 {
-            return Err(SetError::MisplacedBaseline {
-                id: m.id().to_owned(),
-                reason: format!("it follows {}", migrations[chain[pos - 1]].id()),
-            });
-        }
     }
     let warnings = if linked {
         Vec::new()
@@ -256,11 +269,17 @@ mod tests {
             Some("0560_add_nhs_notify_org")
         );
         assert_eq!(ids(&set), vec!["0560_add_nhs_notify_org", "0561_ours"]);
-        let late = MigrationSet::new(vec![m("0001_a"), m("0002_b").baseline()])
+        let hex = MigrationSet::new(vec![m("0001_ours"), m("db6d9d9f06bc").baseline()]).unwrap();
+        assert_eq!(ids(&hex), vec!["db6d9d9f06bc", "0001_ours"]);
+        let two = MigrationSet::new(vec![m("0001_a").baseline(), m("0002_b").baseline()])
+            .unwrap_err()
+            .to_string();
+        assert!(two.contains("0001_a") && two.contains("0002_b"), "{two}");
+        let late = MigrationSet::new(vec![m("0001_a"), m("0002_b").baseline().parent("0001_a")])
             .unwrap_err()
             .to_string();
         assert!(
-            late.contains("0002_b") && late.contains("follows 0001_a"),
+            late.contains("0002_b") && late.contains("declares the parent 0001_a"),
             "{late}"
         );
         let older = unknown_revision(&set, "0300_old").to_string();

@@ -60,7 +60,16 @@ pub(super) fn measure_once(
     check(psql, ep, &db, &p.head)?;
     let db = fresh("histours")?;
     t.ours.push(time_ours(binary, Some(&p.dir), ep, &db)?);
-    check(psql, ep, &db, &p.head)
+    check(psql, ep, &db, &p.head)?;
+    if let (Some(o), Some(q)) = (t.ours.last(), t.psql.last()) {
+        eprintln!(
+            "bench migrate: {REFERENCE_REVISIONS}-revision history: psql {:.1} ms, ours {:.1} ms, ratio {:.3}",
+            q.as_secs_f64() * 1000.0,
+            o.as_secs_f64() * 1000.0,
+            o.as_secs_f64() / q.as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn check(psql: &Path, ep: &Endpoint, db: &str, head: &str) -> Result<()> {
