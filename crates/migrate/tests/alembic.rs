@@ -464,3 +464,42 @@ async fn alembic_carries_on_after_a_stamp() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stamp_waits_for_the_advisory_lock_like_a_run() {
+    limited("stamp under the advisory lock", async {
+        let db = db().await;
+        let dir = SqlDir::new("stamp-lock");
+        dir.add("0001_a", "CREATE TABLE a (id bigint)", None);
+        let holder = db.connect().await.expect("connect");
+        holder
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({})",
+                notify_db_migrate::ADVISORY_LOCK_ID
+            ))
+            .await
+            .expect("holding the migration lock, as a running Alembic would");
+        let out = run(
+            dir.path(),
+            &db,
+            &["--advisory-lock-wait", "1s", "stamp", "0001_a"],
+        )
+        .await;
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("advisory lock"),
+            "{}",
+            text(&out)
+        );
+        let c = db.connect().await.expect("connect");
+        assert!(
+            col(&c, "SELECT to_regclass('alembic_version')::text").await == vec![None],
+            "nothing written while another runner holds the lock"
+        );
+        drop(holder);
+        let out = run(dir.path(), &db, &["stamp", "0001_a"]).await;
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(version(&c).await, vec!["0001_a".to_owned()]);
+    })
+    .await;
+}
