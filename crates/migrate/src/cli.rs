@@ -1,5 +1,6 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
-//! [TARGET|-N]`, `current`, `history`, `revision -m MSG`, `check [--exit-code]`, `check-head`.
+//! [TARGET|-N]`, `current`, `history`, `revision -m MSG`, `check [--exit-code]`, `check-head`,
+//! `stamp REV [--force]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -89,6 +90,14 @@ pub enum Command {
     },
     /// Fail when the head file does not match the set's head (two branches added the same number).
     CheckHead,
+    /// Write REV into alembic_version without running anything (as Alembic's stamp).
+    Stamp {
+        /// A revision of the set (or a unique prefix), `head` or `base`.
+        revision: String,
+        /// Stamp a revision this set does not know (e.g. to hand the database back to Alembic).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// How the project's migration files are written.
@@ -301,6 +310,17 @@ pub async fn run(
                 stdout(out, line.trim_end().to_owned())?;
             }
         }
+        Command::Stamp { revision, force } => {
+            let r = migrator.stamp(&pg, &revision.parse()?, force).await?;
+            stdout(
+                out,
+                format!(
+                    "stamp: {} -> {} (no migration run)",
+                    r.from.as_deref().unwrap_or("base"),
+                    r.to.as_deref().unwrap_or("base")
+                ),
+            )?;
+        }
         Command::Check { exit_code } => {
             let pending = !migrator.status(&pg).await?.pending().is_empty();
             stdout(out, if pending { "yes" } else { "no" }.to_owned())?;
@@ -386,19 +406,28 @@ pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliEr
     }
     let id = format!("{}_{slug}", project.set.next_number());
     let one_line = message.trim().replace('\n', " ");
+    // In an imported history the head may be an odd id or not the highest number: name it.
+    let parent = project
+        .set
+        .head()
+        .filter(|_| project.set.uses_parent_links());
     let files: Vec<(PathBuf, String)> = match project.kind {
         FileKind::Rust => vec![(
             project.dir.join(format!("{id}.rs")),
             format!(
                 "//! {one_line}\n\nuse notify_db_migrate::Migration;\n\n/// {one_line}\n\
-                 pub fn define(m: Migration) -> Migration {{\n    m.up(\"-- write the upgrade SQL here\")\n        \
-                 .down(\"-- write the downgrade SQL here\")\n}}\n"
+                 pub fn define(m: Migration) -> Migration {{\n    m{}.up(\"-- write the upgrade SQL here\")\n        \
+                 .down(\"-- write the downgrade SQL here\")\n}}\n",
+                parent.map_or(String::new(), |p| format!(".parent({p:?})\n        "))
             ),
         )],
         FileKind::Sql => vec![
             (
                 project.dir.join(format!("{id}.up.sql")),
-                format!("-- {one_line}\n-- write the upgrade SQL here\n"),
+                format!(
+                    "{}-- {one_line}\n-- write the upgrade SQL here\n",
+                    parent.map_or(String::new(), |p| format!("-- notify-db: parent={p}\n"))
+                ),
             ),
             (
                 project.dir.join(format!("{id}.down.sql")),
@@ -481,6 +510,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(again.contains("already exists"), "{again}");
+        let _ = std::fs::remove_dir_all(&p.dir);
+    }
+
+    #[test]
+    fn revision_names_the_parent_in_an_imported_history() {
+        let dir = std::env::temp_dir().join(format!("notify-db-linked-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = MigrationSet::new(vec![
+            Migration::new("0013_a").up("SELECT 1"),
+            Migration::new("0014_b").up("SELECT 2").parent("0013_a"),
+            Migration::new("db6d9d9f06bc")
+                .up("SELECT 3")
+                .parent("0014_b"),
+        ])
+        .unwrap();
+        let p = Project {
+            set,
+            dir,
+            kind: FileKind::Sql,
+        };
+        let path = write_revision(&p, "Add bar").unwrap();
+        assert_eq!(path.file_name().unwrap(), "0015_add_bar.up.sql");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("-- notify-db: parent=db6d9d9f06bc\n"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(&p.dir);
     }
 

@@ -171,8 +171,8 @@ struct JournalRow {
 }
 
 /// A migration connection holding the advisory lock.
-struct Session {
-    client: Client,
+pub(crate) struct Session {
+    pub(crate) client: Client,
     pid: i32,
     pg: tokio_postgres::Config,
     tls: Tls,
@@ -180,7 +180,7 @@ struct Session {
     notices: Notices,
     side: Option<Client>,
     /// Whether `alembic_version` / the journal existed when the runner connected.
-    tables: (bool, bool),
+    pub(crate) tables: (bool, bool),
     /// Whether [`render::prepare_bookkeeping`]'s statements are prepared on `client`.
     prepared: bool,
 }
@@ -616,7 +616,7 @@ impl Migrator {
     }
 
     /// Connects and takes the advisory lock, polling with back-off.
-    async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
+    pub(crate) async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
         let (client, notices, target) = connect_watched(pg, &self.tls).await?;
         let q = format!(
             "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
@@ -1102,15 +1102,7 @@ fn state_from(set: &MigrationSet, msgs: &[SimpleQueryMessage]) -> Result<State, 
         [] => (None, None),
         [v] => match set.position(v) {
             Some(i) => (Some(i), Some(v.clone())),
-            None => {
-                let head = set.migrations().last().and_then(Migration::number);
-                let theirs = Migration::new(v.clone()).number();
-                return Err(Error::UnknownRevision {
-                    current: v.clone(),
-                    ahead: matches!((theirs, head), (Some(t), Some(h)) if t > h)
-                        || (head.is_none() && theirs.is_some()),
-                });
-            }
+            None => return Err(crate::order::unknown_revision(set, v)),
         },
         many => {
             return Err(Error::UnknownRevision {
@@ -1148,7 +1140,7 @@ async fn completed_steps(client: &Client, id: &str) -> Result<usize, Error> {
         .unwrap_or(0))
 }
 
-fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
+pub(crate) fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
     msgs.iter().filter_map(|m| match m {
         SimpleQueryMessage::Row(r) => Some(r),
         _ => None,
@@ -1159,7 +1151,7 @@ async fn exec(client: &Client, sql: &str, context: &'static str) -> Result<(), E
     client.batch_execute(sql).await.map_err(|e| db(context, e))
 }
 
-fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
+pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
     Error::Db { context, source }
 }
 
@@ -1225,7 +1217,7 @@ async fn connect_watched(
 }
 
 /// This machine's host name, for the journal.
-fn runner_host() -> String {
+pub(crate) fn runner_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -5,11 +5,74 @@ use std::time::Duration;
 /// A migration set that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
-    /// An id that is not `NNNN_slug` (4 digits, `_`, lower-case letters, digits, `_`).
-    #[error("migration id {id:?} is not of the form NNNN_slug (4 digits, then a-z, 0-9, _)")]
+    /// An id that is not a revision id we accept (letters, digits, `_`, `-`; not a keyword).
+    #[error(
+        "migration id {id:?} is not a usable revision id (1 to 32 ASCII letters, digits, _ and -, \
+         starting with a letter or digit, not head/heads/base)"
+    )]
     BadId {
         /// The id.
         id: String,
+    },
+    /// A parent link that is not a usable revision id.
+    #[error("migration {id}: parent {parent:?} is not a usable revision id")]
+    BadParent {
+        /// The migration id.
+        id: String,
+        /// The declared parent.
+        parent: String,
+    },
+    /// Two migrations with the same id.
+    #[error("two migrations have the id {id}")]
+    DuplicateId {
+        /// The id.
+        id: String,
+    },
+    /// A migration whose place in the history is unknown: no parent link and no 4-digit number.
+    #[error(
+        "migration {id} has no parent link and no 4-digit number to order it by: declare its parent \
+         (`-- notify-db: parent=ID` in a .sql file, `.parent(\"ID\")` in a .rs file)"
+    )]
+    NoOrder {
+        /// The id.
+        id: String,
+    },
+    /// A parent link to a revision the set does not have.
+    #[error("migration {id} follows {parent}, which is not in the set")]
+    UnknownParent {
+        /// The migration id.
+        id: String,
+        /// The declared parent.
+        parent: String,
+    },
+    /// Two migrations follow the same revision (or both start the history): two heads.
+    #[error(
+        "migrations {first} and {second} both follow {parent}: a branch, which would make two \
+         heads; re-parent one of them onto the other (merges are not supported)"
+    )]
+    Branch {
+        /// The shared parent (`base` when both start the history).
+        parent: String,
+        /// One child.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// Parent links that loop.
+    #[error("parent links loop through {ids}")]
+    Cycle {
+        /// The ids in the loop (comma separated).
+        ids: String,
+    },
+    /// A baseline that declares a parent, or a second baseline.
+    #[error(
+        "migration {id} is marked baseline but {reason}: a set has at most one baseline, its first migration"
+    )]
+    MisplacedBaseline {
+        /// The migration id.
+        id: String,
+        /// What is wrong.
+        reason: String,
     },
     /// An id longer than `alembic_version.version_num` (32 characters) holds.
     #[error("migration id {id:?} is longer than 32 characters (alembic_version.version_num)")]
@@ -18,7 +81,10 @@ pub enum SetError {
         id: String,
     },
     /// Two migrations with the same number (two branches both added migration N).
-    #[error("duplicate migration number {number:04}: {first} and {second} (renumber one of them)")]
+    #[error(
+        "duplicate migration number {number:04}: {first} and {second} (renumber one of them, or \
+         order them with parent links)"
+    )]
     DuplicateNumber {
         /// The number.
         number: u32,
@@ -174,6 +240,22 @@ pub enum Error {
         current: String,
         /// True when its number is above this set's head.
         ahead: bool,
+    },
+    /// The database is at a revision before this set's baseline, or of another history.
+    #[error(
+        "the database is at revision {current}, which this code does not know: the migration set \
+         continues from the baseline {baseline}{}. Finish upgrading this database to {baseline} with \
+         Alembic (the code that knows {current}) first, or import the history from {current} to \
+         {baseline} into the set; then run again",
+        if *older { ", and the database is older than that" } else { "" }
+    )]
+    BeforeBaseline {
+        /// What `alembic_version` holds.
+        current: String,
+        /// The set's baseline revision.
+        baseline: String,
+        /// True when the revision's number is below the baseline's.
+        older: bool,
     },
     /// An applied migration's SQL changed since it ran.
     #[error(

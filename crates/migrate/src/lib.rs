@@ -28,8 +28,10 @@ mod engine;
 mod error;
 mod lock_guard;
 mod migration;
+mod order;
 mod render;
 mod split;
+mod stamp;
 mod txcontrol;
 
 #[cfg(feature = "cli")]
@@ -40,6 +42,7 @@ pub use error::{Error, SetError, StatementFailure};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
+pub use stamp::StampReport;
 pub use txcontrol::transaction_control;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.

@@ -1,6 +1,5 @@
 //! Migrations, the validated set they form, and targets.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +22,8 @@ pub struct Migration {
     transactional: bool,
     lock_timeout: Option<Duration>,
     statement_timeout: Option<Duration>,
+    parent: Option<String>,
+    baseline: bool,
     checksum: String,
 }
 
@@ -36,6 +37,8 @@ impl Migration {
             transactional: true,
             lock_timeout: None,
             statement_timeout: None,
+            parent: None,
+            baseline: false,
             checksum: String::new(),
         };
         m.checksum = m.compute_checksum();
@@ -74,6 +77,31 @@ impl Migration {
     pub fn statement_timeout(mut self, timeout: Duration) -> Migration {
         self.statement_timeout = Some(timeout);
         self
+    }
+
+    /// Follows revision `parent` (Alembic's `down_revision`) instead of the migration numbered
+    /// one below: how an imported history keeps its order.
+    pub fn parent(mut self, parent: impl Into<String>) -> Migration {
+        self.parent = Some(parent.into());
+        self
+    }
+
+    /// Marks the baseline: the first migration of a set that continues an external history. Its
+    /// id is that history's revision; a database already there is adopted without running it,
+    /// a fresh one gets its SQL (the schema at that revision).
+    pub fn baseline(mut self) -> Migration {
+        self.baseline = true;
+        self
+    }
+
+    /// The revision this one follows, when declared with [`Migration::parent`].
+    pub fn declared_parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    /// True for the baseline (see [`Migration::baseline`]).
+    pub fn is_baseline(&self) -> bool {
+        self.baseline
     }
 
     /// The revision id, as stored in `alembic_version`.
@@ -144,7 +172,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A validated, ordered set of migrations (linear history, numbered `0001`, `0002`, ...).
+/// A validated, ordered set of migrations: one linear history, in parent-link order (numbered
+/// `0001`, `0002`, ... when no migration declares a parent).
 #[derive(Debug, Clone)]
 pub struct MigrationSet {
     migrations: Vec<Migration>,
@@ -154,9 +183,10 @@ pub struct MigrationSet {
 }
 
 impl MigrationSet {
-    /// Validates and orders `migrations`: ids `NNNN_slug` of at most 32 characters, unique
-    /// numbers, some upgrade SQL each, no transaction control (`COMMIT`, `BEGIN`, ...) in a
-    /// transactional migration. A gap in the numbering is only a warning.
+    /// Validates and orders `migrations`: Alembic revision ids of at most 32 characters, some
+    /// upgrade SQL each, one linear history (see [`crate::order`]), no transaction control
+    /// (`COMMIT`, `BEGIN`, ...) in a transactional migration. Without parent links a gap in the
+    /// numbering is only a warning.
     pub fn new(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         for m in &migrations {
             crate::txcontrol::check_migration(m)?;
@@ -167,40 +197,27 @@ impl MigrationSet {
     /// [`MigrationSet::new`] without the transaction-control check, for a linter that reports
     /// those statements as findings of its own (see [`crate::transaction_control`]). Such a set
     /// must not be run.
-    pub fn new_for_lint(mut migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
-        let mut by_number: BTreeMap<u32, &str> = BTreeMap::new();
+    pub fn new_for_lint(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         for m in &migrations {
-            let number = m
-                .number()
-                .filter(|_| valid_id(&m.id))
-                .ok_or_else(|| SetError::BadId { id: m.id.clone() })?;
             if m.id.len() > MAX_ID_LEN {
                 return Err(SetError::IdTooLong { id: m.id.clone() });
             }
-            if let Some(first) = by_number.insert(number, &m.id) {
-                return Err(SetError::DuplicateNumber {
-                    number,
-                    first: first.to_owned(),
-                    second: m.id.clone(),
+            if !valid_id(&m.id) {
+                return Err(SetError::BadId { id: m.id.clone() });
+            }
+            if let Some(p) = &m.parent
+                && !valid_id(p)
+            {
+                return Err(SetError::BadParent {
+                    id: m.id.clone(),
+                    parent: p.clone(),
                 });
             }
             if m.up.is_empty() {
                 return Err(SetError::EmptyUp { id: m.id.clone() });
             }
         }
-        let mut warnings = Vec::new();
-        let mut expected = 1;
-        for &n in by_number.keys() {
-            if n != expected {
-                warnings.push(format!(
-                    "gap in migration numbering: {} follows {:04}",
-                    by_number[&n],
-                    expected - 1
-                ));
-            }
-            expected = n + 1;
-        }
-        migrations.sort_by_key(|m| m.number());
+        let (migrations, warnings) = crate::order::order(migrations)?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -211,10 +228,10 @@ impl MigrationSet {
         })
     }
 
-    /// Loads a directory of SQL migrations: `NNNN_slug.up.sql` (required) and `NNNN_slug.down.sql`
-    /// (optional). A first-line comment `-- notify-db: no-transaction` and/or
-    /// `-- notify-db: lock_timeout=5s, statement_timeout=2h`-style options (`ms`/`s`/`m`/`h`)
-    /// set the options.
+    /// Loads a directory of SQL migrations: `ID.up.sql` (required) and `ID.down.sql` (optional).
+    /// Leading comments `-- notify-db: no-transaction`, `-- notify-db: lock_timeout=5s,
+    /// statement_timeout=2h`-style options (`ms`/`s`/`m`/`h`), `-- notify-db: parent=ID` and
+    /// `-- notify-db: baseline` set the options.
     pub fn from_dir(dir: &Path) -> Result<MigrationSet, Error> {
         Ok(MigrationSet::new(read_sql_dir(dir, true)?)?)
     }
@@ -249,6 +266,16 @@ impl MigrationSet {
         &self.warnings
     }
 
+    /// The baseline migration, when the set continues an external history.
+    pub fn baseline(&self) -> Option<&Migration> {
+        self.migrations.first().filter(|m| m.baseline)
+    }
+
+    /// True when some migration declares its parent (an imported history).
+    pub fn uses_parent_links(&self) -> bool {
+        self.migrations.iter().any(|m| m.parent.is_some())
+    }
+
     /// The last migration's id, `None` for an empty set.
     pub fn head(&self) -> Option<&str> {
         self.migrations.last().map(|m| m.id.as_str())
@@ -277,13 +304,15 @@ impl MigrationSet {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The number `head + 1` as a 4-digit string: what `revision` names the next file.
+    /// The highest number in the set plus one, as a 4-digit string: what `revision` names the
+    /// next file (an imported history's head may be an id without a number).
     pub fn next_number(&self) -> String {
         format!(
             "{:04}",
             self.migrations
-                .last()
-                .and_then(Migration::number)
+                .iter()
+                .filter_map(Migration::number)
+                .max()
                 .map_or(1, |n| n + 1)
         )
     }
@@ -337,7 +366,7 @@ impl MigrationSet {
     }
 }
 
-/// Reads `NNNN_slug.up.sql` files (and, with `downs`, their `.down.sql` files) of `dir`.
+/// Reads `ID.up.sql` files (and, with `downs`, their `.down.sql` files) of `dir`.
 fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration>, Error> {
     let io = |e: std::io::Error| Error::Io {
         path: dir.display().to_string(),
@@ -420,6 +449,10 @@ fn read_migration(
         };
         if opt == "no-transaction" {
             m = m.no_transaction();
+        } else if opt == "baseline" {
+            m = m.baseline();
+        } else if let Some(p) = opt.strip_prefix("parent=") {
+            m = m.parent(p.trim());
         } else if let Some(v) = opt.strip_prefix("lock_timeout=") {
             m = m.lock_timeout(parse_duration(v).ok_or_else(bad)?);
         } else if let Some(v) = opt.strip_prefix("statement_timeout=") {
@@ -447,14 +480,17 @@ fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
         .map(drop)
 }
 
-fn valid_id(id: &str) -> bool {
+/// An Alembic revision id we accept: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `_` and `-`,
+/// starting with a letter or digit (Alembic's generated hex ids, `NNNN_slug`, bare numbers), and
+/// not a target keyword. Safe as a file name and inside a SQL literal.
+pub(crate) fn valid_id(id: &str) -> bool {
     let b = id.as_bytes();
-    b.len() > 5
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'_'
-        && b[5..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+    !b.is_empty()
+        && b.len() <= MAX_ID_LEN
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        && !matches!(id, "head" | "heads" | "base")
 }
 
 /// Options from leading `-- notify-db: a, b` comment lines.
@@ -552,7 +588,9 @@ mod tests {
         );
         let gap = MigrationSet::new(vec![m("0001_a"), m("0003_c")]).unwrap();
         assert_eq!(gap.warnings().len(), 1, "{:?}", gap.warnings());
-        assert!(MigrationSet::new(vec![m("abc")]).is_err());
+        assert!(MigrationSet::new(vec![m("ab c")]).is_err());
+        assert!(MigrationSet::new(vec![m("head")]).is_err());
+        assert!(MigrationSet::new(vec![m("-1")]).is_err());
         assert!(MigrationSet::new(vec![m("0001_this_id_is_far_too_long_for_alembic")]).is_err());
         assert!(MigrationSet::new(vec![Migration::new("0001_empty").up("-- nothing")]).is_err());
     }
@@ -589,6 +627,10 @@ mod tests {
         assert_eq!(
             header_options("-- notify-db: no-transaction, lock_timeout=5s\n-- x\nCREATE INDEX"),
             vec!["no-transaction", "lock_timeout=5s"]
+        );
+        assert_eq!(
+            header_options("-- notify-db: parent=db6d9d9f06bc\n-- notify-db: baseline\nSELECT 1"),
+            vec!["parent=db6d9d9f06bc", "baseline"]
         );
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));

@@ -15,18 +15,38 @@ pub(crate) const JOURNAL_TABLE: &str = "notify_db_migration_journal";
 pub(crate) const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS alembic_version (\
 version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))";
 
+/// The journal's operation check: what a journal row can record.
+macro_rules! journal_operation_check {
+    () => {
+        "CHECK (operation IN ('upgrade', 'downgrade', 'step', 'stamp'))"
+    };
+}
+
 /// Creates the journal.
-pub(crate) const CREATE_JOURNAL_TABLE: &str = "CREATE TABLE IF NOT EXISTS notify_db_migration_journal (\
+pub(crate) const CREATE_JOURNAL_TABLE: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS notify_db_migration_journal (\
 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
 version_num varchar(32) NOT NULL, \
-operation text NOT NULL CHECK (operation IN ('upgrade', 'downgrade', 'step')), \
+operation text NOT NULL CONSTRAINT notify_db_migration_journal_operation_check ",
+    journal_operation_check!(),
+    ", \
 step integer, \
 checksum text, \
 applied_at timestamptz NOT NULL DEFAULT now(), \
 duration_ms double precision, \
 applied_by text NOT NULL DEFAULT current_setting('application_name'), \
 runner_host text, \
-client_addr inet DEFAULT inet_client_addr())";
+client_addr inet DEFAULT inet_client_addr())"
+);
+
+/// Lets a journal created before `stamp` existed record `stamp` rows (the check's name is the
+/// one PostgreSQL gave the column constraint of the first journal).
+pub(crate) const ALLOW_STAMP_IN_JOURNAL: &str = concat!(
+    "ALTER TABLE notify_db_migration_journal \
+DROP CONSTRAINT IF EXISTS notify_db_migration_journal_operation_check, \
+ADD CONSTRAINT notify_db_migration_journal_operation_check ",
+    journal_operation_check!()
+);
 
 /// Which way a step goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ mod bin;
 #[cfg(feature = "certs")]
 mod certs;
 mod cluster;
+pub mod history;
 mod pgbouncer;
 mod proc;
 pub mod schema;

@@ -5,7 +5,8 @@
 //! migrations as plain SQL, each sent as ONE simple-query string (`BEGIN\; CREATE TABLE ...\;
 //! UPDATE alembic_version ...\; COMMIT;`) by the server's own `psql -f` over one connection. Then
 //! no-op runs (already at head) of both, each timed right after a `psql -c 'SELECT 1'` (process
-//! start + connect + one query): the no-op's floor.
+//! start + connect + one query): the no-op's floor. Last, a 549-revision Alembic-shaped history
+//! beside psql in chain order (see [`history`]).
 //!
 //! The cluster lives on tmpfs (`/dev/shm`) unless `NOTIFY_DB_TESTDB_DIR` says where: see
 //! [`tmpfs_base`]. Each run gets a fresh database (creating files right after dropping many
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::Figure;
+use super::{Figure, history};
 use crate::util;
 
 /// Runs the migration benchmarks.
@@ -36,6 +37,7 @@ pub fn run() -> Result<Vec<Figure>> {
     write_floor(&floor_file, n, false)?;
     let journal_file = work.join(format!("floor-journal-{n}.sql"));
     write_floor(&journal_file, n, true)?;
+    let shaped = history::prepare(&work)?;
 
     eprintln!(
         "bench migrate: building notify-db-migrate and notify-db-migrations with {n} compiled-in migrations (release)"
@@ -93,6 +95,7 @@ pub fn run() -> Result<Vec<Figure>> {
 
     let (mut ours, mut ours_sql, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     let mut floor_journal = Vec::new();
+    let mut shaped_times = history::Timings::default();
     let (mut noop, mut noop_sql, mut connect) = (Vec::new(), Vec::new(), Vec::new());
     // The psql -c timed right before each .sql no-op, for paired ratios.
     let mut connect_sql = Vec::new();
@@ -142,6 +145,14 @@ pub fn run() -> Result<Vec<Figure>> {
                 connect_sql_cpu += between - cpu;
                 noop_sql_cpu += children_cpu() - between;
             }
+            history::measure_once(
+                &shaped,
+                &psql,
+                &sql_binary,
+                &ep,
+                &mut fresh,
+                &mut shaped_times,
+            )?;
         }
         Ok(())
     })();
@@ -203,7 +214,7 @@ pub fn run() -> Result<Vec<Figure>> {
         ratio,
         note,
     };
-    Ok(vec![
+    let mut figures = vec![
         fig(
             format!("{n} migrations, psql -f floor"),
             floor_ms,
@@ -282,7 +293,9 @@ pub fn run() -> Result<Vec<Figure>> {
                 noop_sql.len()
             ),
         ),
-    ])
+    ];
+    figures.extend(history::figures(&shaped_times));
+    Ok(figures)
 }
 
 /// The engine's journal table, as `notify_db_migrate` creates it (for the journal floor).
@@ -399,13 +412,18 @@ fn write_floor(path: &Path, n: usize, journal: bool) -> Result<()> {
 }
 
 /// What psql runs: a script (`-f`, stopping at the first error) or one command (`-c`).
-enum PsqlInput<'a> {
+pub(super) enum PsqlInput<'a> {
     File(&'a Path),
     Command(&'a str),
 }
 
 /// Times one `psql` process (start, connect, `input`) against `db`.
-fn time_psql(psql: &Path, ep: &Endpoint, db: &str, input: PsqlInput<'_>) -> Result<Duration> {
+pub(super) fn time_psql(
+    psql: &Path,
+    ep: &Endpoint,
+    db: &str,
+    input: PsqlInput<'_>,
+) -> Result<Duration> {
     let mut cmd = Command::new(psql);
     cmd.env("PGPASSWORD", &ep.password)
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &ep.host])
@@ -426,7 +444,12 @@ fn time_psql(psql: &Path, ep: &Endpoint, db: &str, input: PsqlInput<'_>) -> Resu
     Ok(took)
 }
 
-fn time_ours(binary: &Path, dir: Option<&Path>, ep: &Endpoint, db: &str) -> Result<Duration> {
+pub(super) fn time_ours(
+    binary: &Path,
+    dir: Option<&Path>,
+    ep: &Endpoint,
+    db: &str,
+) -> Result<Duration> {
     let mut cmd = Command::new(binary);
     if let Some(dir) = dir {
         cmd.arg("--source").arg(dir);

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: every benchmark side by side with its baseline, one table, JSON under target/bench/.
 
+mod history;
 mod metrics;
 mod migrate;
 mod pgbouncer;

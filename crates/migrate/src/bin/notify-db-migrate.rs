@@ -1,5 +1,5 @@
 //! `notify-db-migrate`: the migration commands over a directory of `.sql` migrations
-//! (`NNNN_slug.up.sql`, optional `NNNN_slug.down.sql`). Used by tests and benchmarks, and by
+//! (`ID.up.sql`, optional `ID.down.sql`; ID is `NNNN_slug` or an imported Alembic revision id). Used by tests and benchmarks, and by
 //! deployments that keep their migrations as SQL files.
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use notify_db_migrate::cli::{self, Command, FileKind, MigrateCli, Project};
     about = "Run notify-db migrations from a directory of .sql files"
 )]
 struct Args {
-    /// Directory of NNNN_slug.up.sql / NNNN_slug.down.sql files.
+    /// Directory of ID.up.sql / ID.down.sql files (ID: NNNN_slug, or an Alembic revision id).
     #[arg(long, env = "NOTIFY_DB_MIGRATIONS_DIR")]
     source: PathBuf,
     #[command(flatten)]

@@ -1,0 +1,125 @@
+//! `stamp REV`, as Alembic's: set `alembic_version` to a revision without running anything.
+//!
+//! It runs under the migration advisory lock and in one transaction with its journal row
+//! (`operation = 'stamp'`), so a concurrent runner never sees half of it. It works whatever the
+//! database is at, a revision this set does not know included (that is what it is for: taking
+//! over a database, or handing one back to Alembic).
+
+use std::time::Instant;
+
+use crate::engine::{Migrator, db, rows, runner_host};
+use crate::error::Error;
+use crate::migration::{Target, valid_id};
+use crate::render::{
+    self, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Elapsed, VERSION_TABLE, lit,
+};
+
+/// What a stamp did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampReport {
+    /// What `alembic_version` held before (several rows joined with `, `; `None`: base).
+    pub from: Option<String>,
+    /// What it holds now (`None`: base).
+    pub to: Option<String>,
+}
+
+/// What the journal row of a stamp to base records as its revision.
+const BASE: &str = "base";
+
+impl Migrator {
+    /// Writes `target` into `alembic_version` without running any migration: `head`, `base`, a
+    /// revision of the set (or a unique prefix of one), or, with `force`, any revision id (one
+    /// the set does not know, e.g. to hand the database back to Alembic). Relative targets are
+    /// refused. Takes the advisory lock and journals the stamp.
+    pub async fn stamp(
+        &self,
+        pg: &tokio_postgres::Config,
+        target: &Target,
+        force: bool,
+    ) -> Result<StampReport, Error> {
+        let to = self.stamp_target(target, force)?;
+        let started = Instant::now();
+        let session = self.lock(pg).await?;
+        let client = &session.client;
+        let mut setup = String::new();
+        if !session.tables.0 {
+            setup.push_str(CREATE_VERSION_TABLE);
+            setup.push_str(";\n");
+        }
+        if !session.tables.1 {
+            setup.push_str(CREATE_JOURNAL_TABLE);
+            setup.push_str(";\n");
+        }
+        setup.push_str(&format!(
+            "SELECT version_num FROM {VERSION_TABLE} ORDER BY 1"
+        ));
+        let msgs = client
+            .simple_query(&setup)
+            .await
+            .map_err(|e| db("creating or reading alembic_version", e))?;
+        let before: Vec<String> = rows(&msgs)
+            .filter_map(|r| r.get(0).map(str::to_owned))
+            .collect();
+        let from = (!before.is_empty()).then(|| before.join(", "));
+        let mut sql = format!(
+            "BEGIN;\n{};\nDELETE FROM {VERSION_TABLE};\n",
+            render::ALLOW_STAMP_IN_JOURNAL
+        );
+        if let Some(to) = &to {
+            sql.push_str(&format!(
+                "INSERT INTO {VERSION_TABLE} (version_num) VALUES ({});\n",
+                lit(to)
+            ));
+        }
+        sql.push_str(&render::journal_insert(
+            to.as_deref().unwrap_or(BASE),
+            "stamp",
+            None,
+            None,
+            Elapsed::Measured(started.elapsed()),
+            &runner_host(),
+        ));
+        sql.push_str(";\nCOMMIT");
+        if let Err(e) = client.batch_execute(&sql).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(db("stamping alembic_version", e));
+        }
+        tracing::info!(
+            from = from.as_deref().unwrap_or(BASE),
+            to = to.as_deref().unwrap_or(BASE),
+            "stamped: alembic_version rewritten, no migration run"
+        );
+        drop(session);
+        Ok(StampReport { from, to })
+    }
+
+    /// The revision `target` stamps (`None`: base).
+    fn stamp_target(&self, target: &Target, force: bool) -> Result<Option<String>, Error> {
+        let set = self.set();
+        match target {
+            Target::Relative(_) => Err(Error::UnknownTarget {
+                target: target.to_string(),
+                reason: "stamp takes a revision, head or base, not a relative step".into(),
+            }),
+            Target::Revision(rev) if force && set.get(rev).is_none() => {
+                if valid_id(rev) {
+                    Ok(Some(rev.clone()))
+                } else {
+                    Err(Error::UnknownTarget {
+                        target: rev.clone(),
+                        reason: "not a usable revision id (1 to 32 ASCII letters, digits, _ and -)"
+                            .into(),
+                    })
+                }
+            }
+            _ => match set.resolve(target, None) {
+                Ok(pos) => Ok(pos.map(|i| set.migrations()[i].id().to_owned())),
+                Err(Error::UnknownTarget { target, reason }) => Err(Error::UnknownTarget {
+                    target,
+                    reason: format!("{reason}; stamp --force writes it anyway"),
+                }),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
