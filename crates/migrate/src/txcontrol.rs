@@ -127,7 +127,8 @@ impl Notices {
 }
 
 /// Connects with `tls` and drives the connection on a spawned task that logs every server
-/// WARNING/NOTICE and keeps it in the returned [`Notices`].
+/// WARNING/NOTICE (at warn/info) and keeps those about the transaction state in the returned
+/// [`Notices`].
 pub(crate) async fn connect(
     pg: &tokio_postgres::Config,
     tls: &Tls,
