@@ -511,14 +511,7 @@ impl Migrator {
     ) -> Result<RunReport, Error> {
         let mut session = self.lock(pg).await?;
         let result = self.run_locked(&mut session, target, direction).await;
-        let released = lock_guard::release(&session.client, session.pid).await;
-        // Dropping the client closes the session (directly, that alone releases the lock).
-        drop(session);
-        match (result, released) {
-            // A moved session is the cause of whatever else went wrong: report it.
-            (_, Err(e @ Error::SessionMoved { .. })) | (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-            (Ok(report), Ok(())) => Ok(report),
-        }
+        unlock(session, result).await
     }
 
     async fn run_locked(
@@ -615,7 +608,8 @@ impl Migrator {
         Ok(RunReport { from, to, applied })
     }
 
-    /// Connects and takes the advisory lock, polling with back-off.
+    /// Connects and takes the advisory lock, polling with back-off. Every holder of the
+    /// returned session ends it with [`unlock`].
     pub(crate) async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
         let (client, notices, target) = connect_watched(pg, &self.tls).await?;
         let q = format!(
@@ -901,6 +895,20 @@ struct PlanStep {
     index: usize,
     from: Option<usize>,
     to: Option<usize>,
+}
+
+/// Ends a session from [`Migrator::lock`] after `result`, the work done under the lock: releases
+/// the lock explicitly (see [`lock_guard`]: through a pooler, closing our connection may close
+/// nothing on the server), then closes the connection.
+pub(crate) async fn unlock<T>(session: Session, result: Result<T, Error>) -> Result<T, Error> {
+    let released = lock_guard::release(&session.client, session.pid).await;
+    // Dropping the client closes the session (directly, that alone releases the lock).
+    drop(session);
+    match (result, released) {
+        // A moved session is the cause of whatever else went wrong: report it.
+        (_, Err(e @ Error::SessionMoved { .. })) | (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(value), Ok(())) => Ok(value),
+    }
 }
 
 impl StepError {

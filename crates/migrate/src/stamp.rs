@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use crate::engine::{Migrator, db, rows, runner_host};
+use crate::engine::{Migrator, Session, db, rows, runner_host, unlock};
 use crate::error::Error;
 use crate::migration::{Target, valid_id};
 use crate::render::{
@@ -40,6 +40,17 @@ impl Migrator {
         let to = self.stamp_target(target, force)?;
         let started = Instant::now();
         let session = self.lock(pg).await?;
+        let result = self.stamp_locked(&session, to, started).await;
+        unlock(session, result).await
+    }
+
+    /// The stamp itself, on a session holding the lock.
+    async fn stamp_locked(
+        &self,
+        session: &Session,
+        to: Option<String>,
+        started: Instant,
+    ) -> Result<StampReport, Error> {
         let client = &session.client;
         let mut setup = String::new();
         if !session.tables.0 {
@@ -89,7 +100,6 @@ impl Migrator {
             to = to.as_deref().unwrap_or(BASE),
             "stamped: alembic_version rewritten, no migration run"
         );
-        drop(session);
         Ok(StampReport { from, to })
     }
 

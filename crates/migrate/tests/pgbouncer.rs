@@ -78,7 +78,10 @@ async fn assert_lock_free(db: &TestDb) {
     let holders = col(
         &c,
         &format!(
+            // Advisory locks are per database: other tests' runs on the shared cluster hold
+            // the same lock in theirs.
             "SELECT pid::text FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND classid = {} AND objid = {} AND objsubid = 1",
             (ADVISORY_LOCK_ID >> 32) as u32,
             (ADVISORY_LOCK_ID & 0xffff_ffff) as u32
