@@ -474,9 +474,10 @@ struct Facts {
     in_use: usize,
 }
 
-async fn read_facts(c: &Client) -> Result<Facts, tokio_postgres::Error> {
-    let row = c
-        .query_one(
+/// One unnamed statement (`query_typed`), so it also works through a transaction pooler.
+async fn read_facts(c: &Client) -> Result<Facts> {
+    let rows = c
+        .query_typed(
             "SELECT current_setting('server_version'),
                     extract(epoch FROM current_setting('statement_timeout')::interval)::float8,
                     current_setting('max_parallel_workers_per_gather')::int,
@@ -491,6 +492,10 @@ async fn read_facts(c: &Client) -> Result<Facts, tokio_postgres::Error> {
             &[],
         )
         .await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the settings query returned no row"))?;
     let timeout_secs: f64 = row.get(1);
     Ok(Facts {
         version: row.get(0),

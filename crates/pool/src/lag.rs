@@ -86,13 +86,16 @@ pub(crate) fn attach(
         observer.clone(),
         settings.pooler.default,
     )?;
+    // Told apart from the pool's own sessions in pg_stat_activity (unless the URI names them).
+    let mut sampling = settings.clone();
+    sampling.pool.application_name = format!("{}-lag", settings.pool.application_name);
     let mut samplers = Vec::new();
     for hp in settings.bulk.hosts() {
         samplers.push(Sampler {
             hp: hp.clone(),
             connector: Connector::new(
                 &settings.bulk.with_hosts(vec![hp.clone()]),
-                settings,
+                &sampling,
                 Bind::Bulk,
                 None,
             )?,

@@ -7,7 +7,8 @@
 //! A private cluster with `pgbench -i -s 10` data; PgBouncer's database `postgres` leads to it,
 //! with enough server connections for every client (`default_pool_size` 32), so the figures
 //! measure the pooler's cost, not a queue. Rounds interleaved, medians reported, as in
-//! `bench pool`. Knobs: `NOTIFY_BENCH_SECONDS` (default 10 per method and N).
+//! `bench pool`. Knobs: `NOTIFY_BENCH_SECONDS` (default 10 per method and N),
+//! `NOTIFY_BENCH_RUNTIME=current` (one client thread instead of pgbench `-j 2`'s two).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,7 +23,7 @@ use tokio_postgres::types::Type;
 use super::Figure;
 use super::pool::{
     MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, drive, median, next_aid, pgbench_cmd,
-    pgbench_select, runtime,
+    pgbench_select,
 };
 
 /// Client counts.
@@ -93,7 +94,7 @@ fn measure() -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     for n in CLIENTS {
         eprintln!("bench pgbouncer: N={n}: {ROUNDS} rounds of {round_secs} s of 4 methods");
-        let rt = runtime(n)?;
+        let rt = runtime()?;
         let ours_via = rt.block_on(pool(&via, n, true))?;
         let ours_direct = rt.block_on(pool(&direct, n, false))?;
         let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -140,6 +141,24 @@ fn measure() -> Result<Vec<Figure>> {
     }
     drop(bouncer);
     Ok(figures)
+}
+
+/// The client runtime: two worker threads, pgbench `-j 2`'s shape. With PgBouncer a third busy
+/// process shares the 2 cores, and one client thread then gets a smaller share of them than
+/// pgbench's two (measured: 0.69-0.72x at N=8 on one thread, 1.29x on two);
+/// `NOTIFY_BENCH_RUNTIME=current` measures the one-thread shape.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    let current = std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current");
+    let mut b = if current {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    b.enable_all()
+        .build()
+        .context("building the client runtime")
 }
 
 /// Our pool of `n` on `ep` (through a transaction pooler when `pooled`: bulk then on PgBouncer's
