@@ -20,9 +20,13 @@ const POOL_SIZE: usize = 5;
 /// at most 30 ms only times out when a connection is lost or stuck.
 const CHECKOUTS_PER_TIMEOUT: u64 = 1000;
 /// RSS growth allowed from the end of the first quarter (allocator and caches warm) to the end:
-/// a fixed allowance for allocator noise, plus a rate that a real leak exceeds.
-const RSS_ALLOWANCE_KIB: u64 = 4 * 1024;
+/// a fixed allowance for allocator noise, plus a rate that a real leak exceeds (with scrapes,
+/// the trend here is 0-2 KiB/s). Over a window of at least TREND_WINDOW the trend (least-squares
+/// slope of the samples) must stay under the same rate; shorter windows are too short to tell a
+/// one-off allocator step from a trend.
+const RSS_ALLOWANCE_KIB: u64 = 2 * 1024;
 const RSS_RATE_KIB_PER_S: u64 = 8;
+const TREND_WINDOW: u64 = 120;
 /// Minimum share of the samples in which a pool has every connection checked out.
 const SATURATED_SHARE: f64 = 0.5;
 /// How often RSS is sampled after the first quarter.
@@ -35,6 +39,22 @@ struct Saturation {
     samples: u64,
     full: [u64; 2],
     max_size: [usize; 2],
+}
+
+/// Least-squares slope of (seconds, KiB) samples, in KiB/s (0 for fewer than two).
+fn slope(samples: &[(f64, u64)]) -> f64 {
+    let n = samples.len() as f64;
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let mean_t = samples.iter().map(|(t, _)| t).sum::<f64>() / n;
+    let mean_k = samples.iter().map(|(_, k)| *k as f64).sum::<f64>() / n;
+    let (mut cov, mut var) = (0.0, 0.0);
+    for (t, k) in samples {
+        cov += (t - mean_t) * (*k as f64 - mean_k);
+        var += (t - mean_t) * (t - mean_t);
+    }
+    if var == 0.0 { 0.0 } else { cov / var }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,15 +99,17 @@ async fn soak(secs: u64) {
     let deadline = started + Duration::from_secs(secs);
     let stop = Arc::new(AtomicBool::new(false));
 
-    // The monitor: how full the pools are, and RSS once the first quarter is over.
+    // The monitor: how full the pools are, RSS once the first quarter is over, and a Prometheus
+    // scrape every RSS_EVERY, as a service has: the exporter keeps histogram samples until a
+    // render (or its upkeep) folds them in, so without scrapes they would pile up like a leak.
     let monitor = {
-        let (dbs, stop) = (dbs.clone(), stop.clone());
+        let (dbs, stop, metrics) = (dbs.clone(), stop.clone(), metrics.clone());
         let quarter = Duration::from_secs(secs) / 4;
         tokio::spawn(async move {
             let mut sat = Saturation::default();
-            // (seconds since the start, KiB) every RSS_EVERY after the first quarter.
+            // (seconds since the start, KiB) every RSS_EVERY from the end of the first quarter.
             let mut rss = Vec::new();
-            let mut next_rss = started + quarter;
+            let mut next_rss = started + RSS_EVERY;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 sat.samples += 1;
@@ -97,7 +119,10 @@ async fn soak(secs: u64) {
                     sat.full[i] += u64::from(s.size - s.available.min(s.size) == POOL_SIZE);
                 }
                 if Instant::now() >= next_rss {
-                    rss.push((started.elapsed().as_secs_f64(), common::rss_kib()));
+                    metrics.render();
+                    if started.elapsed() >= quarter {
+                        rss.push((started.elapsed().as_secs_f64(), common::rss_kib()));
+                    }
                     next_rss += RSS_EVERY;
                 }
             }
@@ -178,6 +203,7 @@ async fn soak(secs: u64) {
     let share = |i: usize| sat.full[i] as f64 / sat.samples.max(1) as f64;
     let measured = (rss_end_at - rss_warm.0) as u64;
     let rss_limit = rss_warm.1 + RSS_ALLOWANCE_KIB + RSS_RATE_KIB_PER_S * measured;
+    let rate = slope(&rss);
     let series: Vec<String> = rss
         .iter()
         .map(|(t, kib)| format!("{t:.0}s:{kib}"))
@@ -185,7 +211,8 @@ async fn soak(secs: u64) {
     println!(
         "soak {secs} s: {ok} checkouts, {timeouts} wait timeouts; both pools full in {:.0}% / \
          {:.0}% of {} samples (max sizes {:?}); RSS {} KiB after the first quarter, {} KiB at the \
-         end ({measured} s later, limit {rss_limit} KiB; series {}); pools {d:?} {b:?}; gauge \
+         end ({measured} s later, limit {rss_limit} KiB; trend {rate:.1} KiB/s; series {}); pools \
+         {d:?} {b:?}; gauge \
          connected {connected}, backends {on_primary}+{on_replica}",
         share(0) * 100.0,
         share(1) * 100.0,
@@ -230,6 +257,11 @@ async fn soak(secs: u64) {
         (on_primary + on_replica) as usize,
         d.size + b.size,
         "backends on the servers vs pool sizes (leaked or lost connections)"
+    );
+    assert!(
+        measured < TREND_WINDOW || rate <= RSS_RATE_KIB_PER_S as f64,
+        "RSS grew by {rate:.1} KiB/s after the first quarter (a leak; allowed: \
+         {RSS_RATE_KIB_PER_S} KiB/s)"
     );
     assert!(
         rss_end <= rss_limit,
