@@ -119,13 +119,28 @@ async fn case(change: &str, expect: &[&str]) -> Plan {
     plan
 }
 
+/// Writes `plan` as `.sql` files under the test's scratch directory, for `lint-migrations --dir`.
+fn write_for_lint(name: &str, plan: &Plan) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("autogen")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let first: u32 = set().expect("set").next_number().parse().expect("number");
+    let slug = notify_db_migrate::cli::slug(name);
+    for f in autogen::render_files(plan, &dir, true, first, &slug, name) {
+        std::fs::write(&f.path, f.text).expect("write a generated file");
+    }
+}
+
 macro_rules! cases {
     ($($name:ident: $change:expr => [$($expect:expr),*];)*) => {$(
         #[tokio::test]
         async fn $name() {
-            tokio::time::timeout(CASE_LIMIT, case($change, &[$($expect),*]))
+            let plan = tokio::time::timeout(CASE_LIMIT, case($change, &[$($expect),*]))
                 .await
                 .expect("the case finished in time");
+            write_for_lint(stringify!($name), &plan);
         }
     )*};
 }
@@ -143,7 +158,7 @@ cases! {
          template_id bigint NOT NULL REFERENCES templates (id), PRIMARY KEY (folder_id, template_id))"
         => ["CREATE TABLE folders", "CREATE TABLE folder_items"];
     create_table_with_serial_sequence:
-        "CREATE TABLE counters (id serial PRIMARY KEY, n bigint)"
+        "CREATE TABLE counters (id bigserial PRIMARY KEY, n bigint)"
         => ["CREATE SEQUENCE counters_id_seq", "OWNED BY counters.id"];
     drop_table:
         "DROP TABLE notification_history" => ["DROP TABLE notification_history"];
@@ -215,6 +230,9 @@ cases! {
     drop_unnamed_foreign_key:
         "ALTER TABLE notifications DROP CONSTRAINT notifications_api_key_id_fkey"
         => ["DROP CONSTRAINT IF EXISTS notifications_api_key_id_fkey"];
+    drop_unique_constraint:
+        "ALTER TABLE services DROP CONSTRAINT services_name_key"
+        => ["DROP CONSTRAINT IF EXISTS services_name_key"];
     add_unique_constraint:
         "ALTER TABLE templates ADD CONSTRAINT uq_templates_service_name UNIQUE (service_id, name)"
         => ["CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_templates_service_name", "UNIQUE USING INDEX"];

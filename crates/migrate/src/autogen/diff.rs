@@ -41,6 +41,14 @@ fn phase(slot: Slot) -> usize {
     }
 }
 
+/// Why a downgrade may do what a zero-downtime upgrade may not: it puts back what head has.
+const DOWN_RESTORES: &str =
+    "the downgrade puts back, as head has it, what this migration drops or changes";
+const DOWN_ENUM: &str = "PostgreSQL cannot drop an enum value: the downgrade recreates the type \
+    with head's values and converts its columns";
+const NOT_NULL_CHECK: &str =
+    "the dropped check only stood in for NOT NULL, which the column has from this migration on";
+
 const PHASES: [(&str, &str, bool); 4] = [
     (
         "drop_indexes",
@@ -69,7 +77,7 @@ struct Item {
 #[derive(Default)]
 struct Builder {
     items: Vec<Item>,
-    allows: BTreeSet<(usize, &'static str)>,
+    allows: BTreeSet<(usize, &'static str, Option<&'static str>)>,
     changes: Vec<String>,
     unresolved: Vec<String>,
 }
@@ -79,8 +87,14 @@ impl Builder {
         self.items.push(Item { slot, up, down });
     }
 
+    /// A drop: the `lint-allow` is written without a reason, for the author to give one.
     fn allow(&mut self, slot: Slot, rule: &'static str) {
-        self.allows.insert((phase(slot), rule));
+        self.allows.insert((phase(slot), rule, None));
+    }
+
+    /// A rule the generated SQL breaks knowingly, with the reason.
+    fn allow_because(&mut self, slot: Slot, rule: &'static str, reason: &'static str) {
+        self.allows.insert((phase(slot), rule, Some(reason)));
     }
 
     fn finish(mut self, not_compared: Vec<String>) -> Plan {
@@ -109,8 +123,8 @@ impl Builder {
                 allows: self
                     .allows
                     .iter()
-                    .filter(|(ph, _)| *ph == p)
-                    .map(|(_, r)| *r)
+                    .filter(|(ph, _, _)| *ph == p)
+                    .map(|(_, rule, reason)| (*rule, *reason))
                     .collect(),
             });
         }
@@ -137,12 +151,19 @@ fn concurrently(def: &str) -> String {
     def.to_owned()
 }
 
-/// `CREATE TABLE` with the columns only (constraints and indexes are separate statements).
+/// `CREATE TABLE` with the columns and the keys and checks (foreign keys and indexes are
+/// separate statements: they may refer to tables created later).
 fn create_table(name: &str, t: &Table) -> String {
     let cols: Vec<String> = t
         .columns
         .iter()
         .map(|c| format!("    {}", c.definition()))
+        .chain(
+            t.constraints
+                .iter()
+                .filter(|(_, c)| c.kind != 'f' && c.validated)
+                .map(|(cn, c)| format!("    CONSTRAINT {cn} {}", c.definition)),
+        )
         .collect();
     format!("CREATE TABLE {name} (\n{}\n)", cols.join(",\n"))
 }
@@ -159,12 +180,12 @@ fn drop_constraint(table: &str, name: &str) -> String {
     format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
 }
 
-/// The statements that create a table's constraints outright (a table nobody uses yet): primary
-/// key, unique, check and exclusion constraints (`fks = false`) or foreign keys (`fks = true`).
-fn constraints_of(name: &str, t: &Table, fks: bool) -> Vec<String> {
+/// The statements that add a table's foreign keys (and constraints left `NOT VALID`) outright,
+/// on a table nobody uses yet.
+fn foreign_keys_of(name: &str, t: &Table) -> Vec<String> {
     t.constraints
         .iter()
-        .filter(|(_, c)| (c.kind == 'f') == fks)
+        .filter(|(_, c)| c.kind == 'f' || !c.validated)
         .map(|(cn, c)| add_constraint(name, cn, c, !c.validated))
         .collect()
 }
@@ -273,7 +294,7 @@ fn enums(b: &mut Builder, head: &Catalog, want: &Catalog) {
         }
         down.push(format!("DROP TYPE {old_name}"));
         if !users.is_empty() {
-            b.allow(Slot::Types, "changing-column-type");
+            b.allow_because(Slot::Types, "changing-column-type", DOWN_ENUM);
         }
         b.add(Slot::Types, up, down);
     }
@@ -383,12 +404,11 @@ fn tables(b: &mut Builder, head: &Catalog, want: &Catalog) {
             vec![create_table(name, t)],
             vec![format!("DROP TABLE IF EXISTS {name}")],
         );
-        b.add(Slot::AddConstraints, constraints_of(name, t, false), vec![]);
-        let fks = constraints_of(name, t, true);
+        let fks = foreign_keys_of(name, t);
         let drops = t
             .constraints
             .iter()
-            .filter(|(_, c)| c.kind == 'f')
+            .filter(|(_, c)| c.kind == 'f' || !c.validated)
             .map(|(cn, _)| drop_constraint(name, cn))
             .collect();
         b.add(Slot::AddForeignKeys, fks, drops);
@@ -405,13 +425,8 @@ fn tables(b: &mut Builder, head: &Catalog, want: &Catalog) {
         let mut down = vec![create_table(name, t)];
         down.extend(t.indexes.values().map(|i| i.definition.clone()));
         b.add(Slot::DropTables, vec![format!("DROP TABLE {name}")], down);
-        // Recreated by the downgrade after every table exists again: keys first, then references.
-        b.add(
-            Slot::DropConstraints,
-            vec![],
-            constraints_of(name, t, false),
-        );
-        b.add(Slot::DropForeignKeys, vec![], constraints_of(name, t, true));
+        // Recreated by the downgrade after every table exists again.
+        b.add(Slot::DropForeignKeys, vec![], foreign_keys_of(name, t));
     }
     for (name, want_t) in &want.tables {
         if let Some(head_t) = head.tables.get(name) {
@@ -486,6 +501,9 @@ fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
                 ),
                 None => format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", w.name),
             };
+            if w.default.is_none() {
+                b.allow(Slot::Columns, "ban-drop-default");
+            }
             b.add(Slot::Columns, vec![set(&w.default)], vec![set(&h.default)]);
         }
         if h.not_null != w.not_null {
@@ -494,6 +512,8 @@ fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
             if w.not_null {
                 set_not_null(b, table, &w.name);
             } else {
+                b.allow(Slot::Columns, "ban-drop-not-null");
+                b.allow_because(Slot::Columns, "adding-not-nullable-field", DOWN_RESTORES);
                 b.add(
                     Slot::Columns,
                     vec![format!(
@@ -528,6 +548,7 @@ fn set_not_null(b: &mut Builder, table: &str, column: &str) {
         )],
         vec![drop_constraint(table, &check)],
     );
+    b.allow_because(Slot::Finish, "ban-drop-constraint", NOT_NULL_CHECK);
     b.add(
         Slot::Finish,
         vec![
@@ -621,10 +642,17 @@ fn constraints(b: &mut Builder, table: &str, head: &Table, want: &Table) {
         } else {
             Slot::DropConstraints
         };
-        let mut down = vec![add_constraint(table, name, h, false)];
-        if !h.validated {
-            down = vec![add_constraint(table, name, h, true)];
+        b.allow(slot, "ban-drop-constraint");
+        if h.validated {
+            b.allow_because(slot, "constraint-missing-not-valid", DOWN_RESTORES);
+            match h.kind {
+                'f' => b.allow_because(slot, "adding-foreign-key-constraint", DOWN_RESTORES),
+                'u' => b.allow_because(slot, "disallowed-unique-constraint", DOWN_RESTORES),
+                'p' => b.allow_because(slot, "adding-serial-primary-key-field", DOWN_RESTORES),
+                _ => {}
+            }
         }
+        let down = vec![add_constraint(table, name, h, !h.validated)];
         b.add(slot, vec![drop_constraint(table, name)], down);
     }
     for (name, w) in &want.constraints {
@@ -672,6 +700,11 @@ fn add_constraint_zero_downtime(b: &mut Builder, table: &str, name: &str, c: &Co
                 // Dropping the constraint drops its index; the previous migration's state has
                 // the index alone.
                 vec![drop_constraint(table, name), index.clone()],
+            );
+            b.allow_because(
+                Slot::Finish,
+                "require-concurrent-index-creation",
+                DOWN_RESTORES,
             );
         }
         _ => {

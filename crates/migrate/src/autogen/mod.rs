@@ -10,6 +10,8 @@
 //! [`Plan::unresolved`], written as a commented block.
 
 pub mod catalog;
+#[cfg(feature = "cli")]
+pub mod command;
 mod diff;
 mod write;
 
@@ -21,7 +23,7 @@ pub use write::{GeneratedFile, render_files};
 #[derive(Debug, thiserror::Error)]
 pub enum AutogenError {
     /// A catalog query or a scratch database statement failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", server_message(source))]
     Sql {
         /// What was being done, naming the database.
         what: String,
@@ -29,6 +31,14 @@ pub enum AutogenError {
         #[source]
         source: tokio_postgres::Error,
     },
+}
+
+/// The server's message (`SQLSTATE: message`), or the client error when there is none.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// One generated migration.
@@ -44,8 +54,10 @@ pub struct Step {
     pub up: Vec<String>,
     /// The downgrade statements, in order.
     pub down: Vec<String>,
-    /// `lint-allow` rules left for the author to give a reason for (drops).
-    pub allows: Vec<&'static str>,
+    /// `lint-allow` exceptions: `(rule, None)` is left for the author to give the reason (a
+    /// drop: the linter stops the migration until a person has looked); `(rule, Some(reason))`
+    /// covers what the generated SQL does knowingly (a downgrade restoring head's state).
+    pub allows: Vec<(&'static str, Option<&'static str>)>,
 }
 
 /// What autogenerate found and will write.

@@ -20,9 +20,9 @@ fn header(plan: &Plan, index: usize, step: Option<&Step>, message: &str) -> Vec<
     let mut lines = vec![format!("{message} (written by `revision --autogenerate`)")];
     if let Some(step) = step {
         lines.push(step.summary.to_owned());
-        for rule in &step.allows {
+        for (rule, reason) in &step.allows {
             // No reason given: the linter stops the migration until a person writes one.
-            lines.push(format!("lint-allow: {rule}:"));
+            lines.push(format!("lint-allow: {rule}: {}", reason.unwrap_or("")));
         }
     }
     if index == 0 && !plan.unresolved.is_empty() {
@@ -115,7 +115,7 @@ pub fn render_files(
             let mut allows = Vec::new();
             for l in doc {
                 if l.starts_with("lint-allow:") {
-                    allows.push(format!("// {l}\n"));
+                    allows.push(format!("// {}\n", l.trim_end()));
                 } else {
                     text.push_str(&format!("//! {l}").trim_end().to_owned());
                     text.push('\n');
