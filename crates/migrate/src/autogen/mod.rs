@@ -13,6 +13,7 @@ pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod command;
 mod diff;
+mod tables;
 mod write;
 
 pub use catalog::Catalog;

@@ -117,7 +117,7 @@ pub fn render_files(
                 if l.starts_with("lint-allow:") {
                     allows.push(format!("// {}\n", l.trim_end()));
                 } else {
-                    text.push_str(&format!("//! {l}").trim_end().to_owned());
+                    text.push_str(format!("//! {l}").trim_end());
                     text.push('\n');
                 }
             }
