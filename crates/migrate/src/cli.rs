@@ -1,5 +1,6 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
-//! [TARGET|-N]`, `current`, `history`, `revision -m MSG`, `check [--exit-code]`, `check-head`.
+//! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
+//! FILE]`, `check [--exit-code]`, `check-head`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
