@@ -362,3 +362,96 @@ fn sequences(b: &mut Builder, head: &Catalog, want: &Catalog) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autogen::catalog::Column;
+
+    fn column(name: &str, type_sql: &str, not_null: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            not_null,
+            default: None,
+            default_volatile: false,
+            identity: None,
+            generated: None,
+        }
+    }
+
+    fn catalog(columns: Vec<Column>) -> Catalog {
+        let mut c = Catalog::default();
+        c.tables.insert(
+            "t".into(),
+            Table {
+                columns,
+                ..Table::default()
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn set_not_null_is_a_not_valid_check_then_a_later_validation() {
+        let head = catalog(vec![column("a", "text", false)]);
+        let want = catalog(vec![column("a", "text", true)]);
+        let plan = plan(&head, &want);
+        assert_eq!(plan.steps.len(), 2, "{plan:#?}");
+        assert!(!plan.steps[0].no_transaction);
+        assert_eq!(
+            plan.steps[0].up,
+            ["ALTER TABLE t ADD CONSTRAINT \"t_a_not_null\" CHECK (a IS NOT NULL) NOT VALID"]
+        );
+        assert_eq!(plan.steps[1].suffix, "validate");
+        assert_eq!(
+            plan.steps[1].up[1],
+            "ALTER TABLE t ALTER COLUMN a SET NOT NULL"
+        );
+        // The finishing step's downgrade undoes it in reverse: NOT NULL off, the check back.
+        assert_eq!(plan.steps[1].down.len(), 2);
+    }
+
+    #[test]
+    fn a_column_that_may_be_renamed_is_not_guessed() {
+        let head = catalog(vec![column("a", "text", false)]);
+        let want = catalog(vec![column("b", "text", false)]);
+        let plan = plan(&head, &want);
+        assert!(plan.steps.is_empty(), "{plan:#?}");
+        assert_eq!(plan.unresolved.len(), 1);
+        assert!(plan.unresolved[0].contains("RENAME COLUMN a TO b"));
+    }
+
+    #[test]
+    fn equal_catalogs_plan_nothing_but_list_what_is_not_compared() {
+        let head = catalog(vec![column("a", "text", false)]);
+        let plan = plan(&head, &head.clone());
+        assert!(plan.is_empty());
+        assert!(!plan.not_compared.is_empty());
+    }
+
+    #[test]
+    fn step_ids_fit_alembic_version() {
+        let step = Step {
+            suffix: "concurrently",
+            summary: "",
+            no_transaction: true,
+            up: vec![],
+            down: vec![],
+            allows: vec![],
+        };
+        let slug = "a_slug_of_twenty_seven_char";
+        for i in 0..3 {
+            let id = crate::autogen::step_id(11, i, slug, &step);
+            assert!(id.len() <= crate::MAX_ID_LEN, "{id}");
+        }
+        assert_eq!(
+            crate::autogen::step_id(11, 0, slug, &step),
+            format!("0011_{slug}")
+        );
+        assert_eq!(
+            crate::autogen::step_id(11, 1, slug, &step),
+            "0012_a_slug_of_twen_concurrently"
+        );
+    }
+}
