@@ -162,7 +162,25 @@ pub fn write_plan(project: &Project, plan: &Plan, message: &str) -> Result<Vec<P
             source,
         })?;
     }
-    Ok(files.into_iter().map(|f| f.path).collect())
+    let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
+    if project.kind == FileKind::Rust {
+        rustfmt(&paths);
+    }
+    Ok(paths)
+}
+
+/// Formats the written `.rs` files as `cargo fmt` would (long statements, multi-line SQL);
+/// without rustfmt the files are still valid Rust, and a warning says to run `cargo fmt`.
+fn rustfmt(paths: &[PathBuf]) {
+    let status = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .args(paths)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => tracing::warn!(%s, "rustfmt failed on the new files: run `cargo fmt`"),
+        Err(e) => tracing::warn!(error = %e, "rustfmt not found: run `cargo fmt` on the new files"),
+    }
 }
 
 fn line(out: &mut dyn Write, s: &str) -> Result<(), CliError> {

@@ -57,7 +57,7 @@ pub fn render_files(
 ) -> Vec<GeneratedFile> {
     let placeholder = Step {
         suffix: "",
-        summary: "Nothing written: see the differences above.",
+        summary: "Nothing written: see the differences listed in this comment.",
         no_transaction: false,
         up: vec!["-- write the upgrade SQL here".into()],
         down: vec!["-- write the downgrade SQL here".into()],
@@ -123,21 +123,25 @@ pub fn render_files(
             }
             text.push_str("\nuse notify_db_migrate::Migration;\n\n");
             text.push_str(&format!(
-                "/// {} Raw SQL: barrel cannot write NOT VALID, CONCURRENTLY or USING INDEX.\n",
+                "/// {} Raw SQL, as the catalog spells it (the tests compare schemas built from it).\n",
                 step.summary
             ));
             for a in allows {
                 text.push_str(&a);
             }
             text.push_str("pub fn define(m: Migration) -> Migration {\n    m");
-            if step.no_transaction {
-                text.push_str(".no_transaction()");
-            }
-            for s in &step.up {
-                text.push_str(&format!("\n        .up({})", raw(s)));
-            }
-            for s in &step.down {
-                text.push_str(&format!("\n        .down({})", raw(s)));
+            // rustfmt's chain shape: the first call on `m`'s line, one call per line after it.
+            let calls = step
+                .no_transaction
+                .then(|| ".no_transaction()".to_owned())
+                .into_iter()
+                .chain(step.up.iter().map(|s| format!(".up({})", raw(s))))
+                .chain(step.down.iter().map(|s| format!(".down({})", raw(s))));
+            for (i, call) in calls.enumerate() {
+                if i > 0 {
+                    text.push_str("\n        ");
+                }
+                text.push_str(&call);
             }
             text.push_str("\n}\n");
             files.push(GeneratedFile {
