@@ -235,3 +235,23 @@ async fn a_rename_is_written_as_a_commented_block_and_exits_non_zero() {
         "no statement is guessed: {text}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_development_database_is_named_without_its_password() {
+    let server = test_db().await.expect("a database on the test server");
+    // A port nothing listens on: the loopback port of a listener closed just now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgresql://dev:s3cret-pw@127.0.0.1:{port}/notification_api_dev");
+    let dir = scratch_dir("unreachable");
+    let err = autogenerate_err(&server, &dir, &["-m", "anything", "--from-db", &url]).await;
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/notification_api_dev")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "the password leaked: {err}");
+    let files = std::fs::read_dir(&dir).expect("read").count();
+    assert_eq!(files, 0, "nothing is written when the comparison fails");
+}
