@@ -223,6 +223,15 @@ pub const CASES: &[Case] = &[
         expect: &["ADD VALUE IF NOT EXISTS 'queued' BEFORE 'created'"],
     },
     Case {
+        name: "add_enum_value_and_use_it",
+        change: "ALTER TYPE notification_status ADD VALUE 'cancelled'; \
+                 ALTER TABLE jobs ADD COLUMN last_status notification_status NOT NULL DEFAULT 'cancelled'",
+        expect: &[
+            "ADD VALUE IF NOT EXISTS 'cancelled'",
+            "ADD COLUMN last_status notification_status DEFAULT 'cancelled'::notification_status NOT NULL",
+        ],
+    },
+    Case {
         name: "create_sequence",
         change: "CREATE SEQUENCE letter_batch_seq AS bigint START WITH 100 INCREMENT BY 5",
         expect: &["CREATE SEQUENCE letter_batch_seq AS bigint INCREMENT BY 5"],
@@ -249,10 +258,14 @@ pub async fn plan_for(change: &str) -> (Plan, TestDb, TestDb) {
         .connect()
         .await
         .expect("connect to the development database");
-    dev_client
-        .batch_execute(change)
-        .await
-        .unwrap_or_else(|e| panic!("the change does not apply: {e}\n{change}"));
+    // One statement at a time, each committed: a new enum value is usable only after that
+    // (the changes hold no `;` inside literals).
+    for stmt in change.split(';').filter(|s| !s.trim().is_empty()) {
+        dev_client
+            .batch_execute(stmt)
+            .await
+            .unwrap_or_else(|e| panic!("the change does not apply: {e:?}\n{stmt}"));
+    }
     let head_client = head.connect().await.expect("connect to the head database");
     let want = autogen::catalog::read(&dev_client, "the development database")
         .await

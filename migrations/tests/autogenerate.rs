@@ -155,6 +155,7 @@ cases! {
     create_enum_and_table_using_it
     add_enum_value_at_the_end
     add_enum_value_first
+    add_enum_value_and_use_it
     create_sequence
     quoted_names
 }

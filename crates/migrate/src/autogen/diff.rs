@@ -10,6 +10,9 @@ use super::{Plan, Step};
 pub(super) enum Slot {
     /// No transaction, before the schema changes: indexes dropped concurrently.
     DropIndexes,
+    /// Its own transaction: enum values added (PostgreSQL refuses to use a new value in the
+    /// transaction that added it, and the schema change may use it).
+    EnumValues,
     /// The transactional schema change, in this order.
     Types,
     Sequences,
@@ -35,9 +38,10 @@ pub(super) enum Slot {
 fn phase(slot: Slot) -> usize {
     match slot {
         Slot::DropIndexes => 0,
-        Slot::Concurrent => 2,
-        Slot::Finish => 3,
-        _ => 1,
+        Slot::EnumValues => 1,
+        Slot::Concurrent => 3,
+        Slot::Finish => 4,
+        _ => 2,
     }
 }
 
@@ -49,11 +53,16 @@ const DOWN_ENUM: &str = "PostgreSQL cannot drop an enum value: the downgrade rec
 pub(super) const NOT_NULL_CHECK: &str =
     "the dropped check only stood in for NOT NULL, which the column has from this migration on";
 
-const PHASES: [(&str, &str, bool); 4] = [
+const PHASES: [(&str, &str, bool); 5] = [
     (
         "drop_indexes",
         "Drops indexes concurrently (outside a transaction).",
         true,
+    ),
+    (
+        "enum_values",
+        "Adds enum values, committed before anything uses them.",
+        false,
     ),
     ("changes", "The schema changes (one transaction).", false),
     (
@@ -294,9 +303,9 @@ fn enums(b: &mut Builder, head: &Catalog, want: &Catalog) {
         }
         down.push(format!("DROP TYPE {old_name}"));
         if !users.is_empty() {
-            b.allow_because(Slot::Types, "changing-column-type", DOWN_ENUM);
+            b.allow_because(Slot::EnumValues, "changing-column-type", DOWN_ENUM);
         }
-        b.add(Slot::Types, up, down);
+        b.add(Slot::EnumValues, up, down);
     }
     for (name, values) in &head.enums {
         if !want.enums.contains_key(name) {
