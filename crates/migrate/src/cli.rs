@@ -152,8 +152,8 @@ pub enum CliError {
     Autogen(#[from] crate::autogen::AutogenError),
 }
 
-/// `revision --autogenerate`: scratch databases go on the server of `--database-url` (default
-/// `SQLALCHEMY_DATABASE_URI`), or of `--from-db` when neither is set.
+/// `revision --autogenerate`: scratch databases go on the server of `--database-url`, else of
+/// `--from-db` (the development server), else (`--from-sql`) of `SQLALCHEMY_DATABASE_URI`.
 async fn autogenerate(
     cli: &MigrateCli,
     project: &Project,
@@ -173,11 +173,11 @@ async fn autogenerate(
             ));
         }
     };
-    let server = match (&cli.database_url, settings, &desired) {
+    // The development server by default, never the configured primary when there is one.
+    let server = match (&cli.database_url, &desired, settings) {
         (Some(u), _, _) => DatabaseUri::parse(u, "--database-url")?,
-        (None, Ok(s), _) => s.primary,
-        (None, Err(_), Desired::Database(uri)) => uri.clone(),
-        (None, Err(e), Desired::SqlFile(_)) => return Err(e.into()),
+        (None, Desired::Database(uri), _) => uri.clone(),
+        (None, Desired::SqlFile(_), settings) => settings?.primary,
     };
     command::run(project, &server, &desired, message, out).await
 }
