@@ -232,6 +232,12 @@ pub const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "drop_enum_and_its_columns",
+        change: "ALTER TABLE notification_history DROP COLUMN status; \
+                 ALTER TABLE notifications DROP COLUMN status; DROP TYPE notification_status",
+        expect: &["DROP COLUMN status", "DROP TYPE notification_status"],
+    },
+    Case {
         name: "create_sequence",
         change: "CREATE SEQUENCE letter_batch_seq AS bigint START WITH 100 INCREMENT BY 5",
         expect: &["CREATE SEQUENCE letter_batch_seq AS bigint INCREMENT BY 5"],

@@ -156,6 +156,7 @@ cases! {
     add_enum_value_at_the_end
     add_enum_value_first
     add_enum_value_and_use_it
+    drop_enum_and_its_columns
     create_sequence
     quoted_names
 }

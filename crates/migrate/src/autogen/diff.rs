@@ -310,6 +310,7 @@ fn enums(b: &mut Builder, head: &Catalog, want: &Catalog) {
     for (name, values) in &head.enums {
         if !want.enums.contains_key(name) {
             b.changes.push(format!("- enum {name}"));
+            b.allow(Slot::DropTypes, "ban-drop-type");
             b.add(
                 Slot::DropTypes,
                 vec![format!("DROP TYPE {name}")],

@@ -115,6 +115,9 @@ fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
     for c in removed.into_iter().filter(|c| !renamed.contains(&c.name)) {
         b.changes.push(format!("- column {table}.{}", c.name));
         b.allow(Slot::DropColumns, "ban-drop-column");
+        if c.not_null && c.default.is_none() && c.identity.is_none() && c.generated.is_none() {
+            b.allow_because(Slot::DropColumns, "adding-required-field", DOWN_RESTORES);
+        }
         b.add(
             Slot::DropColumns,
             vec![format!("ALTER TABLE {table} DROP COLUMN {}", c.name)],
