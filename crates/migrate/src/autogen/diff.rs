@@ -441,6 +441,39 @@ mod tests {
     }
 
     #[test]
+    fn sequences_are_altered_and_dropped_with_their_options() {
+        use crate::autogen::catalog::Sequence;
+        let seq = |options: &str| Sequence {
+            options: options.into(),
+            owned_by: None,
+        };
+        let mut head = Catalog::default();
+        head.sequences
+            .insert("s".into(), seq("AS bigint INCREMENT BY 1"));
+        head.sequences
+            .insert("gone".into(), seq("AS integer INCREMENT BY 1"));
+        let mut want = Catalog::default();
+        want.sequences
+            .insert("s".into(), seq("AS bigint INCREMENT BY 5"));
+        let plan = plan(&head, &want);
+        assert_eq!(plan.steps.len(), 1, "{plan:#?}");
+        assert_eq!(
+            plan.steps[0].up,
+            [
+                "ALTER SEQUENCE s AS bigint INCREMENT BY 5",
+                "DROP SEQUENCE gone"
+            ]
+        );
+        assert_eq!(
+            plan.steps[0].down,
+            [
+                "CREATE SEQUENCE gone AS integer INCREMENT BY 1",
+                "ALTER SEQUENCE s AS bigint INCREMENT BY 1"
+            ]
+        );
+    }
+
+    #[test]
     fn step_ids_fit_alembic_version() {
         let step = Step {
             suffix: "concurrently",
