@@ -9,6 +9,9 @@ use notify_db_migrate::{MigrationSet, SetError};
 
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
+#[cfg(feature = "testing")]
+pub mod autogen_cases;
+
 /// Renders a barrel migration as PostgreSQL SQL (barrel is `!Send`: call this synchronously).
 #[allow(dead_code)] // unused when NOTIFY_DB_MIGRATIONS_DIR builds another set
 pub(crate) fn pg(m: &barrel::Migration) -> String {

@@ -1,6 +1,6 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
-//! [TARGET|-N]`, `current`, `history`, `revision -m MSG`, `check [--exit-code]`, `check-head`,
-//! `stamp REV [--force]`.
+//! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
+//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -76,11 +76,26 @@ pub enum Command {
     Current,
     /// List the migrations with applied/pending marks and timestamps.
     History,
-    /// Write the next numbered migration file from a template.
+    /// Write the next numbered migration file from a template, or with --autogenerate from the
+    /// difference between the migrations' head and a desired schema.
     Revision {
         /// What the migration does (becomes the file name's slug).
         #[arg(short = 'm', long)]
         message: String,
+        /// Write the migration(s) from a schema difference (needs --from-db or --from-sql).
+        #[arg(long, requires = "desired")]
+        autogenerate: bool,
+        /// The desired schema: a development database (URI).
+        #[arg(long, group = "desired", requires = "autogenerate")]
+        from_db: Option<String>,
+        /// The desired schema: an SQL file, applied to a scratch database.
+        #[arg(
+            long,
+            group = "desired",
+            requires = "autogenerate",
+            value_name = "FILE"
+        )]
+        from_sql: Option<PathBuf>,
     },
     /// Print `yes` when migrations are pending, `no` otherwise.
     Check {
@@ -144,6 +159,39 @@ pub enum CliError {
     /// The TLS connector for the URI's `sslmode` could not be built.
     #[error(transparent)]
     Tls(#[from] notify_db_config::TlsError),
+    /// `revision --autogenerate` failed.
+    #[error(transparent)]
+    Autogen(#[from] crate::autogen::AutogenError),
+}
+
+/// `revision --autogenerate`: scratch databases go on the server of `--database-url`, else of
+/// `--from-db` (the development server), else (`--from-sql`) of `SQLALCHEMY_DATABASE_URI`.
+async fn autogenerate(
+    cli: &MigrateCli,
+    project: &Project,
+    settings: Result<Settings, ConfigError>,
+    message: &str,
+    from_db: &Option<String>,
+    from_sql: &Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    use crate::autogen::command::{self, Desired};
+    let desired = match (from_db, from_sql) {
+        (Some(u), _) => Desired::Database(DatabaseUri::parse(u, "--from-db")?),
+        (None, Some(p)) => Desired::SqlFile(p.clone()),
+        (None, None) => {
+            return Err(CliError::Refused(
+                "revision --autogenerate needs --from-db URL or --from-sql FILE".into(),
+            ));
+        }
+    };
+    // The development server by default, never the configured primary when there is one.
+    let server = match (&cli.database_url, &desired, settings) {
+        (Some(u), _, _) => DatabaseUri::parse(u, "--database-url")?,
+        (None, Desired::Database(uri), _) => uri.clone(),
+        (None, Desired::SqlFile(_), settings) => settings?.primary,
+    };
+    command::run(project, &server, &desired, message, out).await
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -199,7 +247,15 @@ pub async fn run(
         writeln!(out, "{s}").map_err(io(Path::new("<output>")))
     };
     match &command {
-        Command::Revision { message } => {
+        Command::Revision {
+            message,
+            autogenerate: true,
+            from_db,
+            from_sql,
+        } => {
+            return autogenerate(&cli, project, settings, message, from_db, from_sql, out).await;
+        }
+        Command::Revision { message, .. } => {
             let path = write_revision(project, message)?;
             stdout(out, format!("created {}", path.display()))?;
             return Ok(0);
@@ -379,7 +435,7 @@ pub fn check_head(project: &Project) -> Result<String, CliError> {
 }
 
 /// A file-name slug from a message: lower case, `_` between words, at most 27 characters.
-fn slug(message: &str) -> String {
+pub fn slug(message: &str) -> String {
     let mut s = String::new();
     for c in message.trim().chars() {
         if c.is_ascii_alphanumeric() {
@@ -395,8 +451,8 @@ fn slug(message: &str) -> String {
     s
 }
 
-/// Writes the next numbered migration file(s); returns the (first) path.
-pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliError> {
+/// The slug of `message`, refused when it has no letter or digit.
+pub fn checked_slug(message: &str) -> Result<String, CliError> {
     let slug = slug(message);
     if slug.is_empty() {
         return Err(CliError::Refused(
@@ -404,13 +460,15 @@ pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliEr
                 .into(),
         ));
     }
+    Ok(slug)
+}
+
+/// Writes the next numbered migration file(s); returns the (first) path.
+pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliError> {
+    let slug = checked_slug(message)?;
     let id = format!("{}_{slug}", project.set.next_number());
     let one_line = message.trim().replace('\n', " ");
-    // In an imported history the head may be an odd id or not the highest number: name it.
-    let parent = project
-        .set
-        .head()
-        .filter(|_| project.set.uses_parent_links());
+    let parent = project.set.parent_of_next();
     let files: Vec<(PathBuf, String)> = match project.kind {
         FileKind::Rust => vec![(
             project.dir.join(format!("{id}.rs")),

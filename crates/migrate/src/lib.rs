@@ -24,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod autogen;
 mod engine;
 mod error;
 mod lock_guard;

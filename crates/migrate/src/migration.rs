@@ -276,6 +276,12 @@ impl MigrationSet {
         self.migrations.iter().any(|m| m.parent.is_some())
     }
 
+    /// The parent a new migration declares: the head, in a set that uses parent links (in an
+    /// imported history the head may be an odd id or not the highest number); `None` otherwise.
+    pub fn parent_of_next(&self) -> Option<&str> {
+        self.head().filter(|_| self.uses_parent_links())
+    }
+
     /// The last migration's id, `None` for an empty set.
     pub fn head(&self) -> Option<&str> {
         self.migrations.last().map(|m| m.id.as_str())

@@ -1,0 +1,113 @@
+//! `revision --autogenerate`: the difference between the schema the migration set produces at
+//! head and a desired schema (a development database), written as migrations in their
+//! zero-downtime form.
+//!
+//! [`catalog::read`] reads both databases into a structured [`Catalog`]; [`plan`] compares them and
+//! orders the changes into [`Step`]s (one migration each): schema changes in a transaction,
+//! `CONCURRENTLY` index builds and batched backfills outside one, then the validations that must
+//! come in a later migration than their `NOT VALID`. [`write`] renders the steps as the project's
+//! `.rs` or `.sql` files. Renames and type changes are never guessed: they come back as
+//! [`Plan::unresolved`], written as a commented block.
+
+pub mod catalog;
+#[cfg(feature = "cli")]
+pub mod command;
+mod diff;
+mod tables;
+mod write;
+
+pub use catalog::Catalog;
+pub use diff::plan;
+pub use write::{GeneratedFile, render_files};
+
+/// Why autogenerate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AutogenError {
+    /// A catalog query or a scratch database statement failed.
+    #[error("{what}: {}", server_message(source))]
+    Sql {
+        /// What was being done, naming the database.
+        what: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+/// The server's message (`SQLSTATE: message`), or the client error when there is none.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// One generated migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Appended to the slug of every step but the first (`indexes`, `validate`).
+    pub suffix: &'static str,
+    /// What the step does, one line (the file's doc comment).
+    pub summary: &'static str,
+    /// Runs outside a transaction (`CONCURRENTLY`, batched backfills).
+    pub no_transaction: bool,
+    /// The upgrade statements, in order.
+    pub up: Vec<String>,
+    /// The downgrade statements, in order.
+    pub down: Vec<String>,
+    /// `lint-allow` exceptions: `(rule, None)` is left for the author to give the reason (a
+    /// drop: the linter stops the migration until a person has looked); `(rule, Some(reason))`
+    /// covers what the generated SQL does knowingly (a downgrade restoring head's state).
+    pub allows: Vec<(&'static str, Option<&'static str>)>,
+}
+
+/// What autogenerate found and will write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One line per difference found (`+ index ix_a`, `~ column t.a: default`).
+    pub changes: Vec<String>,
+    /// The migrations to write, in order (empty: nothing to write).
+    pub steps: Vec<Step>,
+    /// Differences written only as a commented block (renames, type changes, removed enum
+    /// values): the command exits non-zero when there is any.
+    pub unresolved: Vec<String>,
+    /// Objects in either database that autogenerate does not compare.
+    pub not_compared: Vec<String>,
+}
+
+impl Plan {
+    /// True when the two schemas compare equal.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.unresolved.is_empty()
+    }
+
+    /// The steps as migrations numbered from `first_number`, ids `NNNN_slug[_suffix]`.
+    pub fn migrations(&self, first_number: u32, slug: &str) -> Vec<crate::Migration> {
+        let mut out = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut m = crate::Migration::new(step_id(first_number, i, slug, step));
+            if step.no_transaction {
+                m = m.no_transaction();
+            }
+            for s in &step.up {
+                m = m.up(s);
+            }
+            for s in &step.down {
+                m = m.down(s);
+            }
+            out.push(m);
+        }
+        out
+    }
+}
+
+/// The id of step `i`: the number, the slug cut so the suffix fits in [`crate::MAX_ID_LEN`].
+pub fn step_id(first_number: u32, i: usize, slug: &str, step: &Step) -> String {
+    let number = first_number + u32::try_from(i).unwrap_or(u32::MAX - first_number);
+    if i == 0 || step.suffix.is_empty() {
+        return format!("{number:04}_{slug}");
+    }
+    let room = crate::MAX_ID_LEN.saturating_sub(6 + step.suffix.len());
+    let base: String = slug.chars().take(room).collect();
+    format!("{number:04}_{}_{}", base.trim_end_matches('_'), step.suffix)
+}

@@ -1,0 +1,408 @@
+//! Tables, columns, constraints and indexes: what differs, in zero-downtime form.
+
+use std::collections::BTreeSet;
+
+use super::catalog::{Catalog, Column, Constraint, Table};
+use super::diff::{
+    Builder, DOWN_RESTORES, NOT_NULL_CHECK, Slot, add_constraint, concurrently, create_table,
+    drop_constraint, foreign_keys_of, unquoted_last,
+};
+
+/// The columns as `name type` lines, for comparing tables that may be one renamed.
+fn shape(t: &Table) -> Vec<(String, String)> {
+    t.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_sql.clone()))
+        .collect()
+}
+
+pub(super) fn tables(b: &mut Builder, head: &Catalog, want: &Catalog) {
+    let added: Vec<&String> = want
+        .tables
+        .keys()
+        .filter(|n| !head.tables.contains_key(*n))
+        .collect();
+    let removed: Vec<&String> = head
+        .tables
+        .keys()
+        .filter(|n| !want.tables.contains_key(*n))
+        .collect();
+    let mut renamed = BTreeSet::new();
+    for r in &removed {
+        for a in &added {
+            if shape(&head.tables[*r]) == shape(&want.tables[*a]) {
+                b.unresolved.push(format!(
+                    "table {r} is gone and table {a} is new with the same columns: a rename? \
+                     Write `ALTER TABLE {r} RENAME TO {a}` (with a view for the old name while \
+                     old code runs), or a drop and a create"
+                ));
+                renamed.insert((*r).clone());
+                renamed.insert((*a).clone());
+            }
+        }
+    }
+    for name in added.into_iter().filter(|n| !renamed.contains(*n)) {
+        let t = &want.tables[name];
+        b.changes.push(format!("+ table {name}"));
+        b.add(
+            Slot::CreateTables,
+            vec![create_table(name, t)],
+            vec![format!("DROP TABLE IF EXISTS {name}")],
+        );
+        let fks = foreign_keys_of(name, t);
+        let drops = t
+            .constraints
+            .iter()
+            .filter(|(_, c)| c.kind == 'f' || !c.validated)
+            .map(|(cn, _)| drop_constraint(name, cn))
+            .collect();
+        b.add(Slot::AddForeignKeys, fks, drops);
+        b.add(
+            Slot::NewTableIndexes,
+            t.indexes.values().map(|i| i.definition.clone()).collect(),
+            vec![],
+        );
+    }
+    for name in removed.into_iter().filter(|n| !renamed.contains(*n)) {
+        let t = &head.tables[name];
+        b.changes.push(format!("- table {name}"));
+        b.allow(Slot::DropTables, "ban-drop-table");
+        let mut down = vec![create_table(name, t)];
+        down.extend(t.indexes.values().map(|i| i.definition.clone()));
+        b.add(Slot::DropTables, vec![format!("DROP TABLE {name}")], down);
+        // Recreated by the downgrade after every table exists again.
+        b.add(Slot::DropForeignKeys, vec![], foreign_keys_of(name, t));
+    }
+    for (name, want_t) in &want.tables {
+        if let Some(head_t) = head.tables.get(name) {
+            columns(b, name, head_t, want_t);
+            constraints(b, name, head_t, want_t);
+            indexes(b, name, head_t, want_t);
+        }
+    }
+}
+
+fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
+    let added: Vec<&Column> = want
+        .columns
+        .iter()
+        .filter(|c| head.column(&c.name).is_none())
+        .collect();
+    let removed: Vec<&Column> = head
+        .columns
+        .iter()
+        .filter(|c| want.column(&c.name).is_none())
+        .collect();
+    let mut renamed = BTreeSet::new();
+    for r in &removed {
+        for a in &added {
+            if r.type_sql == a.type_sql {
+                b.unresolved.push(format!(
+                    "column {table}.{} ({}) is gone and {table}.{} ({}) is new: a rename? Write \
+                     `ALTER TABLE {table} RENAME COLUMN {} TO {}` once no running code uses the \
+                     old name, or a drop and an add",
+                    r.name, r.type_sql, a.name, a.type_sql, r.name, a.name
+                ));
+                renamed.insert(r.name.clone());
+                renamed.insert(a.name.clone());
+            }
+        }
+    }
+    for c in added.into_iter().filter(|c| !renamed.contains(&c.name)) {
+        b.changes.push(format!("+ column {table}.{}", c.name));
+        add_column(b, table, c);
+    }
+    for c in removed.into_iter().filter(|c| !renamed.contains(&c.name)) {
+        b.changes.push(format!("- column {table}.{}", c.name));
+        b.allow(Slot::DropColumns, "ban-drop-column");
+        if c.not_null && c.default.is_none() && c.identity.is_none() && c.generated.is_none() {
+            b.allow_because(Slot::DropColumns, "adding-required-field", DOWN_RESTORES);
+        }
+        b.add(
+            Slot::DropColumns,
+            vec![format!("ALTER TABLE {table} DROP COLUMN {}", c.name)],
+            vec![format!("ALTER TABLE {table} ADD COLUMN {}", c.definition())],
+        );
+    }
+    for w in &want.columns {
+        let Some(h) = head.column(&w.name) else {
+            continue;
+        };
+        if h.type_sql != w.type_sql || h.identity != w.identity || h.generated != w.generated {
+            b.unresolved.push(format!(
+                "column {table}.{}: was `{}`, is now `{}`: a type, identity or generated-column \
+                 change rewrites or locks the table; write it by hand (new column, backfill, \
+                 switch over)",
+                w.name,
+                h.definition(),
+                w.definition()
+            ));
+            continue;
+        }
+        if h.default != w.default {
+            b.changes
+                .push(format!("~ column {table}.{}: default", w.name));
+            let set = |d: &Option<String>| match d {
+                Some(d) => format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {d}",
+                    w.name
+                ),
+                None => format!("ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT", w.name),
+            };
+            if w.default.is_none() {
+                b.allow(Slot::Columns, "ban-drop-default");
+            }
+            b.add(Slot::Columns, vec![set(&w.default)], vec![set(&h.default)]);
+        }
+        if h.not_null != w.not_null {
+            b.changes
+                .push(format!("~ column {table}.{}: nullability", w.name));
+            if w.not_null {
+                set_not_null(b, table, &w.name);
+            } else {
+                b.allow(Slot::Columns, "ban-drop-not-null");
+                b.allow_because(Slot::Columns, "adding-not-nullable-field", DOWN_RESTORES);
+                b.add(
+                    Slot::Columns,
+                    vec![format!(
+                        "ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL",
+                        w.name
+                    )],
+                    vec![format!(
+                        "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                        w.name
+                    )],
+                );
+            }
+        }
+    }
+}
+
+/// `SET NOT NULL` without a long lock: a `CHECK (c IS NOT NULL) NOT VALID` now, validated in the
+/// next migration, which then sets NOT NULL (PostgreSQL uses the valid check instead of a scan)
+/// and drops the check.
+fn set_not_null(b: &mut Builder, table: &str, column: &str) {
+    let check = format!(
+        "{}_{}_not_null",
+        unquoted_last(table).trim_matches('"'),
+        column.trim_matches('"')
+    );
+    let check: String = check.chars().take(63).collect();
+    let check = format!("\"{check}\"");
+    b.add(
+        Slot::Columns,
+        vec![format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({column} IS NOT NULL) NOT VALID"
+        )],
+        vec![drop_constraint(table, &check)],
+    );
+    b.allow_because(Slot::Finish, "ban-drop-constraint", NOT_NULL_CHECK);
+    b.add(
+        Slot::Finish,
+        vec![
+            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check}"),
+            format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"),
+            drop_constraint(table, &check),
+        ],
+        vec![
+            format!("ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"),
+            format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({column} IS NOT NULL) NOT VALID"
+            ),
+        ],
+    );
+}
+
+/// `VALIDATE CONSTRAINT` in the finishing migration; its downgrade puts the constraint back as
+/// it was before (`NOT VALID`), which only a drop and re-add can do.
+fn validate(b: &mut Builder, table: &str, name: &str, c: &Constraint) {
+    b.add(
+        Slot::Finish,
+        vec![format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
+        vec![
+            drop_constraint(table, name),
+            add_constraint(table, name, c, true),
+        ],
+    );
+}
+
+fn add_column(b: &mut Builder, table: &str, c: &Column) {
+    let drop = vec![format!(
+        "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
+        c.name
+    )];
+    let volatile = c.default.is_some() && c.default_volatile;
+    let simple = c.identity.is_some() || c.generated.is_some() || !(volatile || c.not_null);
+    let constant_not_null = c.not_null && c.default.is_some() && !volatile;
+    if simple || constant_not_null {
+        // Nullable, or NOT NULL with a constant default: PostgreSQL 11+ stores the default in
+        // the catalog, no rewrite, one step.
+        b.add(
+            Slot::Columns,
+            vec![format!("ALTER TABLE {table} ADD COLUMN {}", c.definition())],
+            drop,
+        );
+        return;
+    }
+    let nullable = Column {
+        not_null: false,
+        default: None,
+        ..c.clone()
+    };
+    let mut up = vec![format!(
+        "ALTER TABLE {table} ADD COLUMN {}",
+        nullable.definition()
+    )];
+    if let Some(d) = &c.default {
+        // New rows get the default at once; the rows already there are backfilled in batches.
+        up.push(format!(
+            "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {d}",
+            c.name
+        ));
+        b.add(Slot::Concurrent, vec![backfill(table, &c.name, d)], vec![]);
+    }
+    b.add(Slot::Columns, up, drop);
+    if c.not_null {
+        set_not_null(b, table, &c.name);
+    }
+}
+
+/// A batched backfill: 1000 rows per transaction (the `DO` block commits after each batch, so
+/// it runs outside a transaction), rerunnable (it only touches rows still NULL).
+fn backfill(table: &str, column: &str, value: &str) -> String {
+    format!(
+        "DO $backfill$\nDECLARE\n    n bigint;\nBEGIN\n    LOOP\n        UPDATE {table} SET {column} = {value}\n        \
+         WHERE ctid IN (SELECT ctid FROM {table} WHERE {column} IS NULL LIMIT 1000);\n        \
+         GET DIAGNOSTICS n = ROW_COUNT;\n        COMMIT;\n        EXIT WHEN n = 0;\n    END LOOP;\nEND\n$backfill$"
+    )
+}
+
+fn constraints(b: &mut Builder, table: &str, head: &Table, want: &Table) {
+    for (name, h) in &head.constraints {
+        let w = want.constraints.get(name);
+        if w.is_some_and(|w| w.kind == h.kind && w.definition == h.definition) {
+            continue;
+        }
+        // Dropped, or changed (dropped here and added again below).
+        b.changes.push(format!("- constraint {table}.{name}"));
+        let slot = if h.kind == 'f' {
+            Slot::DropForeignKeys
+        } else {
+            Slot::DropConstraints
+        };
+        b.allow(slot, "ban-drop-constraint");
+        if h.validated {
+            b.allow_because(slot, "constraint-missing-not-valid", DOWN_RESTORES);
+            match h.kind {
+                'f' => b.allow_because(slot, "adding-foreign-key-constraint", DOWN_RESTORES),
+                'u' => b.allow_because(slot, "disallowed-unique-constraint", DOWN_RESTORES),
+                'p' => b.allow_because(slot, "adding-serial-primary-key-field", DOWN_RESTORES),
+                _ => {}
+            }
+        }
+        let down = vec![add_constraint(table, name, h, !h.validated)];
+        b.add(slot, vec![drop_constraint(table, name)], down);
+    }
+    for (name, w) in &want.constraints {
+        match head.constraints.get(name) {
+            Some(h) if h.kind == w.kind && h.definition == w.definition => {
+                if !h.validated && w.validated {
+                    b.changes
+                        .push(format!("~ constraint {table}.{name}: validated"));
+                    validate(b, table, name, w);
+                } else if h.validated && !w.validated {
+                    b.unresolved.push(format!(
+                        "constraint {table}.{name} is validated at head but NOT VALID in the \
+                         desired schema: nothing to do but drop and re-add it, not guessed"
+                    ));
+                }
+            }
+            _ => {
+                b.changes.push(format!("+ constraint {table}.{name}"));
+                add_constraint_zero_downtime(b, table, name, w);
+            }
+        }
+    }
+}
+
+fn add_constraint_zero_downtime(b: &mut Builder, table: &str, name: &str, c: &Constraint) {
+    match (c.kind, &c.index) {
+        ('p' | 'u', Some(index)) => {
+            // The unique index built concurrently, then the constraint attached to it.
+            let index_name = format!("{}{name}", schema_prefix(table));
+            b.add(
+                Slot::Concurrent,
+                vec![concurrently(index)],
+                vec![format!("DROP INDEX CONCURRENTLY IF EXISTS {index_name}")],
+            );
+            let what = if c.kind == 'p' {
+                "PRIMARY KEY"
+            } else {
+                "UNIQUE"
+            };
+            b.add(
+                Slot::Finish,
+                vec![format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {name} {what} USING INDEX {name}"
+                )],
+                // Dropping the constraint drops its index; the previous migration's state has
+                // the index alone.
+                vec![drop_constraint(table, name), index.clone()],
+            );
+            b.allow_because(
+                Slot::Finish,
+                "require-concurrent-index-creation",
+                DOWN_RESTORES,
+            );
+        }
+        _ => {
+            // Foreign keys and checks: NOT VALID now (no scan under the lock), VALIDATE in the
+            // next migration (reads and writes go on).
+            b.add(
+                if c.kind == 'f' {
+                    Slot::AddForeignKeys
+                } else {
+                    Slot::AddConstraints
+                },
+                vec![add_constraint(table, name, c, true)],
+                vec![drop_constraint(table, name)],
+            );
+            if c.validated {
+                validate(b, table, name, c);
+            }
+        }
+    }
+}
+
+/// `schema.` of a qualified table name (empty for `public`), for the names of its indexes.
+fn schema_prefix(table: &str) -> String {
+    match table.rsplit_once('.') {
+        Some((schema, _)) => format!("{schema}."),
+        None => String::new(),
+    }
+}
+
+fn indexes(b: &mut Builder, table: &str, head: &Table, want: &Table) {
+    for (name, h) in &head.indexes {
+        if want.indexes.get(name) == Some(h) {
+            continue;
+        }
+        b.changes.push(format!("- index {name}"));
+        b.add(
+            Slot::DropIndexes,
+            vec![format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")],
+            vec![concurrently(&h.definition)],
+        );
+    }
+    for (name, w) in &want.indexes {
+        if head.indexes.get(name) == Some(w) {
+            continue;
+        }
+        b.changes.push(format!("+ index {name} on {table}"));
+        b.add(
+            Slot::Concurrent,
+            vec![concurrently(&w.definition)],
+            vec![format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")],
+        );
+    }
+}
