@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use notify_db_config::MigrationSettings;
 use notify_db_config::Tls;
+use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
@@ -876,8 +877,8 @@ impl Migrator {
                 );
                 let q = format!(
                     "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
-                    quote_ident(schema),
-                    quote_ident(name)
+                    escape_identifier(schema),
+                    escape_identifier(name)
                 );
                 exec(client, &q, "dropping an INVALID index").await?;
             } else {
@@ -1165,10 +1166,6 @@ pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error 
 
 fn unexpected(context: &'static str) -> Error {
     Error::NoRow { context }
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// host:port/dbname of a config, for messages (never the password).

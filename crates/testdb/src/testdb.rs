@@ -24,9 +24,7 @@ pub fn is_test_db_name(name: &str) -> bool {
 
 /// `name` as a double-quoted SQL identifier (inner `"` doubled), so that any database name,
 /// whatever its case, spaces or quotes, is one identifier in the statements built from it.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use postgres_protocol::escape::escape_identifier as quote_ident;
 
 /// The primary and streaming replica shared by the tests of this run.
 #[derive(Debug)]
@@ -261,11 +259,11 @@ where
                 )
                 .await
                 .map_err(|e| Error::sql("disconnecting from the template", e))?;
-            let quoted = fingerprint.replace('\'', "''");
             admin
                 .batch_execute(&format!(
-                    "COMMENT ON DATABASE {} IS '{quoted}'",
-                    quote_ident(MASTER_DB)
+                    "COMMENT ON DATABASE {} IS {}",
+                    quote_ident(MASTER_DB),
+                    postgres_protocol::escape::escape_literal(fingerprint)
                 ))
                 .await
                 .map_err(|e| Error::sql("storing the template's fingerprint", e))
