@@ -64,8 +64,11 @@ fn push(out: &mut Vec<String>, stmt: &str) {
 
 /// True when `s` holds nothing but whitespace and comments.
 fn only_comments(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
+    skip_space_and_comments(s.as_bytes(), 0) == s.len()
+}
+
+/// Index of the first byte at or after `i` that is neither whitespace nor part of a comment.
+fn skip_space_and_comments(b: &[u8], mut i: usize) -> usize {
     while i < b.len() {
         if b[i].is_ascii_whitespace() {
             i += 1;
@@ -76,10 +79,10 @@ fn only_comments(s: &str) -> bool {
         } else if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
             i = skip_block_comment(b, i);
         } else {
-            return false;
+            break;
         }
     }
-    true
+    i
 }
 
 /// The first `n` keywords of a statement, upper-cased, after any leading comments: a statement
@@ -88,16 +91,12 @@ pub(crate) fn leading_words(stmt: &str, n: usize) -> Vec<String> {
     let b = stmt.as_bytes();
     let mut words = Vec::with_capacity(n);
     let mut i = 0;
-    while i < b.len() && words.len() < n {
-        if b[i].is_ascii_whitespace() {
-            i += 1;
-        } else if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = skip_block_comment(b, i);
-        } else if b[i].is_ascii_alphabetic() || b[i] == b'_' {
+    while words.len() < n {
+        i = skip_space_and_comments(b, i);
+        if i >= b.len() {
+            break;
+        }
+        if b[i].is_ascii_alphabetic() || b[i] == b'_' {
             let start = i;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;

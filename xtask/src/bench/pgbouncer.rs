@@ -22,8 +22,8 @@ use tokio_postgres::types::Type;
 
 use super::Figure;
 use super::pool::{
-    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, drive, median, next_aid, pgbench_cmd,
-    pgbench_select,
+    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, client_runtime, drive, median, next_aid,
+    pgbench_cmd, pgbench_select, warm,
 };
 
 /// Client counts.
@@ -148,17 +148,7 @@ fn measure() -> Result<Vec<Figure>> {
 /// pgbench's two (measured: 0.69-0.72x at N=8 on one thread, 1.29x on two);
 /// `NOTIFY_BENCH_RUNTIME=current` measures the one-thread shape.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    let current = std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current");
-    let mut b = if current {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    };
-    b.enable_all()
-        .build()
-        .context("building the client runtime")
+    client_runtime(std::env::var("NOTIFY_BENCH_RUNTIME").is_ok_and(|v| v == "current"))
 }
 
 /// Our pool of `n` on `ep` (through a transaction pooler when `pooled`: bulk then on PgBouncer's
@@ -176,17 +166,7 @@ async fn pool(ep: &Endpoint, n: usize, pooled: bool) -> Result<Databases> {
         "NOTIFY_ENVIRONMENT" => Some("test".to_owned()),
         _ => None,
     };
-    let mut settings = Settings::load(None, &env).context("benchmark settings")?;
-    settings.pool.size = n;
-    let dbs = Databases::connect(&settings)
-        .await
-        .context("building our pools")?;
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(dbs.default().get().await?);
-    }
-    drop(held);
-    Ok(dbs)
+    warm(Settings::load(None, &env).context("benchmark settings")?, n).await
 }
 
 /// One round of our pool: checkout, the pgbench -S query as an unnamed statement, return.

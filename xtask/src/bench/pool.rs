@@ -264,7 +264,12 @@ fn measure() -> Result<Vec<Figure>> {
 /// wake-ups) than current-thread, which matches pgbench's per-transaction CPU; on 2 cores
 /// shared with the server that CPU is throughput. (c2) gives pgbench `-j 2`'s two threads.
 pub(super) fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
-    let mut builder = if current_thread(clients) {
+    client_runtime(current_thread(clients))
+}
+
+/// A client runtime: current-thread, or tokio's multi-thread scheduler with 2 workers.
+pub(super) fn client_runtime(current_thread: bool) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if current_thread {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -491,7 +496,11 @@ fn settings_for(ep: &Endpoint, query: &str) -> Result<Settings> {
 /// (c)'s pool: our `default` pool, size N, `sslmode=disable` like the baselines, N connections
 /// opened.
 async fn our_pool(ep: &Endpoint, n: usize) -> Result<Databases> {
-    let mut settings = settings_for(ep, "?sslmode=disable")?;
+    warm(settings_for(ep, "?sslmode=disable")?, n).await
+}
+
+/// Our pools with `settings`, the `default` pool of size `n` with all `n` connections opened.
+pub(super) async fn warm(mut settings: Settings, n: usize) -> Result<Databases> {
     settings.pool.size = n;
     let dbs = Databases::connect(&settings)
         .await
