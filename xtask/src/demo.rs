@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use notify_db_config::Settings;
 use notify_db_metrics::{MetricsHandle, RequestContext, with_job_context, with_request_context};
 use notify_db_migrate::{Migrator, Options, Target};
-use notify_db_pool::Databases;
+use notify_db_pool::{Databases, REPLICA_LAG_SQL};
 use notify_db_testdb::Cluster;
 
 use crate::util;
@@ -169,14 +169,14 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
         let conn = db.bulk().get().await?;
         let row = conn
             .query_one(
-                "SELECT pg_is_in_recovery(), coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0)",
+                &format!("SELECT pg_is_in_recovery(), ({REPLICA_LAG_SQL})"),
                 &[],
             )
             .await?;
         let (rec, lag): (bool, f64) = (row.get(0), row.get(1));
         if rec {
             println!(
-                "  {lag:.3} s since the last replayed transaction (0 when idle and caught up is not guaranteed: it grows while the primary is idle)"
+                "  {lag:.3} s behind the primary (0 when the replica has replayed all it received)"
             );
         } else {
             println!("  bulk is the primary (no replica configured): no lag");

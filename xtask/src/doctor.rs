@@ -8,7 +8,7 @@ use std::fmt::Display;
 use anyhow::Result;
 use notify_db_config::{DatabaseUri, HostPort, Settings};
 use notify_db_migrate::{Error as MigrateError, MigrationSet, Migrator, Options};
-use notify_db_pool::{Bind, ConnectFailure, PoolError, connect_one};
+use notify_db_pool::{Bind, ConnectFailure, PoolError, REPLICA_LAG_SQL, connect_one};
 use tokio_postgres::Client;
 
 use crate::util;
@@ -478,17 +478,18 @@ struct Facts {
 async fn read_facts(c: &Client) -> Result<Facts> {
     let rows = c
         .query_typed(
-            "SELECT current_setting('server_version'),
+            // The lag is the pools' own definition (the lag-aware routing and the metric).
+            &format!(
+                "SELECT current_setting('server_version'),
                     extract(epoch FROM current_setting('statement_timeout')::interval)::float8,
                     current_setting('max_parallel_workers_per_gather')::int,
                     current_setting('default_transaction_read_only')::bool,
-                    CASE WHEN NOT pg_is_in_recovery() THEN NULL
-                         WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
-                         ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END,
+                    ({REPLICA_LAG_SQL}),
                     (SELECT status FROM pg_stat_wal_receiver LIMIT 1),
                     current_setting('max_connections')::int,
                     current_setting('superuser_reserved_connections')::int,
-                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int"
+            ),
             &[],
         )
         .await?;

@@ -27,6 +27,9 @@ use file::{FileValue, Layer};
 const VAR_URI: &str = "SQLALCHEMY_DATABASE_URI";
 /// Environment variable: bulk / replica database URI.
 const VAR_URI_BULK: &str = "SQLALCHEMY_DATABASE_URI_BULK";
+/// Oldest supported server, as `server_version_num` (PostgreSQL 15): pools and migrations refuse
+/// an older one.
+pub const MIN_SERVER_VERSION_NUM: i64 = 150_000;
 /// Environment variable: `SQLALCHEMY_DATABASE_URI` goes through a transaction pooler.
 pub const VAR_URI_POOLER: &str = "DATABASE_URI_TRANSACTION_POOLER";
 /// Environment variable: `SQLALCHEMY_DATABASE_URI_BULK` goes through a transaction pooler.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use notify_db_config::MigrationSettings;
 use notify_db_config::Tls;
+use notify_db_config::{MIN_SERVER_VERSION_NUM, MigrationSettings};
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
@@ -627,7 +627,7 @@ impl Migrator {
             .next()
             .ok_or_else(|| unexpected("taking the advisory lock"))?;
         let num: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
-        if num < 150_000 {
+        if num < MIN_SERVER_VERSION_NUM {
             return Err(Error::ServerTooOld {
                 target,
                 version: row.get(1).unwrap_or("?").to_owned(),

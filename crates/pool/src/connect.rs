@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify_db_config::{DatabaseUri, HostPort, Settings};
+use notify_db_config::{DatabaseUri, HostPort, MIN_SERVER_VERSION_NUM, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -18,9 +18,6 @@ use crate::observer::{Bind, ConnInfo, ConnectFailure, PoolObserver};
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tls::Tls;
-
-/// Oldest supported server (`server_version_num`).
-const MIN_SERVER_VERSION_NUM: i64 = 150_000;
 
 /// Process-wide id of physical connections.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);

@@ -18,7 +18,7 @@ use notify_db_metrics::MetricsHandle;
 use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint};
 
-use super::Figure;
+use super::{Figure, median};
 
 const TASKS: usize = 8;
 const ROUNDS: usize = 5;
@@ -73,11 +73,6 @@ async fn round(dbs: &Databases, query: bool, length: Duration) -> Result<f64> {
         total += t.await.context("benchmark task")??;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn measure() -> Result<Vec<Figure>> {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::{Figure, history};
+use super::{Figure, history, median};
 use crate::util;
 
 /// Runs the migration benchmarks.
@@ -164,22 +164,19 @@ pub fn run() -> Result<Vec<Figure>> {
     result?;
 
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v.get(v.len() / 2).copied().unwrap_or_default()
-    };
+    let median_ms = |v: &[Duration]| median(v.iter().map(|d| d.as_secs_f64() * 1000.0).collect());
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
     // Ratios: the median over runs of (this run's time / the same run's floor), measured back to
     // back, so load that changes between runs (2 shared cores) cancels out.
-    let paired = |v: &[Duration]| {
-        let mut r: Vec<f64> = v
+    let paired_with = |v: &[Duration], base: &[Duration]| {
+        let r: Vec<f64> = v
             .iter()
-            .zip(&floor)
+            .zip(base)
             .map(|(a, f)| a.as_secs_f64() / f.as_secs_f64())
             .collect();
-        r.sort_by(f64::total_cmp);
-        r.get(r.len() / 2).copied()
+        (!r.is_empty()).then(|| median(r))
     };
+    let paired = |v: &[Duration]| paired_with(v, &floor);
     for (i, f) in floor.iter().enumerate() {
         let r = |v: &[Duration]| v.get(i).map_or(0.0, |d| d.as_secs_f64() / f.as_secs_f64());
         eprintln!(
@@ -193,19 +190,11 @@ pub fn run() -> Result<Vec<Figure>> {
     }
     let (ours_ms, sql_ms, floor_ms) = (per(best(&ours)), per(best(&ours_sql)), per(best(&floor)));
     let journal_ms = per(best(&floor_journal));
-    let noop_ms = median(&mut noop).as_secs_f64() * 1000.0;
-    let noop_sql_ratio = {
-        let mut r: Vec<f64> = noop_sql
-            .iter()
-            .zip(&connect_sql)
-            .map(|(a, p)| a.as_secs_f64() / p.as_secs_f64())
-            .collect();
-        r.sort_by(f64::total_cmp);
-        r.get(r.len() / 2).copied()
-    };
-    let noop_sql_ms = median(&mut noop_sql).as_secs_f64() * 1000.0;
+    let noop_ms = median_ms(&noop);
+    let noop_sql_ratio = paired_with(&noop_sql, &connect_sql);
+    let noop_sql_ms = median_ms(&noop_sql);
     connect.extend_from_slice(&connect_sql);
-    let connect_ms = median(&mut connect).as_secs_f64() * 1000.0;
+    let connect_ms = median_ms(&connect);
     let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: String| Figure {
         bench: "migrate".into(),
         name,

@@ -196,3 +196,13 @@ fn run_release(bench: &str) -> Result<Vec<Figure>> {
     }
     Ok(figures)
 }
+
+/// The median of `v` (robust against the other work sharing this machine); 0 for no values.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}

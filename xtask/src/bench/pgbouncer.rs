@@ -20,11 +20,11 @@ use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint, PgBouncer, find_bin_dir};
 use tokio_postgres::types::Type;
 
-use super::Figure;
 use super::pool::{
-    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, client_runtime, drive, median, next_aid,
-    pgbench_cmd, pgbench_select, warm,
+    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, client_runtime, drive, next_aid, pgbench_cmd,
+    pgbench_select, warm,
 };
+use super::{Figure, median};
 
 /// Client counts.
 const CLIENTS: [usize; 2] = [8, 32];

@@ -29,7 +29,7 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::Figure;
+use super::{Figure, median};
 
 /// The pgbench -S statement.
 pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -670,15 +670,6 @@ fn cpu_per_txn(before: Cpu, after: Cpu, client_children: bool, txns: f64) -> (f6
         after.own.saturating_sub(before.own)
     };
     (us(client), us(after.server.saturating_sub(before.server)))
-}
-
-pub(super) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Checkouts per method for the checkout-cost figure.

@@ -20,7 +20,7 @@ use notify_db_testdb::{
     BoxError, Cluster, CopyStrategy, Endpoint, MASTER_DB, TEMPLATE_STRATEGY, TestDb, quote_ident,
 };
 
-use super::Figure;
+use super::{Figure, median};
 use crate::util;
 
 /// (label, number of migrations, number of tables): 10 and 500 migrations creating a table each
@@ -62,17 +62,6 @@ async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {
     let pg: tokio_postgres::Config = uri.parse()?;
     Migrator::new(set).upgrade(&pg, &Target::Head).await?;
     Ok(())
-}
-
-/// The median (robust against the other work sharing this machine).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -157,7 +146,7 @@ async fn measure(ep: &Endpoint, replica: &Endpoint, workers: usize) -> Result<Ve
             times.push(ms(t.elapsed()));
             keep.push(db);
         }
-        let mean = median(&times);
+        let mean = median(times.clone());
         let max = times.iter().copied().fold(0.0, f64::max);
         eprintln!(
             "bench template: {n}: template built in {build:.0} ms; {workers} copies: median {mean:.1} ms, max {max:.1} ms; from scratch {baseline:.0} ms"
@@ -210,7 +199,7 @@ async fn measure(ep: &Endpoint, replica: &Endpoint, workers: usize) -> Result<Ve
     figures.push(Figure {
         bench: "template".into(),
         name: "connect + SELECT 1 (scram login)".into(),
-        value: median(&times),
+        value: median(times.clone()),
         unit: "ms".into(),
         ratio: None,
         note: "migrated_on opens one such connection per database".into(),
@@ -300,7 +289,7 @@ async fn by_strategy(
                 parallel.push(took);
             }
         }
-        medians[s] = [median(&alone), median(&serial), median(&parallel)];
+        medians[s] = [median(alone), median(serial), median(parallel)];
     }
     let rows = [
         (
