@@ -25,7 +25,9 @@ fn is_path(word: &str) -> bool {
         && !word.starts_with('/')
         // Build output and file-name patterns are not files of the tree.
         && !word.starts_with("target/")
-        && !word.contains("NNNN");
+        && !word.contains("NNNN")
+        // A file-name ending on its own (`.rs`, `.sql`) names no file.
+        && !(word.starts_with('.') && word[1..].chars().all(|c| c.is_ascii_alphanumeric()));
     let file = [".rs", ".toml", ".md", ".yml", ".sh"]
         .iter()
         .any(|ext| word.ends_with(ext));
@@ -100,6 +102,8 @@ fn paths_are_told_apart_from_other_words() {
     assert!(!is_path("../shared/SPEC.md"));
     assert!(!is_path("config/<NOTIFY_ENVIRONMENT>.toml"));
     assert!(!is_path("NNNN_slug.rs"));
+    assert!(!is_path(".rs"));
+    assert!(is_path(".ci/run"));
     assert!(!is_path("target/bench/latest.json"));
     assert!(!found_under(&root(), "no-such-file-anywhere.rs"));
 }
