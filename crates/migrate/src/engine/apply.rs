@@ -1,0 +1,399 @@
+//! Applying a plan: each migration in one round trip (or statement by statement when it is
+//! non-transactional), with retry on a lock timeout.
+
+use super::*;
+
+/// Why one attempt at a step failed.
+enum StepError {
+    LockTimeout { blockers: String },
+    Fatal(Error),
+}
+
+impl From<Error> for StepError {
+    fn from(e: Error) -> StepError {
+        StepError::Fatal(e)
+    }
+}
+
+impl StepError {
+    fn with_statement(self, stmt: &str) -> StepError {
+        match self {
+            StepError::Fatal(Error::Migration(mut f)) => {
+                f.statement = stmt.to_owned();
+                StepError::Fatal(Error::Migration(f))
+            }
+            other => other,
+        }
+    }
+}
+
+fn step_error(
+    m: &Migration,
+    dir: Direction,
+    (e, completed): (tokio_postgres::Error, usize),
+    batch: Option<&Batch>,
+    blockers: String,
+) -> StepError {
+    let Some(dbe) = e.as_db_error() else {
+        return StepError::Fatal(Error::Db {
+            context: "running a migration (connection lost?)",
+            source: e,
+        });
+    };
+    if dbe.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE {
+        let blockers = if blockers.is_empty() {
+            "none seen (the blocker went away or was too quick to sample)".to_owned()
+        } else {
+            blockers
+        };
+        return StepError::LockTimeout { blockers };
+    }
+    let statements = render::statements(m, dir);
+    let raw_pos = match dbe.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
+        _ => None,
+    };
+    let (statement, position) = match batch {
+        // The commands that completed before the error say which statement failed.
+        Some(b) => match completed
+            .checked_sub(b.leading)
+            .filter(|&i| i < statements.len())
+        {
+            Some(i) => (
+                statements[i].clone(),
+                raw_pos.and_then(|p| b.position_in(i, p)),
+            ),
+            None => (b.sql.clone(), raw_pos),
+        },
+        None => (String::new(), raw_pos),
+    };
+    StepError::Fatal(Error::Migration(Box::new(StatementFailure {
+        id: m.id().to_owned(),
+        statement,
+        message: dbe.message().to_owned(),
+        code: dbe.code().code().to_owned(),
+        position,
+        detail: dbe.detail().map(str::to_owned),
+    })))
+}
+
+/// A batch's outcome: `Err((error, n))` when it failed after `n` commands completed.
+type BatchResult = Result<(), (tokio_postgres::Error, usize)>;
+
+/// Sends `sql` as one simple query and counts the commands that complete, so that a failure
+/// names its statement even when the server gives no position.
+async fn run_counting(client: &Client, sql: &str) -> BatchResult {
+    let stream = client.simple_query_raw(sql).await.map_err(|e| (e, 0))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut completed = 0;
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(SimpleQueryMessage::CommandComplete(_)) => completed += 1,
+            Ok(_) => {}
+            Err(e) => return Err((e, completed)),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sql`, sampling `pg_blocking_pids` on a side connection while it waits longer than half
+/// the lock timeout; returns the last blockers seen.
+async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (BatchResult, String) {
+    let every = (lock_timeout / 2).max(Duration::from_millis(50));
+    let fut = run_counting(&s.client, sql);
+    tokio::pin!(fut);
+    let mut blockers = String::new();
+    loop {
+        tokio::select! {
+            r = &mut fut => return (r, blockers),
+            () = tokio::time::sleep(every) => {
+                if s.side.is_none() {
+                    s.side = connect(&s.pg, &s.tls).await.ok().map(|(c, _)| c);
+                }
+                if let Some(side) = &s.side {
+                    let q = format!(
+                        "SELECT pid, state, query_start, left(query, 200) FROM pg_stat_activity \
+                         WHERE pid = ANY(pg_blocking_pids({}))",
+                        s.pid
+                    );
+                    if let Ok(msgs) = side.simple_query(&q).await {
+                        let b = describe_sessions(&msgs);
+                        if !b.is_empty() {
+                            blockers = b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn exec(client: &Client, sql: &str, context: &'static str) -> Result<(), Error> {
+    client.batch_execute(sql).await.map_err(|e| db(context, e))
+}
+
+impl Migrator {
+    /// Runs under the lock, which is then released explicitly (see [`lock_guard`]).
+    pub(super) async fn run(
+        &self,
+        pg: &tokio_postgres::Config,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
+        let mut session = self.lock(pg).await?;
+        let result = self.run_locked(&mut session, target, direction).await;
+        unlock(session, result).await
+    }
+
+    async fn run_locked(
+        &self,
+        session: &mut Session,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
+        let state = self.prepare(&session.client, session.tables).await?;
+        self.check_checksums(&state)?;
+        let plan = self.plan(state.current, target, direction)?;
+        let from = state.current_id.clone();
+        let host = runner_host();
+        let mut applied = Vec::with_capacity(plan.len());
+        if plan.is_empty() {
+            tracing::info!(
+                revision = from.as_deref().unwrap_or("base"),
+                "nothing to do: the database is at the target"
+            );
+        }
+        if self.wants_prepared(&plan) {
+            exec(
+                &session.client,
+                &render::prepare_bookkeeping(&host),
+                "preparing the version update and journal statements",
+            )
+            .await?;
+            session.prepared = true;
+        }
+        for step in &plan {
+            let m = &self.set.migrations()[step.index];
+            // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
+            session.prepared &= !render::may_deallocate(render::statements(m, direction));
+            let started = Instant::now();
+            let mut attempt = 1;
+            loop {
+                let r = if m.is_transactional() {
+                    self.apply_transactional(session, m, direction, step, &host)
+                        .await
+                } else {
+                    self.apply_non_transactional(session, m, direction, step, &host)
+                        .await
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(StepError::LockTimeout { blockers })
+                        if attempt < self.options.max_attempts =>
+                    {
+                        tracing::warn!(
+                            migration = m.id(),
+                            attempt,
+                            max_attempts = self.options.max_attempts,
+                            blockers = %blockers,
+                            "lock timeout (55P03); retrying in {:?}",
+                            self.options.retry_delay
+                        );
+                        tokio::time::sleep(self.options.retry_delay).await;
+                        attempt += 1;
+                    }
+                    Err(StepError::LockTimeout { blockers }) => {
+                        return Err(Error::LockTimeout {
+                            id: m.id().to_owned(),
+                            attempts: attempt,
+                            blockers,
+                        });
+                    }
+                    Err(StepError::Fatal(e)) => return Err(e),
+                }
+            }
+            let done = Applied {
+                id: m.id().to_owned(),
+                direction,
+                duration: started.elapsed(),
+            };
+            tracing::info!(
+                migration = m.id(),
+                direction = direction.as_str(),
+                ms = %format_args!("{:.3}", done.duration.as_secs_f64() * 1000.0),
+                "migration {}",
+                if direction == Direction::Up {
+                    "applied"
+                } else {
+                    "reverted"
+                }
+            );
+            if let Some(p) = &self.progress {
+                p(&done);
+            }
+            applied.push(done);
+        }
+        let to = plan
+            .last()
+            .map_or(from.clone(), |s| self.id_at(s.to).map(str::to_owned));
+        Ok(RunReport { from, to, applied })
+    }
+
+    async fn apply_transactional(
+        &self,
+        s: &mut Session,
+        m: &Migration,
+        dir: Direction,
+        step: &PlanStep,
+        host: &str,
+    ) -> Result<(), StepError> {
+        let batch = render::transactional_batch(
+            m,
+            dir,
+            self.id_at(step.from),
+            self.id_at(step.to),
+            host,
+            s.prepared,
+        );
+        let watch = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
+        s.notices.clear();
+        let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
+        if let Err(e) = r {
+            // The batch's explicit transaction stays open in the aborted state.
+            let _ = s.client.batch_execute("ROLLBACK").await;
+            let failure = step_error(m, dir, e, Some(&batch), blockers);
+            // "no transaction in progress" from that ROLLBACK: the migration ended ours.
+            return match (s.notices.state_error(m.id(), ""), failure) {
+                (Some(e), StepError::Fatal(f)) => {
+                    tracing::error!(migration = m.id(), "{f}");
+                    Err(e.into())
+                }
+                (_, failure) => Err(failure),
+            };
+        }
+        s.notices
+            .state_error(m.id(), "")
+            .map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    async fn apply_non_transactional(
+        &self,
+        s: &mut Session,
+        m: &Migration,
+        dir: Direction,
+        step: &PlanStep,
+        host: &str,
+    ) -> Result<(), StepError> {
+        let started = Instant::now();
+        let statements = render::statements(m, dir);
+        let done = if dir == Direction::Up {
+            completed_steps(&s.client, m.id()).await?
+        } else {
+            0
+        };
+        if done > 0 {
+            tracing::info!(
+                migration = m.id(),
+                completed = done,
+                total = statements.len(),
+                "resuming a non-transactional migration after its last completed statement"
+            );
+        }
+        if dir == Direction::Up {
+            self.drop_own_invalid_indexes(&s.client, m, done).await?;
+        }
+        let lock_timeout = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
+        let (own, restore) = render::own_session_settings(m, &self.options);
+        if let Some(own) = own {
+            exec(&s.client, &own, "setting the migration's own timeouts").await?;
+        }
+        let mut result = Ok(());
+        s.notices.clear();
+        for (i, stmt) in statements.iter().enumerate().skip(done) {
+            let t = Instant::now();
+            let (r, blockers) = exec_watched(s, stmt, lock_timeout).await;
+            if let Err(e) = r {
+                result = Err(step_error(m, dir, e, None, blockers).with_statement(stmt));
+                break;
+            }
+            if let Some(e) = s.notices.state_error(m.id(), stmt) {
+                result = Err(e.into());
+                break;
+            }
+            if dir == Direction::Up {
+                let j = render::journal_insert(
+                    m.id(),
+                    "step",
+                    Some(i),
+                    None,
+                    Elapsed::Measured(t.elapsed()),
+                    host,
+                );
+                exec(&s.client, &j, "journaling a completed statement").await?;
+            }
+        }
+        if let Some(restore) = restore {
+            exec(&s.client, &restore, "restoring the runner's timeouts").await?;
+        }
+        result?;
+        let v = self.version_batch(
+            m,
+            dir,
+            self.id_at(step.from),
+            self.id_at(step.to),
+            host,
+            started.elapsed(),
+        );
+        if let Err(e) = s.client.batch_execute(&v).await {
+            let _ = s.client.batch_execute("ROLLBACK").await;
+            return Err(step_error(m, dir, (e, 0), None, String::new()).with_statement(&v));
+        }
+        Ok(())
+    }
+
+    /// Drops INVALID indexes that pending statements of `m` create (left by a failed or killed
+    /// `CREATE INDEX CONCURRENTLY`); reports other INVALID indexes.
+    async fn drop_own_invalid_indexes(
+        &self,
+        client: &Client,
+        m: &Migration,
+        done: usize,
+    ) -> Result<(), Error> {
+        let msgs = client
+            .simple_query(
+                "SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .await
+            .map_err(|e| db("looking for INVALID indexes", e))?;
+        let ours: Vec<String> = m.up_statements()[done..]
+            .iter()
+            .filter_map(|s| render::created_index_name(s))
+            .collect();
+        for r in rows(&msgs) {
+            let (Some(schema), Some(name)) = (r.get(0), r.get(1)) else {
+                continue;
+            };
+            if ours.iter().any(|o| o == name) {
+                tracing::warn!(
+                    migration = m.id(),
+                    index = %format!("{schema}.{name}"),
+                    "dropping the INVALID index a failed CREATE INDEX CONCURRENTLY of this migration left, before retrying"
+                );
+                let q = format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
+                    escape_identifier(schema),
+                    escape_identifier(name)
+                );
+                exec(client, &q, "dropping an INVALID index").await?;
+            } else {
+                tracing::warn!(
+                    index = %format!("{schema}.{name}"),
+                    "INVALID index present (a failed CREATE INDEX CONCURRENTLY, or one still building); not created by this migration, left alone"
+                );
+            }
+        }
+        Ok(())
+    }
+}

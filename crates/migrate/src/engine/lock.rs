@@ -1,0 +1,184 @@
+//! The migration session: connect, take Alembic's advisory lock (polling), name its holders,
+//! and end the session with the lock released explicitly.
+
+use super::*;
+
+/// How long a connection attempt may take in all (TCP, authentication).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long to wait between advisory-lock holder reports.
+const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A migration connection holding the advisory lock.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(super) pid: i32,
+    pub(super) pg: tokio_postgres::Config,
+    pub(super) tls: Tls,
+    /// The server's WARNINGs and NOTICEs on `client`.
+    pub(super) notices: Notices,
+    pub(super) side: Option<Client>,
+    /// Whether `alembic_version` / the journal existed when the runner connected.
+    pub(crate) tables: (bool, bool),
+    /// Whether [`render::prepare_bookkeeping`]'s statements are prepared on `client`.
+    pub(super) prepared: bool,
+}
+
+/// Ends a session from [`Migrator::lock`] after `result`, the work done under the lock: releases
+/// the lock explicitly (see [`lock_guard`]: through a pooler, closing our connection may close
+/// nothing on the server), then closes the connection.
+pub(crate) async fn unlock<T>(session: Session, result: Result<T, Error>) -> Result<T, Error> {
+    let released = lock_guard::release(&session.client, session.pid).await;
+    // Dropping the client closes the session (directly, that alone releases the lock).
+    drop(session);
+    match (result, released) {
+        // A moved session is the cause of whatever else went wrong: report it.
+        (_, Err(e @ Error::SessionMoved { .. })) | (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(value), Ok(())) => Ok(value),
+    }
+}
+
+pub(super) fn describe_sessions(msgs: &[SimpleQueryMessage]) -> String {
+    rows(msgs)
+        .map(|r| {
+            format!(
+                "pid {} ({}, since {}): {}",
+                r.get(0).unwrap_or("?"),
+                r.get(1).unwrap_or("?"),
+                r.get(2).unwrap_or("?"),
+                r.get(3).unwrap_or("").replace('\n', " ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn lock_holders(client: &Client) -> String {
+    match lock_guard::lock_holders(client).await {
+        Ok(holders) if holders.is_empty() => "none visible (it was just released)".to_owned(),
+        Ok(holders) => holders
+            .iter()
+            .map(|h| {
+                format!(
+                    "pid {} application_name {:?} connected since {} ({}): {}",
+                    h.pid, h.application_name, h.backend_start, h.state, h.query
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// Connects (with `tls`), names the session `notify-db-migrate` unless the config names it.
+pub(super) async fn connect(
+    pg: &tokio_postgres::Config,
+    tls: &Tls,
+) -> Result<(Client, String), Error> {
+    let (client, _, target) = connect_watched(pg, tls).await?;
+    Ok((client, target))
+}
+
+/// [`connect`], also returning the server notices the connection receives.
+async fn connect_watched(
+    pg: &tokio_postgres::Config,
+    tls: &Tls,
+) -> Result<(Client, Notices, String), Error> {
+    let mut pg = pg.clone();
+    if pg.get_application_name().is_none() {
+        pg.application_name("notify-db-migrate");
+    }
+    let target = describe(&pg);
+    let connecting = txcontrol::connect(&pg, tls);
+    let (client, notices) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(r) => r.map_err(|source| Error::Connect {
+            target: target.clone(),
+            source,
+        })?,
+        Err(_) => {
+            return Err(Error::ConnectTimeout {
+                target,
+                waited: CONNECT_TIMEOUT,
+            });
+        }
+    };
+    Ok((client, notices, target))
+}
+
+impl Migrator {
+    /// Connects and takes the advisory lock, polling with back-off. Every holder of the
+    /// returned session ends it with [`unlock`].
+    pub(crate) async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
+        let (client, notices, target) = connect_watched(pg, &self.tls).await?;
+        let q = format!(
+            "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
+             pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked, \
+             to_regclass('alembic_version') IS NOT NULL AS hv, \
+             to_regclass('notify_db_migration_journal') IS NOT NULL AS hj"
+        );
+        let msgs = client
+            .simple_query(&q)
+            .await
+            .map_err(|e| db("taking the advisory lock", e))?;
+        let row = rows(&msgs)
+            .next()
+            .ok_or_else(|| unexpected("taking the advisory lock"))?;
+        let num: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+        if num < MIN_SERVER_VERSION_NUM {
+            return Err(Error::ServerTooOld {
+                target,
+                version: row.get(1).unwrap_or("?").to_owned(),
+            });
+        }
+        let pid: i32 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut locked = row.get(3) == Some("t");
+        let tables = (row.get(4) == Some("t"), row.get(5) == Some("t"));
+        let started = Instant::now();
+        let mut last_log: Option<Instant> = None;
+        let mut delay = Duration::from_millis(20);
+        let try_q = format!("SELECT pg_try_advisory_lock({ADVISORY_LOCK_ID})");
+        while !locked {
+            let holders = if last_log.is_none_or(|t| t.elapsed() >= HOLDER_LOG_EVERY) {
+                let h = lock_holders(&client).await;
+                tracing::info!(waited = ?started.elapsed(), holders = %h, "waiting for the migration advisory lock");
+                last_log = Some(Instant::now());
+                Some(h)
+            } else {
+                None
+            };
+            if let Some(limit) = self.options.advisory_lock_wait
+                && started.elapsed() >= limit
+            {
+                let holders = match holders {
+                    Some(h) => h,
+                    None => lock_holders(&client).await,
+                };
+                return Err(Error::AdvisoryLockWait {
+                    waited: limit,
+                    holders,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 3 / 2).min(Duration::from_millis(500));
+            let msgs = client
+                .simple_query(&try_q)
+                .await
+                .map_err(|e| db("taking the advisory lock", e))?;
+            locked = rows(&msgs).next().and_then(|r| r.get(0)) == Some("t");
+        }
+        if last_log.is_some() {
+            tracing::info!(waited = ?started.elapsed(), "got the migration advisory lock");
+        }
+        let pid = lock_guard::confirm(&client, pid).await?;
+        Ok(Session {
+            client,
+            pid,
+            pg: pg.clone(),
+            tls: self.tls.clone(),
+            notices,
+            side: None,
+            tables,
+            prepared: false,
+        })
+    }
+}

@@ -1,0 +1,368 @@
+//! The runner: connection, advisory lock, plan, execution with retry, status.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use notify_db_config::Tls;
+use notify_db_config::{MIN_SERVER_VERSION_NUM, MigrationSettings};
+use postgres_protocol::escape::escape_identifier;
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+
+use crate::error::{Error, StatementFailure};
+use crate::lock_guard;
+use crate::migration::{Migration, MigrationSet, Target};
+use crate::render::{
+    self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, Elapsed, JOURNAL_TABLE, lit,
+};
+use crate::txcontrol::{self, Notices};
+
+mod apply;
+mod lock;
+mod plan;
+mod state;
+
+use lock::*;
+use plan::*;
+use state::*;
+
+pub(crate) use lock::{Session, unlock};
+
+/// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
+pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
+
+/// Runner options (from [`MigrationSettings`], or set by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `lock_timeout` for every migration that does not set its own (1 s).
+    pub lock_timeout: Duration,
+    /// `statement_timeout` for every migration that does not set its own; `None` (the default,
+    /// as Alembic's runner) runs migrations without one.
+    pub statement_timeout: Option<Duration>,
+    /// Attempts in all at a migration that hits lock timeouts (55P03), resuming at the failed
+    /// migration each time (10, as the reference's `retry_on_lock_error(max_retries=10)`).
+    pub max_attempts: u32,
+    /// Delay between those attempts (10 s).
+    pub retry_delay: Duration,
+    /// Give up waiting for the advisory lock after this long; `None` waits forever.
+    pub advisory_lock_wait: Option<Duration>,
+    /// Run even when an applied migration's SQL changed since (default: refuse).
+    pub allow_changed_checksums: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            lock_timeout: Duration::from_millis(1000),
+            statement_timeout: None,
+            max_attempts: 10,
+            retry_delay: Duration::from_secs(10),
+            advisory_lock_wait: None,
+            allow_changed_checksums: false,
+        }
+    }
+}
+
+impl Options {
+    /// Options from the project's migration settings.
+    pub fn from_settings(s: &MigrationSettings) -> Options {
+        Options {
+            lock_timeout: s.lock_timeout,
+            statement_timeout: s.statement_timeout,
+            max_attempts: s.max_attempts,
+            retry_delay: s.retry_delay,
+            advisory_lock_wait: s.advisory_lock_wait,
+            allow_changed_checksums: false,
+        }
+    }
+
+    /// What applies to a migration that sets no timeout of its own, e.g.
+    /// `lock_timeout 1000ms, statement_timeout none`.
+    pub fn describe_timeouts(&self) -> String {
+        render::describe_timeouts(self.lock_timeout, self.statement_timeout)
+    }
+}
+
+/// One migration applied or reverted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The migration id.
+    pub id: String,
+    /// Up or down.
+    pub direction: Direction,
+    /// Wall time, retries included.
+    pub duration: Duration,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Revision before the run (`None`: base).
+    pub from: Option<String>,
+    /// Revision after it.
+    pub to: Option<String>,
+    /// The migrations applied or reverted, in order.
+    pub applied: Vec<Applied>,
+}
+
+/// One line of `history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The migration id.
+    pub id: String,
+    /// Whether the database is at or past it.
+    pub applied: bool,
+    /// When the journal says it was last applied (`None`: not applied, or applied before the journal existed).
+    pub applied_at: Option<String>,
+    /// `Some(false)` when the journal's checksum differs from the code's.
+    pub checksum_matches: Option<bool>,
+    /// True for a non-transactional migration.
+    pub no_transaction: bool,
+}
+
+/// A database's migration state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// What `alembic_version` holds (`None`: base or no table).
+    pub current: Option<String>,
+    /// Every migration of the set with its state.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Status {
+    /// Ids of the migrations not applied yet.
+    pub fn pending(&self) -> Vec<&str> {
+        self.history
+            .iter()
+            .filter(|h| !h.applied)
+            .map(|h| h.id.as_str())
+            .collect()
+    }
+}
+
+type ProgressFn = dyn Fn(&Applied) + Send + Sync;
+
+/// Runs a [`MigrationSet`] against a database.
+#[derive(Clone)]
+pub struct Migrator {
+    set: Arc<MigrationSet>,
+    options: Options,
+    progress: Option<Arc<ProgressFn>>,
+    tls: Tls,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("migrations", &self.set.migrations().len())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Migrator {
+    /// A runner for `set` with default [`Options`].
+    pub fn new(set: MigrationSet) -> Migrator {
+        Migrator {
+            set: Arc::new(set),
+            options: Options::default(),
+            progress: None,
+            tls: Tls::Off,
+        }
+    }
+
+    /// Connects with this TLS connector (from [`notify_db_config::DatabaseUri::tls`], which
+    /// follows the URI's `sslmode`); without it the engine connects without TLS.
+    pub fn with_tls(mut self, tls: Tls) -> Migrator {
+        self.tls = tls;
+        self
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: Options) -> Migrator {
+        self.options = options;
+        self
+    }
+
+    /// Calls `f` after each migration applied or reverted (e.g. to print a progress line).
+    pub fn on_progress(mut self, f: impl Fn(&Applied) + Send + Sync + 'static) -> Migrator {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// The migration set.
+    pub fn set(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Upgrades to `target` (normally [`Target::Head`]) under the advisory lock.
+    pub async fn upgrade(
+        &self,
+        pg: &tokio_postgres::Config,
+        target: &Target,
+    ) -> Result<RunReport, Error> {
+        self.run(pg, target, Direction::Up).await
+    }
+
+    /// Downgrades to `target` (a revision, [`Target::Base`] or `Relative(-n)`) under the advisory lock.
+    pub async fn downgrade(
+        &self,
+        pg: &tokio_postgres::Config,
+        target: &Target,
+    ) -> Result<RunReport, Error> {
+        self.run(pg, target, Direction::Down).await
+    }
+
+    /// The revision the database is at (`None`: base). Takes no lock, creates nothing.
+    pub async fn current(&self, pg: &tokio_postgres::Config) -> Result<Option<String>, Error> {
+        Ok(self.status(pg).await?.current)
+    }
+
+    /// The database's state against this set. Takes no lock, creates nothing; fails when the
+    /// database is at a revision this set does not know.
+    pub async fn status(&self, pg: &tokio_postgres::Config) -> Result<Status, Error> {
+        let (client, _) = connect(pg, &self.tls).await?;
+        let msgs = client
+            .simple_query(
+                "SELECT to_regclass('alembic_version') IS NOT NULL AS has_version, \
+                 to_regclass('notify_db_migration_journal') IS NOT NULL AS has_journal",
+            )
+            .await
+            .map_err(|e| db("reading the migration tables", e))?;
+        let row = rows(&msgs).next();
+        let flag = |i| row.and_then(|r| r.get(i)) == Some("t");
+        let (has_version, has_journal) = (flag(0), flag(1));
+        let state = read_state(&client, &self.set, has_version, has_journal).await?;
+        Ok(self.status_from(&state))
+    }
+
+    /// Renders the SQL an upgrade or downgrade from `from` (`None`: base) to `target` would run,
+    /// with transaction boundaries and version updates, without connecting.
+    pub fn render_sql(
+        &self,
+        from: Option<&str>,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<String, Error> {
+        let current = match from {
+            None => None,
+            Some(id) => Some(self.set.position(id).ok_or_else(|| Error::UnknownTarget {
+                target: id.to_owned(),
+                reason: "no migration of this set has that id".into(),
+            })?),
+        };
+        let plan = self.plan(current, target, direction)?;
+        let host = runner_host();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "-- notify-db-migrate {} {} -> {} (offline)",
+            direction.as_str(),
+            from.unwrap_or("base"),
+            self.id_at(plan.last().map_or(current, |s| s.to))
+                .unwrap_or("base")
+        );
+        let _ = writeln!(out, "{CREATE_VERSION_TABLE};\n{CREATE_JOURNAL_TABLE};");
+        let _ = writeln!(
+            out,
+            "-- timeouts: {} (a migration's own, where it sets one, applies to it alone)",
+            self.options.describe_timeouts()
+        );
+        out.push_str(&render::session_setup(
+            self.options.lock_timeout,
+            self.options.statement_timeout,
+        ));
+        let mut prepared = self.wants_prepared(&plan);
+        if prepared {
+            out.push_str(&render::prepare_bookkeeping(&host));
+        }
+        for step in &plan {
+            let m = &self.set.migrations()[step.index];
+            let (from_id, to_id) = (self.id_at(step.from), self.id_at(step.to));
+            // The same rule as `run`: after a migration that may DEALLOCATE, no EXECUTE.
+            prepared &= !render::may_deallocate(render::statements(m, direction));
+            if m.is_transactional() {
+                let _ = writeln!(out, "\n-- {} ({})", m.id(), direction.as_str());
+                let batch =
+                    render::transactional_batch(m, direction, from_id, to_id, &host, prepared);
+                out.push_str(&batch.sql);
+                out.push('\n');
+            } else {
+                let _ = writeln!(
+                    out,
+                    "\n-- {} ({}, no transaction: statement by statement)",
+                    m.id(),
+                    direction.as_str()
+                );
+                for s in self.non_tx_script(m, direction, from_id, to_id, &host) {
+                    out.push_str(&s);
+                    out.push_str(";\n");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
+    msgs.iter().filter_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })
+}
+
+pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
+    Error::Db { context, source }
+}
+
+fn unexpected(context: &'static str) -> Error {
+    Error::NoRow { context }
+}
+
+/// host:port/dbname of a config, for messages (never the password).
+pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
+    let host = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = pg
+        .get_ports()
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
+}
+
+/// This machine's host name, for the journal.
+pub(crate) fn runner_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_id_matches_alembic() {
+        assert_eq!(ADVISORY_LOCK_ID, 7020097439640675072);
+    }
+}
