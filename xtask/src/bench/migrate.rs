@@ -463,8 +463,8 @@ pub(super) fn time_ours(
 
 /// CPU seconds (user + system) of this process's waited-for children so far.
 fn children_cpu() -> f64 {
-    super::pool::proc_times("self").map_or(0.0, |(_, children, _)| {
-        children as f64 / super::pool::clock_ticks()
+    super::cpu::proc_times("self").map_or(0.0, |(_, children, _)| {
+        children as f64 / super::cpu::clock_ticks()
     })
 }
 

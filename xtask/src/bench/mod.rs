@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: every benchmark side by side with its baseline, one table, JSON under target/bench/.
 
+mod cpu;
 mod history;
 mod metrics;
 mod migrate;
 mod pgbouncer;
 mod pool;
 mod template;
+mod workload;
 
 use anyhow::{Context, Result};
 

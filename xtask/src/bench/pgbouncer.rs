@@ -20,7 +20,7 @@ use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint, PgBouncer, find_bin_dir};
 use tokio_postgres::types::Type;
 
-use super::pool::{
+use super::workload::{
     MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, client_runtime, drive, next_aid, pgbench_cmd,
     pgbench_select, warm,
 };

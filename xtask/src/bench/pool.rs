@@ -19,7 +19,6 @@
 //! client and server CPU per transaction (from `/proc`), which says where a throughput gap
 //! comes from when the client and the server share 2 cores.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -29,23 +28,14 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
+use super::cpu::{cpu_now, cpu_per_txn};
+use super::workload::*;
 use super::{Figure, median};
 
-/// The pgbench -S statement.
-pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
-/// pgbench scale.
-pub(super) const SCALE: i32 = 10;
 /// Default client counts.
 const CLIENTS: [usize; 3] = [1, 8, 32];
-/// Interleaved rounds per method and client count.
-pub(super) const ROUNDS: usize = 5;
 /// Connections opened per method for the connect-time figure.
 const CONNECTS: usize = 60;
-
-/// Phases of a throughput run, shared by its client tasks.
-pub(super) const WARMUP: u8 = 0;
-pub(super) const MEASURE: u8 = 1;
-pub(super) const STOP: u8 = 2;
 
 /// Runs the pool benchmarks, in an optimised build (see [`super::optimised`]).
 pub fn run() -> Result<Vec<Figure>> {
@@ -267,21 +257,6 @@ pub(super) fn runtime(clients: usize) -> Result<tokio::runtime::Runtime> {
     client_runtime(current_thread(clients))
 }
 
-/// A client runtime: current-thread, or tokio's multi-thread scheduler with 2 workers.
-pub(super) fn client_runtime(current_thread: bool) -> Result<tokio::runtime::Runtime> {
-    let mut builder = if current_thread {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("building the benchmark runtime")
-}
-
 fn current_thread(clients: usize) -> bool {
     clients == 1 || std::env::var("NOTIFY_BENCH_RUNTIME").map_or(true, |v| v != "multi")
 }
@@ -292,133 +267,6 @@ fn runtime_name(clients: usize) -> &'static str {
     } else {
         "multi-thread x2"
     }
-}
-
-pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
-    let mut cmd = Command::new(pgbench);
-    cmd.env("PGPASSWORD", &ep.password).args([
-        "-h",
-        &ep.host,
-        "-p",
-        &ep.port.to_string(),
-        "-U",
-        &ep.user,
-    ]);
-    cmd
-}
-
-/// (a): `pgbench -S -M <mode> -c N -j 2 -T seconds` (mode `prepared` here, `extended` through
-/// PgBouncer), its reported TPS.
-pub(super) fn pgbench_select(
-    pgbench: &std::path::Path,
-    ep: &Endpoint,
-    n: usize,
-    seconds: u64,
-    postmaster: u32,
-    mode: &str,
-) -> Result<Round> {
-    let before = cpu_now(postmaster);
-    let out = pgbench_cmd(pgbench, ep)
-        .args(["-n", "-S", "-M", mode, "-c", &n.to_string()])
-        .args([
-            "-j",
-            if n > 1 { "2" } else { "1" },
-            "-T",
-            &seconds.to_string(),
-            "postgres",
-        ])
-        .output()
-        .context("running pgbench -S")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "pgbench -S failed: {} {}",
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let after = cpu_now(postmaster);
-    let tps = stdout
-        .lines()
-        .find_map(|l| {
-            let rest = l.trim().strip_prefix("tps = ")?;
-            rest.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))?;
-    let txns = stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("number of transactions actually processed: ")?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(tps * seconds as f64);
-    let (client_us, server_us) = cpu_per_txn(before, after, true, txns);
-    Ok(Round {
-        tps,
-        client_us,
-        server_us,
-    })
-}
-
-/// One round of one method: throughput, and CPU per transaction on each side.
-#[derive(Clone, Copy)]
-pub(super) struct Round {
-    pub(super) tps: f64,
-    client_us: f64,
-    server_us: f64,
-}
-
-/// A tiny xorshift for account ids, one per client.
-pub(super) fn next_aid(state: &mut u64) -> i32 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    (*state % (100_000 * SCALE as u64)) as i32 + 1
-}
-
-/// Runs `clients` loops (warm-up 200 ms, then `duration` measured): transactions/s and CPU per
-/// transaction during the measured part.
-pub(super) async fn drive<F, Fut>(
-    clients: usize,
-    duration: Duration,
-    postmaster: u32,
-    client: F,
-) -> Result<Round>
-where
-    F: Fn(Arc<AtomicU8>, u64) -> Fut,
-    Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
-{
-    let phase = Arc::new(AtomicU8::new(WARMUP));
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            tokio::spawn(client(
-                phase.clone(),
-                0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
-            ))
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    phase.store(MEASURE, Ordering::Relaxed);
-    let before = cpu_now(postmaster);
-    let started = Instant::now();
-    tokio::time::sleep(duration).await;
-    phase.store(STOP, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let after = cpu_now(postmaster);
-    let mut total = 0u64;
-    for t in tasks {
-        total += t.await.context("a benchmark client panicked")??;
-    }
-    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
-    Ok(Round {
-        tps: total as f64 / elapsed.as_secs_f64(),
-        client_us,
-        server_us,
-    })
 }
 
 /// (b)'s pool: bare deadpool-postgres (Fast recycling), size N, N connections opened.
@@ -497,20 +345,6 @@ fn settings_for(ep: &Endpoint, query: &str) -> Result<Settings> {
 /// opened.
 async fn our_pool(ep: &Endpoint, n: usize) -> Result<Databases> {
     warm(settings_for(ep, "?sslmode=disable")?, n).await
-}
-
-/// Our pools with `settings`, the `default` pool of size `n` with all `n` connections opened.
-pub(super) async fn warm(mut settings: Settings, n: usize) -> Result<Databases> {
-    settings.pool.size = n;
-    let dbs = Databases::connect(&settings)
-        .await
-        .context("building our pools")?;
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(dbs.default().get().await?);
-    }
-    drop(held);
-    Ok(dbs)
 }
 
 /// (c): one round on our `default` pool with `prepare_cached`.
@@ -599,77 +433,6 @@ fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32
         client_us,
         server_us,
     })
-}
-
-/// CPU time in clock ticks (user + system), for the per-transaction CPU figures.
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    /// This process (every thread: the client runtimes).
-    own: u64,
-    /// This process's waited-for children (pgbench).
-    children: u64,
-    /// The server: the postmaster with its reaped children, plus its live backends.
-    server: u64,
-}
-
-/// (utime + stime, cutime + cstime, ppid) of a process from `/proc/<pid>/stat`.
-pub(super) fn proc_times(pid: &str) -> Option<(u64, u64, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is the first.
-    let rest: Vec<&str> = text
-        .get(text.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    let n = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
-    Some((n(11)? + n(12)?, n(13)? + n(14)?, rest.get(1)?.parse().ok()?))
-}
-
-fn cpu_now(postmaster: u32) -> Cpu {
-    let (own, children, _) = proc_times("self").unwrap_or_default();
-    let (pm, pm_children, _) = proc_times(&postmaster.to_string()).unwrap_or_default();
-    let backends: u64 = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.bytes().all(|b| b.is_ascii_digit()).then_some(name)
-        })
-        .filter_map(|pid| proc_times(&pid))
-        .filter(|&(_, _, ppid)| ppid == postmaster)
-        .map(|(t, _, _)| t)
-        .sum();
-    Cpu {
-        own,
-        children,
-        server: pm + pm_children + backends,
-    }
-}
-
-/// Clock ticks per second of `/proc/*/stat` times (`getconf CLK_TCK`; 100 on Linux).
-pub(super) fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .filter(|&t: &f64| t > 0.0)
-            .unwrap_or(100.0)
-    })
-}
-
-/// Microseconds of client and server CPU per transaction between two snapshots.
-fn cpu_per_txn(before: Cpu, after: Cpu, client_children: bool, txns: f64) -> (f64, f64) {
-    let ticks = clock_ticks();
-    let us = |d: u64| d as f64 * 1e6 / ticks / txns.max(1.0);
-    let client = if client_children {
-        after.children.saturating_sub(before.children)
-    } else {
-        after.own.saturating_sub(before.own)
-    };
-    (us(client), us(after.server.saturating_sub(before.server)))
 }
 
 /// Checkouts per method for the checkout-cost figure.

@@ -1,0 +1,184 @@
+//! The workload the pool and PgBouncer benchmarks share: pgbench's `-S` query on its tables, run
+//! by pgbench itself or by N client tasks of ours in interleaved rounds.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use notify_db_config::Settings;
+use notify_db_pool::Databases;
+use notify_db_testdb::Endpoint;
+
+use super::cpu::{cpu_now, cpu_per_txn};
+
+/// The pgbench -S statement.
+pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+
+/// pgbench scale.
+pub(super) const SCALE: i32 = 10;
+
+/// Interleaved rounds per method and client count.
+pub(super) const ROUNDS: usize = 5;
+
+/// Phases of a throughput run, shared by its client tasks.
+pub(super) const WARMUP: u8 = 0;
+pub(super) const MEASURE: u8 = 1;
+pub(super) const STOP: u8 = 2;
+
+/// A client runtime: current-thread, or tokio's multi-thread scheduler with 2 workers.
+pub(super) fn client_runtime(current_thread: bool) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("building the benchmark runtime")
+}
+
+pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
+    let mut cmd = Command::new(pgbench);
+    cmd.env("PGPASSWORD", &ep.password).args([
+        "-h",
+        &ep.host,
+        "-p",
+        &ep.port.to_string(),
+        "-U",
+        &ep.user,
+    ]);
+    cmd
+}
+
+/// (a): `pgbench -S -M <mode> -c N -j 2 -T seconds` (mode `prepared` here, `extended` through
+/// PgBouncer), its reported TPS.
+pub(super) fn pgbench_select(
+    pgbench: &std::path::Path,
+    ep: &Endpoint,
+    n: usize,
+    seconds: u64,
+    postmaster: u32,
+    mode: &str,
+) -> Result<Round> {
+    let before = cpu_now(postmaster);
+    let out = pgbench_cmd(pgbench, ep)
+        .args(["-n", "-S", "-M", mode, "-c", &n.to_string()])
+        .args([
+            "-j",
+            if n > 1 { "2" } else { "1" },
+            "-T",
+            &seconds.to_string(),
+            "postgres",
+        ])
+        .output()
+        .context("running pgbench -S")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "pgbench -S failed: {} {}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let after = cpu_now(postmaster);
+    let tps = stdout
+        .lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("tps = ")?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))?;
+    let txns = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("number of transactions actually processed: ")?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(tps * seconds as f64);
+    let (client_us, server_us) = cpu_per_txn(before, after, true, txns);
+    Ok(Round {
+        tps,
+        client_us,
+        server_us,
+    })
+}
+
+/// One round of one method: throughput, and CPU per transaction on each side.
+#[derive(Clone, Copy)]
+pub(super) struct Round {
+    pub(super) tps: f64,
+    pub(super) client_us: f64,
+    pub(super) server_us: f64,
+}
+
+/// A tiny xorshift for account ids, one per client.
+pub(super) fn next_aid(state: &mut u64) -> i32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state % (100_000 * SCALE as u64)) as i32 + 1
+}
+
+/// Runs `clients` loops (warm-up 200 ms, then `duration` measured): transactions/s and CPU per
+/// transaction during the measured part.
+pub(super) async fn drive<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    postmaster: u32,
+    client: F,
+) -> Result<Round>
+where
+    F: Fn(Arc<AtomicU8>, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
+{
+    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            tokio::spawn(client(
+                phase.clone(),
+                0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    phase.store(MEASURE, Ordering::Relaxed);
+    let before = cpu_now(postmaster);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    phase.store(STOP, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let after = cpu_now(postmaster);
+    let mut total = 0u64;
+    for t in tasks {
+        total += t.await.context("a benchmark client panicked")??;
+    }
+    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
+    Ok(Round {
+        tps: total as f64 / elapsed.as_secs_f64(),
+        client_us,
+        server_us,
+    })
+}
+
+/// Our pools with `settings`, the `default` pool of size `n` with all `n` connections opened.
+pub(super) async fn warm(mut settings: Settings, n: usize) -> Result<Databases> {
+    settings.pool.size = n;
+    let dbs = Databases::connect(&settings)
+        .await
+        .context("building our pools")?;
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(dbs.default().get().await?);
+    }
+    drop(held);
+    Ok(dbs)
+}
