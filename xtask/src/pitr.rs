@@ -8,7 +8,7 @@
 //! docs/backup-and-recovery.md describes the same procedure for a real server.
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use notify_db_testdb::{Cluster, Endpoint, PRIMARY_ADDR, StopMode, find_bin_dir};
+use notify_db_testdb::{
+    Cluster, Endpoint, PRIMARY_ADDR, StopMode, append, find_bin_dir, free_port,
+};
 use tokio_postgres::Client;
 
 use crate::util;
@@ -233,7 +235,7 @@ pub fn run(args: PitrArgs) -> Result<()> {
     let mut cp = Command::new("cp");
     cp.arg("-a").arg(&backup).arg(&restored);
     owner.run(cp, cluster.dir(), "cp -a", None)?;
-    let port = free_port()?;
+    let port = free_port(Ipv4Addr::LOCALHOST)?;
     let socket = cluster.dir().join("restored.sock");
     fs::create_dir_all(&socket).with_context(|| format!("creating {}", socket.display()))?;
     owner.chown(&socket)?;
@@ -592,19 +594,4 @@ impl Drop for StopOnDrop {
             );
         }
     }
-}
-
-fn append(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(l.local_addr()?.port())
 }

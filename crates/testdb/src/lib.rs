@@ -30,6 +30,7 @@ pub use cluster::{
     base_dir,
 };
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
+pub use proc::{append, free_port};
 pub use testdb::{
     BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
     quote_ident, shared,

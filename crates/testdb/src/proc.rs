@@ -15,7 +15,8 @@ use crate::user::RunAs;
 /// PgBouncer's pid file, at the top of its directory (the reaper and the stale sweep stop it).
 pub(crate) const PGBOUNCER_PID: &str = "pgbouncer.pid";
 
-pub(crate) fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
+/// A TCP port free on `addr` right now (the OS picks it; nothing listens on it afterwards).
+pub fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
     let l = TcpListener::bind((addr, 0))
         .map_err(|e| Error::io(format!("finding a free port on {addr}"), e))?;
     l.local_addr()
@@ -59,7 +60,8 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-pub(crate) fn append(path: &Path, text: &str) -> Result<(), Error> {
+/// Appends `text` to the existing file `path` (a server's `postgresql.conf`, `pg_hba.conf`).
+pub fn append(path: &Path, text: &str) -> Result<(), Error> {
     let mut f = fs::OpenOptions::new()
         .append(true)
         .open(path)
