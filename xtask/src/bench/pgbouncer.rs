@@ -21,8 +21,8 @@ use notify_db_testdb::{Cluster, Endpoint, PgBouncer, find_bin_dir};
 use tokio_postgres::types::Type;
 
 use super::workload::{
-    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, client_runtime, drive, next_aid, pgbench_cmd,
-    pgbench_select, warm,
+    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, bench_seconds, client_runtime, drive, next_aid,
+    pgbench_cmd, pgbench_select, warm,
 };
 use super::{Figure, median};
 
@@ -41,11 +41,7 @@ pub fn run() -> Result<Vec<Figure>> {
 }
 
 fn measure() -> Result<Vec<Figure>> {
-    let seconds: u64 = std::env::var("NOTIFY_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(10);
+    let seconds = bench_seconds();
     eprintln!("bench pgbouncer: starting a private cluster and a PgBouncer");
     let cluster = Cluster::builder()
         .label("bench-bouncer")

@@ -43,11 +43,7 @@ pub fn run() -> Result<Vec<Figure>> {
 }
 
 fn measure() -> Result<Vec<Figure>> {
-    let seconds: u64 = std::env::var("NOTIFY_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s > 0)
-        .unwrap_or(10);
+    let seconds = bench_seconds();
     let duration = Duration::from_secs(seconds);
     // `NOTIFY_BENCH_CLIENTS=1,8` runs only those client counts (default 1, 8, 32).
     let clients: Vec<usize> = std::env::var("NOTIFY_BENCH_CLIENTS")

@@ -182,3 +182,12 @@ pub(super) async fn warm(mut settings: Settings, n: usize) -> Result<Databases> 
     drop(held);
     Ok(dbs)
 }
+
+/// `NOTIFY_BENCH_SECONDS`: seconds per method and client count, split into rounds (default 10).
+pub(super) fn bench_seconds() -> u64 {
+    std::env::var("NOTIFY_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(10)
+}
