@@ -17,12 +17,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
 use notify_db_pool::Databases;
-use notify_db_testdb::{Cluster, Endpoint, PgBouncer, find_bin_dir};
+use notify_db_testdb::{Endpoint, PgBouncer, find_bin_dir};
 use tokio_postgres::types::Type;
 
 use super::workload::{
-    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, bench_seconds, client_runtime, drive, next_aid,
-    pgbench_cmd, pgbench_select, warm,
+    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, bench_cluster, bench_seconds, client_runtime,
+    drive, next_aid, pgbench_cmd, pgbench_select, warm,
 };
 use super::{Figure, median};
 
@@ -43,16 +43,8 @@ pub fn run() -> Result<Vec<Figure>> {
 fn measure() -> Result<Vec<Figure>> {
     let seconds = bench_seconds();
     eprintln!("bench pgbouncer: starting a private cluster and a PgBouncer");
-    let cluster = Cluster::builder()
-        .label("bench-bouncer")
-        .replica(false)
-        .start()
-        .context("starting a private PostgreSQL cluster for the PgBouncer benchmark")?;
-    let direct = cluster.primary().endpoint().clone();
-    let pm = cluster
-        .primary()
-        .postmaster_pid()
-        .context("reading the bench server's postmaster pid")?;
+    // Held to the end: dropping it stops the server.
+    let (_cluster, direct, pm) = bench_cluster("bench-bouncer")?;
     let bouncer = PgBouncer::builder()
         .database("postgres", &direct, "postgres")
         .connect_query(&format!("SET statement_timeout = {TIMEOUT_MS}"))

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
-use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
+use notify_db_testdb::{Endpoint, find_bin_dir};
 
 use super::cpu::{cpu_now, cpu_per_txn};
 use super::workload::*;
@@ -52,16 +52,7 @@ fn measure() -> Result<Vec<Figure>> {
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| CLIENTS.to_vec());
     eprintln!("bench pool: starting a private cluster");
-    let cluster = Cluster::builder()
-        .label("bench-pool")
-        .replica(false)
-        .start()
-        .context("starting a private PostgreSQL cluster for the pool benchmark")?;
-    let ep = cluster.primary().endpoint().clone();
-    let pm = cluster
-        .primary()
-        .postmaster_pid()
-        .context("reading the bench server's postmaster pid")?;
+    let (cluster, ep, pm) = bench_cluster("bench-pool")?;
     let bin = find_bin_dir().context("finding the PostgreSQL binaries (pgbench)")?;
     let pgbench = bin.join("pgbench");
     eprintln!("bench pool: pgbench -i -s {SCALE}");

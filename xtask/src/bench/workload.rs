@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
 use notify_db_pool::Databases;
-use notify_db_testdb::Endpoint;
+use notify_db_testdb::{Cluster, Endpoint};
 
 use super::cpu::{cpu_now, cpu_per_txn};
 
@@ -190,4 +190,20 @@ pub(super) fn bench_seconds() -> u64 {
         .and_then(|s| s.parse().ok())
         .filter(|&s| s > 0)
         .unwrap_or(10)
+}
+
+/// A private one-server cluster for a benchmark: the cluster, its endpoint and its postmaster's
+/// pid (for the server's CPU figures).
+pub(super) fn bench_cluster(label: &str) -> Result<(Cluster, Endpoint, u32)> {
+    let cluster = Cluster::builder()
+        .label(label)
+        .replica(false)
+        .start()
+        .with_context(|| format!("starting a private PostgreSQL cluster for {label}"))?;
+    let ep = cluster.primary().endpoint().clone();
+    let pm = cluster
+        .primary()
+        .postmaster_pid()
+        .context("reading the bench server's postmaster pid")?;
+    Ok((cluster, ep, pm))
 }
