@@ -12,6 +12,11 @@ use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
 use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 
+mod revision;
+
+use revision::{autogenerate, write_head_if_local};
+pub use revision::{check_head, checked_slug, slug, write_revision};
+
 /// Name of the file holding the head revision, next to the migrations.
 pub const HEAD_FILE: &str = ".current-alembic-head";
 
@@ -162,36 +167,6 @@ pub enum CliError {
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
-}
-
-/// `revision --autogenerate`: scratch databases go on the server of `--database-url`, else of
-/// `--from-db` (the development server), else (`--from-sql`) of `SQLALCHEMY_DATABASE_URI`.
-async fn autogenerate(
-    cli: &MigrateCli,
-    project: &Project,
-    settings: Result<Settings, ConfigError>,
-    message: &str,
-    from_db: &Option<String>,
-    from_sql: &Option<PathBuf>,
-    out: &mut dyn Write,
-) -> Result<i32, CliError> {
-    use crate::autogen::command::{self, Desired};
-    let desired = match (from_db, from_sql) {
-        (Some(u), _) => Desired::Database(DatabaseUri::parse(u, "--from-db")?),
-        (None, Some(p)) => Desired::SqlFile(p.clone()),
-        (None, None) => {
-            return Err(CliError::Refused(
-                "revision --autogenerate needs --from-db URL or --from-sql FILE".into(),
-            ));
-        }
-    };
-    // The development server by default, never the configured primary when there is one.
-    let server = match (&cli.database_url, &desired, settings) {
-        (Some(u), _, _) => DatabaseUri::parse(u, "--database-url")?,
-        (None, Desired::Database(uri), _) => uri.clone(),
-        (None, Desired::SqlFile(_), settings) => settings?.primary,
-    };
-    command::run(project, &server, &desired, message, out).await
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -401,110 +376,6 @@ fn summary(out: &mut dyn Write, r: &crate::RunReport, what: &str) -> Result<(), 
         total.as_secs_f64() * 1000.0
     )
     .map_err(io(Path::new("<output>")))
-}
-
-/// Writes the set's head and `\n` to [`HEAD_FILE`] when the database is `notification_api`.
-fn write_head_if_local(project: &Project, dbname: &str) -> Result<(), CliError> {
-    if dbname != LOCAL_DB_NAME {
-        return Ok(());
-    }
-    let Some(head) = project.set.head() else {
-        return Ok(());
-    };
-    let path = project.dir.join(HEAD_FILE);
-    std::fs::write(&path, format!("{head}\n")).map_err(io(&path))?;
-    tracing::info!(file = %path.display(), head, "head file written");
-    Ok(())
-}
-
-/// Checks [`HEAD_FILE`] against the set's head; returns the head.
-pub fn check_head(project: &Project) -> Result<String, CliError> {
-    let path = project.dir.join(HEAD_FILE);
-    let recorded = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let head = project.set.head().unwrap_or("");
-    if recorded.trim_end_matches('\n') != head {
-        return Err(CliError::Refused(format!(
-            "{} says {:?} but the migration set's head is {head:?}: two branches probably both \
-             added a migration; renumber yours after the other and run the upgrade against \
-             {LOCAL_DB_NAME} to update the file",
-            path.display(),
-            recorded.trim_end()
-        )));
-    }
-    Ok(head.to_owned())
-}
-
-/// A file-name slug from a message: lower case, `_` between words, at most 27 characters.
-pub fn slug(message: &str) -> String {
-    let mut s = String::new();
-    for c in message.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            s.push(c.to_ascii_lowercase());
-        } else if !s.ends_with('_') && !s.is_empty() {
-            s.push('_');
-        }
-    }
-    let mut s: String = s.chars().take(crate::MAX_ID_LEN - 5).collect();
-    while s.ends_with('_') {
-        s.pop();
-    }
-    s
-}
-
-/// The slug of `message`, refused when it has no letter or digit.
-pub fn checked_slug(message: &str) -> Result<String, CliError> {
-    let slug = slug(message);
-    if slug.is_empty() {
-        return Err(CliError::Refused(
-            "revision needs a message with at least one letter or digit: revision -m \"add foo\""
-                .into(),
-        ));
-    }
-    Ok(slug)
-}
-
-/// Writes the next numbered migration file(s); returns the (first) path.
-pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliError> {
-    let slug = checked_slug(message)?;
-    let id = format!("{}_{slug}", project.set.next_number());
-    let one_line = message.trim().replace('\n', " ");
-    let parent = project.set.parent_of_next();
-    let files: Vec<(PathBuf, String)> = match project.kind {
-        FileKind::Rust => vec![(
-            project.dir.join(format!("{id}.rs")),
-            format!(
-                "//! {one_line}\n\nuse notify_db_migrate::Migration;\n\n/// {one_line}\n\
-                 pub fn define(m: Migration) -> Migration {{\n    m{}.up(\"-- write the upgrade SQL here\")\n        \
-                 .down(\"-- write the downgrade SQL here\")\n}}\n",
-                parent.map_or(String::new(), |p| format!(".parent({p:?})\n        "))
-            ),
-        )],
-        FileKind::Sql => vec![
-            (
-                project.dir.join(format!("{id}.up.sql")),
-                format!(
-                    "{}-- {one_line}\n-- write the upgrade SQL here\n",
-                    parent.map_or(String::new(), |p| format!("-- notify-db: parent={p}\n"))
-                ),
-            ),
-            (
-                project.dir.join(format!("{id}.down.sql")),
-                format!("-- {one_line}\n-- write the downgrade SQL here\n"),
-            ),
-        ],
-    };
-    for (path, _) in &files {
-        if path.exists() {
-            return Err(CliError::Refused(format!(
-                "{} already exists",
-                path.display()
-            )));
-        }
-    }
-    for (path, text) in &files {
-        std::fs::write(path, text).map_err(io(path))?;
-    }
-    Ok(files[0].0.clone())
 }
 
 #[cfg(test)]
