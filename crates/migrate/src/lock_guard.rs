@@ -15,8 +15,8 @@
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::engine::ADVISORY_LOCK_ID;
 use crate::error::Error;
+use crate::render::queries;
 
 /// One session holding the migration advisory lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,27 +35,10 @@ pub struct LockHolder {
     pub query: String,
 }
 
-/// The rows of [`lock_holders`]; `pg_locks` splits the 64-bit id in two 32-bit halves.
-fn holders_sql() -> String {
-    let classid = (ADVISORY_LOCK_ID >> 32) as u32;
-    let objid = (ADVISORY_LOCK_ID & 0xffff_ffff) as u32;
-    format!(
-        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
-         coalesce(to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), \
-         coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), \
-         left(coalesce(a.query, ''), 200) \
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {classid} \
-         AND l.objid = {objid} AND l.objsubid = 1 \
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         ORDER BY a.pid"
-    )
-}
-
 /// Every session holding the migration advisory lock of the current database (advisory locks
 /// are per database; Alembic's id, so Alembic runs show too).
 pub async fn lock_holders(client: &Client) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
-    let msgs = client.simple_query(&holders_sql()).await?;
+    let msgs = client.simple_query(&queries::lock_holders()).await?;
     Ok(msgs
         .iter()
         .filter_map(|m| match m {
@@ -74,17 +57,7 @@ pub async fn lock_holders(client: &Client) -> Result<Vec<LockHolder>, tokio_post
 
 /// The current server process id, and whether it holds the lock; one statement.
 async fn own_state(client: &Client, release: bool) -> Result<(i32, bool), Error> {
-    let sql = if release {
-        format!("SELECT pg_backend_pid(), pg_advisory_unlock({ADVISORY_LOCK_ID})")
-    } else {
-        format!(
-            "SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks WHERE locktype = \
-             'advisory' AND granted AND pid = pg_backend_pid() AND classid = {} AND objid = {} \
-             AND objsubid = 1)",
-            (ADVISORY_LOCK_ID >> 32) as u32,
-            (ADVISORY_LOCK_ID & 0xffff_ffff) as u32
-        )
-    };
+    let sql = queries::own_lock_state(release);
     let context = if release {
         "releasing the advisory lock"
     } else {
@@ -131,7 +104,7 @@ async fn moved(client: &Client, locked_pid: i32, now_pid: i32) -> Error {
     let mut ended = Vec::new();
     let mut left = Vec::new();
     let app = client
-        .simple_query("SELECT current_setting('application_name')")
+        .simple_query(queries::APPLICATION_NAME)
         .await
         .ok()
         .and_then(|msgs| {
@@ -149,11 +122,7 @@ async fn moved(client: &Client, locked_pid: i32, now_pid: i32) -> Error {
             continue;
         }
         // Through the pooler this statement may land on the holder itself: then unlock there.
-        let sql = format!(
-            "SELECT CASE WHEN pg_backend_pid() = {pid} THEN pg_advisory_unlock({ADVISORY_LOCK_ID}) \
-             ELSE pg_terminate_backend({pid}) END",
-            pid = h.pid
-        );
+        let sql = queries::end_orphan(h.pid);
         match client.simple_query(&sql).await {
             Ok(msgs)
                 if msgs

@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::Options;
 use crate::migration::Migration;
 
+pub(crate) mod queries;
+
 /// Alembic's version table.
 pub(crate) const VERSION_TABLE: &str = "alembic_version";
 /// Our journal table: one row per applied/reverted migration and per completed non-transactional statement.
@@ -154,6 +156,29 @@ pub(crate) fn version_update(from: Option<&str>, to: Option<&str>) -> String {
     }
 }
 
+/// `statements` as one transaction: `BEGIN; ...; COMMIT`.
+pub(crate) fn in_transaction(statements: &[&str]) -> String {
+    format!("BEGIN;\n{};\nCOMMIT", statements.join(";\n"))
+}
+
+/// `stamp`: `alembic_version` holds exactly `to` (nothing for base), with its journal row, in
+/// one transaction.
+pub(crate) fn stamp(to: Option<&str>, journal_row: &str) -> String {
+    let mut statements = vec![
+        ALLOW_STAMP_IN_JOURNAL.to_owned(),
+        format!("DELETE FROM {VERSION_TABLE}"),
+    ];
+    if let Some(to) = to {
+        statements.push(format!(
+            "INSERT INTO {VERSION_TABLE} (version_num) VALUES ({})",
+            lit(to)
+        ));
+    }
+    statements.push(journal_row.to_owned());
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    in_transaction(&statements)
+}
+
 /// How the journal row gets its duration.
 pub(crate) enum Elapsed {
     /// Server side: since the start of the current transaction.
@@ -186,6 +211,90 @@ pub(crate) fn journal_insert(
         checksum.map_or("NULL".to_owned(), lit),
         lit(host)
     )
+}
+
+/// A non-transactional migration step, statement by statement: the live run sends exactly these
+/// statements in this order (only the measured durations in the journal rows differ), and the
+/// offline `--sql` script is [`NonTxScript::lines`] of the same value.
+pub(crate) struct NonTxScript<'a> {
+    m: &'a Migration,
+    dir: Direction,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    host: &'a str,
+    /// The migration's own timeouts before its statements, and the runner's restored after them.
+    pub(crate) own_settings: Option<String>,
+    /// See `own_settings`.
+    pub(crate) restore_settings: Option<String>,
+}
+
+impl<'a> NonTxScript<'a> {
+    /// The script of `m` in `dir`, moving `alembic_version` from `from` to `to`.
+    pub(crate) fn new(
+        m: &'a Migration,
+        dir: Direction,
+        (from, to): (Option<&'a str>, Option<&'a str>),
+        host: &'a str,
+        runner: &Options,
+    ) -> Self {
+        let (own_settings, restore_settings) = own_session_settings(m, runner);
+        Self {
+            m,
+            dir,
+            from,
+            to,
+            host,
+            own_settings,
+            restore_settings,
+        }
+    }
+
+    /// The migration's statements in this direction.
+    pub(crate) fn statements(&self) -> &'a [String] {
+        statements(self.m, self.dir)
+    }
+
+    /// The journal row recording statement `i` done (upgrades only: a rerun resumes after it).
+    pub(crate) fn step_done(&self, i: usize, took: Duration) -> Option<String> {
+        (self.dir == Direction::Up).then(|| {
+            journal_insert(
+                self.m.id(),
+                "step",
+                Some(i),
+                None,
+                Elapsed::Measured(took),
+                self.host,
+            )
+        })
+    }
+
+    /// The transaction that moves `alembic_version` and writes the migration's journal row.
+    pub(crate) fn version_batch(&self, took: Duration) -> String {
+        let checksum = (self.dir == Direction::Up).then(|| self.m.checksum());
+        in_transaction(&[
+            &version_update(self.from, self.to),
+            &journal_insert(
+                self.m.id(),
+                self.dir.as_str(),
+                None,
+                checksum,
+                Elapsed::Measured(took),
+                self.host,
+            ),
+        ])
+    }
+
+    /// Every statement in order, for the offline script (durations zero).
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.own_settings.iter().cloned().collect();
+        for (i, s) in self.statements().iter().enumerate() {
+            v.push(s.clone());
+            v.extend(self.step_done(i, Duration::ZERO));
+        }
+        v.extend(self.restore_settings.iter().cloned());
+        v.push(self.version_batch(Duration::ZERO));
+        v
+    }
 }
 
 /// Name of the prepared `alembic_version` update (see [`prepare_bookkeeping`]).

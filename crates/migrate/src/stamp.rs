@@ -10,9 +10,7 @@ use std::time::Instant;
 use crate::engine::{Migrator, Session, db, rows, runner_host, unlock};
 use crate::error::Error;
 use crate::migration::{Target, valid_id};
-use crate::render::{
-    self, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Elapsed, VERSION_TABLE, lit,
-};
+use crate::render::{self, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Elapsed};
 
 /// What a stamp did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +59,7 @@ impl Migrator {
             setup.push_str(CREATE_JOURNAL_TABLE);
             setup.push_str(";\n");
         }
-        setup.push_str(&format!(
-            "SELECT version_num FROM {VERSION_TABLE} ORDER BY 1"
-        ));
+        setup.push_str(&render::queries::read_versions());
         let msgs = client
             .simple_query(&setup)
             .await
@@ -72,27 +68,17 @@ impl Migrator {
             .filter_map(|r| r.get(0).map(str::to_owned))
             .collect();
         let from = (!before.is_empty()).then(|| before.join(", "));
-        let mut sql = format!(
-            "BEGIN;\n{};\nDELETE FROM {VERSION_TABLE};\n",
-            render::ALLOW_STAMP_IN_JOURNAL
-        );
-        if let Some(to) = &to {
-            sql.push_str(&format!(
-                "INSERT INTO {VERSION_TABLE} (version_num) VALUES ({});\n",
-                lit(to)
-            ));
-        }
-        sql.push_str(&render::journal_insert(
+        let journal_row = render::journal_insert(
             to.as_deref().unwrap_or(BASE),
             "stamp",
             None,
             None,
             Elapsed::Measured(started.elapsed()),
             &runner_host(),
-        ));
-        sql.push_str(";\nCOMMIT");
+        );
+        let sql = render::stamp(to.as_deref(), &journal_row);
         if let Err(e) = client.batch_execute(&sql).await {
-            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = client.batch_execute(render::queries::ROLLBACK).await;
             return Err(db("stamping alembic_version", e));
         }
         tracing::info!(

@@ -111,11 +111,7 @@ async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (Ba
                     s.side = connect(&s.pg, &s.tls).await.ok().map(|(c, _)| c);
                 }
                 if let Some(side) = &s.side {
-                    let q = format!(
-                        "SELECT pid, state, query_start, left(query, 200) FROM pg_stat_activity \
-                         WHERE pid = ANY(pg_blocking_pids({}))",
-                        s.pid
-                    );
+                    let q = render::queries::blockers_of(s.pid);
                     if let Ok(msgs) = side.simple_query(&q).await {
                         let b = describe_sessions(&msgs);
                         if !b.is_empty() {
@@ -260,7 +256,7 @@ impl Migrator {
         let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
         if let Err(e) = r {
             // The batch's explicit transaction stays open in the aborted state.
-            let _ = s.client.batch_execute("ROLLBACK").await;
+            let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
             let failure = step_error(m, dir, e, Some(&batch), blockers);
             // "no transaction in progress" from that ROLLBACK: the migration ended ours.
             return match (s.notices.state_error(m.id(), ""), failure) {
@@ -285,7 +281,9 @@ impl Migrator {
         host: &str,
     ) -> Result<(), StepError> {
         let started = Instant::now();
-        let statements = render::statements(m, dir);
+        let ids = (self.id_at(step.from), self.id_at(step.to));
+        let script = NonTxScript::new(m, dir, ids, host, &self.options);
+        let statements = script.statements();
         let done = if dir == Direction::Up {
             completed_steps(&s.client, m.id()).await?
         } else {
@@ -303,9 +301,8 @@ impl Migrator {
             self.drop_own_invalid_indexes(&s.client, m, done).await?;
         }
         let lock_timeout = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
-        let (own, restore) = render::own_session_settings(m, &self.options);
-        if let Some(own) = own {
-            exec(&s.client, &own, "setting the migration's own timeouts").await?;
+        if let Some(own) = &script.own_settings {
+            exec(&s.client, own, "setting the migration's own timeouts").await?;
         }
         let mut result = Ok(());
         s.notices.clear();
@@ -320,32 +317,17 @@ impl Migrator {
                 result = Err(e.into());
                 break;
             }
-            if dir == Direction::Up {
-                let j = render::journal_insert(
-                    m.id(),
-                    "step",
-                    Some(i),
-                    None,
-                    Elapsed::Measured(t.elapsed()),
-                    host,
-                );
+            if let Some(j) = script.step_done(i, t.elapsed()) {
                 exec(&s.client, &j, "journaling a completed statement").await?;
             }
         }
-        if let Some(restore) = restore {
-            exec(&s.client, &restore, "restoring the runner's timeouts").await?;
+        if let Some(restore) = &script.restore_settings {
+            exec(&s.client, restore, "restoring the runner's timeouts").await?;
         }
         result?;
-        let v = self.version_batch(
-            m,
-            dir,
-            self.id_at(step.from),
-            self.id_at(step.to),
-            host,
-            started.elapsed(),
-        );
+        let v = script.version_batch(started.elapsed());
         if let Err(e) = s.client.batch_execute(&v).await {
-            let _ = s.client.batch_execute("ROLLBACK").await;
+            let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
             return Err(step_error(m, dir, (e, 0), None, String::new()).with_statement(&v));
         }
         Ok(())
@@ -360,11 +342,7 @@ impl Migrator {
         done: usize,
     ) -> Result<(), Error> {
         let msgs = client
-            .simple_query(
-                "SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid \
-                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
-            )
+            .simple_query(render::queries::INVALID_INDEXES)
             .await
             .map_err(|e| db("looking for INVALID indexes", e))?;
         let ours: Vec<String> = m.up_statements()[done..]
@@ -381,11 +359,7 @@ impl Migrator {
                     index = %format!("{schema}.{name}"),
                     "dropping the INVALID index a failed CREATE INDEX CONCURRENTLY of this migration left, before retrying"
                 );
-                let q = format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
-                    escape_identifier(schema),
-                    escape_identifier(name)
-                );
+                let q = render::queries::drop_invalid_index(schema, name);
                 exec(client, &q, "dropping an INVALID index").await?;
             } else {
                 tracing::warn!(

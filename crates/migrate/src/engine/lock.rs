@@ -110,12 +110,7 @@ impl Migrator {
     /// returned session ends it with [`unlock`].
     pub(crate) async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
         let (client, notices, target) = connect_watched(pg, &self.tls).await?;
-        let q = format!(
-            "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv, \
-             pg_backend_pid() AS pid, pg_try_advisory_lock({ADVISORY_LOCK_ID}) AS locked, \
-             to_regclass('alembic_version') IS NOT NULL AS hv, \
-             to_regclass('notify_db_migration_journal') IS NOT NULL AS hj"
-        );
+        let q = render::queries::lock_probe();
         let msgs = client
             .simple_query(&q)
             .await
@@ -136,7 +131,7 @@ impl Migrator {
         let started = Instant::now();
         let mut last_log: Option<Instant> = None;
         let mut delay = Duration::from_millis(20);
-        let try_q = format!("SELECT pg_try_advisory_lock({ADVISORY_LOCK_ID})");
+        let try_q = render::queries::try_lock();
         while !locked {
             let holders = if last_log.is_none_or(|t| t.elapsed() >= HOLDER_LOG_EVERY) {
                 let h = lock_holders(&client).await;

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use notify_db_config::Tls;
 use notify_db_config::{MIN_SERVER_VERSION_NUM, MigrationSettings};
-use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
 use crate::lock_guard;
 use crate::migration::{Migration, MigrationSet, Target};
 use crate::render::{
-    self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, Elapsed, JOURNAL_TABLE, lit,
+    self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, NonTxScript,
 };
 use crate::txcontrol::{self, Notices};
 
@@ -230,10 +229,7 @@ impl Migrator {
     pub async fn status(&self, pg: &tokio_postgres::Config) -> Result<Status, Error> {
         let (client, _) = connect(pg, &self.tls).await?;
         let msgs = client
-            .simple_query(
-                "SELECT to_regclass('alembic_version') IS NOT NULL AS has_version, \
-                 to_regclass('notify_db_migration_journal') IS NOT NULL AS has_journal",
-            )
+            .simple_query(&render::queries::tables_exist())
             .await
             .map_err(|e| db("reading the migration tables", e))?;
         let row = rows(&msgs).next();
@@ -301,7 +297,8 @@ impl Migrator {
                     m.id(),
                     direction.as_str()
                 );
-                for s in self.non_tx_script(m, direction, from_id, to_id, &host) {
+                let script = NonTxScript::new(m, direction, (from_id, to_id), &host, &self.options);
+                for s in script.lines() {
                     out.push_str(&s);
                     out.push_str(";\n");
                 }

@@ -20,61 +20,6 @@ impl Migrator {
         pos.map(|i| self.set.migrations()[i].id())
     }
 
-    /// The statements of a non-transactional step as separate strings, for offline rendering.
-    pub(super) fn non_tx_script(
-        &self,
-        m: &Migration,
-        dir: Direction,
-        from: Option<&str>,
-        to: Option<&str>,
-        host: &str,
-    ) -> Vec<String> {
-        let mut v = Vec::new();
-        let (own, restore) = render::own_session_settings(m, &self.options);
-        v.extend(own);
-        let statements = render::statements(m, dir);
-        for (i, s) in statements.iter().enumerate() {
-            v.push(s.clone());
-            if dir == Direction::Up {
-                v.push(render::journal_insert(
-                    m.id(),
-                    "step",
-                    Some(i),
-                    None,
-                    Elapsed::Measured(Duration::ZERO),
-                    host,
-                ));
-            }
-        }
-        v.extend(restore);
-        v.push(self.version_batch(m, dir, from, to, host, Duration::ZERO));
-        v
-    }
-
-    pub(super) fn version_batch(
-        &self,
-        m: &Migration,
-        dir: Direction,
-        from: Option<&str>,
-        to: Option<&str>,
-        host: &str,
-        took: Duration,
-    ) -> String {
-        let checksum = (dir == Direction::Up).then(|| m.checksum());
-        format!(
-            "BEGIN;\n{};\n{};\nCOMMIT",
-            render::version_update(from, to),
-            render::journal_insert(
-                m.id(),
-                dir.as_str(),
-                None,
-                checksum,
-                Elapsed::Measured(took),
-                host
-            )
-        )
-    }
-
     pub(super) fn plan(
         &self,
         current: Option<usize>,

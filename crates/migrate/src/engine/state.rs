@@ -16,10 +16,6 @@ pub(super) struct JournalRow {
     pub(super) applied_at: String,
 }
 
-const STATE_QUERIES: &str = "SELECT version_num AS current_version FROM alembic_version;\n\
-SELECT version_num AS j_version, operation, checksum, applied_at FROM notify_db_migration_journal \
-WHERE operation <> 'step' ORDER BY id";
-
 pub(super) async fn read_state(
     client: &Client,
     set: &MigrationSet,
@@ -28,13 +24,11 @@ pub(super) async fn read_state(
 ) -> Result<State, Error> {
     let mut q = String::new();
     if has_version {
-        q.push_str("SELECT version_num AS current_version FROM alembic_version;\n");
+        q.push_str(&render::queries::read_version());
+        q.push_str(";\n");
     }
     if has_journal {
-        q.push_str(
-            "SELECT version_num AS j_version, operation, checksum, applied_at FROM notify_db_migration_journal \
-             WHERE operation <> 'step' ORDER BY id",
-        );
+        q.push_str(&render::queries::read_journal());
     }
     if q.is_empty() {
         return state_from(set, &[]);
@@ -92,11 +86,7 @@ fn last_row<'a>(journal: &'a HashMap<String, JournalRow>, id: &str) -> Option<&'
 
 /// How many statements of a non-transactional migration completed since it was last applied or reverted.
 pub(super) async fn completed_steps(client: &Client, id: &str) -> Result<usize, Error> {
-    let q = format!(
-        "SELECT coalesce(max(step) + 1, 0) FROM {JOURNAL_TABLE} WHERE version_num = {v} AND operation = 'step' \
-         AND id > coalesce((SELECT max(id) FROM {JOURNAL_TABLE} WHERE version_num = {v} AND operation <> 'step'), 0)",
-        v = lit(id)
-    );
+    let q = render::queries::completed_steps(id);
     let msgs = client
         .simple_query(&q)
         .await
@@ -148,8 +138,8 @@ impl Migrator {
     ) -> Result<State, Error> {
         let mut q =
             render::session_setup(self.options.lock_timeout, self.options.statement_timeout);
-        // A runner that dies mid-statement must not leave its statement running for long.
-        q.push_str("SET client_connection_check_interval = '1s';\n");
+        q.push_str(render::queries::CONNECTION_CHECK);
+        q.push_str(";\n");
         // IF NOT EXISTS still guards a table created by another runner after we looked.
         if !existing.0 {
             q.push_str(CREATE_VERSION_TABLE);
@@ -159,7 +149,9 @@ impl Migrator {
             q.push_str(CREATE_JOURNAL_TABLE);
             q.push_str(";\n");
         }
-        q.push_str(STATE_QUERIES);
+        q.push_str(&render::queries::read_version());
+        q.push_str(";\n");
+        q.push_str(&render::queries::read_journal());
         let msgs = client
             .simple_query(&q)
             .await
