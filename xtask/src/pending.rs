@@ -65,8 +65,7 @@ fn pending(args: &PendingArgs) -> Result<bool> {
                 .primary
         }
     };
-    let pg = uri.to_pg_config();
-    let migrator = Migrator::new(set).with_tls(uri.tls()?);
+    let migrator = Migrator::new(set, &uri)?;
     let target = uri
         .hosts()
         .iter()
@@ -77,7 +76,7 @@ fn pending(args: &PendingArgs) -> Result<bool> {
         + uri.dbname();
     let limit = std::time::Duration::from_secs(args.timeout.max(1));
     let status = util::runtime()?
-        .block_on(async { tokio::time::timeout(limit, migrator.status(&pg)).await })
+        .block_on(async { tokio::time::timeout(limit, migrator.status()).await })
         .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))
         .and_then(|r| r.map_err(anyhow::Error::from))
         .with_context(|| format!("checking the migration state of {target}"))?;
