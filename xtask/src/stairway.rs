@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use notify_db_config::{DatabaseUri, Tls};
+use notify_db_config::DatabaseUri;
+use notify_db_connect::{ConnectUri, Tls};
 use notify_db_migrate::{MigrationSet, Migrator, Options, Target};
 use notify_db_testdb::TestDb;
 use notify_db_testdb::schema::{self, Change, Schema};

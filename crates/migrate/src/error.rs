@@ -140,7 +140,7 @@ pub enum Error {
     Set(#[from] SetError),
     /// The URI's TLS settings (`sslmode`, `sslrootcert`) cannot be used.
     #[error(transparent)]
-    Tls(#[from] notify_db_config::TlsError),
+    Tls(#[from] notify_db_connect::TlsError),
     /// A [`crate::Migrator::offline`] runner was asked to do something that needs a database.
     #[error(
         "cannot {operation}: this migration runner was built without a database URI \

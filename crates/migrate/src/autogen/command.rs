@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use notify_db_config::DatabaseUri;
+use notify_db_connect::ConnectUri;
 use tokio_postgres::Client;
 
 use super::{AutogenError, Plan, catalog, plan, render_files};

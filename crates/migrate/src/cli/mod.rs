@@ -163,7 +163,7 @@ pub enum CliError {
     Refused(String),
     /// The TLS connector for the URI's `sslmode` could not be built.
     #[error(transparent)]
-    Tls(#[from] notify_db_config::TlsError),
+    Tls(#[from] notify_db_connect::TlsError),
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),

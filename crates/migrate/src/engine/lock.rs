@@ -118,10 +118,12 @@ impl Migrator {
             .next()
             .ok_or_else(|| unexpected("taking the advisory lock"))?;
         let num: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
-        if num < MIN_SERVER_VERSION_NUM {
+        if let Err(too_old) =
+            notify_db_connect::check_server_version(num, row.get(1).unwrap_or("?"))
+        {
             return Err(Error::ServerTooOld {
                 target,
-                version: row.get(1).unwrap_or("?").to_owned(),
+                version: too_old.version,
             });
         }
         let pid: i32 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use notify_db_config::Tls;
-use notify_db_config::{DatabaseUri, MIN_SERVER_VERSION_NUM, MigrationSettings};
+use notify_db_config::{DatabaseUri, MigrationSettings};
+use notify_db_connect::{ConnectUri, Tls};
 use postgres_protocol::escape::escape_identifier;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
