@@ -12,10 +12,8 @@ async fn main() -> anyhow::Result<()> {
     let uri = settings.migration_uri()?; // not through a transaction pooler; TLS per its sslmode
     let migrator = Migrator::new(notify_db_migrations::set()?, uri)?; // migrate on start (optional)
     let options = Options::from_settings(&settings.migrations);
-    migrator
-        .with_options(options)
-        .upgrade(&Target::Head)
-        .await?;
+    let migrator = migrator.with_options(options);
+    migrator.upgrade(&Target::Head).await?;
     let metrics = Arc::new(notify_db_metrics::install(None)?); // render() it on GET /metrics
     let db = Databases::builder(&settings)
         .observer(metrics.observer())
