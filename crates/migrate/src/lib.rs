@@ -31,6 +31,7 @@ mod error;
 mod lock_guard;
 mod migration;
 mod order;
+pub mod pending;
 mod render;
 mod split;
 mod stamp;

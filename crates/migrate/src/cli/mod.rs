@@ -164,6 +164,9 @@ pub enum CliError {
     /// The TLS connector for the URI's `sslmode` could not be built.
     #[error(transparent)]
     Tls(#[from] notify_db_connect::TlsError),
+    /// The pending check had no answer.
+    #[error(transparent)]
+    Pending(Box<crate::pending::PendingError>),
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
@@ -351,7 +354,16 @@ pub async fn run(
             )?;
         }
         Command::Check { exit_code } => {
-            let pending = !migrator.status().await?.pending().is_empty();
+            use crate::pending::{PendingError, PendingFailure, migrations_pending};
+            let pending = match migrations_pending(&migrator, None).await {
+                Ok(pending) => pending,
+                // The engine's own error, as every other command reports it.
+                Err(PendingError {
+                    source: PendingFailure::Migrate(e),
+                    ..
+                }) => return Err(e.into()),
+                Err(e) => return Err(CliError::Pending(Box::new(e))),
+            };
             stdout(out, if pending { "yes" } else { "no" }.to_owned())?;
             if pending && exit_code {
                 return Ok(1);
