@@ -69,8 +69,8 @@ pub async fn test_db() -> Result<notify_db_testdb::TestDb, notify_db_testdb::Err
     })?;
     let fingerprint = set.fingerprint();
     notify_db_testdb::TestDb::migrated(&fingerprint, move |uri| async move {
-        let pg: tokio_postgres::Config = uri.parse()?;
-        Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+        let uri = notify_db_config::DatabaseUri::parse(&uri, "the template database")?;
+        Migrator::new(set, &uri)?.upgrade(&Target::Head).await?;
         Ok(())
     })
     .await

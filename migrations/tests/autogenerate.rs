@@ -22,19 +22,24 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
     let first: u32 = base.next_number().parse().expect("a number");
     let mut migrations = all();
     migrations.extend(plan.migrations(first, "autogen_case"));
-    let migrator = Migrator::new(MigrationSet::new(migrations).expect("the extended set is valid"));
-    let pg: tokio_postgres::Config = head.primary_uri().parse().expect("head URI");
+    let head_uri = notify_db_config::DatabaseUri::parse(&head.primary_uri(), "the head database")
+        .expect("head URI");
+    let migrator = Migrator::new(
+        MigrationSet::new(migrations).expect("the extended set is valid"),
+        &head_uri,
+    )
+    .expect("migrator");
     let client = head.connect().await.expect("connect to the head database");
     let at_head = schema::capture(&client).await.expect("capture head");
     for step in &plan.steps {
         let before = schema::capture(&client).await.expect("capture");
         let up: Target = "+1".parse().expect("target");
         migrator
-            .upgrade(&pg, &up)
+            .upgrade(&up)
             .await
             .unwrap_or_else(|e| panic!("upgrade failed: {e}\n{}", step.up.join(";\n")));
         migrator
-            .downgrade(&pg, &"-1".parse().expect("target"))
+            .downgrade(&"-1".parse().expect("target"))
             .await
             .unwrap_or_else(|e| panic!("downgrade failed: {e}\n{}", step.down.join(";\n")));
         let again = schema::capture(&client).await.expect("capture");
@@ -45,7 +50,7 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
             step.up.join(";\n"),
             step.down.join(";\n")
         );
-        migrator.upgrade(&pg, &up).await.expect("upgrade again");
+        migrator.upgrade(&up).await.expect("upgrade again");
     }
     let dev_client = dev
         .connect()
@@ -62,7 +67,7 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
         plan.steps
     );
     migrator
-        .downgrade(&pg, &Target::Revision(old_head))
+        .downgrade(&Target::Revision(old_head))
         .await
         .expect("downgrade to the old head");
     let back = schema::capture(&client)

@@ -151,7 +151,7 @@ async fn autogenerate_err(server: &TestDb, dir: &Path, args: &[&str]) -> String 
 #[tokio::test]
 async fn from_sql_applies_the_file_to_a_scratch_database_and_writes_sql_files() {
     // The schema file: everything the set runs at head (its --sql output), plus a table.
-    let head_sql = Migrator::new(set().expect("set"))
+    let head_sql = Migrator::offline(set().expect("set"))
         .render_sql(None, &Target::Head, Direction::Up)
         .expect("render the set");
     let dir = scratch_dir("sql");

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use notify_db_config::Settings;
+use notify_db_config::{DatabaseUri, Settings};
 use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
 use notify_db_migrate::{Direction, Migrator, Options, Target};
 use notify_db_testdb::TestDb;
@@ -16,9 +16,18 @@ async fn db() -> TestDb {
     }
 }
 
-fn migrator() -> Migrator {
+/// The starter set against `db` (`None`: offline, for rendering SQL).
+fn migrator(db: Option<&TestDb>) -> Migrator {
     let set = notify_db_migrations::set().expect("valid set");
-    Migrator::new(set).with_options(Options {
+    let m = match db {
+        Some(db) => Migrator::new(
+            set,
+            &DatabaseUri::parse(&db.primary_uri(), "the test database").expect("test database URI"),
+        )
+        .expect("migrator"),
+        None => Migrator::offline(set),
+    };
+    m.with_options(Options {
         retry_delay: std::time::Duration::from_secs(1),
         ..Options::default()
     })
@@ -61,10 +70,9 @@ async fn cli_run(db: &TestDb, args: &[&str]) -> (i32, String) {
 #[tokio::test]
 async fn empty_to_head_to_base_to_head_with_current_and_history() {
     let db = db().await;
-    let pg = db.primary().pg_config(db.name());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    let m = migrator().on_progress(move |a| log.lock().expect("lock").push(a.id.clone()));
+    let m = migrator(Some(&db)).on_progress(move |a| log.lock().expect("lock").push(a.id.clone()));
     let head = m.set().head().expect("head").to_owned();
     let ids: Vec<String> = m
         .set()
@@ -74,7 +82,7 @@ async fn empty_to_head_to_base_to_head_with_current_and_history() {
         .collect();
 
     assert_eq!(cli_run(&db, &["current"]).await, (0, "base\n".to_owned()));
-    let report = m.upgrade(&pg, &Target::Head).await.expect("upgrade");
+    let report = m.upgrade(&Target::Head).await.expect("upgrade");
     assert_eq!(report.from, None);
     assert_eq!(report.to.as_deref(), Some(head.as_str()));
     assert_eq!(
@@ -144,14 +152,11 @@ async fn empty_to_head_to_base_to_head_with_current_and_history() {
         assert_eq!(r.get::<_, String>(0), m2.id());
         assert_eq!(r.get::<_, String>(1), m2.checksum());
         assert!(r.get::<_, f64>(2) >= 0.0);
-        assert_eq!(
-            r.get::<_, String>(3),
-            pg.get_application_name().unwrap_or("notify-db-migrate")
-        );
+        assert_eq!(r.get::<_, String>(3), "notify-db-migrate");
         assert!(!r.get::<_, String>(4).is_empty());
     }
 
-    let down = m.downgrade(&pg, &Target::Base).await.expect("downgrade");
+    let down = m.downgrade(&Target::Base).await.expect("downgrade");
     assert_eq!(down.to, None);
     assert_eq!(down.applied.len(), ids.len());
     assert!(down.applied.iter().all(|a| a.direction == Direction::Down));
@@ -181,16 +186,15 @@ async fn empty_to_head_to_base_to_head_with_current_and_history() {
     );
     assert_eq!(tables(&c).await, after_up);
     // A second upgrade is a no-op.
-    let again = m.upgrade(&pg, &Target::Head).await.expect("no-op");
+    let again = m.upgrade(&Target::Head).await.expect("no-op");
     assert!(again.applied.is_empty());
 }
 
 #[tokio::test]
 async fn the_batched_backfill_fills_existing_rows_and_validates_the_check() {
     let db = db().await;
-    let pg = db.primary().pg_config(db.name());
-    let m = migrator();
-    m.upgrade(&pg, &Target::Revision("0009".into()))
+    let m = migrator(Some(&db));
+    m.upgrade(&Target::Revision("0009".into()))
         .await
         .expect("upgrade to 0009");
     let c = db.connect().await.expect("connect");
@@ -199,7 +203,7 @@ async fn the_batched_backfill_fills_existing_rows_and_validates_the_check() {
     )
     .await
     .expect("users");
-    m.upgrade(&pg, &Target::Head).await.expect("backfill");
+    m.upgrade(&Target::Head).await.expect("backfill");
     let row = c
         .query_one(
             "SELECT count(*) FILTER (WHERE email_address_lower = lower(email_address)), \
@@ -218,7 +222,7 @@ async fn the_batched_backfill_fills_existing_rows_and_validates_the_check() {
 #[tokio::test]
 async fn an_alembic_database_at_0003_is_adopted_and_upgraded_from_0004() {
     let db = db().await;
-    let m = migrator();
+    let m = migrator(Some(&db));
     let c = db.connect().await.expect("connect");
     // What Alembic leaves: its version table and the schema of 0001..0003, no journal.
     for mig in &m.set().migrations()[..3] {
@@ -250,10 +254,7 @@ async fn an_alembic_database_at_0003_is_adopted_and_upgraded_from_0004() {
             .is_some_and(|l| l.contains("pending")),
         "{history}"
     );
-    let report = m
-        .upgrade(&db.primary().pg_config(db.name()), &Target::Head)
-        .await
-        .expect("upgrade");
+    let report = m.upgrade(&Target::Head).await.expect("upgrade");
     assert_eq!(report.from.as_deref(), Some("0003_create_api_keys"));
     assert_eq!(
         report.applied.first().map(|a| a.id.as_str()),
@@ -270,7 +271,7 @@ async fn an_alembic_database_at_0003_is_adopted_and_upgraded_from_0004() {
 
 #[tokio::test]
 async fn offline_sql_renders_transaction_boundaries_and_version_updates() {
-    let m = migrator();
+    let m = migrator(None);
     let sql = m
         .render_sql(None, &Target::Head, Direction::Up)
         .expect("render");

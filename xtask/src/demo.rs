@@ -80,9 +80,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
 async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     // 1. Migrate to head, one progress line per migration.
     println!("\n== migrate to head");
-    let migrator = Migrator::new(notify_db_migrations::set()?)
+    let migrator = Migrator::new(notify_db_migrations::set()?, settings.migration_uri()?)?
         .with_options(Options::from_settings(&settings.migrations))
-        .with_tls(settings.migration_uri()?.tls()?)
         .on_progress(|a| {
             println!(
                 "  {:<40} {:>8.1} ms",
@@ -90,8 +89,7 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
                 a.duration.as_secs_f64() * 1000.0
             )
         });
-    let pg = settings.migration_uri()?.to_pg_config();
-    let report = migrator.upgrade(&pg, &Target::Head).await?;
+    let report = migrator.upgrade(&Target::Head).await?;
     if report.applied.is_empty() {
         println!("  already at head");
     }
@@ -159,10 +157,7 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     println!("\n== current");
     println!(
         "  {}",
-        migrator
-            .current(&pg)
-            .await?
-            .unwrap_or_else(|| "base".into())
+        migrator.current().await?.unwrap_or_else(|| "base".into())
     );
     println!("\n== replica lag");
     {

@@ -563,8 +563,8 @@ async fn check_migrations(settings: &Settings, r: &mut Report, primary_ok: bool)
     let head = set.head().unwrap_or("base").to_owned();
     let total = set.migrations().len();
     r.ok("migration timeouts", migration_timeouts(settings, &set));
-    let tls = match settings.primary.tls() {
-        Ok(tls) => tls,
+    let migrator = match Migrator::new(set, &settings.primary) {
+        Ok(migrator) => migrator,
         Err(e) => {
             r.fail(
                 check,
@@ -574,8 +574,7 @@ async fn check_migrations(settings: &Settings, r: &mut Report, primary_ok: bool)
             return;
         }
     };
-    let migrator = Migrator::new(set).with_tls(tls);
-    match migrator.status(&settings.primary.to_pg_config()).await {
+    match migrator.status().await {
         Ok(status) => {
             let current = status.current.clone().unwrap_or_else(|| "base (not migrated)".to_owned());
             let pending = status.pending();

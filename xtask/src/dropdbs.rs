@@ -4,6 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
+use notify_db_connect::ConnectUri;
 use notify_db_testdb::{is_test_db_name, quote_ident};
 
 use crate::util;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use notify_db_config::{DatabaseUri, Settings};
+use notify_db_migrate::pending::migrations_pending;
 use notify_db_migrate::{MigrationSet, Migrator};
 
 use crate::util;
@@ -65,21 +66,7 @@ fn pending(args: &PendingArgs) -> Result<bool> {
                 .primary
         }
     };
-    let pg = uri.to_pg_config();
-    let migrator = Migrator::new(set).with_tls(uri.tls()?);
-    let target = uri
-        .hosts()
-        .iter()
-        .map(|h| format!("{}:{}", h.host, h.port))
-        .collect::<Vec<_>>()
-        .join(",")
-        + "/"
-        + uri.dbname();
+    let migrator = Migrator::new(set, &uri)?;
     let limit = std::time::Duration::from_secs(args.timeout.max(1));
-    let status = util::runtime()?
-        .block_on(async { tokio::time::timeout(limit, migrator.status(&pg)).await })
-        .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))
-        .and_then(|r| r.map_err(anyhow::Error::from))
-        .with_context(|| format!("checking the migration state of {target}"))?;
-    Ok(!status.pending().is_empty())
+    Ok(util::runtime()?.block_on(migrations_pending(&migrator, Some(limit)))?)
 }

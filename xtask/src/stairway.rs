@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use notify_db_config::{DatabaseUri, Tls};
+use notify_db_config::DatabaseUri;
+use notify_db_connect::{ConnectUri, Tls};
 use notify_db_migrate::{MigrationSet, Migrator, Options, Target};
 use notify_db_testdb::TestDb;
 use notify_db_testdb::schema::{self, Change, Schema};
@@ -73,20 +74,18 @@ pub fn run(args: StairwayArgs) -> Result<()> {
     };
     util::runtime()?.block_on(async {
         // Keep the throwaway database alive until the end; it is dropped afterwards.
-        let (pg, tls, _db) = match &database_url {
-            Some(u) => {
-                // The URI's sslmode, as the service and the migration CLI connect.
-                let uri = DatabaseUri::parse(u, "SQLALCHEMY_DATABASE_URI")?;
-                (uri.to_pg_config(), uri.tls()?, None)
-            }
+        let (uri, _db) = match &database_url {
+            // The URI's sslmode, as the service and the migration CLI connect.
+            Some(u) => (DatabaseUri::parse(u, "SQLALCHEMY_DATABASE_URI")?, None),
             None => {
                 let db = TestDb::create()
                     .await
                     .context("creating a throwaway test database on the harness clusters")?;
-                (db.primary().pg_config(db.name()), Tls::Off, Some(db))
+                let uri = DatabaseUri::parse(&db.primary().uri(db.name()), "the test database")?;
+                (uri, Some(db))
             }
         };
-        let stairs = Stairs::new(set, pg, tls);
+        let stairs = Stairs::new(set, &uri)?;
         stairs.ensure_empty().await?;
         match &args.to {
             Some(rev) => stairs.reference_shape(rev).await,
@@ -141,20 +140,18 @@ fn explain(changes: &[Change]) -> String {
 }
 
 impl Stairs {
-    fn new(set: MigrationSet, pg: tokio_postgres::Config, tls: Tls) -> Stairs {
+    fn new(set: MigrationSet, uri: &DatabaseUri) -> Result<Stairs> {
         let options = Options {
             // A throwaway database: nothing else holds locks; fail fast rather than retry.
             max_attempts: 2,
             retry_delay: Duration::from_millis(200),
             ..Options::default()
         };
-        Stairs {
-            migrator: Migrator::new(set)
-                .with_options(options)
-                .with_tls(tls.clone()),
-            pg,
-            tls,
-        }
+        Ok(Stairs {
+            migrator: Migrator::new(set, uri)?.with_options(options),
+            pg: uri.to_pg_config(),
+            tls: uri.tls()?,
+        })
     }
 
     async fn capture(&self) -> Result<Schema> {
@@ -170,7 +167,7 @@ impl Stairs {
     async fn ensure_empty(&self) -> Result<()> {
         let current = self
             .migrator
-            .current(&self.pg)
+            .current()
             .await
             .context("reading the database's revision")?;
         let schema = self.capture().await?;
@@ -204,7 +201,7 @@ impl Stairs {
 
     async fn up(&self, target: &Target) -> Result<()> {
         self.migrator
-            .upgrade(&self.pg, target)
+            .upgrade(target)
             .await
             .with_context(|| format!("upgrade to {target}"))?;
         Ok(())
@@ -212,7 +209,7 @@ impl Stairs {
 
     async fn down(&self, target: &Target) -> Result<()> {
         self.migrator
-            .downgrade(&self.pg, target)
+            .downgrade(target)
             .await
             .with_context(|| format!("downgrade to {target}"))?;
         Ok(())

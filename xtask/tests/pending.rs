@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use notify_db_config::DatabaseUri;
 use notify_db_migrate::{Migrator, Target};
 use notify_db_testdb::TestDb;
 
@@ -22,8 +23,13 @@ fn check(uri: &str, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn migrator() -> Migrator {
-    Migrator::new(notify_db_migrations::set().expect("the migration set"))
+fn migrator(db: &TestDb) -> Migrator {
+    let uri = DatabaseUri::parse(&db.primary_uri(), "the test database").expect("test URI");
+    Migrator::new(
+        notify_db_migrations::set().expect("the migration set"),
+        &uri,
+    )
+    .expect("migrator")
 }
 
 #[tokio::test]
@@ -36,16 +42,15 @@ async fn yes_while_behind_no_at_head() {
     let (code, out, _) = check(&uri, &["--exit-code"]);
     assert_eq!((code, out.as_str()), (Some(1), "yes\n"));
     // Part way: still behind.
-    let pg = db.primary().pg_config(db.name());
-    migrator()
-        .upgrade(&pg, &Target::Revision("0003".into()))
+    migrator(&db)
+        .upgrade(&Target::Revision("0003".into()))
         .await
         .expect("upgrade to 0003");
     let (code, out, _) = check(&uri, &["--exit-code"]);
     assert_eq!((code, out.as_str()), (Some(1), "yes\n"));
     // At head: no.
-    migrator()
-        .upgrade(&pg, &Target::Head)
+    migrator(&db)
+        .upgrade(&Target::Head)
         .await
         .expect("upgrade to head");
     assert_eq!(check(&uri, &[]).1, "no\n");
@@ -67,9 +72,8 @@ async fn yes_while_behind_no_at_head() {
 #[tokio::test]
 async fn a_database_ahead_of_the_code_is_an_error_not_no() {
     let db = TestDb::create().await.expect("test database");
-    let pg = db.primary().pg_config(db.name());
-    migrator()
-        .upgrade(&pg, &Target::Head)
+    migrator(&db)
+        .upgrade(&Target::Head)
         .await
         .expect("upgrade to head");
     db.connect()

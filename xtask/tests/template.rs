@@ -10,8 +10,8 @@ use notify_db_testdb::schema;
 use notify_db_testdb::{BoxError, TestDb};
 
 async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {
-    let pg: tokio_postgres::Config = uri.parse()?;
-    Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+    let uri = notify_db_config::DatabaseUri::parse(&uri, "the template database")?;
+    Migrator::new(set, &uri)?.upgrade(&Target::Head).await?;
     Ok(())
 }
 

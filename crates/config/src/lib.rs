@@ -10,7 +10,6 @@
 mod error;
 mod file;
 mod redact;
-mod tls;
 mod uri;
 
 use std::fmt;
@@ -18,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
-pub use tls::{Tls, TlsError};
 pub use uri::{DatabaseUri, HostPort, SslMode};
 
 use file::{FileValue, Layer};

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -93,13 +92,6 @@ pub struct DatabaseUri {
 }
 
 impl DatabaseUri {
-    /// The TLS connector for this URI's `sslmode` and `sslrootcert` ([`Tls::Off`] for `disable`).
-    ///
-    /// [`Tls::Off`]: crate::Tls::Off
-    pub fn tls(&self) -> Result<crate::Tls, crate::TlsError> {
-        crate::Tls::for_uri(self)
-    }
-
     /// Parses `uri`; `variable` (e.g. `SQLALCHEMY_DATABASE_URI_BULK`) is named in every error.
     ///
     /// ```
@@ -179,67 +171,6 @@ impl DatabaseUri {
     /// The `sslrootcert` parameter: CA certificates for `verify-ca` / `verify-full`.
     pub fn ssl_root_cert(&self) -> Option<&Path> {
         self.param("sslrootcert").map(Path::new)
-    }
-
-    /// A `tokio_postgres::Config` with every host and port, credentials and honoured parameters.
-    ///
-    /// `verify-ca` and `verify-full` map to `SslMode::Require`: certificate and host-name checks
-    /// are the job of the TLS connector (see [`DatabaseUri::ssl_mode`], [`DatabaseUri::ssl_root_cert`]).
-    pub fn to_pg_config(&self) -> tokio_postgres::Config {
-        use tokio_postgres::config::{LoadBalanceHosts, SslMode as PgSslMode, TargetSessionAttrs};
-
-        let mut config = tokio_postgres::Config::new();
-        for hp in &self.hosts {
-            config.host(hp.host.as_str());
-            config.port(hp.port);
-        }
-        if let Some(user) = &self.user {
-            config.user(user.as_str());
-        }
-        if let Some(password) = &self.password {
-            config.password(password.as_str());
-        }
-        config.dbname(self.dbname.as_str());
-        config.ssl_mode(match self.ssl_mode() {
-            SslMode::Disable => PgSslMode::Disable,
-            SslMode::Prefer => PgSslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => PgSslMode::Require,
-        });
-        if let Some(name) = self.param("application_name") {
-            config.application_name(name);
-        }
-        if let Some(secs) = self
-            .param("connect_timeout")
-            .and_then(|v| v.parse::<u64>().ok())
-            && secs > 0
-        {
-            config.connect_timeout(Duration::from_secs(secs));
-        }
-        match self.param("target_session_attrs") {
-            Some("read-write") => {
-                config.target_session_attrs(TargetSessionAttrs::ReadWrite);
-            }
-            Some("read-only") => {
-                config.target_session_attrs(TargetSessionAttrs::ReadOnly);
-            }
-            _ => {}
-        }
-        if let Some(options) = self.param("options") {
-            config.options(options);
-        }
-        if self.param("load_balance_hosts") == Some("random") {
-            config.load_balance_hosts(LoadBalanceHosts::Random);
-        }
-        if let Some(keepalives) = self.param("keepalives") {
-            config.keepalives(keepalives == "1");
-        }
-        if let Some(secs) = self
-            .param("keepalives_idle")
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            config.keepalives_idle(Duration::from_secs(secs));
-        }
-        config
     }
 
     /// The real URI, password included, for handing to a child process.

@@ -1,10 +1,8 @@
-//! Table-driven tests of `DatabaseUri::parse` and `to_pg_config`.
+//! Table-driven tests of `DatabaseUri::parse` (its driver config: notify-db-connect's tests).
 
 use std::path::Path;
-use std::time::Duration;
 
 use notify_db_config::{ConfigError, DatabaseUri, HostPort, SslMode};
-use tokio_postgres::config::{Host, TargetSessionAttrs};
 
 const VAR: &str = "SQLALCHEMY_DATABASE_URI";
 
@@ -127,18 +125,6 @@ fn query_parameters() {
     assert_eq!(u.param("application_name"), Some("api"));
     assert_eq!(u.param("options"), Some("-c search_path=x"));
     assert_eq!(u.param("nope"), None);
-    let c = u.to_pg_config();
-    assert_eq!(c.get_application_name(), Some("api"));
-    assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
-    assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
-    assert_eq!(c.get_options(), Some("-c search_path=x"));
-    assert_eq!(
-        c.get_load_balance_hosts(),
-        tokio_postgres::config::LoadBalanceHosts::Random
-    );
-    assert!(c.get_keepalives());
-    assert_eq!(c.get_keepalives_idle(), Duration::from_secs(30));
-    assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
     assert_eq!(parse(&u.to_url_string()), u);
 
     let cases = [
@@ -155,31 +141,6 @@ fn query_parameters() {
         );
     }
     assert_eq!(parse("postgresql://h/d").ssl_mode(), SslMode::Prefer);
-}
-
-#[test]
-fn to_pg_config_keeps_all_hosts_and_ports() {
-    let u = parse(
-        "postgresql://reader:secretpw@replica1:5432,replica2:6543,[::1]/notification_api\
-         ?target_session_attrs=read-only",
-    );
-    let c = u.to_pg_config();
-    let hosts: Vec<String> = c
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(s) => s.clone(),
-            #[allow(unreachable_patterns)]
-            other => format!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(hosts, ["replica1", "replica2", "::1"]);
-    assert_eq!(c.get_ports(), [5432, 6543, 5432]);
-    assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadOnly);
-    assert_eq!(c.get_user(), Some("reader"));
-    assert_eq!(c.get_password(), Some(&b"secretpw"[..]));
-    assert_eq!(c.get_dbname(), Some("notification_api"));
-    assert_eq!(c.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
 }
 
 #[test]

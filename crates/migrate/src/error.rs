@@ -138,6 +138,18 @@ pub enum Error {
     /// The migration set is invalid.
     #[error(transparent)]
     Set(#[from] SetError),
+    /// The URI's TLS settings (`sslmode`, `sslrootcert`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] notify_db_connect::TlsError),
+    /// A [`crate::Migrator::offline`] runner was asked to do something that needs a database.
+    #[error(
+        "cannot {operation}: this migration runner was built without a database URI \
+         (Migrator::offline renders SQL only)"
+    )]
+    Offline {
+        /// What it was asked to do.
+        operation: &'static str,
+    },
     /// Connecting failed (the message never contains the password).
     #[error("connecting to {target}: {source}")]
     Connect {

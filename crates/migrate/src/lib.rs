@@ -13,12 +13,13 @@
 //!   so a rerun resumes after the last completed statement.
 //!
 //! ```no_run
-//! # async fn f(pg: tokio_postgres::Config) -> Result<(), notify_db_migrate::Error> {
+//! # async fn f(uri: notify_db_config::DatabaseUri) -> Result<(), notify_db_migrate::Error> {
 //! use notify_db_migrate::{Migration, MigrationSet, Migrator, Target};
 //! let set = MigrationSet::new(vec![
 //!     Migration::new("0001_create_t").up("CREATE TABLE t (id bigint PRIMARY KEY)").down("DROP TABLE t"),
 //! ])?;
-//! Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+//! // Connects as the URI says, TLS per its `sslmode` included.
+//! Migrator::new(set, &uri)?.upgrade(&Target::Head).await?;
 //! # Ok(()) }
 //! ```
 
@@ -30,6 +31,7 @@ mod error;
 mod lock_guard;
 mod migration;
 mod order;
+pub mod pending;
 mod render;
 mod split;
 mod stamp;

@@ -148,18 +148,3 @@ async fn moved(client: &Client, locked_pid: i32, now_pid: i32) -> Error {
         left,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holders_query_matches_alembics_lock_in_pg_locks_halves() {
-        let sql = holders_sql();
-        // 7020097439640675072 = 0x616c656d_62696300
-        assert!(sql.contains("l.classid = 1634493805"), "{sql}");
-        assert!(sql.contains("l.objid = 1651073792"), "{sql}");
-        assert!(sql.contains("l.objsubid = 1"), "{sql}");
-        assert!(sql.contains("datname = current_database()"), "{sql}");
-    }
-}

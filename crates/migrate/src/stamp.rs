@@ -29,15 +29,10 @@ impl Migrator {
     /// revision of the set (or a unique prefix of one), or, with `force`, any revision id (one
     /// the set does not know, e.g. to hand the database back to Alembic). Relative targets are
     /// refused. Takes the advisory lock and journals the stamp.
-    pub async fn stamp(
-        &self,
-        pg: &tokio_postgres::Config,
-        target: &Target,
-        force: bool,
-    ) -> Result<StampReport, Error> {
+    pub async fn stamp(&self, target: &Target, force: bool) -> Result<StampReport, Error> {
         let to = self.stamp_target(target, force)?;
         let started = Instant::now();
-        let session = self.lock(pg).await?;
+        let session = self.lock("stamp").await?;
         let result = self.stamp_locked(&session, to, started).await;
         unlock(session, result).await
     }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, Connection};
 
-use notify_db_config::Tls;
+use notify_db_connect::Tls;
 
 use crate::error::{Error, SetError};
 use crate::migration::Migration;

@@ -3,6 +3,10 @@
 use notify_db_config::DatabaseUri;
 use notify_db_migrate::{Migration, MigrationSet, Migrator, Target};
 use notify_db_testdb::{Cluster, TestCa};
+
+/// Every run in these tests ends well within this (a TLS handshake and one migration).
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn set() -> MigrationSet {
     MigrationSet::new(vec![
         Migration::new("0001_record_tls")
@@ -33,10 +37,10 @@ async fn migrations_run_over_verified_tls_and_never_fall_back_to_plain() {
         ca_path.display()
     );
     let uri = DatabaseUri::parse(&uri, "SQLALCHEMY_DATABASE_URI").expect("uri");
-    let migrator = Migrator::new(set()).with_tls(uri.tls().expect("TLS connector"));
-    migrator
-        .upgrade(&uri.to_pg_config(), &Target::Head)
+    let migrator = Migrator::new(set(), &uri).expect("migrator with the URI's TLS");
+    tokio::time::timeout(LIMIT, migrator.upgrade(&Target::Head))
         .await
+        .expect("time limit")
         .expect("upgrade over TLS");
     let c = ep.connect("postgres").await.expect("connect");
     let ssl: bool = c
@@ -46,12 +50,29 @@ async fn migrations_run_over_verified_tls_and_never_fall_back_to_plain() {
         .get(0);
     assert!(ssl, "the migration's session was not encrypted");
 
-    // sslmode=require without a connector is an error, never a silent plain connection.
-    let plain = Migrator::new(set());
-    let err = plain
-        .downgrade(&uri.to_pg_config(), &Target::Base)
-        .await
-        .expect_err("no TLS connector");
+    // The same URI with a CA that did not sign the server's certificate is refused.
+    let other_ca = TestCa::new().expect("another test CA");
+    let wrong_path = dir.join("wrong-ca.crt");
+    std::fs::write(&wrong_path, other_ca.pem()).expect("write the wrong CA");
+    let wrong = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        ep.uri("postgres"),
+        wrong_path.display()
+    );
+    let wrong = DatabaseUri::parse(&wrong, "SQLALCHEMY_DATABASE_URI").expect("uri");
+    let err = tokio::time::timeout(
+        LIMIT,
+        Migrator::new(set(), &wrong)
+            .expect("migrator")
+            .downgrade(&Target::Base),
+    )
+    .await
+    .expect("time limit")
+    .expect_err("a server certificate from another CA");
+    assert!(
+        matches!(err, notify_db_migrate::Error::Connect { .. }),
+        "expected a connect error, got {err}"
+    );
     assert!(
         !err.to_string().contains(&ep.password),
         "password in error: {err}"

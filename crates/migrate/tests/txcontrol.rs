@@ -157,11 +157,12 @@ async fn a_transaction_state_warning_fails_a_transactional_migration_that_slippe
     // what is left, and it must still stop the run with the right error.
     let db = db().await;
     let c = db.connect().await.expect("connect");
-    let pg = db.primary().pg_config(db.name());
+    let uri = notify_db_config::DatabaseUri::parse(&db.primary_uri(), "the test database")
+        .expect("test database URI");
     let first = Migration::new("0001_a").up("CREATE TABLE a (id bigint)");
     let ok = MigrationSet::new(vec![first.clone()]).expect("set");
-    let migrator = Migrator::new(ok);
-    tokio::time::timeout(RUN_LIMIT, migrator.upgrade(&pg, &Target::Head))
+    let migrator = Migrator::new(ok, &uri).expect("migrator");
+    tokio::time::timeout(RUN_LIMIT, migrator.upgrade(&Target::Head))
         .await
         .expect("time limit")
         .expect("0001 applies");
@@ -172,8 +173,8 @@ async fn a_transaction_state_warning_fails_a_transactional_migration_that_slippe
         ),
     ])
     .expect("set without the check");
-    let migrator = Migrator::new(bad);
-    let err = tokio::time::timeout(RUN_LIMIT, migrator.upgrade(&pg, &Target::Head))
+    let migrator = Migrator::new(bad, &uri).expect("migrator");
+    let err = tokio::time::timeout(RUN_LIMIT, migrator.upgrade(&Target::Head))
         .await
         .expect("time limit")
         .expect_err("the migration ended the runner's transaction");

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify_db_config::{DatabaseUri, HostPort, MIN_SERVER_VERSION_NUM, Settings};
+use notify_db_config::{DatabaseUri, HostPort, Settings};
+use notify_db_connect::{ConnectFailure, check_server_version, classify, error_text};
 use tokio::task::JoinHandle;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::error::PoolError;
 use crate::lag::{LagRouting, Route};
 use crate::limit::{LimitBackoff, limit_of};
-use crate::observer::{Bind, ConnInfo, ConnectFailure, PoolObserver};
+use crate::observer::{Bind, ConnInfo, PoolObserver};
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tls::Tls;
@@ -355,13 +355,13 @@ impl Connector {
             version,
             backend_pid,
         } = facts;
-        if version_num < MIN_SERVER_VERSION_NUM {
+        if let Err(too_old) = check_server_version(version_num, &version) {
             return Err((
                 ConnectFailure::TooOld,
                 PoolError::ServerTooOld {
                     host: hp.host.clone(),
                     port: hp.port,
-                    version,
+                    version: too_old.version,
                 },
             ));
         }
@@ -416,53 +416,6 @@ where
     if let Err(e) = conn.await {
         tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
     }
-}
-
-/// The kind of a connect failure, for observers.
-fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        return if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            ConnectFailure::Auth
-        } else {
-            ConnectFailure::Other
-        };
-    }
-    let text = e.to_string();
-    if text.starts_with("error performing TLS handshake") {
-        ConnectFailure::Tls
-    } else if text.starts_with("timeout waiting for server") {
-        ConnectFailure::Timeout
-    } else if text.starts_with("error connecting to server")
-        || text.starts_with("error communicating with the server")
-        || text.starts_with("connection closed")
-    {
-        ConnectFailure::Refused
-    } else if text.starts_with("authentication error") {
-        ConnectFailure::Auth
-    } else {
-        ConnectFailure::Other
-    }
-}
-
-/// The error with its source chain (tokio-postgres hides the cause in `source()`).
-fn error_text(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Opens one set-up connection outside any pool (hosts tried in order, TLS per `sslmode`,

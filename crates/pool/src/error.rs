@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::observer::{Bind, ConnectFailure};
+use notify_db_connect::ConnectFailure;
+
+use crate::observer::Bind;
 
 /// Everything that can go wrong getting a connection from a pool or opening one.
 #[derive(Debug, Clone, thiserror::Error)]

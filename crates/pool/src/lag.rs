@@ -11,19 +11,11 @@ use notify_db_config::{HostPort, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
+use notify_db_connect::REPLICA_LAG_SQL;
+
 use crate::connect::Connector;
 use crate::error::PoolError;
 use crate::observer::{Bind, PoolObserver};
-
-/// The replay lag of one server in seconds, in one unnamed statement: 0 on a primary, 0 on a
-/// replica that has replayed all it received (caught up, even when idle for hours), else the
-/// age of the last replayed transaction (`now() - pg_last_xact_replay_timestamp()`), or the
-/// time since the server started when it has replayed no transaction since.
-pub const REPLICA_LAG_SQL: &str = "SELECT CASE \
-    WHEN NOT pg_is_in_recovery() THEN 0 \
-    WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-    ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - COALESCE(pg_last_xact_replay_timestamp(), pg_postmaster_start_time()))) \
-    END::float8";
 
 /// Where a connection was opened: a configured bulk host (by index) or the fallback primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

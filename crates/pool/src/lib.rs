@@ -20,6 +20,6 @@ mod tls;
 
 pub use connect::connect_one;
 pub use error::PoolError;
-pub use lag::REPLICA_LAG_SQL;
-pub use observer::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+pub use notify_db_connect::{ConnectFailure, REPLICA_LAG_SQL};
+pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

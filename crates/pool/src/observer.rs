@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use notify_db_connect::ConnectFailure;
+
 /// Which pool a connection belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bind {
@@ -48,44 +50,6 @@ pub struct ConnInfo {
     pub in_recovery: bool,
     /// The server process id serving this connection.
     pub backend_pid: i32,
-}
-
-/// Why opening a connection failed, for error counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectFailure {
-    /// Refused, unreachable, or reset before the server answered.
-    Refused,
-    /// The connect timeout (TCP, TLS, auth and session setup together) ran out.
-    Timeout,
-    /// The server rejected the login (password, pg_hba).
-    Auth,
-    /// A connection limit refused us: the server's `max_connections` (SQLSTATE 53300), a
-    /// role's or database's CONNECTION LIMIT, or a pooler's `max_client_conn`.
-    Limit,
-    /// TLS negotiation or certificate check failed.
-    Tls,
-    /// The server is older than PostgreSQL 15.
-    TooOld,
-    /// Session setup failed, or the server has the wrong role for this bind.
-    Setup,
-    /// Anything else.
-    Other,
-}
-
-impl ConnectFailure {
-    /// The label value, e.g. `refused`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectFailure::Refused => "refused",
-            ConnectFailure::Timeout => "timeout",
-            ConnectFailure::Auth => "auth",
-            ConnectFailure::Limit => "limit",
-            ConnectFailure::Tls => "tls",
-            ConnectFailure::TooOld => "too_old",
-            ConnectFailure::Setup => "setup",
-            ConnectFailure::Other => "other",
-        }
-    }
 }
 
 /// Per-checkout state an observer wants back when the connection is returned.

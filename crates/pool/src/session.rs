@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
+use notify_db_connect::ConnectUri;
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::observer::Bind;

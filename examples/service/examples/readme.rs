@@ -9,13 +9,11 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?; // SQLALCHEMY_DATABASE_URI, ..._BULK, DATABASE_*_MS...
-    let migrator = Migrator::new(notify_db_migrations::set()?); // migrate on start (optional)
+    let uri = settings.migration_uri()?; // not through a transaction pooler; TLS per its sslmode
+    let migrator = Migrator::new(notify_db_migrations::set()?, uri)?; // migrate on start (optional)
     let options = Options::from_settings(&settings.migrations);
-    let pg = settings.migration_uri()?.to_pg_config(); // not through a transaction pooler
-    let migrator = migrator
-        .with_options(options)
-        .with_tls(settings.migration_uri()?.tls()?); // sslmode
-    migrator.upgrade(&pg, &Target::Head).await?;
+    let migrator = migrator.with_options(options);
+    migrator.upgrade(&Target::Head).await?;
     let metrics = Arc::new(notify_db_metrics::install(None)?); // render() it on GET /metrics
     let db = Databases::builder(&settings)
         .observer(metrics.observer())

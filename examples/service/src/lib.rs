@@ -27,12 +27,9 @@ pub struct AppState {
 /// Migrates the primary to head (what `MIGRATE_ON_START=1` does before serving).
 pub async fn migrate_on_start(settings: &Settings) -> anyhow::Result<()> {
     let set = notify_db_migrations::set()?;
-    let migrator = Migrator::new(set)
-        .with_options(Options::from_settings(&settings.migrations))
-        .with_tls(settings.migration_uri()?.tls()?);
-    migrator
-        .upgrade(&settings.migration_uri()?.to_pg_config(), &Target::Head)
-        .await?;
+    let migrator = Migrator::new(set, settings.migration_uri()?)?
+        .with_options(Options::from_settings(&settings.migrations));
+    migrator.upgrade(&Target::Head).await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use notify_db_config::{DatabaseUri, Settings};
+use notify_db_connect::ConnectUri;
 use notify_db_migrate::{Migration, MigrationSet};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};

@@ -48,11 +48,16 @@ struct Reference {
     prefix: BTreeMap<(String, usize), BTreeMap<String, String>>,
 }
 
+/// The URI of test database `db` (the migration engine connects from a URI).
+fn test_uri(db: &TestDb) -> notify_db_config::DatabaseUri {
+    notify_db_config::DatabaseUri::parse(&db.primary_uri(), "the test database")
+        .expect("test database URI")
+}
+
 async fn reference(set: &MigrationSet) -> Reference {
     let db = TestDb::create().await.expect("reference database");
     let client = db.connect().await.expect("connect reference");
-    let pg = db.primary().pg_config(db.name());
-    let migrator = Migrator::new(set.clone());
+    let migrator = Migrator::new(set.clone(), &test_uri(&db)).expect("migrator");
     let mut at = BTreeMap::new();
     let mut prefix = BTreeMap::new();
     at.insert(None, shape(&client).await.0);
@@ -67,7 +72,7 @@ async fn reference(set: &MigrationSet) -> Reference {
             }
         }
         migrator
-            .upgrade(&pg, &Target::Revision(m.id().to_owned()))
+            .upgrade(&Target::Revision(m.id().to_owned()))
             .await
             .expect("reference upgrade");
         at.insert(Some(m.id().to_owned()), shape(&client).await.0);
@@ -242,9 +247,9 @@ async fn check_killed(
     run: &str,
 ) -> (String, bool, usize) {
     wait_for_backends(client, db.name()).await;
-    let pg = db.primary().pg_config(db.name());
-    let current = Migrator::new(set.clone())
-        .current(&pg)
+    let current = Migrator::new(set.clone(), &test_uri(db))
+        .expect("migrator")
+        .current()
         .await
         .expect("current revision after the kill");
     let (got, invalid) = shape(client).await;
@@ -307,8 +312,9 @@ async fn check_rerun(
         "run {run}: after the rerun the schema differs from head:\n{}",
         diff(head_shape, &after)
     );
-    let now = Migrator::new(set.clone())
-        .current(&db.primary().pg_config(db.name()))
+    let now = Migrator::new(set.clone(), &test_uri(db))
+        .expect("migrator")
+        .current()
         .await
         .expect("current");
     assert_eq!(

@@ -33,15 +33,18 @@ async fn run(lock_timeout: Duration) -> (Duration, Duration) {
     let db = TestDb::create()
         .await
         .expect("test database on the shared cluster");
-    let pg = db.primary().pg_config(db.name());
-    let migrator = Migrator::new(set()).with_options(Options {
-        lock_timeout,
-        max_attempts: 100,
-        retry_delay: Duration::from_millis(200),
-        ..Options::default()
-    });
+    let uri = notify_db_config::DatabaseUri::parse(&db.primary_uri(), "the test database")
+        .expect("test database URI");
+    let migrator = Migrator::new(set(), &uri)
+        .expect("migrator")
+        .with_options(Options {
+            lock_timeout,
+            max_attempts: 100,
+            retry_delay: Duration::from_millis(200),
+            ..Options::default()
+        });
     migrator
-        .upgrade(&pg, &Target::Revision("0010".into()))
+        .upgrade(&Target::Revision("0010".into()))
         .await
         .expect("starter set up to 0010");
 
@@ -86,7 +89,7 @@ async fn run(lock_timeout: Duration) -> (Duration, Duration) {
 
     let t0 = Instant::now();
     let report = migrator
-        .upgrade(&pg, &Target::Head)
+        .upgrade(&Target::Head)
         .await
         .expect("the migration succeeds after the blocker finishes");
     let migration_took = t0.elapsed();

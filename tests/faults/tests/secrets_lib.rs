@@ -89,9 +89,9 @@ async fn password_in_no_error_log_or_metric() {
     drop(conn);
     // Migrations with the right password (the starter set).
     let set = notify_db_migrations::set().expect("starter set");
-    let pg = settings.primary.to_pg_config();
-    let report = Migrator::new(set.clone())
-        .upgrade(&pg, &Target::Revision("0002".into()))
+    let report = Migrator::new(set.clone(), &settings.primary)
+        .expect("migrator")
+        .upgrade(&Target::Revision("0002".into()))
         .await
         .expect("migrate with the right password");
     seen.push(format!("{report:?}"));
@@ -120,8 +120,9 @@ async fn password_in_no_error_log_or_metric() {
         .await
         .expect_err("wrong password must fail");
     seen.push(format!("{err} {err:?}"));
-    let err = Migrator::new(set)
-        .current(&bad.primary.to_pg_config())
+    let err = Migrator::new(set, &bad.primary)
+        .expect("migrator")
+        .current()
         .await
         .expect_err("migrate with a wrong password must fail");
     seen.push(format!("{err} {err:?}"));

@@ -59,8 +59,8 @@ fn generated(n: usize, tables: usize) -> Result<MigrationSet> {
 }
 
 async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {
-    let pg: tokio_postgres::Config = uri.parse()?;
-    Migrator::new(set).upgrade(&pg, &Target::Head).await?;
+    let uri = notify_db_config::DatabaseUri::parse(&uri, "the benchmark database")?;
+    Migrator::new(set, &uri)?.upgrade(&Target::Head).await?;
     Ok(())
 }
 

@@ -215,7 +215,7 @@ pub(crate) fn changed_since(
 
 /// Lints the set (or the migrations in `only`).
 fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>> {
-    let migrator = Migrator::new(source.set.clone());
+    let migrator = Migrator::offline(source.set.clone());
     let migrations = source.set.migrations();
     let mut findings = Vec::new();
     for (i, m) in migrations.iter().enumerate() {

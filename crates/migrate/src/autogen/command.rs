@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use notify_db_config::DatabaseUri;
+use notify_db_connect::ConnectUri;
 use tokio_postgres::Client;
 
 use super::{AutogenError, Plan, catalog, plan, render_files};
@@ -97,9 +98,8 @@ async fn compare_in(
     desired: &Desired,
 ) -> Result<Plan, CliError> {
     let head_uri = scratch.create("head").await?;
-    Migrator::new(project.set.clone())
-        .with_tls(head_uri.tls()?)
-        .upgrade(&head_uri.to_pg_config(), &Target::Head)
+    Migrator::new(project.set.clone(), &head_uri)?
+        .upgrade(&Target::Head)
         .await?;
     let head = catalog::read(&connect(&head_uri).await?, "the scratch database at head").await?;
     let want = match desired {

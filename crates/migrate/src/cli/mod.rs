@@ -163,7 +163,10 @@ pub enum CliError {
     Refused(String),
     /// The TLS connector for the URI's `sslmode` could not be built.
     #[error(transparent)]
-    Tls(#[from] notify_db_config::TlsError),
+    Tls(#[from] notify_db_connect::TlsError),
+    /// The pending check had no answer.
+    #[error(transparent)]
+    Pending(Box<crate::pending::PendingError>),
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
@@ -262,8 +265,6 @@ pub async fn run(
         options.advisory_lock_wait = Some(v);
     }
     options.allow_changed_checksums = cli.allow_changed_checksums;
-    let migrator = Migrator::new(project.set.clone()).with_options(options);
-
     if cli.sql {
         let (direction, target) = match &command {
             Command::Upgrade { target } => (Direction::Up, target.as_deref().unwrap_or("head")),
@@ -280,6 +281,7 @@ pub async fn run(
             (None, Direction::Up) => None,
             (None, Direction::Down) => project.set.head().map(str::to_owned),
         };
+        let migrator = Migrator::offline(project.set.clone()).with_options(options);
         let sql = migrator.render_sql(from.as_deref(), &target.parse()?, direction)?;
         out.write_all(sql.as_bytes())
             .map_err(io(Path::new("<output>")))?;
@@ -291,23 +293,22 @@ pub async fn run(
         // DATABASE_MIGRATION_URI, else the primary unless that goes through a transaction pooler.
         None => settings?.migration_uri()?.clone(),
     };
-    let pg = uri.to_pg_config();
-    let migrator = migrator.with_tls(uri.tls()?);
+    let migrator = Migrator::new(project.set.clone(), &uri)?.with_options(options);
     match command {
         Command::Upgrade { target } => {
             let target: Target = target.as_deref().unwrap_or("head").parse()?;
-            let report = migrator.upgrade(&pg, &target).await?;
+            let report = migrator.upgrade(&target).await?;
             summary(out, &report, "upgrade")?;
             write_head_if_local(project, uri.dbname())?;
         }
         Command::Downgrade { target } => {
             let target: Target = target.as_deref().unwrap_or("-1").parse()?;
-            let report = migrator.downgrade(&pg, &target).await?;
+            let report = migrator.downgrade(&target).await?;
             summary(out, &report, "downgrade")?;
             write_head_if_local(project, uri.dbname())?;
         }
         Command::Current => {
-            let current = migrator.current(&pg).await?;
+            let current = migrator.current().await?;
             let line = match current {
                 None => "base".to_owned(),
                 Some(c) if project.set.head() == Some(c.as_str()) => format!("{c} (head)"),
@@ -316,7 +317,7 @@ pub async fn run(
             stdout(out, line)?;
         }
         Command::History => {
-            let status = migrator.status(&pg).await?;
+            let status = migrator.status().await?;
             let width = status.history.iter().map(|h| h.id.len()).max().unwrap_or(0);
             for h in status.history.iter().rev() {
                 let mut line = format!(
@@ -342,7 +343,7 @@ pub async fn run(
             }
         }
         Command::Stamp { revision, force } => {
-            let r = migrator.stamp(&pg, &revision.parse()?, force).await?;
+            let r = migrator.stamp(&revision.parse()?, force).await?;
             stdout(
                 out,
                 format!(
@@ -353,7 +354,16 @@ pub async fn run(
             )?;
         }
         Command::Check { exit_code } => {
-            let pending = !migrator.status(&pg).await?.pending().is_empty();
+            use crate::pending::{PendingError, PendingFailure, migrations_pending};
+            let pending = match migrations_pending(&migrator, None).await {
+                Ok(pending) => pending,
+                // The engine's own error, as every other command reports it.
+                Err(PendingError {
+                    source: PendingFailure::Migrate(e),
+                    ..
+                }) => return Err(e.into()),
+                Err(e) => return Err(CliError::Pending(Box::new(e))),
+            };
             stdout(out, if pending { "yes" } else { "no" }.to_owned())?;
             if pending && exit_code {
                 return Ok(1);

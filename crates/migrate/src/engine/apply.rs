@@ -108,7 +108,7 @@ async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (Ba
             r = &mut fut => return (r, blockers),
             () = tokio::time::sleep(every) => {
                 if s.side.is_none() {
-                    s.side = connect(&s.pg, &s.tls).await.ok().map(|(c, _)| c);
+                    s.side = connect(&s.database).await.ok().map(|(c, _)| c);
                 }
                 if let Some(side) = &s.side {
                     let q = render::queries::blockers_of(s.pid);
@@ -132,11 +132,14 @@ impl Migrator {
     /// Runs under the lock, which is then released explicitly (see [`lock_guard`]).
     pub(super) async fn run(
         &self,
-        pg: &tokio_postgres::Config,
         target: &Target,
         direction: Direction,
     ) -> Result<RunReport, Error> {
-        let mut session = self.lock(pg).await?;
+        let operation = match direction {
+            Direction::Up => "upgrade",
+            Direction::Down => "downgrade",
+        };
+        let mut session = self.lock(operation).await?;
         let result = self.run_locked(&mut session, target, direction).await;
         unlock(session, result).await
     }

@@ -13,8 +13,7 @@ const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct Session {
     pub(crate) client: Client,
     pub(super) pid: i32,
-    pub(super) pg: tokio_postgres::Config,
-    pub(super) tls: Tls,
+    pub(super) database: Arc<Database>,
     /// The server's WARNINGs and NOTICEs on `client`.
     pub(super) notices: Notices,
     pub(super) side: Option<Client>,
@@ -70,26 +69,20 @@ async fn lock_holders(client: &Client) -> String {
     }
 }
 
-/// Connects (with `tls`), names the session `notify-db-migrate` unless the config names it.
-pub(super) async fn connect(
-    pg: &tokio_postgres::Config,
-    tls: &Tls,
-) -> Result<(Client, String), Error> {
-    let (client, _, target) = connect_watched(pg, tls).await?;
+/// Connects (with the URI's TLS), names the session `notify-db-migrate` unless the URI names it.
+pub(super) async fn connect(database: &Database) -> Result<(Client, String), Error> {
+    let (client, _, target) = connect_watched(database).await?;
     Ok((client, target))
 }
 
 /// [`connect`], also returning the server notices the connection receives.
-async fn connect_watched(
-    pg: &tokio_postgres::Config,
-    tls: &Tls,
-) -> Result<(Client, Notices, String), Error> {
-    let mut pg = pg.clone();
+async fn connect_watched(database: &Database) -> Result<(Client, Notices, String), Error> {
+    let mut pg = database.pg.clone();
     if pg.get_application_name().is_none() {
         pg.application_name("notify-db-migrate");
     }
     let target = describe(&pg);
-    let connecting = txcontrol::connect(&pg, tls);
+    let connecting = txcontrol::connect(&pg, &database.tls);
     let (client, notices) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(r) => r.map_err(|source| Error::Connect {
             target: target.clone(),
@@ -108,8 +101,9 @@ async fn connect_watched(
 impl Migrator {
     /// Connects and takes the advisory lock, polling with back-off. Every holder of the
     /// returned session ends it with [`unlock`].
-    pub(crate) async fn lock(&self, pg: &tokio_postgres::Config) -> Result<Session, Error> {
-        let (client, notices, target) = connect_watched(pg, &self.tls).await?;
+    pub(crate) async fn lock(&self, operation: &'static str) -> Result<Session, Error> {
+        let database = self.database(operation)?;
+        let (client, notices, target) = connect_watched(database).await?;
         let q = render::queries::lock_probe();
         let msgs = client
             .simple_query(&q)
@@ -119,10 +113,12 @@ impl Migrator {
             .next()
             .ok_or_else(|| unexpected("taking the advisory lock"))?;
         let num: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
-        if num < MIN_SERVER_VERSION_NUM {
+        if let Err(too_old) =
+            notify_db_connect::check_server_version(num, row.get(1).unwrap_or("?"))
+        {
             return Err(Error::ServerTooOld {
                 target,
-                version: row.get(1).unwrap_or("?").to_owned(),
+                version: too_old.version,
             });
         }
         let pid: i32 = row.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -168,8 +164,7 @@ impl Migrator {
         Ok(Session {
             client,
             pid,
-            pg: pg.clone(),
-            tls: self.tls.clone(),
+            database: Arc::clone(database),
             notices,
             side: None,
             tables,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use notify_db_config::Tls;
-use notify_db_config::{MIN_SERVER_VERSION_NUM, MigrationSettings};
+use notify_db_config::{DatabaseUri, MigrationSettings};
+use notify_db_connect::{ConnectUri, Tls};
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
@@ -143,13 +143,22 @@ impl Status {
 
 type ProgressFn = dyn Fn(&Applied) + Send + Sync;
 
+/// The database a [`Migrator`] runs against: the URI's connection settings and the TLS
+/// connector its `sslmode` asks for, built together so neither goes without the other.
+#[derive(Clone)]
+pub(crate) struct Database {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) tls: Tls,
+}
+
 /// Runs a [`MigrationSet`] against a database.
 #[derive(Clone)]
 pub struct Migrator {
     set: Arc<MigrationSet>,
     options: Options,
     progress: Option<Arc<ProgressFn>>,
-    tls: Tls,
+    /// `None` for [`Migrator::offline`].
+    database: Option<Arc<Database>>,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -157,26 +166,42 @@ impl std::fmt::Debug for Migrator {
         f.debug_struct("Migrator")
             .field("migrations", &self.set.migrations().len())
             .field("options", &self.options)
+            .field("database", &self.database.as_ref().map(|d| describe(&d.pg)))
             .finish()
     }
 }
 
 impl Migrator {
-    /// A runner for `set` with default [`Options`].
-    pub fn new(set: MigrationSet) -> Migrator {
+    /// A runner for `set` against the database `uri` names, with default [`Options`]. It
+    /// connects as the URI says, TLS included (`sslmode`, `sslrootcert`); fails when the URI's
+    /// TLS settings cannot be used (e.g. an unreadable CA file).
+    pub fn new(set: MigrationSet, uri: &DatabaseUri) -> Result<Migrator, Error> {
+        let database = Database {
+            pg: uri.to_pg_config(),
+            tls: uri.tls()?,
+        };
+        Ok(Migrator {
+            set: Arc::new(set),
+            options: Options::default(),
+            progress: None,
+            database: Some(Arc::new(database)),
+        })
+    }
+
+    /// A runner for `set` that never connects: it renders SQL ([`Migrator::render_sql`]);
+    /// every method that needs a database fails with [`Error::Offline`].
+    pub fn offline(set: MigrationSet) -> Migrator {
         Migrator {
             set: Arc::new(set),
             options: Options::default(),
             progress: None,
-            tls: Tls::Off,
+            database: None,
         }
     }
 
-    /// Connects with this TLS connector (from [`notify_db_config::DatabaseUri::tls`], which
-    /// follows the URI's `sslmode`); without it the engine connects without TLS.
-    pub fn with_tls(mut self, tls: Tls) -> Migrator {
-        self.tls = tls;
-        self
+    /// The database this runner connects to, or [`Error::Offline`] naming `operation`.
+    pub(crate) fn database(&self, operation: &'static str) -> Result<&Arc<Database>, Error> {
+        self.database.as_ref().ok_or(Error::Offline { operation })
     }
 
     /// Replaces the options.
@@ -202,32 +227,24 @@ impl Migrator {
     }
 
     /// Upgrades to `target` (normally [`Target::Head`]) under the advisory lock.
-    pub async fn upgrade(
-        &self,
-        pg: &tokio_postgres::Config,
-        target: &Target,
-    ) -> Result<RunReport, Error> {
-        self.run(pg, target, Direction::Up).await
+    pub async fn upgrade(&self, target: &Target) -> Result<RunReport, Error> {
+        self.run(target, Direction::Up).await
     }
 
     /// Downgrades to `target` (a revision, [`Target::Base`] or `Relative(-n)`) under the advisory lock.
-    pub async fn downgrade(
-        &self,
-        pg: &tokio_postgres::Config,
-        target: &Target,
-    ) -> Result<RunReport, Error> {
-        self.run(pg, target, Direction::Down).await
+    pub async fn downgrade(&self, target: &Target) -> Result<RunReport, Error> {
+        self.run(target, Direction::Down).await
     }
 
     /// The revision the database is at (`None`: base). Takes no lock, creates nothing.
-    pub async fn current(&self, pg: &tokio_postgres::Config) -> Result<Option<String>, Error> {
-        Ok(self.status(pg).await?.current)
+    pub async fn current(&self) -> Result<Option<String>, Error> {
+        Ok(self.status().await?.current)
     }
 
     /// The database's state against this set. Takes no lock, creates nothing; fails when the
     /// database is at a revision this set does not know.
-    pub async fn status(&self, pg: &tokio_postgres::Config) -> Result<Status, Error> {
-        let (client, _) = connect(pg, &self.tls).await?;
+    pub async fn status(&self) -> Result<Status, Error> {
+        let (client, _) = connect(self.database("read the migration state")?).await?;
         let msgs = client
             .simple_query(&render::queries::tables_exist())
             .await

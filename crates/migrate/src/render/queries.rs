@@ -137,3 +137,18 @@ pub(crate) fn end_orphan(pid: i32) -> String {
          ELSE pg_terminate_backend({pid}) END"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_query_matches_alembics_lock_in_pg_locks_halves() {
+        let sql = lock_holders();
+        // 7020097439640675072 = 0x616c656d_62696300
+        assert!(sql.contains("l.classid = 1634493805"), "{sql}");
+        assert!(sql.contains("l.objid = 1651073792"), "{sql}");
+        assert!(sql.contains("l.objsubid = 1"), "{sql}");
+        assert!(sql.contains("datname = current_database()"), "{sql}");
+    }
+}

@@ -15,10 +15,10 @@ async fn main() -> ExitCode {
         eprintln!("FAULTS_DATABASE_URI is not set");
         return ExitCode::from(2);
     };
-    let pg = match tokio_postgres::Config::from_str(&uri) {
-        Ok(pg) => pg,
+    let uri = match notify_db_config::DatabaseUri::parse(&uri, "FAULTS_DATABASE_URI") {
+        Ok(uri) => uri,
         Err(e) => {
-            eprintln!("FAULTS_DATABASE_URI is not a valid URI: {e}");
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -44,11 +44,14 @@ async fn main() -> ExitCode {
         },
         None => notify_db_migrate::Target::Head,
     };
-    match Migrator::new(set)
-        .with_options(options)
-        .upgrade(&pg, &target)
-        .await
-    {
+    let migrator = match Migrator::new(set, &uri) {
+        Ok(m) => m.with_options(options),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match migrator.upgrade(&target).await {
         Ok(report) => {
             println!(
                 "ok: {} migration(s) applied, now at {}",

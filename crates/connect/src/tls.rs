@@ -2,13 +2,13 @@
 //! certificate check, like libpq without a root certificate), `verify-ca` (trusted chain, any
 //! host name) and `verify-full` (trusted chain and matching host name or IP address).
 //!
-//! It lives here, beside the URI parser, so that every crate that connects (the pools, the
-//! migration engine, xtask) turns `sslmode`/`sslrootcert` into the same connector.
+//! Every crate that connects (the pools, the migration engine, doctor, xtask) turns
+//! `sslmode`/`sslrootcert` into a connector here, so all of them connect the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{DatabaseUri, SslMode};
+use notify_db_config::{DatabaseUri, SslMode};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -70,7 +70,7 @@ impl Tls {
     }
 
     /// Builds the connector for `uri`'s `sslmode` and `sslrootcert`.
-    pub(crate) fn for_uri(uri: &DatabaseUri) -> Result<Tls, TlsError> {
+    pub fn for_uri(uri: &DatabaseUri) -> Result<Tls, TlsError> {
         let mode = uri.ssl_mode();
         if mode == SslMode::Disable {
             return Ok(Tls::Off);
