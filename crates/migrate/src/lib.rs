@@ -27,11 +27,11 @@
 pub mod autogen;
 mod engine;
 mod error;
+pub mod lexer;
 mod lock_guard;
 mod migration;
 mod order;
 mod render;
-mod split;
 mod stamp;
 mod txcontrol;
 
