@@ -86,7 +86,7 @@ pub enum LintError {
         direction: &'static str,
         /// The engine's error.
         #[source]
-        source: crate::Error,
+        source: Box<crate::Error>,
     },
     /// Squawk refused the PostgreSQL version it is told to lint for.
     #[error("PostgreSQL version for squawk: {0}")]
@@ -221,7 +221,7 @@ pub fn lint(
             .map_err(|e| LintError::Render {
                 id: m.id().to_owned(),
                 direction: dir.as_str(),
-                source: e,
+                source: Box::new(e),
             })?;
             let ctx = Ctx {
                 m,
