@@ -440,6 +440,11 @@ mod tests {
         assert!(refused_in_transaction("DO $$BEGIN COMMIT; END$$").is_some());
         assert!(refused_in_transaction("CREATE INDEX ix ON t (a)").is_none());
         assert!(refused_in_transaction("COMMENT ON TABLE t IS 'concurrently'").is_none());
+        assert!(
+            refused_in_transaction("CREATE INDEX /* a /* nested */ CONCURRENTLY */ ix ON t (a)")
+                .is_none(),
+            "a keyword in a nested comment is no keyword"
+        );
     }
 
     #[test]
@@ -472,6 +477,11 @@ mod tests {
             1
         );
         assert!(hits("DO $x$ BEGIN UPDATE t SET a = 1 WHERE id IN (SELECT 1); END $x$").is_empty());
+        assert_eq!(
+            hits(r"UPDATE t SET a = E'\' WHERE b'").len(),
+            1,
+            "WHERE inside an E'' string is no WHERE"
+        );
     }
 
     #[test]
