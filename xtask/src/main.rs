@@ -58,7 +58,7 @@ enum Cmd {
     /// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
     PitrDrill(pitr::PitrArgs),
     /// Lint the SQL every migration runs (squawk rules for PostgreSQL 15, plus our own).
-    LintMigrations(lint_migrations::LintArgs),
+    LintMigrations(lint_migrations::LintMigrationsArgs),
     /// Stairway test: for each migration, upgrade, downgrade, compare schemas, upgrade again.
     TestMigrationDowngrade(stairway::StairwayArgs),
     /// Print `yes` if the database is behind the migration set's head, `no` otherwise.

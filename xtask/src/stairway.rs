@@ -52,7 +52,7 @@ pub fn run(args: StairwayArgs) -> Result<()> {
     };
     let first = match &args.since {
         Some(r) => {
-            let changed = crate::lint_migrations::changed_since(&dir, r, &set)?;
+            let changed = notify_db_migrate::changed_since(&dir, r, &set)?;
             match set
                 .migrations()
                 .iter()

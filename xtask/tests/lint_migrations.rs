@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .join("crates/migrate/tests/fixtures/lint")
 }
 
 fn lint(args: &[&str]) -> Output {
@@ -148,7 +151,7 @@ fn text_output_is_file_line_rule_message_then_help() {
     }
     assert!(
         stdout.contains(
-            "xtask/tests/fixtures/lint/0004_index_name.up.sql:2: require-concurrent-index-creation: "
+            "crates/migrate/tests/fixtures/lint/0004_index_name.up.sql:2: require-concurrent-index-creation: "
         ),
         "{stdout}"
     );

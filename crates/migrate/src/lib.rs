@@ -26,20 +26,24 @@
 #![deny(missing_docs)]
 
 pub mod autogen;
+mod changed;
 mod engine;
 mod error;
+pub mod lexer;
 mod lock_guard;
 mod migration;
 mod order;
 pub mod pending;
 mod render;
-mod split;
 mod stamp;
 mod txcontrol;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "lint")]
+pub mod lint;
 
+pub use changed::{ChangedError, changed_since};
 pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
 pub use error::{Error, SetError, StatementFailure};
 pub use lock_guard::{LockHolder, lock_holders};
@@ -50,3 +54,12 @@ pub use txcontrol::transaction_control;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.
 pub const JOURNAL_TABLE: &str = render::JOURNAL_TABLE;
+
+/// How a project's migration files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `NNNN_slug.rs` with a `define(m: Migration) -> Migration` function (a build script registers them).
+    Rust,
+    /// `NNNN_slug.up.sql` and `NNNN_slug.down.sql`.
+    Sql,
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, SetError};
-use crate::split::split_statements;
+use crate::lexer::split_statements;
 
 /// Longest revision id `alembic_version.version_num` (varchar(32)) can hold.
 pub const MAX_ID_LEN: usize = 32;

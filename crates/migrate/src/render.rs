@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Options;
+use crate::lexer::{self, Kind};
 use crate::migration::Migration;
 
 pub(crate) mod queries;
@@ -323,12 +324,23 @@ pub(crate) fn prepare_bookkeeping(host: &str) -> String {
     )
 }
 
-/// True when statements may drop the session's prepared statements (`DEALLOCATE`, `DISCARD ALL`): such a
-/// migration, and every later one of the run, uses the plain bookkeeping statements.
+/// True when statements may drop the session's prepared statements (`DEALLOCATE`, `DISCARD`):
+/// such a migration, and every later one of the run, uses the plain bookkeeping statements. The
+/// keywords count anywhere, in function bodies and string literals too (dynamic SQL).
 pub(crate) fn may_deallocate(statements: &[String]) -> bool {
-    statements.iter().any(|s| {
-        let upper = s.to_ascii_uppercase();
-        upper.contains("DEALLOCATE") || upper.contains("DISCARD")
+    statements.iter().any(|s| drops_prepared(s))
+}
+
+/// True when `sql`, or SQL nested in its string literals and dollar-quoted bodies, has the word
+/// `DEALLOCATE` or `DISCARD`.
+fn drops_prepared(sql: &str) -> bool {
+    lexer::code_tokens(sql).any(|t| match t.kind {
+        Kind::Word => t.is_keyword("DEALLOCATE") || t.is_keyword("DISCARD"),
+        Kind::String => drops_prepared(t.text.trim_start_matches(['E', 'e']).trim_matches('\'')),
+        Kind::DollarQuoted => t
+            .dollar_body()
+            .is_some_and(|(_, body)| drops_prepared(body)),
+        _ => false,
     })
 }
 
@@ -428,40 +440,36 @@ pub(crate) fn transactional_batch(
 
 /// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON ...` statement creates.
 pub(crate) fn created_index_name(stmt: &str) -> Option<String> {
-    let words: Vec<&str> = stmt
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .flat_map(str::split_whitespace)
-        .collect();
-    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let mut i = 0;
-    if upper.first().map(String::as_str) != Some("CREATE") {
+    let mut tokens = lexer::code_tokens(stmt).peekable();
+    let mut skip = |keyword: &str| tokens.next_if(|t| t.is_keyword(keyword)).is_some();
+    if !skip("CREATE") {
         return None;
     }
-    i += 1;
-    if upper.get(i).map(String::as_str) == Some("UNIQUE") {
-        i += 1;
-    }
-    if upper.get(i).map(String::as_str) != Some("INDEX") {
+    skip("UNIQUE");
+    if !skip("INDEX") {
         return None;
     }
-    i += 1;
-    if upper.get(i).map(String::as_str) == Some("CONCURRENTLY") {
-        i += 1;
+    skip("CONCURRENTLY");
+    if skip("IF") {
+        skip("NOT");
+        skip("EXISTS");
     }
-    if upper.get(i).map(String::as_str) == Some("IF") {
-        i += 3;
+    // The name, maybe schema-qualified: the last part before ON.
+    let mut name = None;
+    for t in tokens {
+        match t.kind {
+            Kind::Word if t.is_keyword("ON") => break,
+            Kind::Word => name = Some(t.text.to_ascii_lowercase()),
+            Kind::QuotedIdent => {
+                let inner = t.text.strip_prefix('"').unwrap_or(t.text);
+                let inner = inner.strip_suffix('"').unwrap_or(inner);
+                name = Some(inner.replace("\"\"", "\""));
+            }
+            Kind::Punct if t.is_punct('.') => {}
+            _ => return None,
+        }
     }
-    let name = words.get(i)?;
-    if upper.get(i).map(String::as_str) == Some("ON") {
-        return None;
-    }
-    let name = name.rsplit('.').next()?;
-    Some(if name.starts_with('"') {
-        name.trim_matches('"').to_owned()
-    } else {
-        name.to_ascii_lowercase()
-    })
+    name
 }
 
 #[cfg(test)]
@@ -494,7 +502,22 @@ mod tests {
             Some("Ix")
         );
         assert_eq!(created_index_name("CREATE INDEX ON t (x)"), None);
+        assert_eq!(
+            created_index_name("/* CREATE INDEX */ CREATE INDEX \"a\"\"b\" ON t (x)").as_deref(),
+            Some("a\"b")
+        );
         assert_eq!(created_index_name("ALTER TABLE t ADD x int"), None);
+    }
+
+    #[test]
+    fn deallocation_is_found_in_code_bodies_and_dynamic_sql_only() {
+        let may = |s: &str| may_deallocate(&[s.to_owned()]);
+        assert!(may("DEALLOCATE ALL"));
+        assert!(may("discard all"));
+        assert!(may("DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$"));
+        assert!(may("DO $$ BEGIN EXECUTE E'DISCARD\\tPLANS'; END $$"));
+        assert!(!may("ALTER TABLE t ADD COLUMN discarded_at timestamptz"));
+        assert!(!may("-- no DISCARD here\nSELECT 1"));
     }
 
     #[test]

@@ -16,9 +16,9 @@ use tokio_postgres::{AsyncMessage, Client, Connection};
 use notify_db_connect::Tls;
 
 use crate::error::{Error, SetError};
+use crate::lexer::leading_words;
 use crate::migration::Migration;
 use crate::render::Direction;
-use crate::split::leading_words;
 
 /// The transaction-control command `statement` is (`"COMMIT"`, `"START TRANSACTION"`, ...), or
 /// `None`. `SAVEPOINT`, `RELEASE [SAVEPOINT]` and `ROLLBACK [WORK] TO [SAVEPOINT]` are not: they

@@ -113,7 +113,7 @@ async fn compare_in(
             let client = connect(&uri).await?;
             // Statement by statement, so a file may hold CREATE INDEX CONCURRENTLY or a DO
             // block that commits (a migration set's `--sql` output does).
-            for (i, stmt) in crate::split::split_statements(&sql).iter().enumerate() {
+            for (i, stmt) in crate::lexer::split_statements(&sql).iter().enumerate() {
                 client
                     .batch_execute(stmt)
                     .await

@@ -28,14 +28,18 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.source;
-    // Only a downgrade runs down files: other commands skip reading them.
-    let downgrade = matches!(args.cli.command, Some(Command::Downgrade { .. }));
+    // Only a downgrade runs down files (and lint reads them): other commands skip reading them.
+    let command = args.cli.command.clone();
     cli::main(args.cli, move || {
         Ok(Project {
-            set: if downgrade {
-                MigrationSet::from_dir(&source)?
-            } else {
-                MigrationSet::from_dir_without_downs(&source)?
+            set: match command {
+                Some(Command::Downgrade { .. }) => MigrationSet::from_dir(&source)?,
+                // Transaction control is a finding of the linter, not a load error.
+                Some(Command::Lint(_)) => {
+                    MigrationSet::new_for_lint(MigrationSet::read_dir(&source)?)
+                        .map_err(notify_db_migrate::Error::from)?
+                }
+                _ => MigrationSet::from_dir_without_downs(&source)?,
             },
             dir: source,
             kind: FileKind::Sql,

@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
+pub use crate::FileKind;
 use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 
+mod lint;
 mod revision;
 
+pub use lint::LintArgs;
 use revision::{autogenerate, write_head_if_local};
 pub use revision::{check_head, checked_slug, slug, write_revision};
 
@@ -118,21 +121,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-}
-
-/// How the project's migration files are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// `NNNN_slug.rs` with a `define(m: Migration) -> Migration` function (a build script registers them).
-    Rust,
-    /// `NNNN_slug.up.sql` and `NNNN_slug.down.sql`.
-    Sql,
+    /// Lint the migrations' SQL, up and down (squawk's rules and ours; see --help).
+    #[command(after_long_help = crate::lint::HELP)]
+    Lint(LintArgs),
 }
 
 /// A project's migrations: the set, the directory its files live in, their kind.
 #[derive(Debug, Clone)]
 pub struct Project {
-    /// The migration set.
+    /// The migration set. For `lint`, build it with [`MigrationSet::new_for_lint`] (and with
+    /// its downs), so that transaction control is a finding rather than a load error.
     pub set: MigrationSet,
     /// The directory of the migration files (and of the head file).
     pub dir: PathBuf,
@@ -170,6 +168,9 @@ pub enum CliError {
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
+    /// `lint` found something, or could not lint.
+    #[error(transparent)]
+    Lint(#[from] crate::lint::LintError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -241,6 +242,10 @@ pub async fn run(
         Command::CheckHead => {
             let head = check_head(project)?;
             stdout(out, format!("ok: {HEAD_FILE} matches the head {head}"))?;
+            return Ok(0);
+        }
+        Command::Lint(args) => {
+            lint::run(args, project, out)?;
             return Ok(0);
         }
         _ => {}
@@ -369,7 +374,7 @@ pub async fn run(
                 return Ok(1);
             }
         }
-        Command::Revision { .. } | Command::CheckHead => {}
+        Command::Revision { .. } | Command::CheckHead | Command::Lint(_) => {}
     }
     Ok(0)
 }

@@ -1,27 +1,27 @@
-//! `cargo xtask lint-migrations`: lints the SQL every migration really runs (rendered through the
-//! engine's offline mode, so barrel-built migrations are linted too), up and down, with squawk's
-//! rule engine (PostgreSQL 15) plus rules of our own.
+//! The migration linter (feature `lint`): lints the SQL every migration really runs (rendered
+//! through the engine's offline mode, so barrel-built migrations are linted too), up and down,
+//! with squawk's rule engine (PostgreSQL 15) plus rules of our own, honouring `lint-allow`
+//! exceptions. Run by `notify-db-migrations lint` and `cargo xtask lint-migrations`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, anyhow, bail};
-use notify_db_migrate::{
-    Direction, Migration, MigrationSet, Migrator, Target, transaction_control,
-};
 use squawk_linter::{Linter, Rule};
+
+use crate::{Direction, FileKind, Migration, MigrationSet, Migrator, Target, transaction_control};
 
 mod allow;
 mod output;
 mod rules;
 
 use allow::*;
+pub use output::Format;
 use output::*;
 use rules::*;
 
-const EXCEPTIONS_HELP: &str = "\
+/// What the linter checks and how exceptions are written: the long help of the lint commands.
+pub const HELP: &str = "\
 Rules: squawk's default rule set for PostgreSQL 15 (https://squawkhq.com/docs/rules), without
 require-statement-timeout and require-lock-timeout (the runner sets both), and without
 ban-concurrent-index-creation-in-transaction (superseded by our own
@@ -50,178 +50,151 @@ Output: one finding per line, `file:line: rule: message`, then an indented help 
 --format json, a JSON array of {file, line, rule, message, help, migration, direction}.
 Exit status 1 when anything is found.";
 
-/// Arguments of `cargo xtask lint-migrations`.
-#[derive(clap::Args)]
-#[command(after_long_help = EXCEPTIONS_HELP)]
-pub struct LintArgs {
-    /// Lint a directory of SQL migrations (`NNNN_slug.up.sql` + `NNNN_slug.down.sql`) instead of
-    /// the project's migrations/.
-    #[arg(long, value_name = "PATH")]
-    dir: Option<PathBuf>,
-    /// CI mode: lint only the migrations whose files were added or changed since this git ref.
-    #[arg(long, value_name = "GIT_REF")]
-    since: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+/// Why linting failed (findings are [`LintError::Findings`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    /// The linter found something (the findings were written out).
+    #[error(
+        "{findings} finding{} in {linted} migration{} linted",
+        if *findings == 1 { "" } else { "s" },
+        if *linted == 1 { "" } else { "s" }
+    )]
+    Findings {
+        /// How many findings.
+        findings: usize,
+        /// How many migrations were linted.
+        linted: usize,
+    },
+    /// A migration file could not be read.
+    #[error(
+        "{path}: cannot read the migration file (the linter reads it for line numbers and \
+         lint-allow exceptions): {source}"
+    )]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine could not render a migration's SQL.
+    #[error("rendering the SQL of {id} ({direction}): {source}")]
+    Render {
+        /// The migration.
+        id: String,
+        /// `upgrade` or `downgrade`.
+        direction: &'static str,
+        /// The engine's error.
+        #[source]
+        source: Box<crate::Error>,
+    },
+    /// Squawk refused the PostgreSQL version it is told to lint for.
+    #[error("PostgreSQL version for squawk: {0}")]
+    SquawkVersion(String),
+    /// `--since`: the changed migrations could not be found.
+    #[error(transparent)]
+    Changed(#[from] crate::changed::ChangedError),
+    /// The findings could not be written out.
+    #[error("writing the lint output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
-
-/// Where a set's migrations live as files.
-struct Source {
-    set: MigrationSet,
-    dir: PathBuf,
-    sql_files: bool,
+/// A migration set and where its files live.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The set, built with [`MigrationSet::new_for_lint`] so that transaction control is a
+    /// finding rather than a load error.
+    pub set: MigrationSet,
+    /// The directory of its files.
+    pub dir: PathBuf,
+    /// How its files are written.
+    pub kind: FileKind,
 }
 
 impl Source {
     /// The file holding `id`'s SQL for `direction`.
     fn file(&self, id: &str, direction: Direction) -> PathBuf {
-        if self.sql_files {
-            let suffix = match direction {
-                Direction::Up => "up.sql",
-                Direction::Down => "down.sql",
-            };
-            self.dir.join(format!("{id}.{suffix}"))
-        } else {
-            self.dir.join(format!("{id}.rs"))
+        match (self.kind, direction) {
+            (FileKind::Sql, Direction::Up) => self.dir.join(format!("{id}.up.sql")),
+            (FileKind::Sql, Direction::Down) => self.dir.join(format!("{id}.down.sql")),
+            (FileKind::Rust, _) => self.dir.join(format!("{id}.rs")),
         }
+    }
+
+    fn sql_files(&self) -> bool {
+        self.kind == FileKind::Sql
     }
 }
 
 /// One finding.
-#[derive(Debug, Clone)]
-struct Finding {
-    file: String,
-    line: usize,
-    rule: String,
-    message: String,
-    help: String,
-    migration: String,
-    direction: &'static str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The migration file, relative to the base directory given to [`lint`] when under it.
+    pub file: String,
+    /// The line in that file (1-based).
+    pub line: usize,
+    /// The rule (squawk's name, or one of ours).
+    pub rule: String,
+    /// What is wrong, with the migration, direction, statement number and a snippet.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+    /// The migration's id.
+    pub migration: String,
+    /// `up` or `down`.
+    pub direction: &'static str,
 }
 
-/// Runs `cargo xtask lint-migrations`.
-pub fn run(args: LintArgs) -> Result<()> {
-    let source = match &args.dir {
-        Some(dir) => Source {
-            // Transaction control is a finding here, not a load error.
-            set: MigrationSet::read_dir(dir)
-                .map_err(anyhow::Error::from)
-                .and_then(|ms| Ok(MigrationSet::new_for_lint(ms)?))
-                .with_context(|| format!("loading SQL migrations from {}", dir.display()))?,
-            dir: dir.clone(),
-            sql_files: true,
-        },
-        None => Source {
-            set: MigrationSet::new_for_lint(notify_db_migrations::all())
-                .context("loading the migration set (migrations/)")?,
-            dir: notify_db_migrations::dir().to_path_buf(),
-            sql_files: false,
-        },
-    };
-    let only = match &args.since {
-        Some(r) => Some(changed_since(&source.dir, r, &source.set)?),
+/// What a lint run found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The findings, by file and line.
+    pub findings: Vec<Finding>,
+    /// How many migrations were linted.
+    pub linted: usize,
+}
+
+/// Lints `source` (only the migrations changed since git ref `since`, when given), writes the
+/// findings to `out` in `format`, and fails with [`LintError::Findings`] when there are any.
+/// File names are shown relative to `base` when under it.
+pub fn run(
+    source: &Source,
+    since: Option<&str>,
+    format: Format,
+    base: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<Report, LintError> {
+    let only = match since {
+        Some(r) => Some(crate::changed::changed_since(&source.dir, r, &source.set)?),
         None => None,
     };
-    let findings = lint(&source, only.as_ref())?;
-    let linted = source
-        .set
-        .migrations()
-        .iter()
-        .filter(|m| only.as_ref().is_none_or(|o| o.contains(m.id())))
-        .count();
-    match args.format {
-        Format::Text => print!("{}", render_text(&findings)),
-        Format::Json => println!("{}", render_json(&findings)),
+    let report = lint(source, only.as_ref(), base)?;
+    out.write_all(report.render(format).as_bytes())
+        .map_err(LintError::Output)?;
+    if !report.findings.is_empty() {
+        return Err(LintError::Findings {
+            findings: report.findings.len(),
+            linted: report.linted,
+        });
     }
-    if !findings.is_empty() {
-        bail!(
-            "{} finding{} in {linted} migration{} linted",
-            findings.len(),
-            if findings.len() == 1 { "" } else { "s" },
-            if linted == 1 { "" } else { "s" }
-        );
-    }
-    if args.format == Format::Text {
-        println!(
-            "{linted} migration{} linted (up and down): no findings",
-            if linted == 1 { "" } else { "s" }
-        );
-    }
-    Ok(())
+    Ok(report)
 }
 
-/// Ids of the migrations whose files changed since `git_ref` (committed, staged, unstaged,
-/// untracked). When code shared by the migrations changed (e.g. `migrations/src/lib.rs`, whose
-/// barrel helpers shape the SQL of many of them), every migration of the set counts as changed.
-pub(crate) fn changed_since(
-    dir: &Path,
-    git_ref: &str,
-    set: &MigrationSet,
-) -> Result<BTreeSet<String>> {
-    let git = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            bail!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let mut names = git(&["diff", "--name-only", "--relative", git_ref, "--", "."])?;
-    names.push_str(&git(&[
-        "ls-files",
-        "--others",
-        "--exclude-standard",
-        "--",
-        ".",
-    ])?);
-    let mut ids = BTreeSet::new();
-    for line in names.lines() {
-        let Some(name) = Path::new(line.trim()).file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let stem = [".up.sql", ".down.sql", ".rs"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s));
-        match stem {
-            Some(stem) if set.get(stem).is_some() => {
-                ids.insert(stem.to_owned());
-            }
-            Some(_) if name.ends_with(".rs") => {
-                tracing::warn!(
-                    file = line.trim(),
-                    "code shared by the migrations changed: checking every migration"
-                );
-                return Ok(set.migrations().iter().map(|m| m.id().to_owned()).collect());
-            }
-            _ => {}
-        }
-    }
-    Ok(ids)
-}
-
-/// Lints the set (or the migrations in `only`).
-fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>> {
+/// Lints the set (or the migrations in `only`); file names relative to `base` when under it.
+pub fn lint(
+    source: &Source,
+    only: Option<&BTreeSet<String>>,
+    base: &Path,
+) -> Result<Report, LintError> {
     let migrator = Migrator::offline(source.set.clone());
     let migrations = source.set.migrations();
     let mut findings = Vec::new();
+    let mut linted = 0;
     for (i, m) in migrations.iter().enumerate() {
         if only.is_some_and(|o| !o.contains(m.id())) {
             continue;
         }
+        linted += 1;
         let prev = i.checked_sub(1).map(|p| migrations[p].id());
         let mut found = Vec::new();
         let mut allows = Vec::new();
@@ -231,12 +204,12 @@ fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>
         }
         for &dir in &directions {
             let path = source.file(m.id(), dir);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let file = display_path(&path);
-            if dir == Direction::Up || source.sql_files {
+            let text = read(&path)?;
+            let file = display_path(&path, base);
+            if dir == Direction::Up || source.sql_files() {
                 allows.extend(find_allows(&text, &file));
             }
-            let statements = statements(m, dir);
+            let statements = crate::render::statements(m, dir);
             let rendered = match dir {
                 Direction::Up => migrator.render_sql(prev, &Target::Revision(m.id().into()), dir),
                 Direction::Down => migrator.render_sql(
@@ -245,7 +218,11 @@ fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>
                     dir,
                 ),
             }
-            .with_context(|| format!("rendering the SQL of {} ({})", m.id(), dir.as_str()))?;
+            .map_err(|e| LintError::Render {
+                id: m.id().to_owned(),
+                direction: dir.as_str(),
+                source: Box::new(e),
+            })?;
             let ctx = Ctx {
                 m,
                 dir,
@@ -254,20 +231,20 @@ fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>
                 statements,
             };
             found.extend(squawk_findings(&ctx, &rendered)?);
-            found.extend(own_findings(&ctx, migrations));
+            found.extend(own_findings(&ctx));
         }
         if m.down_statements().is_none() {
             let path = source.file(m.id(), Direction::Up);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let text = read(&path)?;
             found.push(Finding {
-                file: display_path(&path),
+                file: display_path(&path, base),
                 line: text
                     .lines()
                     .position(|l| l.contains(".up(") || l.contains("fn define"))
                     .map_or(1, |p| p + 1),
                 rule: "missing-down".into(),
                 message: format!("migration {} has no down: it cannot be rolled back", m.id()),
-                help: if source.sql_files {
+                help: if source.sql_files() {
                     format!("add {}.down.sql undoing the upgrade", m.id())
                 } else {
                     "add .down(\"...\") undoing the upgrade".into()
@@ -278,15 +255,15 @@ fn lint(source: &Source, only: Option<&BTreeSet<String>>) -> Result<Vec<Finding>
         }
         findings.extend(apply_allows(found, &mut allows, m.id()));
     }
-    Ok(findings)
+    Ok(Report { findings, linted })
 }
 
-/// A migration's statements in one direction (plus its header comments, for exceptions).
-fn statements(m: &Migration, dir: Direction) -> &[String] {
-    match dir {
-        Direction::Up => m.up_statements(),
-        Direction::Down => m.down_statements().unwrap_or(&[]),
-    }
+/// A migration file's text.
+fn read(path: &Path) -> Result<String, LintError> {
+    std::fs::read_to_string(path).map_err(|source| LintError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// What a rule check needs to know about one migration and direction.
@@ -387,7 +364,7 @@ impl Ctx<'_> {
 
 /// Squawk's findings on the rendered script, kept only where they point into the migration's own
 /// statements (not the engine's version/journal bookkeeping).
-fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>> {
+fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>, LintError> {
     // Where each statement of the migration sits in the rendered script.
     let marker = format!("\n-- {} (", ctx.m.id());
     let mut cursor = rendered.find(&marker).unwrap_or(0);
@@ -411,7 +388,7 @@ fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>> {
     );
     linter.settings.pg_version = "15"
         .parse()
-        .map_err(|e| anyhow!("PostgreSQL version for squawk: {e:?}"))?;
+        .map_err(|e| LintError::SquawkVersion(format!("{e:?}")))?;
     linter.settings.assume_in_transaction = false;
     let mut out = Vec::new();
     for e in parse.errors() {
@@ -463,6 +440,11 @@ mod tests {
         assert!(refused_in_transaction("DO $$BEGIN COMMIT; END$$").is_some());
         assert!(refused_in_transaction("CREATE INDEX ix ON t (a)").is_none());
         assert!(refused_in_transaction("COMMENT ON TABLE t IS 'concurrently'").is_none());
+        assert!(
+            refused_in_transaction("CREATE INDEX /* a /* nested */ CONCURRENTLY */ ix ON t (a)")
+                .is_none(),
+            "a keyword in a nested comment is no keyword"
+        );
     }
 
     #[test]
@@ -495,6 +477,11 @@ mod tests {
             1
         );
         assert!(hits("DO $x$ BEGIN UPDATE t SET a = 1 WHERE id IN (SELECT 1); END $x$").is_empty());
+        assert_eq!(
+            hits(r"UPDATE t SET a = E'\' WHERE b'").len(),
+            1,
+            "WHERE inside an E'' string is no WHERE"
+        );
     }
 
     #[test]

@@ -2,16 +2,40 @@
 
 use super::*;
 
-/// A path relative to the workspace root when under it.
-pub(super) fn display_path(p: &Path) -> String {
-    let root = crate::util::root();
-    p.strip_prefix(&root)
+/// How findings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Format {
+    /// `file:line: rule: message`, then an indented help line; a summary line when clean.
+    Text,
+    /// A JSON array of {file, line, rule, message, help, migration, direction}.
+    Json,
+}
+
+impl Report {
+    /// The findings in `format`, as the lint commands print them.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Json => format!("{}\n", render_json(&self.findings)),
+            Format::Text if self.findings.is_empty() => format!(
+                "{} migration{} linted (up and down): no findings\n",
+                self.linted,
+                if self.linted == 1 { "" } else { "s" }
+            ),
+            Format::Text => render_text(&self.findings),
+        }
+    }
+}
+
+/// `p` relative to `base` when under it.
+pub(super) fn display_path(p: &Path, base: &Path) -> String {
+    p.strip_prefix(base)
         .unwrap_or(p)
         .to_string_lossy()
         .into_owned()
 }
 
-pub(super) fn render_text(findings: &[Finding]) -> String {
+fn render_text(findings: &[Finding]) -> String {
     let mut s = String::new();
     for f in findings {
         let _ = writeln!(s, "{}:{}: {}: {}", f.file, f.line, f.rule, f.message);
@@ -40,7 +64,7 @@ pub(super) fn json_str(s: &str) -> String {
     out
 }
 
-pub(super) fn render_json(findings: &[Finding]) -> String {
+fn render_json(findings: &[Finding]) -> String {
     let rows: Vec<String> = findings
         .iter()
         .map(|f| {
