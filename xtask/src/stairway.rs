@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use notify_db_config::{DatabaseUri, Tls};
+use notify_db_migrate::schema::{self, Change, Schema};
 use notify_db_migrate::{MigrationSet, Migrator, Options, Target};
 use notify_db_testdb::TestDb;
-use notify_db_testdb::schema::{self, Change, Schema};
 
 use crate::util;
 

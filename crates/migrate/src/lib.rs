@@ -31,6 +31,7 @@ mod lock_guard;
 mod migration;
 mod order;
 mod render;
+pub mod schema;
 mod split;
 mod stamp;
 mod txcontrol;
