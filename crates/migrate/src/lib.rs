@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod autogen;
+pub mod changed;
 mod engine;
 mod error;
 mod lock_guard;
@@ -33,6 +34,7 @@ mod order;
 mod render;
 pub mod schema;
 mod split;
+pub mod stairway;
 mod stamp;
 mod txcontrol;
 

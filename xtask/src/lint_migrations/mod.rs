@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use notify_db_migrate::{
@@ -126,7 +125,11 @@ pub fn run(args: LintArgs) -> Result<()> {
         },
     };
     let only = match &args.since {
-        Some(r) => Some(changed_since(&source.dir, r, &source.set)?),
+        Some(r) => Some(notify_db_migrate::changed::since(
+            &source.dir,
+            r,
+            &source.set,
+        )?),
         None => None,
     };
     let findings = lint(&source, only.as_ref())?;
@@ -155,62 +158,6 @@ pub fn run(args: LintArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Ids of the migrations whose files changed since `git_ref` (committed, staged, unstaged,
-/// untracked). When code shared by the migrations changed (e.g. `migrations/src/lib.rs`, whose
-/// barrel helpers shape the SQL of many of them), every migration of the set counts as changed.
-pub(crate) fn changed_since(
-    dir: &Path,
-    git_ref: &str,
-    set: &MigrationSet,
-) -> Result<BTreeSet<String>> {
-    let git = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            bail!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let mut names = git(&["diff", "--name-only", "--relative", git_ref, "--", "."])?;
-    names.push_str(&git(&[
-        "ls-files",
-        "--others",
-        "--exclude-standard",
-        "--",
-        ".",
-    ])?);
-    let mut ids = BTreeSet::new();
-    for line in names.lines() {
-        let Some(name) = Path::new(line.trim()).file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let stem = [".up.sql", ".down.sql", ".rs"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s));
-        match stem {
-            Some(stem) if set.get(stem).is_some() => {
-                ids.insert(stem.to_owned());
-            }
-            Some(_) if name.ends_with(".rs") => {
-                tracing::warn!(
-                    file = line.trim(),
-                    "code shared by the migrations changed: checking every migration"
-                );
-                return Ok(set.migrations().iter().map(|m| m.id().to_owned()).collect());
-            }
-            _ => {}
-        }
-    }
-    Ok(ids)
 }
 
 /// Lints the set (or the migrations in `only`).
