@@ -93,7 +93,7 @@ pub enum StairwayError {
         what: String,
         /// The engine's error.
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// Connecting to capture the schema failed.
     #[error("connecting to {target} to capture the schema: {source}")]
@@ -106,7 +106,7 @@ pub enum StairwayError {
     },
     /// The schema could not be captured.
     #[error(transparent)]
-    Capture(Error),
+    Capture(Box<Error>),
     /// The TLS connector for the URI's `sslmode` could not be built.
     #[error(transparent)]
     Tls(#[from] notify_db_config::TlsError),
@@ -248,7 +248,7 @@ impl Stairs {
             })?;
         let schema = schema::capture(&client)
             .await
-            .map_err(StairwayError::Capture)?;
+            .map_err(|e| StairwayError::Capture(Box::new(e)))?;
         Ok(strip_engine_tables(schema))
     }
 
@@ -260,7 +260,7 @@ impl Stairs {
                 .await
                 .map_err(|source| StairwayError::Migrate {
                     what: "reading the database's revision".into(),
-                    source,
+                    source: Box::new(source),
                 })?;
         let objects = self
             .capture()
@@ -292,7 +292,7 @@ impl Stairs {
             .await
             .map_err(|source| StairwayError::Migrate {
                 what: format!("{context}upgrade to {target}"),
-                source,
+                source: Box::new(source),
             })?;
         Ok(())
     }
@@ -304,7 +304,7 @@ impl Stairs {
             .await
             .map_err(|source| StairwayError::Migrate {
                 what: format!("{context}downgrade to {target}"),
-                source,
+                source: Box::new(source),
             })?;
         Ok(())
     }
@@ -401,7 +401,7 @@ impl Stairs {
     async fn reference_shape(&self, rev: &str, out: &mut dyn Write) -> Result<(), StairwayError> {
         let target: Target = rev.parse().map_err(|source| StairwayError::Migrate {
             what: format!("revision {rev:?}"),
-            source,
+            source: Box::new(source),
         })?;
         self.up(&target, "").await?;
         let at_rev = self.capture().await?;
