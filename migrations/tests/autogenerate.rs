@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use notify_db_migrate::autogen::Plan;
+use notify_db_migrate::schema::{self, render_diff};
 use notify_db_migrate::{MigrationSet, Migrator, Target};
 use notify_db_migrations::autogen_cases::{CASES, case, plan_for};
 use notify_db_migrations::{all, set};
-use notify_db_testdb::schema::{self, render_diff};
 
 /// Generous: a case copies two databases and runs a few migrations.
 const CASE_LIMIT: Duration = Duration::from_secs(120);

@@ -1,5 +1,6 @@
-//! Which migrations changed since a git ref: what CI lints or steps through on a pull request.
-//! Asks the `git` command line of the machine, run in the migrations' directory.
+//! Which migrations changed since a git ref: what `--since REF` narrows the linter and the
+//! stairway test to in a pull request's CI. Asks `git` (it must be on `PATH`) in the migrations'
+//! directory.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,48 +10,44 @@ use crate::MigrationSet;
 
 /// Why the changed migrations could not be found.
 #[derive(Debug, thiserror::Error)]
-pub enum ChangedError {
+pub enum GitError {
     /// `git` could not be started.
     #[error("running git in {dir}: {source}")]
     Spawn {
-        /// The directory git was run in.
+        /// The directory git was to run in.
         dir: String,
         /// The OS error.
         #[source]
         source: std::io::Error,
     },
-    /// `git` failed (e.g. an unknown ref, or not a git checkout).
+    /// `git` ran and failed (an unknown ref, not a repository, ...).
     #[error("git {args} failed in {dir}: {stderr}")]
-    Git {
+    Failed {
         /// The git arguments.
         args: String,
-        /// The directory git was run in.
+        /// The directory it ran in.
         dir: String,
-        /// What git said.
+        /// What git wrote to stderr.
         stderr: String,
     },
 }
 
-/// Ids of the migrations of `set` whose files in `dir` changed since `git_ref` (committed,
-/// staged, unstaged, untracked). When code shared by the migrations changed (e.g.
-/// `migrations/src/lib.rs`, whose barrel helpers shape the SQL of many of them), every
-/// migration of the set counts as changed.
-pub fn changed_since(
-    dir: &Path,
-    git_ref: &str,
-    set: &MigrationSet,
-) -> Result<BTreeSet<String>, ChangedError> {
-    let git = |args: &[&str]| -> Result<String, ChangedError> {
+/// The ids of the migrations in `dir` whose files differ from `git_ref` (committed, staged or
+/// not) or are new and untracked. When a `.rs` file that is not a migration changed (code the
+/// migrations share, e.g. `migrations/src/lib.rs`, whose barrel helpers shape the SQL of many of
+/// them), every migration of the set counts as changed.
+pub fn since(dir: &Path, git_ref: &str, set: &MigrationSet) -> Result<BTreeSet<String>, GitError> {
+    let git = |args: &[&str]| -> Result<String, GitError> {
         let out = Command::new("git")
             .args(args)
             .current_dir(dir)
             .output()
-            .map_err(|source| ChangedError::Spawn {
+            .map_err(|source| GitError::Spawn {
                 dir: dir.display().to_string(),
                 source,
             })?;
         if !out.status.success() {
-            return Err(ChangedError::Git {
+            return Err(GitError::Failed {
                 args: args.join(" "),
                 dir: dir.display().to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),

@@ -26,7 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod autogen;
-mod changed;
+pub mod changed;
 mod engine;
 mod error;
 pub mod lexer;
@@ -35,6 +35,8 @@ mod migration;
 mod order;
 pub mod pending;
 mod render;
+pub mod schema;
+pub mod stairway;
 mod stamp;
 mod txcontrol;
 
@@ -43,7 +45,6 @@ pub mod cli;
 #[cfg(feature = "lint")]
 pub mod lint;
 
-pub use changed::{ChangedError, changed_since};
 pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
 pub use error::{Error, SetError, StatementFailure};
 pub use lock_guard::{LockHolder, lock_holders};

@@ -18,8 +18,9 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use common::{SqlDir, col, db, run, text, version};
+use notify_db_migrate::schema;
 use notify_db_testdb::history::{self, Revision};
-use notify_db_testdb::{TestDb, find_bin_dir, schema};
+use notify_db_testdb::{TestDb, find_bin_dir};
 
 /// Length of the generated history (the issue asks for at least 30).
 const N: usize = 40;

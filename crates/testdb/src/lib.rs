@@ -16,7 +16,6 @@ mod cluster;
 pub mod history;
 mod pgbouncer;
 mod proc;
-pub mod schema;
 mod testdb;
 mod user;
 

@@ -14,8 +14,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use notify_db_faults::{EXTRA_ID, crash_matrix_set};
+use notify_db_migrate::schema;
 use notify_db_migrate::{MigrationSet, Migrator, Target};
-use notify_db_testdb::{TestDb, schema};
+use notify_db_testdb::TestDb;
 
 const RUNS: usize = 20;
 const RUNNER: &str = env!("CARGO_BIN_EXE_faults-migrate-runner");

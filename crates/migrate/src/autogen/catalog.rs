@@ -2,20 +2,22 @@
 //! indexes, enum types with their values, free-standing sequences; and the names of what it does
 //! not compare (views, functions, triggers, domains, ...), so nothing is skipped silently.
 //!
-//! Names are OID-free and written as SQL (`public.` left out, other schemas qualified), and the
-//! definitions come from the same catalog functions the test harness's textual schema capture
-//! uses (`format_type`, `pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_expr`), so two
-//! databases that capture equal read equal here.
+//! Names are OID-free and written as SQL (`public.` left out, other schemas qualified). The joins
+//! and filters are the ones [`crate::schema::capture`] uses (one text each, in `schema/sql.rs`),
+//! and the definitions come from the same catalog functions (`format_type`,
+//! `pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_expr`), so two databases that capture
+//! equal read equal here. What differs is the shape: separate fields per object, not one
+//! definition string.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::AutogenError;
-
-/// User schemas only: not the system ones, not temporary/toast ones.
-const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+use crate::schema::sql::{
+    COLUMNS, ENUM_VALUES, FUNCTIONS, INDEXES, LIVE_COLUMN, NOT_FROM_EXTENSION, Names, RELATIONS,
+    STANDALONE_COMPOSITE, TABLE_CONSTRAINTS, TYPES, USER_NS, USER_TRIGGERS, qualified,
+};
 
 /// The engine's own bookkeeping tables: never part of a generated migration.
 const BOOKKEEPING: &[&str] = &["alembic_version", crate::JOURNAL_TABLE];
@@ -122,9 +124,7 @@ pub struct Catalog {
 
 /// `schema.name` quoted, without the `public.` prefix.
 fn qual(ns: &str, name: &str) -> String {
-    format!(
-        "CASE WHEN {ns} = 'public' THEN quote_ident({name}) ELSE quote_ident({ns}) || '.' || quote_ident({name}) END"
-    )
+    qualified(ns, name, Names::Quoted)
 }
 
 /// Each query returns rows tagged by their first field.
@@ -140,7 +140,7 @@ fn queries() -> Vec<String> {
         "c.relkind IN ('r', 'p') AND NOT (n.nspname = 'public' AND c.relname IN ({skip})) AND {USER_NS}"
     );
     vec![
-        format!("SELECT 'table', {rel} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {tables}"),
+        format!("SELECT 'table', {rel} FROM {RELATIONS} WHERE {tables}"),
         format!(
             "SELECT 'column', {rel}, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod), \
                a.attnotnull::text, \
@@ -151,30 +151,24 @@ fn queries() -> Vec<String> {
                   '([A-Za-z_][A-Za-z0-9_$]*)\\s*\\(', 'g') m JOIN pg_proc p ON p.proname = m[1] \
                   WHERE p.provolatile = 'v'))::text, \
                lpad(a.attnum::text, 5, '0') \
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
-             WHERE a.attnum > 0 AND NOT a.attisdropped AND {tables} ORDER BY 2, 10"
+             FROM {COLUMNS} WHERE {LIVE_COLUMN} AND {tables} ORDER BY 2, 10"
         ),
         format!(
             "SELECT 'constraint', {rel}, quote_ident(co.conname), co.contype::text, pg_get_constraintdef(co.oid), \
                co.convalidated::text, CASE WHEN co.conindid <> 0 THEN pg_get_indexdef(co.conindid) END \
-             FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND {tables}"
+             FROM {TABLE_CONSTRAINTS} WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND {tables}"
         ),
         format!(
             "SELECT 'index', {rel}, {idx}, pg_get_indexdef(i.indexrelid) \
-             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_namespace n2 ON n2.oid = ic.relnamespace \
-             WHERE {tables} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid)",
+             FROM {INDEXES} WHERE {tables} AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid)",
             idx = qual("n2.nspname", "ic.relname")
         ),
         format!(
-            "SELECT 'enum', {typ}, quote_literal(e.enumlabel) FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
-             JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {USER_NS} ORDER BY 2, e.enumsortorder"
+            "SELECT 'enum', {typ}, quote_literal(e.enumlabel) FROM {ENUM_VALUES} \
+             WHERE {USER_NS} ORDER BY 2, e.enumsortorder"
         ),
         format!(
-            "SELECT 'enum', {typ}, NULL FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-             WHERE t.typtype = 'e' AND {USER_NS}"
+            "SELECT 'enum', {typ}, NULL FROM {TYPES} WHERE t.typtype = 'e' AND {USER_NS}"
         ),
         format!(
             "SELECT 'sequence', {rel}, format('AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s %s', \
@@ -185,8 +179,7 @@ fn queries() -> Vec<String> {
                 JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass \
                 AND d.deptype = 'a' LIMIT 1) \
-             FROM pg_class c JOIN pg_sequence s ON s.seqrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE {USER_NS} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+             FROM {RELATIONS} JOIN pg_sequence s ON s.seqrelid = c.oid WHERE {USER_NS} AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                AND d.objid = c.oid AND d.deptype = 'i')",
             owner = qual("n2.nspname", "oc.relname")
         ),
@@ -194,23 +187,20 @@ fn queries() -> Vec<String> {
         // functions, triggers, non-public schemas, extensions.
         format!(
             "SELECT 'other', CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' ELSE 'foreign table ' END || {rel} \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm', 'f') AND {USER_NS}"
+             FROM {RELATIONS} WHERE c.relkind IN ('v', 'm', 'f') AND {USER_NS}"
         ),
         format!(
             "SELECT 'other', CASE t.typtype WHEN 'd' THEN 'domain ' WHEN 'r' THEN 'range type ' ELSE 'composite type ' END || {typ} \
-             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {USER_NS} AND (t.typtype IN ('d', 'r') \
-               OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))"
+             FROM {TYPES} WHERE {USER_NS} AND (t.typtype IN ('d', 'r') OR ({STANDALONE_COMPOSITE}))"
         ),
         format!(
             "SELECT 'other', 'function ' || {fun} || '(' || pg_get_function_identity_arguments(p.oid) || ')' \
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_NS} \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')",
+             FROM {FUNCTIONS} WHERE {USER_NS} AND {NOT_FROM_EXTENSION}",
             fun = qual("n.nspname", "p.proname")
         ),
         format!(
-            "SELECT 'other', 'trigger ' || quote_ident(tg.tgname) || ' on ' || {rel} FROM pg_trigger tg \
-             JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE NOT tg.tgisinternal AND {USER_NS}"
+            "SELECT 'other', 'trigger ' || quote_ident(tg.tgname) || ' on ' || {rel} \
+             FROM {USER_TRIGGERS} AND {USER_NS}"
         ),
         "SELECT 'other', 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'"
             .to_owned(),

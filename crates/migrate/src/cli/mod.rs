@@ -1,6 +1,7 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
 //! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
-//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`.
+//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `test-downgrade [--to REV
+//! | --since GIT_REF]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -15,6 +16,7 @@ use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 
 mod lint;
 mod revision;
+mod stairway;
 
 pub use lint::LintArgs;
 use revision::{autogenerate, write_head_if_local};
@@ -113,6 +115,16 @@ pub enum Command {
     },
     /// Fail when the head file does not match the set's head (two branches added the same number).
     CheckHead,
+    /// Stairway test on an EMPTY database: each migration upgraded, downgraded (the schema must
+    /// be as before) and upgraded again (as after the first upgrade). Leaves it at head.
+    TestDowngrade {
+        /// The reference's shape instead: upgrade to head, downgrade to REV, upgrade to head.
+        #[arg(long, value_name = "REV", conflicts_with = "since")]
+        to: Option<String>,
+        /// Only the migrations changed since this git ref (and the ones after them).
+        #[arg(long, value_name = "GIT_REF")]
+        since: Option<String>,
+    },
     /// Write REV into alembic_version without running anything (as Alembic's stamp).
     Stamp {
         /// A revision of the set (or a unique prefix), `head` or `base`.
@@ -171,6 +183,9 @@ pub enum CliError {
     /// `lint` found something, or could not lint.
     #[error(transparent)]
     Lint(#[from] crate::lint::LintError),
+    /// `test-downgrade` failed or could not run.
+    #[error(transparent)]
+    Stairway(#[from] crate::stairway::StairwayError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -373,6 +388,9 @@ pub async fn run(
             if pending && exit_code {
                 return Ok(1);
             }
+        }
+        Command::TestDowngrade { to, since } => {
+            stairway::test_downgrade(project, &uri, to.as_deref(), since.as_deref(), out).await?;
         }
         Command::Revision { .. } | Command::CheckHead | Command::Lint(_) => {}
     }

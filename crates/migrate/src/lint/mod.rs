@@ -93,7 +93,7 @@ pub enum LintError {
     SquawkVersion(String),
     /// `--since`: the changed migrations could not be found.
     #[error(transparent)]
-    Changed(#[from] crate::changed::ChangedError),
+    Changed(#[from] crate::changed::GitError),
     /// The findings could not be written out.
     #[error("writing the lint output: {0}")]
     Output(#[source] std::io::Error),
@@ -165,7 +165,7 @@ pub fn run(
     out: &mut dyn std::io::Write,
 ) -> Result<Report, LintError> {
     let only = match since {
-        Some(r) => Some(crate::changed::changed_since(&source.dir, r, &source.set)?),
+        Some(r) => Some(crate::changed::since(&source.dir, r, &source.set)?),
         None => None,
     };
     let report = lint(source, only.as_ref(), base)?;

@@ -5,10 +5,11 @@
 //! constraints, enum/domain/composite types, enum values, functions, triggers) into a [`Schema`]:
 //! a sorted map from [`ObjectId`] to a textual definition built only from names, never from OIDs,
 //! so two databases with the same schema compare equal. [`Schema::diff`] lists what differs.
+//! The catalog joins and filters are shared with autogenerate's structured read (`sql.rs`).
 //!
 //! ```no_run
-//! # async fn f(a: &tokio_postgres::Client, b: &tokio_postgres::Client) -> Result<(), notify_db_testdb::Error> {
-//! use notify_db_testdb::schema;
+//! # async fn f(a: &tokio_postgres::Client, b: &tokio_postgres::Client) -> Result<(), notify_db_migrate::Error> {
+//! use notify_db_migrate::schema;
 //! let before = schema::capture(a).await?;
 //! let after = schema::capture(b).await?;
 //! for change in before.diff(&after) {
@@ -21,6 +22,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::Error;
+
+pub(crate) mod sql;
+
+use sql::{
+    COLUMNS, ENUM_VALUES, FUNCTIONS, INDEXES, LIVE_COLUMN, NOT_FROM_EXTENSION, Names, RELATIONS,
+    STANDALONE_COMPOSITE, TABLE_CONSTRAINTS, TYPES, USER_NS, USER_TRIGGERS,
+};
 
 /// What kind of object a schema entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -236,13 +244,9 @@ impl fmt::Display for Schema {
     }
 }
 
-/// User schemas only: not the system ones, not temporary/toast ones.
-const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
-
-/// `schema.name`, without the `public.` prefix.
+/// `schema.name` as the capture names objects: unquoted, without the `public.` prefix.
 fn qual(ns: &str, name: &str) -> String {
-    format!("CASE WHEN {ns} = 'public' THEN {name}::text ELSE {ns} || '.' || {name} END")
+    sql::qualified(ns, name, Names::Plain)
 }
 
 /// Each query returns rows of (kind tag, name, definition, owner).
@@ -281,8 +285,7 @@ fn queries() -> Vec<String> {
                 JOIN pg_namespace n2 ON n2.oid = oc.relnamespace \
               WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid \
                 AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_NS}",
+             FROM {RELATIONS} WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {USER_NS}",
             owner = qual("n2.nspname", "oc.relname"),
             parent = qual("pn.nspname", "pc.relname")
         ),
@@ -298,10 +301,8 @@ fn queries() -> Vec<String> {
                CASE WHEN a.attgenerated = 's' THEN 'generated always as (' || pg_get_expr(ad.adbin, ad.adrelid) || ') stored' \
                     WHEN ad.adbin IS NOT NULL THEN 'default ' || pg_get_expr(ad.adbin, ad.adrelid) END), \
              {rel} \
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_type t ON t.oid = a.atttypid \
-             LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
-             WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_NS}"
+             FROM {COLUMNS} JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE {LIVE_COLUMN} AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_NS}"
         ),
         // indexes
         format!(
@@ -309,17 +310,14 @@ fn queries() -> Vec<String> {
              pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END \
                || CASE WHEN i.indisready THEN '' ELSE ' (NOT READY)' END, \
              {rel} \
-             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
-             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_namespace n2 ON n2.oid = ic.relnamespace \
-             WHERE {USER_NS}",
+             FROM {INDEXES} WHERE {USER_NS}",
             idx = qual("n2.nspname", "ic.relname")
         ),
         // table constraints
         format!(
             "SELECT 'constraint', {rel} || '.' || co.conname, \
              pg_get_constraintdef(co.oid) || CASE WHEN co.convalidated THEN '' ELSE ' (not validated)' END, {rel} \
-             FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE co.conrelid <> 0 AND {USER_NS}"
+             FROM {TABLE_CONSTRAINTS} WHERE co.conrelid <> 0 AND {USER_NS}"
         ),
         // domain constraints
         format!(
@@ -336,17 +334,15 @@ fn queries() -> Vec<String> {
                WHEN 'c' THEN 'composite (' || (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) \
                  FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) || ')' \
                WHEN 'r' THEN 'range' END, NULL::text \
-             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-             WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {USER_NS} \
-               AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')"
+             FROM {TYPES} WHERE t.typtype IN ('e', 'd', 'c', 'r') AND {USER_NS} \
+               AND (t.typtype <> 'c' OR {STANDALONE_COMPOSITE})"
         ),
         // enum values, each with the value before it (so one inserted value is one change)
         format!(
             "SELECT 'enum value', {typ} || '.' || quote_literal(e.enumlabel), \
              coalesce('after ' || quote_literal(lag(e.enumlabel) OVER (PARTITION BY e.enumtypid ORDER BY e.enumsortorder)), 'first'), \
              {typ} \
-             FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid JOIN pg_namespace n ON n.oid = t.typnamespace \
-             WHERE {USER_NS}"
+             FROM {ENUM_VALUES} WHERE {USER_NS}"
         ),
         // functions and procedures
         format!(
@@ -354,16 +350,14 @@ fn queries() -> Vec<String> {
              concat_ws(' ', CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'returns ' || pg_get_function_result(p.oid) END, \
                'language ' || l.lanname, CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END, \
                CASE WHEN p.prosecdef THEN 'security definer' END, 'body md5 ' || md5(p.prosrc)), NULL::text \
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
-             WHERE p.prokind IN ('f', 'p') AND {USER_NS} \
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+             FROM {FUNCTIONS} JOIN pg_language l ON l.oid = p.prolang \
+             WHERE p.prokind IN ('f', 'p') AND {USER_NS} AND {NOT_FROM_EXTENSION}"
         ),
         // user triggers
         format!(
             "SELECT 'trigger', {rel} || '.' || tg.tgname, \
              pg_get_triggerdef(tg.oid) || CASE tg.tgenabled WHEN 'D' THEN ' (disabled)' ELSE '' END, {rel} \
-             FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE NOT tg.tgisinternal AND {USER_NS}"
+             FROM {USER_TRIGGERS} AND {USER_NS}"
         ),
     ]
 }
@@ -376,7 +370,10 @@ pub async fn capture(client: &tokio_postgres::Client) -> Result<Schema, Error> {
     let msgs = client
         .simple_query(&sql)
         .await
-        .map_err(|e| Error::sql("capturing the schema", e))?;
+        .map_err(|source| Error::Db {
+            context: "capturing the schema",
+            source,
+        })?;
     let mut schema = Schema::default();
     for m in msgs {
         let tokio_postgres::SimpleQueryMessage::Row(row) = m else {
