@@ -1,4 +1,5 @@
-//! `cargo xtask pitr-drill`: a point-in-time recovery drill on a throwaway cluster.
+//! `pitr-drill` (run by `cargo xtask pitr-drill`): a point-in-time recovery drill on a throwaway
+//! cluster.
 //!
 //! Starts a cluster with WAL archiving, takes a base backup, writes rows, notes a timestamp,
 //! writes more rows, deletes some old ones and drops a table (the "accident"), archives the WAL,
@@ -16,16 +17,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
 use notify_db_testdb::{
     Cluster, Endpoint, PRIMARY_ADDR, StopMode, append, find_bin_dir, free_port,
 };
 use tokio_postgres::Client;
 
-use crate::util;
-
-/// Arguments of `cargo xtask pitr-drill`.
-#[derive(clap::Args)]
-pub struct PitrArgs {
+/// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
+#[derive(Parser)]
+#[command(name = "pitr-drill")]
+struct PitrArgs {
     /// Rows written before the base backup.
     #[arg(long, default_value_t = 100)]
     rows_before_backup: u32,
@@ -55,13 +56,25 @@ struct Fingerprint {
     digest: String,
 }
 
-/// Runs `cargo xtask pitr-drill`.
-pub fn run(args: PitrArgs) -> Result<()> {
+fn main() {
+    if let Err(e) = run(PitrArgs::parse()) {
+        // One line: the reason, with its causes.
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+/// Runs the drill; fails when a step fails or the restored database does not match.
+fn run(args: PitrArgs) -> Result<()> {
     if args.rows_before_backup <= DELETED_AFTER_TARGET || args.rows_after_target == 0 {
         bail!("--rows-before-backup must be > {DELETED_AFTER_TARGET} and --rows-after-target > 0");
     }
     let started = Instant::now();
-    let rt = util::runtime()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
     let bin = find_bin_dir()?;
 
     step(1, "start a throwaway cluster with archive_mode = on");
@@ -588,10 +601,7 @@ impl Drop for StopOnDrop {
             .arg(&self.data)
             .stdout(Stdio::null());
         if let Err(e) = self.owner.run(cmd, &self.cwd, "pg_ctl stop", None) {
-            eprintln!(
-                "warning: stopping the restored server: {}",
-                util::one_line(&e)
-            );
+            eprintln!("warning: stopping the restored server: {e:#}");
         }
     }
 }
