@@ -76,7 +76,15 @@ fn main() {
         Cmd::DropTestDbs(a) => dropdbs::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Migrate(a) => migrate::run(a),
-        Cmd::Bench(a) => util::cargo_run(&["--release", "-p", "notify-db-bench"], a),
+        Cmd::Bench(a) => {
+            // Measuring needs the optimised build; printing the help does not.
+            let profile = if a.ask_for_help() {
+                "--profile=dev"
+            } else {
+                "--release"
+            };
+            util::cargo_run(&[profile, "-p", "notify-db-bench"], a)
+        }
         Cmd::Doctor(a) => doctor::run(a),
         Cmd::PitrDrill(a) => util::cargo_run(&["-p", "notify-db-faults", "--bin", "pitr-drill"], a),
         Cmd::LintMigrations(a) => lint_migrations::run(a),

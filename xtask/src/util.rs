@@ -72,6 +72,13 @@ pub struct Forwarded {
     args: Vec<std::ffi::OsString>,
 }
 
+impl Forwarded {
+    /// Whether they ask for the binary's help (`-h`, `--help`), which needs no optimised build.
+    pub fn ask_for_help(&self) -> bool {
+        self.args.iter().any(|a| a == "-h" || a == "--help")
+    }
+}
+
 /// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work
 /// lives in another workspace binary (`selection` names the package, binary and profile). When
 /// the binary fails, xtask exits with its code: the binary has printed its own error.
