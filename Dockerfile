@@ -1,13 +1,15 @@
 # Images of docker-compose.yml, from one build:
-#   target `migrate` (the default): runs `xtask migrate upgrade` against SQLALCHEMY_DATABASE_URI
-#     (the migrations are compiled into the binary), then exits;
+#   target `migrate` (the default): runs `notify-db-migrations upgrade` against
+#     SQLALCHEMY_DATABASE_URI (the shipped migration binary, migrations/src/bin: the migration set
+#     compiled in; also `current`, `history`, `check`, `doctor`, ...), then exits;
 #   target `service`: examples/service, the example API built on notify-db, on port 6011.
 # Build: docker build -t notify-db-migrate:local .
 #        docker build --target service -t notify-db-example-service:local .
 # (docker-compose.yml builds both for you.)
 #
-# Only the paths the build needs are copied (BuildKit then sends nothing else, target/ included).
-# xtask/tests/compose.rs checks that every workspace member is copied here.
+# Only the paths the build needs are copied (BuildKit then sends nothing else, target/ included);
+# every workspace member must be there for cargo to load the workspace, though only the two
+# shipped binaries are built. xtask/tests/compose.rs checks that every member is copied here.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -15,10 +17,11 @@ COPY .cargo .cargo
 COPY crates crates
 COPY migrations migrations
 COPY xtask xtask
+COPY bench bench
 COPY examples examples
 COPY tests tests
 # --locked: the image builds exactly the dependency versions of the committed Cargo.lock.
-RUN cargo build --release --locked -p xtask -p notify-db-example-service
+RUN cargo build --release --locked -p notify-db-migrations --features notify-db-migrations/cli -p notify-db-example-service
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -41,6 +44,6 @@ EXPOSE 6011
 ENTRYPOINT ["notify-db-example-service"]
 
 FROM runtime AS migrate
-COPY --from=build /src/target/release/xtask /usr/local/bin/xtask
-ENTRYPOINT ["xtask"]
-CMD ["migrate", "upgrade"]
+COPY --from=build /src/target/release/notify-db-migrations /usr/local/bin/notify-db-migrations
+ENTRYPOINT ["notify-db-migrations"]
+CMD ["upgrade"]

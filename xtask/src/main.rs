@@ -1,6 +1,5 @@
 //! `cargo xtask`: the one entry point for notify-db's developer tasks.
 
-mod bench;
 mod demo;
 mod dev;
 mod doctor;
@@ -8,7 +7,6 @@ mod dropdbs;
 mod lint_migrations;
 mod migrate;
 mod pending;
-mod pitr;
 mod prereq;
 mod soak;
 mod stairway;
@@ -51,12 +49,14 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run or inspect migrations (upgrade, downgrade, current, history, revision, check, check-head).
     Migrate(migrate::MigrateArgs),
-    /// Run benchmarks side by side with their baselines and print a table of ratios.
-    Bench(bench::BenchArgs),
+    /// Run benchmarks side by side with their baselines and print a table of ratios (the
+    /// `notify-db-bench` binary of bench/, built in release).
+    Bench(util::Forwarded),
     /// Check the configured primary and bulk hosts, settings and migration state; suggest fixes.
     Doctor(doctor::DoctorArgs),
-    /// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
-    PitrDrill(pitr::PitrArgs),
+    /// Point-in-time recovery drill on a throwaway cluster with WAL archiving (the fault suite's
+    /// `pitr-drill` binary).
+    PitrDrill(util::Forwarded),
     /// Lint the SQL every migration runs (squawk rules for PostgreSQL 15, plus our own).
     LintMigrations(lint_migrations::LintMigrationsArgs),
     /// Stairway test: for each migration, upgrade, downgrade, compare schemas, upgrade again.
@@ -76,9 +76,17 @@ fn main() {
         Cmd::DropTestDbs(a) => dropdbs::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Migrate(a) => migrate::run(a),
-        Cmd::Bench(a) => bench::run(a),
+        Cmd::Bench(a) => {
+            // Measuring needs the optimised build; printing the help does not.
+            let profile = if a.ask_for_help() {
+                "--profile=dev"
+            } else {
+                "--release"
+            };
+            util::cargo_run(&[profile, "-p", "notify-db-bench"], a)
+        }
         Cmd::Doctor(a) => doctor::run(a),
-        Cmd::PitrDrill(a) => pitr::run(a),
+        Cmd::PitrDrill(a) => util::cargo_run(&["-p", "notify-db-faults", "--bin", "pitr-drill"], a),
         Cmd::LintMigrations(a) => lint_migrations::run(a),
         Cmd::TestMigrationDowngrade(a) => stairway::run(a),
         Cmd::CheckIfMigrationsToRun(a) => pending::run(a),

@@ -61,3 +61,39 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()
         .context("building the tokio runtime")
 }
+
+/// Arguments a command hands on as they are to the workspace binary that does its work (that
+/// binary's `--help` lists them).
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Forwarded {
+    /// Arguments of the binary (`--help` shows them).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Forwarded {
+    /// Whether they ask for the binary's help (`-h`, `--help`), which needs no optimised build.
+    pub fn ask_for_help(&self) -> bool {
+        self.args.iter().any(|a| a == "-h" || a == "--help")
+    }
+}
+
+/// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work
+/// lives in another workspace binary (`selection` names the package, binary and profile). When
+/// the binary fails, xtask exits with its code: the binary has printed its own error.
+pub fn cargo_run(selection: &[&str], forwarded: Forwarded) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["run", "-q"])
+        .args(selection)
+        .arg("--")
+        .args(forwarded.args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo run {}", selection.join(" ")))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}

@@ -19,6 +19,33 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }
 
+/// The shipped migration binary (migrations/Cargo.toml's `[[bin]]`) and the features it requires.
+fn migration_binary() -> (String, Vec<String>) {
+    let manifest = read("migrations/Cargo.toml");
+    let bin = manifest
+        .split("[[bin]]")
+        .nth(1)
+        .expect("migrations/Cargo.toml has a [[bin]]");
+    let name = bin
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the [[bin]] has a name")
+        .to_string();
+    let features = bin
+        .lines()
+        .find_map(|l| l.strip_prefix("required-features = ["))
+        .and_then(|l| l.strip_suffix(']'))
+        .map(|l| {
+            l.split(',')
+                .map(|f| f.trim().trim_matches('"').to_string())
+                .filter(|f| !f.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    (name, features)
+}
+
 fn compose() -> Yaml {
     let docs = YamlLoader::load_from_str(&read("docker-compose.yml"))
         .expect("docker-compose.yml is valid YAML");
@@ -248,21 +275,22 @@ fn replica_clones_the_primary_and_runs_as_hot_standby() {
 fn migrate_runs_upgrade_against_the_primary_with_the_service_environment() {
     let doc = compose();
     let m = service(&doc, "migrate");
-    assert_eq!(words(&m["command"], "command"), vec!["migrate", "upgrade"]);
+    assert_eq!(words(&m["command"], "command"), vec!["upgrade"]);
     assert_eq!(m["build"]["context"].as_str(), Some("."));
     assert_eq!(m["build"]["dockerfile"].as_str(), Some("Dockerfile"));
     assert_eq!(m["build"]["target"].as_str(), Some("migrate"));
+    // The image ships the migration binary (the set compiled in), not the dev tooling of xtask.
+    let (binary, _) = migration_binary();
     let migrate_stage = stage("migrate");
     assert!(
-        migrate_stage.contains("ENTRYPOINT [\"xtask\"]")
-            && migrate_stage.contains("CMD [\"migrate\", \"upgrade\"]")
-            && migrate_stage.contains("/src/target/release/xtask"),
+        migrate_stage.contains(&format!("ENTRYPOINT [\"{binary}\"]"))
+            && migrate_stage.contains("CMD [\"upgrade\"]")
+            && migrate_stage.contains(&format!("/src/target/release/{binary} ")),
         "{migrate_stage}"
     );
+    assert!(!migrate_stage.contains("xtask"), "{migrate_stage}");
     assert!(
-        read("Dockerfile")
-            .trim_end()
-            .ends_with("CMD [\"migrate\", \"upgrade\"]"),
+        read("Dockerfile").trim_end().ends_with("CMD [\"upgrade\"]"),
         "migrate must be the last stage, so a plain `docker build .` makes the migrate image"
     );
     assert_eq!(
@@ -391,7 +419,7 @@ fn api_starts_after_a_successful_migration_with_the_same_environment() {
         "{service_stage}"
     );
     assert!(
-        read("Dockerfile").contains(&format!("-p xtask -p {name}")),
+        build_command().contains(&format!(" -p {name}")),
         "the build must build {name}"
     );
 }
@@ -452,17 +480,33 @@ fn scripts_are_valid_bash() {
     }
 }
 
+/// The Dockerfile's `RUN cargo build ...` line.
+fn build_command() -> String {
+    read("Dockerfile")
+        .lines()
+        .find(|l| l.starts_with("RUN cargo build "))
+        .expect("the Dockerfile runs cargo build")
+        .to_string()
+}
+
 #[test]
-fn dockerfile_builds_xtask_from_every_workspace_member() {
+fn dockerfile_builds_the_shipped_binaries_from_every_workspace_member() {
     let dockerfile = read("Dockerfile");
+    let build = build_command();
     assert!(
-        dockerfile.contains("cargo build --release --locked -p xtask"),
-        "{dockerfile}"
+        build.starts_with("RUN cargo build --release --locked "),
+        "{build}"
     );
-    assert!(
-        dockerfile.contains("ENTRYPOINT [\"xtask\"]")
-            && dockerfile.contains("CMD [\"migrate\", \"upgrade\"]")
-    );
+    // The migration binary with the features it requires; never xtask (dev tooling).
+    let (binary, features) = migration_binary();
+    assert!(build.contains(&format!(" -p {binary}")), "{build}");
+    for f in &features {
+        assert!(
+            build.contains(&format!("{binary}/{f}")),
+            "the build does not enable {binary}'s required feature {f}: {build}"
+        );
+    }
+    assert!(!build.contains("xtask"), "{build}");
     let copied: BTreeSet<String> = dockerfile
         .lines()
         .filter_map(|l| l.strip_prefix("COPY "))

@@ -197,7 +197,28 @@ impl Server {
     pub fn pg_ctl(&self, args: &[&str]) -> Result<(), Error> {
         let mut cmd = Command::new(self.bin.join("pg_ctl"));
         cmd.args(args).arg("-D").arg(&self.data_dir);
+        self.run_as_owner(cmd)
+    }
+
+    /// Runs `cmd` (e.g. `pg_basebackup`, or `mkdir` of a folder the server writes to) as the
+    /// server's user in its data directory; a failure holds the output and the server log's end.
+    pub fn run_as_owner(&self, cmd: Command) -> Result<(), Error> {
         run(cmd, self.run_as, &self.data_dir, &self.log_file)
+    }
+
+    /// Path to a binary of this server's installation, e.g. `pg_basebackup`.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// The `postgresql.conf` lines that make it listen on its endpoint and socket folder.
+    fn listen_conf(&self, label: &str) -> String {
+        format!(
+            "\n# notify-db testdb: {label}\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n",
+            self.endpoint.host,
+            self.endpoint.port,
+            self.socket_dir.display()
+        )
     }
 
     /// Starts the server and waits until it accepts connections.
@@ -287,6 +308,37 @@ impl Cluster {
             crate::block_on(async move { crate::testdb::sync_replica(&p, &r).await })??;
         }
         Ok(())
+    }
+
+    /// A server, with this cluster's binaries, user and superuser, for the data directory
+    /// `<dir>/<name>` already there (e.g. a restored base backup): listening on a free port of
+    /// [`PRIMARY_ADDR`], its socket folder and log beside it. Not started; not stopped on drop.
+    pub fn server_for(&self, name: &str) -> Result<Server, Error> {
+        let server = self.sibling(name, PRIMARY_ADDR)?;
+        make_dir(&server.socket_dir, server.run_as)?;
+        append(
+            &server.data_dir.join("postgresql.conf"),
+            &server.listen_conf(name),
+        )?;
+        Ok(server)
+    }
+
+    /// A server beside the primary (same binaries, user and superuser) at `<dir>/<name>`, on a
+    /// free port of `addr`.
+    fn sibling(&self, name: &str, addr: Ipv4Addr) -> Result<Server, Error> {
+        let p = &self.primary;
+        Ok(Server {
+            endpoint: Endpoint {
+                host: addr.to_string(),
+                port: free_port(addr)?,
+                ..p.endpoint.clone()
+            },
+            data_dir: self.dir.join(name),
+            socket_dir: self.dir.join(format!("{name}.sock")),
+            log_file: self.dir.join(format!("{name}.log")),
+            bin: p.bin.clone(),
+            run_as: p.run_as,
+        })
     }
 
     /// The directory holding the cluster's data directories and logs.
@@ -481,19 +533,7 @@ impl Cluster {
         let (addr, name) = (replica_addr(n), replica_name(n));
         let mut last_err = None;
         for _ in 0..3 {
-            let r = Server {
-                endpoint: Endpoint {
-                    host: addr.to_string(),
-                    port: free_port(addr)?,
-                    user: SUPERUSER.into(),
-                    password: p.endpoint.password.clone(),
-                },
-                data_dir: self.dir.join(&name),
-                socket_dir: self.dir.join(format!("{name}.sock")),
-                log_file: self.dir.join(format!("{name}.log")),
-                bin: p.bin.clone(),
-                run_as: p.run_as,
-            };
+            let r = self.sibling(&name, addr)?;
             let _ = fs::remove_dir_all(&r.data_dir);
             make_dir(&r.socket_dir, r.run_as)?;
             let mut cmd = Command::new(p.bin.join("pg_basebackup"));
@@ -504,12 +544,7 @@ impl Cluster {
                 .args(["-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast", "-D"])
                 .arg(&r.data_dir);
             run(cmd, r.run_as, &self.dir, &r.log_file)?;
-            let conf = format!(
-                "\n# notify-db testdb: {name}\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nhot_standby = on\n",
-                addr,
-                r.endpoint.port,
-                r.socket_dir.display()
-            );
+            let conf = format!("{}hot_standby = on\n", r.listen_conf(&name));
             append(&r.data_dir.join("postgresql.conf"), &conf)?;
             match r.start() {
                 Ok(()) => {
@@ -592,12 +627,7 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
     let res = run(cmd, p.run_as, dir, &p.log_file);
     let _ = fs::remove_file(&pwfile);
     res?;
-    let mut conf = format!(
-        "\n# notify-db testdb\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n",
-        PRIMARY_ADDR,
-        p.endpoint.port,
-        p.socket_dir.display()
-    );
+    let mut conf = p.listen_conf("primary");
     conf.push_str(
         "max_connections = 300\nshared_buffers = 128MB\nfsync = off\nfull_page_writes = off\n\
          wal_level = replica\nmax_wal_senders = 10\nwal_keep_size = '512MB'\nhot_standby = on\nhot_standby_feedback = on\n\

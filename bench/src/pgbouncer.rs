@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use notify_db_config::Settings;
 use notify_db_pool::Databases;
-use notify_db_testdb::{Endpoint, PgBouncer, find_bin_dir};
+use notify_db_testdb::{Endpoint, PgBouncer};
 use tokio_postgres::types::Type;
 
 use super::workload::{
-    MEASURE, ROUNDS, Round, SCALE, SELECT, STOP, bench_cluster, bench_seconds, client_runtime,
-    drive, next_aid, pgbench_cmd, pgbench_select, warm,
+    MEASURE, ROUNDS, Round, SELECT, STOP, bench_cluster, bench_seconds, client_runtime, drive,
+    next_aid, pgbench_init, pgbench_select, warm,
 };
 use super::{Figure, median};
 
@@ -56,19 +56,7 @@ fn measure() -> Result<Vec<Figure>> {
         .start()
         .context("starting PgBouncer (Debian package `pgbouncer`)")?;
     let via = bouncer.endpoint(&direct.user, &direct.password);
-    let pgbench = find_bin_dir()
-        .context("finding the PostgreSQL binaries (pgbench)")?
-        .join("pgbench");
-    let out = pgbench_cmd(&pgbench, &direct)
-        .args(["-i", "-q", "-s", &SCALE.to_string(), "postgres"])
-        .output()
-        .context("running pgbench -i")?;
-    if !out.status.success() {
-        bail!(
-            "pgbench -i failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let pgbench = pgbench_init(&direct)?;
     let round_secs = (seconds / ROUNDS as u64).max(1);
     let round = Duration::from_secs(round_secs);
     let fig = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: &str| Figure {

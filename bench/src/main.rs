@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: every benchmark side by side with its baseline, one table, JSON under target/bench/.
+//! `notify-db-bench`: every benchmark side by side with its baseline, one table, JSON under
+//! target/bench/. `cargo xtask bench [NAME]` builds it in release and runs it.
 
 mod cpu;
 mod history;
@@ -9,11 +10,15 @@ mod pool;
 mod template;
 mod workload;
 
-use anyhow::{Context, Result};
+use std::path::PathBuf;
 
-/// Arguments of `cargo xtask bench`.
-#[derive(clap::Args)]
-pub struct BenchArgs {
+use anyhow::{Context, Result};
+use clap::Parser;
+
+/// Benchmarks of notify-db, each side by side with its baseline in the same run.
+#[derive(Parser)]
+#[command(name = "notify-db-bench")]
+struct BenchArgs {
     /// Which benchmark (default: all).
     #[arg(value_enum)]
     which: Option<Which>,
@@ -45,8 +50,24 @@ pub struct Figure {
     pub note: String,
 }
 
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(BenchArgs::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 /// Runs the selected benchmarks and prints their table.
-pub fn run(args: BenchArgs) -> Result<()> {
+fn run(args: BenchArgs) -> Result<()> {
     type Bench = fn() -> Result<Vec<Figure>>;
     let all: [(Which, &str, Bench); 5] = [
         (Which::Pool, "pool", pool::run),
@@ -97,7 +118,7 @@ fn print_table(figures: &[Figure]) {
 }
 
 fn write_json(figures: &[Figure]) -> Result<()> {
-    let dir = crate::util::root().join("target/bench");
+    let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).context("creating target/bench")?;
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let rows: Vec<String> = figures
@@ -121,82 +142,26 @@ fn write_json(figures: &[Figure]) -> Result<()> {
     Ok(())
 }
 
-/// Environment variable marking a benchmark child process started by [`optimised`].
-const CHILD_VAR: &str = "NOTIFY_BENCH_CHILD";
-/// Prefix of the lines in which a child process reports its figures.
-const FIGURE_LINE: &str = "BENCH-FIGURE\t";
-
-/// Runs `measure` in an optimised build: `cargo xtask` builds in the dev profile (workspace
-/// crates unoptimised, dependencies at opt-level 1), which would measure our code unoptimised
-/// against optimised baselines, so a debug xtask re-runs `cargo xtask bench <bench>` with
-/// `--release` and collects the child's figures from its stdout.
+/// Runs `measure` only in an optimised build: these benchmarks compare our crates with optimised
+/// baselines (pgbench, deadpool-postgres), so an unoptimised build would measure the wrong thing.
+/// `cargo xtask bench` runs this binary with `--release`.
 pub fn optimised(
     bench: &str,
     measure: impl FnOnce() -> Result<Vec<Figure>>,
 ) -> Result<Vec<Figure>> {
-    if cfg!(debug_assertions) && std::env::var_os(CHILD_VAR).is_none() {
-        return run_release(bench);
+    if cfg!(debug_assertions) {
+        anyhow::bail!(
+            "the {bench} benchmark measures optimised code: run it with `cargo xtask bench {bench}` \
+             or `cargo run --release -p notify-db-bench -- {bench}`"
+        );
     }
-    let figures = measure()?;
-    if std::env::var_os(CHILD_VAR).is_some() {
-        for f in &figures {
-            println!(
-                "{FIGURE_LINE}{}\t{}\t{}\t{}\t{}",
-                f.name,
-                f.value,
-                f.unit,
-                f.ratio.map(|r| r.to_string()).unwrap_or_default(),
-                f.note
-            );
-        }
-    }
-    Ok(figures)
+    measure()
 }
 
-fn run_release(bench: &str) -> Result<Vec<Figure>> {
-    eprintln!("bench {bench}: running in an optimised build (cargo run --release -p xtask)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "xtask",
-            "--",
-            "bench",
-            bench,
-        ])
-        .env(CHILD_VAR, "1")
-        .current_dir(crate::util::root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running the optimised {bench} benchmark"))?;
-    if !out.status.success() {
-        anyhow::bail!("the optimised {bench} benchmark failed with {}", out.status);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Vec<Figure> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(FIGURE_LINE))
-        .filter_map(|l| {
-            let mut it = l.split('\t');
-            let (name, value, unit, ratio, note) =
-                (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-            Some(Figure {
-                bench: bench.into(),
-                name: name.into(),
-                value: value.parse().ok()?,
-                unit: unit.into(),
-                ratio: ratio.parse().ok(),
-                note: note.into(),
-            })
-        })
-        .collect();
-    if figures.is_empty() {
-        anyhow::bail!("the optimised {bench} benchmark printed no figures");
-    }
-    Ok(figures)
+/// The workspace root (parent of bench/).
+pub fn root() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(PathBuf::from).unwrap_or(dir)
 }
 
 /// The median of `v` (robust against the other work sharing this machine); 0 for no values.

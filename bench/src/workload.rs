@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
 use notify_db_pool::Databases;
-use notify_db_testdb::{Cluster, Endpoint};
+use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
 use super::cpu::{cpu_now, cpu_per_txn};
 
@@ -40,6 +40,25 @@ pub(super) fn client_runtime(current_thread: bool) -> Result<tokio::runtime::Run
         .enable_all()
         .build()
         .context("building the benchmark runtime")
+}
+
+/// Finds pgbench and fills its tables at [`SCALE`] in `ep`'s `postgres` database (`pgbench -i`);
+/// returns pgbench's path.
+pub(super) fn pgbench_init(ep: &Endpoint) -> Result<std::path::PathBuf> {
+    let pgbench = find_bin_dir()
+        .context("finding the PostgreSQL binaries (pgbench)")?
+        .join("pgbench");
+    let out = pgbench_cmd(&pgbench, ep)
+        .args(["-i", "-q", "-s", &SCALE.to_string(), "postgres"])
+        .output()
+        .context("running pgbench -i")?;
+    if !out.status.success() {
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(pgbench)
 }
 
 pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {

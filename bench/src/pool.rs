@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
-use notify_db_testdb::{Endpoint, find_bin_dir};
+use notify_db_testdb::Endpoint;
 
 use super::cpu::{cpu_now, cpu_per_txn};
 use super::workload::*;
@@ -53,19 +53,8 @@ fn measure() -> Result<Vec<Figure>> {
         .unwrap_or_else(|| CLIENTS.to_vec());
     eprintln!("bench pool: starting a private cluster");
     let (cluster, ep, pm) = bench_cluster("bench-pool")?;
-    let bin = find_bin_dir().context("finding the PostgreSQL binaries (pgbench)")?;
-    let pgbench = bin.join("pgbench");
     eprintln!("bench pool: pgbench -i -s {SCALE}");
-    let out = pgbench_cmd(&pgbench, &ep)
-        .args(["-i", "-q", "-s", &SCALE.to_string(), "postgres"])
-        .output()
-        .context("running pgbench -i")?;
-    if !out.status.success() {
-        bail!(
-            "pgbench -i failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let pgbench = pgbench_init(&ep)?;
 
     let mut figures = Vec::new();
     let bench = |name: String, value: f64, unit: &str, ratio: Option<f64>, note: &str| Figure {

@@ -20,15 +20,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::{Figure, history, median};
-use crate::util;
+use super::workload::client_runtime;
+use super::{Figure, history, median, root};
 
 /// Runs the migration benchmarks.
 pub fn run() -> Result<Vec<Figure>> {
     let n: usize = env_number("NOTIFY_BENCH_MIGRATIONS", 1000).min(9999);
     let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 5);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let work = util::root().join("target/bench/migrate");
+    let work = root().join("target/bench/migrate");
     let set_dir = work.join(format!("set-{n}"));
     write_set(&set_dir, n)?;
     let rs_dir = work.join(format!("rs-{n}"));
@@ -56,10 +56,13 @@ pub fn run() -> Result<Vec<Figure>> {
         ]);
         c
     };
-    util::run(&mut build("notify-db-migrate"))?;
-    util::run(build("notify-db-migrations").env("NOTIFY_DB_MIGRATIONS_DIR", &rs_dir))?;
-    let sql_binary = util::root().join("target/release/notify-db-migrate");
-    let compiled = util::root().join("target/release/notify-db-migrations");
+    cargo_build(&mut build("notify-db-migrate"), "notify-db-migrate")?;
+    cargo_build(
+        build("notify-db-migrations").env("NOTIFY_DB_MIGRATIONS_DIR", &rs_dir),
+        "notify-db-migrations",
+    )?;
+    let sql_binary = root().join("target/release/notify-db-migrate");
+    let compiled = root().join("target/release/notify-db-migrations");
     let psql = find_bin_dir()
         .context("finding the PostgreSQL binaries (psql)")?
         .join("psql");
@@ -80,7 +83,7 @@ pub fn run() -> Result<Vec<Figure>> {
         .start()
         .context("starting a private PostgreSQL cluster for the migrate benchmark")?;
     let ep = cluster.primary().endpoint().clone();
-    let rt = util::runtime()?;
+    let rt = client_runtime(false)?;
     let admin = rt
         .block_on(ep.connect("postgres"))
         .context("connecting to the bench cluster")?;
@@ -285,6 +288,18 @@ pub fn run() -> Result<Vec<Figure>> {
     ];
     figures.extend(history::figures(&shaped_times));
     Ok(figures)
+}
+
+/// Runs `cargo build` of `package` in the workspace root.
+fn cargo_build(cmd: &mut Command, package: &str) -> Result<()> {
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo build -p {package}"))?;
+    if !status.success() {
+        bail!("cargo build --release -p {package} failed with {status}");
+    }
+    Ok(())
 }
 
 /// The engine's journal table, as `notify_db_migrate` creates it (for the journal floor).

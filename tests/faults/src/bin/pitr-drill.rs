@@ -1,4 +1,5 @@
-//! `cargo xtask pitr-drill`: a point-in-time recovery drill on a throwaway cluster.
+//! `pitr-drill` (run by `cargo xtask pitr-drill`): a point-in-time recovery drill on a throwaway
+//! cluster.
 //!
 //! Starts a cluster with WAL archiving, takes a base backup, writes rows, notes a timestamp,
 //! writes more rows, deletes some old ones and drops a table (the "accident"), archives the WAL,
@@ -8,24 +9,19 @@
 //! docs/backup-and-recovery.md describes the same procedure for a real server.
 
 use std::fs;
-use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use notify_db_testdb::{
-    Cluster, Endpoint, PRIMARY_ADDR, StopMode, append, find_bin_dir, free_port,
-};
+use clap::Parser;
+use notify_db_testdb::{Cluster, Endpoint, Server, StopMode, append};
 use tokio_postgres::Client;
 
-use crate::util;
-
-/// Arguments of `cargo xtask pitr-drill`.
-#[derive(clap::Args)]
-pub struct PitrArgs {
+/// Point-in-time recovery drill on a throwaway cluster with WAL archiving.
+#[derive(Parser)]
+#[command(name = "pitr-drill")]
+struct PitrArgs {
     /// Rows written before the base backup.
     #[arg(long, default_value_t = 100)]
     rows_before_backup: u32,
@@ -55,14 +51,25 @@ struct Fingerprint {
     digest: String,
 }
 
-/// Runs `cargo xtask pitr-drill`.
-pub fn run(args: PitrArgs) -> Result<()> {
+fn main() {
+    if let Err(e) = run(PitrArgs::parse()) {
+        // One line: the reason, with its causes.
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+/// Runs the drill; fails when a step fails or the restored database does not match.
+fn run(args: PitrArgs) -> Result<()> {
     if args.rows_before_backup <= DELETED_AFTER_TARGET || args.rows_after_target == 0 {
         bail!("--rows-before-backup must be > {DELETED_AFTER_TARGET} and --rows-after-target > 0");
     }
     let started = Instant::now();
-    let rt = util::runtime()?;
-    let bin = find_bin_dir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
 
     step(1, "start a throwaway cluster with archive_mode = on");
     let cluster = Cluster::builder()
@@ -71,7 +78,6 @@ pub fn run(args: PitrArgs) -> Result<()> {
         .start()
         .context("starting the throwaway cluster")?;
     let primary = cluster.primary();
-    let owner = Owner::of(cluster.dir())?;
     println!(
         "      primary {}:{} data {}",
         primary.endpoint().host,
@@ -84,8 +90,10 @@ pub fn run(args: PitrArgs) -> Result<()> {
         "set archive_command to copy each finished WAL segment into the archive",
     );
     let archive = cluster.dir().join("wal-archive");
-    fs::create_dir_all(&archive).with_context(|| format!("creating {}", archive.display()))?;
-    owner.chown(&archive)?;
+    // The archiver runs as the server's user: the folder is the server user's.
+    let mut mkdir = Command::new("mkdir");
+    mkdir.arg("-p").arg(&archive);
+    primary.run_as_owner(mkdir)?;
     let archive_command = format!(
         "test ! -f \"{0}/%f\" && cp \"%p\" \"{0}/%f\"",
         archive.display()
@@ -136,7 +144,7 @@ pub fn run(args: PitrArgs) -> Result<()> {
 
     step(4, "take a base backup with pg_basebackup");
     let backup = cluster.dir().join("base-backup");
-    let mut cmd = Command::new(bin.join("pg_basebackup"));
+    let mut cmd = Command::new(primary.bin("pg_basebackup"));
     cmd.arg("-h")
         .arg(primary.socket_dir())
         .arg("-p")
@@ -152,7 +160,7 @@ pub fn run(args: PitrArgs) -> Result<()> {
             "-D",
         ])
         .arg(&backup);
-    owner.run(cmd, cluster.dir(), "pg_basebackup", None)?;
+    primary.run_as_owner(cmd)?;
     let label = fs::read_to_string(backup.join("backup_label")).context("reading backup_label")?;
     for line in label
         .lines()
@@ -234,16 +242,12 @@ pub fn run(args: PitrArgs) -> Result<()> {
     let restored = cluster.dir().join("restored");
     let mut cp = Command::new("cp");
     cp.arg("-a").arg(&backup).arg(&restored);
-    owner.run(cp, cluster.dir(), "cp -a", None)?;
-    let port = free_port(Ipv4Addr::LOCALHOST)?;
-    let socket = cluster.dir().join("restored.sock");
-    fs::create_dir_all(&socket).with_context(|| format!("creating {}", socket.display()))?;
-    owner.chown(&socket)?;
+    primary.run_as_owner(cp)?;
+    let restored_server = cluster.server_for("restored")?;
+    let port = restored_server.endpoint().port;
     let restore_command = format!("cp \"{}/%f\" \"%p\"", archive.display());
     let mut conf = format!(
-        "\n# notify-db pitr-drill: restore\nlisten_addresses = '{PRIMARY_ADDR}'\nport = {port}\nunix_socket_directories = {}\n\
-         archive_mode = off\nrestore_command = {}\n",
-        literal(&socket.display().to_string()),
+        "\n# notify-db pitr-drill: restore\narchive_mode = off\nrestore_command = {}\n",
         literal(&restore_command),
     );
     if args.ignore_target {
@@ -256,8 +260,9 @@ pub fn run(args: PitrArgs) -> Result<()> {
     }
     append(&restored.join("postgresql.conf"), &conf)?;
     let signal = restored.join("recovery.signal");
-    fs::write(&signal, "").context("writing recovery.signal")?;
-    owner.chown(&signal)?;
+    let mut touch = Command::new("touch");
+    touch.arg(&signal);
+    restored_server.run_as_owner(touch)?;
     for line in conf
         .lines()
         .filter(|l| l.starts_with("restore_command") || l.starts_with("recovery_target"))
@@ -270,25 +275,13 @@ pub fn run(args: PitrArgs) -> Result<()> {
         11,
         &format!("start the restored server on port {port} and wait until recovery ends"),
     );
-    let log = cluster.dir().join("restored.log");
+    let log = restored_server.log_file().to_path_buf();
     let restore_started = Instant::now();
-    let mut start = Command::new(bin.join("pg_ctl"));
-    start
-        .args(["start", "-w", "-t", "60", "-D"])
-        .arg(&restored)
-        .arg("-l")
-        .arg(&log);
-    owner.run(start, cluster.dir(), "pg_ctl start", Some(&log))?;
-    let _guard = StopOnDrop {
-        bin: bin.clone(),
-        data: restored.clone(),
-        owner,
-        cwd: cluster.dir().to_path_buf(),
-    };
-    let endpoint = Endpoint {
-        port,
-        ..primary.endpoint().clone()
-    };
+    restored_server
+        .start()
+        .context("starting the restored server")?;
+    let restored_server = StopOnDrop(restored_server);
+    let endpoint = restored_server.0.endpoint().clone();
     let verified = rt.block_on(async {
         let c = wait_promoted(&endpoint, &log).await?;
         println!(
@@ -518,80 +511,13 @@ async fn verify(
     Ok(ok)
 }
 
-/// The user owning the cluster directory; commands run as that user when we are root.
-#[derive(Clone, Copy)]
-struct Owner {
-    uid: u32,
-    gid: u32,
-    switch: bool,
-}
-
-impl Owner {
-    fn of(dir: &Path) -> Result<Owner> {
-        let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-        let me = fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX);
-        Ok(Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            switch: me == 0 && meta.uid() != 0,
-        })
-    }
-
-    fn chown(&self, path: &Path) -> Result<()> {
-        if self.switch {
-            std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
-                .with_context(|| format!("chown {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Runs `cmd` as the owner in `cwd`; on failure the error holds its output and the log's end.
-    fn run(&self, mut cmd: Command, cwd: &Path, name: &str, log: Option<&Path>) -> Result<()> {
-        if self.switch {
-            cmd.uid(self.uid).gid(self.gid);
-        }
-        let out = cmd
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {name}"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut detail = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if let Some(text) = log.and_then(|l| fs::read_to_string(l).ok()) {
-            let tail: Vec<&str> = text.lines().rev().take(10).collect();
-            detail.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
-        }
-        bail!("{name} failed with {}: {}", out.status, detail.trim())
-    }
-}
-
 /// Stops the restored server (immediate mode: it is thrown away with the cluster directory).
-struct StopOnDrop {
-    bin: PathBuf,
-    data: PathBuf,
-    owner: Owner,
-    cwd: PathBuf,
-}
+struct StopOnDrop(Server);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        let mut cmd = Command::new(self.bin.join("pg_ctl"));
-        cmd.args(["stop", "-w", "-t", "60", "-m", "immediate", "-D"])
-            .arg(&self.data)
-            .stdout(Stdio::null());
-        if let Err(e) = self.owner.run(cmd, &self.cwd, "pg_ctl stop", None) {
-            eprintln!(
-                "warning: stopping the restored server: {}",
-                util::one_line(&e)
-            );
+        if let Err(e) = self.0.stop(StopMode::Immediate) {
+            eprintln!("warning: stopping the restored server: {e}");
         }
     }
 }

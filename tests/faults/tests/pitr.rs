@@ -1,14 +1,13 @@
-//! `cargo xtask pitr-drill` restores a throwaway cluster to a point in time and verifies it; when
+//! `pitr-drill` (`cargo xtask pitr-drill`) restores a throwaway cluster to a point in time and verifies it; when
 //! the restore is wrong (replayed past the target), it says so and fails.
 
 use std::process::{Command, Output};
 
 fn drill(extra: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("pitr-drill")
+    let out = Command::new(env!("CARGO_BIN_EXE_pitr-drill"))
         .args(extra)
         .output()
-        .expect("run xtask pitr-drill");
+        .expect("run pitr-drill");
     let text = format!(
         "{}\n--- stderr ---\n{}",
         String::from_utf8_lossy(&out.stdout),

@@ -20,8 +20,8 @@ use notify_db_testdb::{
     BoxError, Cluster, CopyStrategy, Endpoint, MASTER_DB, TEMPLATE_STRATEGY, TestDb, quote_ident,
 };
 
+use super::workload::client_runtime;
 use super::{Figure, median};
-use crate::util;
 
 /// (label, number of migrations, number of tables): 10 and 500 migrations creating a table each
 /// (the sets), and 500 migrations on 10 tables (490 of them add a column), which
@@ -87,7 +87,7 @@ pub fn run() -> Result<Vec<Figure>> {
         .context("the replica did not start")?
         .endpoint()
         .clone();
-    let rt = util::runtime()?;
+    let rt = client_runtime(false)?;
     let figures = rt.block_on(measure(&ep, &replica, workers))?;
     drop(rt);
     drop(cluster);
