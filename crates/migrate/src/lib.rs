@@ -32,6 +32,7 @@ mod migration;
 mod order;
 mod render;
 mod split;
+mod sql_pack;
 mod stamp;
 mod txcontrol;
 
@@ -43,6 +44,7 @@ pub use error::{Error, SetError, StatementFailure};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
+pub use sql_pack::{PACK_ENV, PACK_FILE};
 pub use stamp::StampReport;
 pub use txcontrol::transaction_control;
 

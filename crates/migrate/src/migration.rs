@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, SetError};
 use crate::split::split_statements;
+use crate::sql_pack::{Key, Pack, Packable};
 
 /// Longest revision id `alembic_version.version_num` (varchar(32)) can hold.
 pub const MAX_ID_LEN: usize = 32;
@@ -396,6 +397,8 @@ fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration>, Error> {
     }
     // In order, so that of several bad files the first is reported.
     stems.sort_unstable();
+    let pack = Pack::read(dir);
+    let now = std::time::SystemTime::now();
     // Opening and reading the files is kernel time per file: a large set is read by a few
     // threads (measured: `cargo xtask bench migrate`, the .sql directory no-op).
     let threads = std::thread::available_parallelism()
@@ -403,42 +406,76 @@ fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration>, Error> {
         .min(4)
         .min(stems.len().div_ceil(FILES_PER_THREAD))
         .max(1);
-    let read_part = |part: &[String]| -> Result<Vec<Migration>, Error> {
+    let read_part = |part: &[String]| -> Result<Vec<Loaded>, Error> {
         // One buffer for every file of the part: the statements are copied out of it.
         let mut text = String::new();
         part.iter()
-            .map(|stem| read_migration(dir, stem, downs.contains(stem), &mut text))
+            .map(|stem| read_migration(dir, stem, downs.contains(stem), &mut text, &pack, now))
             .collect()
     };
-    if threads == 1 {
-        return read_part(&stems);
-    }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = stems
-            .chunks(stems.len().div_ceil(threads))
-            .map(|part| scope.spawn(move || read_part(part)))
-            .collect();
-        let mut migrations = Vec::with_capacity(stems.len());
-        for part in parts {
-            match part.join() {
-                Ok(read) => migrations.extend(read?),
-                Err(panic) => std::panic::resume_unwind(panic),
+    let loaded = if threads == 1 {
+        read_part(&stems)?
+    } else {
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = stems
+                .chunks(stems.len().div_ceil(threads))
+                .map(|part| scope.spawn(move || read_part(part)))
+                .collect();
+            let mut loaded = Vec::with_capacity(stems.len());
+            for part in parts {
+                match part.join() {
+                    Ok(read) => loaded.extend(read?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
             }
+            Ok::<_, Error>(loaded)
+        })?
+    };
+    let mut kept = Vec::new();
+    let mut read = Vec::new();
+    let mut migrations = Vec::with_capacity(loaded.len());
+    for (stem, l) in stems.iter().zip(loaded) {
+        match l.up {
+            UpText::Packed(key) => kept.push((stem.as_str(), key)),
+            UpText::Read(Some(packable)) => read.push(packable),
+            UpText::Read(None) => {}
         }
-        Ok(migrations)
-    })
+        migrations.push(l.migration);
+    }
+    // Rewritten when a file could join it or a packed one is gone.
+    if pack.enabled() && (!read.is_empty() || kept.len() < pack.len()) {
+        pack.rewrite(dir, &kept, read);
+    }
+    Ok(migrations)
 }
 
 /// Below this many files per thread, reading them on one thread is as fast.
 const FILES_PER_THREAD: usize = 128;
 
-/// Reads `stem`'s `.up.sql` (and `.down.sql` with `has_down`) through the buffer `text`.
+/// Where a migration's up text came from.
+enum UpText {
+    /// The pack, under this key.
+    Packed(Key),
+    /// The file, with what the next pack may hold of it (a settled file's key and text).
+    Read(Option<Packable>),
+}
+
+/// A migration read from the directory.
+struct Loaded {
+    migration: Migration,
+    up: UpText,
+}
+
+/// Reads `stem`'s `.up.sql` (from the pack when its key matches) and, with `has_down`, its
+/// `.down.sql`, through the buffer `text`.
 fn read_migration(
     dir: &Path,
     stem: &str,
     has_down: bool,
     text: &mut String,
-) -> Result<Migration, Error> {
+    pack: &Pack,
+    now: std::time::SystemTime,
+) -> Result<Loaded, Error> {
     let read = |suffix: &str, text: &mut String| {
         let path = dir.join(format!("{stem}{suffix}"));
         read_into(&path, text).map_err(|e| Error::Io {
@@ -446,7 +483,25 @@ fn read_migration(
             source: e,
         })
     };
-    read(".up.sql", text)?;
+    let key = pack
+        .enabled()
+        .then(|| Key::of(&dir.join(format!("{stem}.up.sql")), now))
+        .flatten();
+    let up = match key.and_then(|(k, _)| pack.get(stem, k).map(|t| (k, t))) {
+        Some((k, packed)) => {
+            text.clear();
+            text.push_str(packed);
+            UpText::Packed(k)
+        }
+        None => {
+            read(".up.sql", text)?;
+            // Packed under the key taken before the read: a change after it changes the key.
+            UpText::Read(
+                key.filter(|(k, settled)| *settled && usize::try_from(k.size()) == Ok(text.len()))
+                    .map(|(k, _)| (stem.to_owned(), k, text.clone())),
+            )
+        }
+    };
     let mut m = Migration::new(stem);
     for opt in header_options(text) {
         let bad = || SetError::BadOption {
@@ -472,7 +527,7 @@ fn read_migration(
         read(".down.sql", text)?;
         m = m.down(&*text);
     }
-    Ok(m)
+    Ok(Loaded { migration: m, up })
 }
 
 /// Reads a UTF-8 file into `buf` (replacing its contents), reusing its capacity.
