@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use notify_db_migrate::autogen::Plan;
 use notify_db_migrate::{MigrationSet, Migrator, Target};
-use notify_db_migrations::autogen_cases::{CASES, case, plan_for};
+use notify_db_migrations::autogen_cases::{CASES, Case, case, plan_for, plan_for_case};
 use notify_db_migrations::{all, set};
 use notify_db_testdb::schema::{self, render_diff};
 
@@ -77,9 +77,9 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
 }
 
 /// One schema change: it must be seen, written without unresolved parts, and round-trip.
-async fn run_case(change: &str, expect: &[&str]) -> Plan {
-    let (plan, dev, head) = plan_for(change).await;
-    assert!(!plan.steps.is_empty(), "no difference found for:\n{change}");
+async fn run_case(c: &Case) -> Plan {
+    let (plan, dev, head) = plan_for_case(c).await;
+    assert!(!plan.steps.is_empty(), "no difference found for:\n{}", c.change);
     assert!(
         plan.unresolved.is_empty(),
         "unresolved: {:?}",
@@ -91,7 +91,7 @@ async fn run_case(change: &str, expect: &[&str]) -> Plan {
         .flat_map(|s| s.up.iter().cloned())
         .collect::<Vec<_>>()
         .join(";\n");
-    for e in expect {
+    for e in c.expect {
         assert!(all_up.contains(e), "expected {e:?} in:\n{all_up}");
     }
     round_trip(&plan, &dev, &head).await;
@@ -104,7 +104,7 @@ macro_rules! cases {
             #[tokio::test]
             async fn $name() {
                 let c = case(stringify!($name)).expect("the case is in CASES");
-                tokio::time::timeout(CASE_LIMIT, run_case(c.change, c.expect))
+                tokio::time::timeout(CASE_LIMIT, run_case(c))
                     .await
                     .expect("the case finished in time");
             }
@@ -158,6 +158,11 @@ cases! {
     add_enum_value_and_use_it
     drop_enum_and_its_columns
     create_sequence
+    alter_sequence_increment
+    alter_sequence_start
+    alter_sequence_min_and_max
+    alter_sequence_cycle
+    drop_sequence
     quoted_names
 }
 
