@@ -18,6 +18,8 @@ pub struct Case {
     pub change: &'static str,
     /// Text the generated upgrade SQL must contain.
     pub expect: &'static [&'static str],
+    /// Whether the `.rs` form writes some of it with barrel (and is round-tripped as such too).
+    pub barrel: bool,
 }
 
 /// The free-standing sequence the sequence cases alter or drop (head has none of its own).
@@ -33,6 +35,7 @@ pub const CASES: &[Case] = &[
          size bigint CHECK (size > 0), created_at timestamptz NOT NULL DEFAULT now()); \
          CREATE INDEX ix_widgets_service_id ON widgets (service_id)",
         expect: &["CREATE TABLE widgets", "CREATE INDEX ix_widgets_service_id"],
+        barrel: true,
     },
     Case {
         name: "create_two_tables_referencing_each_other",
@@ -41,30 +44,42 @@ pub const CASES: &[Case] = &[
          CREATE TABLE folder_items (folder_id bigint NOT NULL REFERENCES folders (id), \
          template_id bigint NOT NULL REFERENCES templates (id), PRIMARY KEY (folder_id, template_id))",
         expect: &["CREATE TABLE folders", "CREATE TABLE folder_items"],
+        barrel: true,
     },
     Case {
         name: "create_table_with_serial_sequence",
         setup: "",
         change: "CREATE TABLE counters (id bigserial PRIMARY KEY, n bigint)",
         expect: &["CREATE SEQUENCE counters_id_seq", "OWNED BY counters.id"],
+        barrel: true,
+    },
+    Case {
+        name: "create_plain_table",
+        setup: "",
+        change: "CREATE TABLE audit_events (service_id bigint NOT NULL, event text, payload jsonb)",
+        expect: &["CREATE TABLE audit_events"],
+        barrel: true,
     },
     Case {
         name: "drop_table",
         setup: "",
         change: "DROP TABLE notification_history",
         expect: &["DROP TABLE notification_history"],
+        barrel: true,
     },
     Case {
         name: "add_nullable_column",
         setup: "",
         change: "ALTER TABLE services ADD COLUMN contact_link text",
         expect: &["ADD COLUMN contact_link text"],
+        barrel: true,
     },
     Case {
         name: "add_column_with_constant_default",
         setup: "",
         change: "ALTER TABLE services ADD COLUMN rate_limit bigint NOT NULL DEFAULT 3000",
         expect: &["ADD COLUMN rate_limit bigint DEFAULT 3000 NOT NULL"],
+        barrel: false,
     },
     Case {
         name: "add_column_with_volatile_default",
@@ -75,6 +90,7 @@ pub const CASES: &[Case] = &[
             "SET DEFAULT gen_random_uuid()",
             "LIMIT 1000",
         ],
+        barrel: true,
     },
     Case {
         name: "add_not_null_column_with_volatile_default",
@@ -85,18 +101,21 @@ pub const CASES: &[Case] = &[
             "CHECK (token IS NOT NULL) NOT VALID",
             "ALTER COLUMN token SET NOT NULL",
         ],
+        barrel: true,
     },
     Case {
         name: "add_not_null_column_without_default",
         setup: "",
         change: "ALTER TABLE api_keys ADD COLUMN label text NOT NULL",
         expect: &["ADD COLUMN label text", "ALTER COLUMN label SET NOT NULL"],
+        barrel: true,
     },
     Case {
         name: "drop_column",
         setup: "",
         change: "ALTER TABLE services DROP COLUMN restricted",
         expect: &["DROP COLUMN restricted"],
+        barrel: true,
     },
     Case {
         name: "set_not_null",
@@ -107,60 +126,70 @@ pub const CASES: &[Case] = &[
             "VALIDATE CONSTRAINT",
             "SET NOT NULL",
         ],
+        barrel: false,
     },
     Case {
         name: "drop_not_null",
         setup: "",
         change: "ALTER TABLE templates ALTER COLUMN content DROP NOT NULL",
         expect: &["ALTER COLUMN content DROP NOT NULL"],
+        barrel: false,
     },
     Case {
         name: "set_default",
         setup: "",
         change: "ALTER TABLE services ALTER COLUMN message_limit SET DEFAULT 1000",
         expect: &["ALTER COLUMN message_limit SET DEFAULT 1000"],
+        barrel: false,
     },
     Case {
         name: "drop_default",
         setup: "",
         change: "ALTER TABLE users ALTER COLUMN state DROP DEFAULT",
         expect: &["ALTER COLUMN state DROP DEFAULT"],
+        barrel: false,
     },
     Case {
         name: "add_index",
         setup: "",
         change: "CREATE INDEX ix_templates_name ON templates (name)",
         expect: &["CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_templates_name"],
+        barrel: false,
     },
     Case {
         name: "add_unique_index",
         setup: "",
         change: "CREATE UNIQUE INDEX uix_jobs_service_file ON jobs (service_id, original_file_name)",
         expect: &["CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uix_jobs_service_file"],
+        barrel: false,
     },
     Case {
         name: "add_partial_index",
         setup: "",
         change: "CREATE INDEX ix_jobs_scheduled ON jobs (scheduled_for) WHERE job_status = 'scheduled'",
         expect: &["CONCURRENTLY IF NOT EXISTS ix_jobs_scheduled", "WHERE"],
+        barrel: false,
     },
     Case {
         name: "add_expression_index",
         setup: "",
         change: "CREATE INDEX ix_users_lower_name ON users (lower(name))",
         expect: &["(lower(name))"],
+        barrel: false,
     },
     Case {
         name: "add_hash_index",
         setup: "",
         change: "CREATE INDEX ix_notifications_reference ON notifications USING hash (reference)",
         expect: &["USING hash (reference)"],
+        barrel: false,
     },
     Case {
         name: "drop_index",
         setup: "",
         change: "DROP INDEX ix_api_keys_service_id",
         expect: &["DROP INDEX CONCURRENTLY IF EXISTS ix_api_keys_service_id"],
+        barrel: false,
     },
     Case {
         name: "change_index",
@@ -171,6 +200,7 @@ pub const CASES: &[Case] = &[
             "DROP INDEX CONCURRENTLY IF EXISTS ix_templates_service_id",
             "(service_id, archived)",
         ],
+        barrel: false,
     },
     Case {
         name: "add_column_and_foreign_key",
@@ -178,6 +208,7 @@ pub const CASES: &[Case] = &[
         change: "ALTER TABLE jobs ADD COLUMN created_by_id bigint; \
          ALTER TABLE jobs ADD CONSTRAINT fk_jobs_created_by_id FOREIGN KEY (created_by_id) REFERENCES users (id)",
         expect: &["NOT VALID", "VALIDATE CONSTRAINT fk_jobs_created_by_id"],
+        barrel: true,
     },
     Case {
         name: "add_foreign_key_left_not_valid",
@@ -185,6 +216,7 @@ pub const CASES: &[Case] = &[
         change: "ALTER TABLE jobs ADD COLUMN api_key_id bigint; \
          ALTER TABLE jobs ADD CONSTRAINT fk_jobs_api_key FOREIGN KEY (api_key_id) REFERENCES api_keys (id) NOT VALID",
         expect: &["REFERENCES api_keys(id) NOT VALID"],
+        barrel: true,
     },
     Case {
         name: "add_unnamed_check",
@@ -194,6 +226,7 @@ pub const CASES: &[Case] = &[
             "ADD CONSTRAINT services_message_limit_check CHECK",
             "VALIDATE CONSTRAINT services_message_limit_check",
         ],
+        barrel: false,
     },
     Case {
         name: "add_named_check",
@@ -203,24 +236,28 @@ pub const CASES: &[Case] = &[
             "ADD CONSTRAINT ck_jobs_counts",
             "VALIDATE CONSTRAINT ck_jobs_counts",
         ],
+        barrel: false,
     },
     Case {
         name: "drop_check",
         setup: "",
         change: "ALTER TABLE users DROP CONSTRAINT ck_users_email_address_lower",
         expect: &["DROP CONSTRAINT IF EXISTS ck_users_email_address_lower"],
+        barrel: false,
     },
     Case {
         name: "drop_unnamed_foreign_key",
         setup: "",
         change: "ALTER TABLE notifications DROP CONSTRAINT notifications_api_key_id_fkey",
         expect: &["DROP CONSTRAINT IF EXISTS notifications_api_key_id_fkey"],
+        barrel: false,
     },
     Case {
         name: "drop_unique_constraint",
         setup: "",
         change: "ALTER TABLE services DROP CONSTRAINT services_name_key",
         expect: &["DROP CONSTRAINT IF EXISTS services_name_key"],
+        barrel: false,
     },
     Case {
         name: "add_unique_constraint",
@@ -230,6 +267,7 @@ pub const CASES: &[Case] = &[
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_templates_service_name",
             "UNIQUE USING INDEX",
         ],
+        barrel: false,
     },
     Case {
         name: "change_check",
@@ -240,6 +278,7 @@ pub const CASES: &[Case] = &[
             "DROP CONSTRAINT IF EXISTS ck_users_email_address_lower",
             "VALIDATE CONSTRAINT ck_users_email_address_lower",
         ],
+        barrel: false,
     },
     Case {
         name: "create_enum_and_table_using_it",
@@ -248,18 +287,21 @@ pub const CASES: &[Case] = &[
          CREATE TABLE service_channels (service_id bigint NOT NULL REFERENCES services (id), \
          channel channel NOT NULL, PRIMARY KEY (service_id, channel))",
         expect: &["CREATE TYPE channel AS ENUM ('email', 'sms', 'letter')"],
+        barrel: true,
     },
     Case {
         name: "add_enum_value_at_the_end",
         setup: "",
         change: "ALTER TYPE notification_status ADD VALUE 'validation-failed'",
         expect: &["ADD VALUE IF NOT EXISTS 'validation-failed' AFTER 'permanent-failure'"],
+        barrel: false,
     },
     Case {
         name: "add_enum_value_first",
         setup: "",
         change: "ALTER TYPE notification_status ADD VALUE 'queued' BEFORE 'created'",
         expect: &["ADD VALUE IF NOT EXISTS 'queued' BEFORE 'created'"],
+        barrel: false,
     },
     Case {
         name: "add_enum_value_and_use_it",
@@ -270,6 +312,7 @@ pub const CASES: &[Case] = &[
             "ADD VALUE IF NOT EXISTS 'cancelled'",
             "ADD COLUMN last_status notification_status DEFAULT 'cancelled'::notification_status NOT NULL",
         ],
+        barrel: false,
     },
     Case {
         name: "drop_enum_and_its_columns",
@@ -277,42 +320,49 @@ pub const CASES: &[Case] = &[
         change: "ALTER TABLE notification_history DROP COLUMN status; \
                  ALTER TABLE notifications DROP COLUMN status; DROP TYPE notification_status",
         expect: &["DROP COLUMN status", "DROP TYPE notification_status"],
+        barrel: true,
     },
     Case {
         name: "create_sequence",
         setup: "",
         change: "CREATE SEQUENCE letter_batch_seq AS bigint START WITH 100 INCREMENT BY 5",
         expect: &["CREATE SEQUENCE letter_batch_seq AS bigint INCREMENT BY 5"],
+        barrel: false,
     },
     Case {
         name: "alter_sequence_increment",
         setup: SEQUENCE_AT_HEAD,
         change: "ALTER SEQUENCE letter_batch_seq INCREMENT BY 10",
         expect: &["ALTER SEQUENCE letter_batch_seq AS bigint INCREMENT BY 10"],
+        barrel: false,
     },
     Case {
         name: "alter_sequence_start",
         setup: SEQUENCE_AT_HEAD,
         change: "ALTER SEQUENCE letter_batch_seq START WITH 500",
         expect: &["ALTER SEQUENCE letter_batch_seq", "START WITH 500"],
+        barrel: false,
     },
     Case {
         name: "alter_sequence_min_and_max",
         setup: SEQUENCE_AT_HEAD,
         change: "ALTER SEQUENCE letter_batch_seq MINVALUE 10 MAXVALUE 99999",
         expect: &["MINVALUE 10 MAXVALUE 99999"],
+        barrel: false,
     },
     Case {
         name: "alter_sequence_cycle",
         setup: SEQUENCE_AT_HEAD,
         change: "ALTER SEQUENCE letter_batch_seq CYCLE",
         expect: &["ALTER SEQUENCE letter_batch_seq", " CYCLE"],
+        barrel: false,
     },
     Case {
         name: "drop_sequence",
         setup: SEQUENCE_AT_HEAD,
         change: "DROP SEQUENCE letter_batch_seq",
         expect: &["DROP SEQUENCE letter_batch_seq"],
+        barrel: false,
     },
     Case {
         name: "quoted_names",
@@ -320,6 +370,7 @@ pub const CASES: &[Case] = &[
         change: "ALTER TABLE notifications ADD COLUMN \"order\" bigint; \
          CREATE INDEX \"ix_notifications_Order\" ON notifications (\"order\")",
         expect: &["ADD COLUMN \"order\" bigint", "\"ix_notifications_Order\""],
+        barrel: true,
     },
 ];
 

@@ -15,13 +15,23 @@ use notify_db_testdb::schema::{self, render_diff};
 const CASE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Applies `plan` to `head` step by step (each step down and up again), compares with `dev`,
-/// downgrades to the old head and compares with head's schema.
-async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_db_testdb::TestDb) {
+/// downgrades to the old head and compares with head's schema. With `rust`, the migrations are
+/// the `.rs` form's (barrel's SQL where it writes barrel), else the `.sql` form's.
+async fn round_trip(
+    plan: &Plan,
+    dev: &notify_db_testdb::TestDb,
+    head: &notify_db_testdb::TestDb,
+    rust: bool,
+) {
     let base = set().expect("the migration set");
     let old_head = base.head().expect("a head").to_owned();
     let first: u32 = base.next_number().parse().expect("a number");
     let mut migrations = all();
-    migrations.extend(plan.migrations(first, "autogen_case"));
+    migrations.extend(if rust {
+        plan.rust_migrations(first, "autogen_case")
+    } else {
+        plan.migrations(first, "autogen_case")
+    });
     let migrator = Migrator::new(MigrationSet::new(migrations).expect("the extended set is valid"));
     let pg: tokio_postgres::Config = head.primary_uri().parse().expect("head URI");
     let client = head.connect().await.expect("connect to the head database");
@@ -79,7 +89,11 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
 /// One schema change: it must be seen, written without unresolved parts, and round-trip.
 async fn run_case(c: &Case) -> Plan {
     let (plan, dev, head) = plan_for_case(c).await;
-    assert!(!plan.steps.is_empty(), "no difference found for:\n{}", c.change);
+    assert!(
+        !plan.steps.is_empty(),
+        "no difference found for:\n{}",
+        c.change
+    );
     assert!(
         plan.unresolved.is_empty(),
         "unresolved: {:?}",
@@ -94,7 +108,22 @@ async fn run_case(c: &Case) -> Plan {
     for e in c.expect {
         assert!(all_up.contains(e), "expected {e:?} in:\n{all_up}");
     }
-    round_trip(&plan, &dev, &head).await;
+    round_trip(&plan, &dev, &head, false).await;
+    // The `.rs` form runs barrel's SQL for some statements: it must give the same schema.
+    let barrel = plan.steps.iter().any(|s| {
+        s.up_barrel
+            .iter()
+            .chain(&s.down_barrel)
+            .any(Option::is_some)
+    });
+    if barrel {
+        round_trip(&plan, &dev, &head, true).await;
+    }
+    assert_eq!(
+        barrel, c.barrel,
+        "whether the .rs form writes barrel for {}",
+        c.name
+    );
     plan
 }
 
@@ -125,6 +154,7 @@ cases! {
     create_table_with_keys_checks_and_index
     create_two_tables_referencing_each_other
     create_table_with_serial_sequence
+    create_plain_table
     drop_table
     add_nullable_column
     add_column_with_constant_default

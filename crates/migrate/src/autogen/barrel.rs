@@ -87,17 +87,30 @@ impl BarrelColumn {
         })
     }
 
+    /// `t.add_column(...);` at 8 spaces, laid out as rustfmt does (its defaults: arguments
+    /// over 60 characters go one per line, so does a chain over 60).
     fn rust(&self) -> String {
-        format!(
-            "t.add_column({:?}, types::custom({:?}).nullable({}));",
-            self.name, self.type_sql, self.nullable
-        )
+        let name = format!("{:?}", self.name);
+        let ty = format!("types::custom({:?})", self.type_sql);
+        let nullable = format!(".nullable({})", self.nullable);
+        if name.len() + 2 + ty.len() + nullable.len() <= RUSTFMT_WIDTH {
+            return format!("        t.add_column({name}, {ty}{nullable});\n");
+        }
+        let ty = if ty.len() + nullable.len() <= RUSTFMT_WIDTH {
+            format!("{ty}{nullable}")
+        } else {
+            format!("{ty}\n                {nullable}")
+        };
+        format!("        t.add_column(\n            {name},\n            {ty},\n        );\n")
     }
 
     fn barrel_type(&self) -> barrel::types::Type {
         barrel::types::custom(interned(&self.type_sql)).nullable(self.nullable)
     }
 }
+
+/// rustfmt's default `fn_call_width` and `chain_width`.
+pub(super) const RUSTFMT_WIDTH: usize = 60;
 
 /// barrel takes a type as `&'static str`: each distinct type text is kept once for the process.
 fn interned(s: &str) -> &'static str {
@@ -200,10 +213,7 @@ impl BarrelChange {
     pub fn rust(&self, var: &str) -> String {
         let body = match self {
             BarrelChange::CreateTable { table, columns } => {
-                let cols: String = columns
-                    .iter()
-                    .map(|c| format!("        {}\n", c.rust()))
-                    .collect();
+                let cols: String = columns.iter().map(BarrelColumn::rust).collect();
                 format!("    {var}.create_table({table:?}, |t| {{\n{cols}    }});\n")
             }
             BarrelChange::DropTable { table } => format!("    {var}.drop_table({table:?});\n"),
@@ -211,7 +221,7 @@ impl BarrelChange {
                 format!("    {var}.drop_table_if_exists({table:?});\n")
             }
             BarrelChange::AddColumn { table, column } => format!(
-                "    {var}.change_table({table:?}, |t| {{\n        {}\n    }});\n",
+                "    {var}.change_table({table:?}, |t| {{\n{}    }});\n",
                 column.rust()
             ),
             BarrelChange::DropColumn { table, column } => format!(

@@ -69,7 +69,7 @@ fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
         if barrel.is_empty() {
             "Raw SQL, as the catalog spells it (the tests compare schemas built from it)."
         } else {
-            "barrel where it writes the change exactly, raw SQL as the catalog spells it \
+            "Barrel where it writes the change exactly; raw SQL, as the catalog spells it, \
              elsewhere (the tests compare schemas built from both)."
         }
     ));
@@ -105,12 +105,16 @@ fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
                 .enumerate()
                 .map(|(i, s)| call(Direction::Down, i, s)),
         );
-    for (i, c) in calls.enumerate() {
-        if i > 0 {
-            text.push_str("\n        ");
-        }
-        text.push_str(&c);
-    }
+    let calls: Vec<String> = calls.collect();
+    // rustfmt keeps a chain that fits its width on one line.
+    let separator = if calls.iter().map(String::len).sum::<usize>() + 1
+        <= super::barrel::RUSTFMT_WIDTH
+    {
+        ""
+    } else {
+        "\n        "
+    };
+    text.push_str(&calls.join(separator));
     text.push_str("\n}\n");
     text
 }
