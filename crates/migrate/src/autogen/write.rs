@@ -107,12 +107,11 @@ fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
         );
     let calls: Vec<String> = calls.collect();
     // rustfmt keeps a chain that fits its width on one line.
-    let separator =
-        if calls.iter().map(String::len).sum::<usize>() + 1 <= super::barrel::RUSTFMT_WIDTH {
-            ""
-        } else {
-            "\n        "
-        };
+    let separator = if calls.iter().map(String::len).sum::<usize>() < super::barrel::RUSTFMT_WIDTH {
+        ""
+    } else {
+        "\n        "
+    };
     text.push_str(&calls.join(separator));
     text.push_str("\n}\n");
     text
