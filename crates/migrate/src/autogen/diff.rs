@@ -375,6 +375,7 @@ fn sequences(b: &mut Builder, head: &Catalog, want: &Catalog) {
     for (name, s) in &head.sequences {
         if !want.sequences.contains_key(name) {
             b.changes.push(format!("- sequence {name}"));
+            b.allow(Slot::DropSequences, "ban-drop-sequence");
             b.add(
                 Slot::DropSequences,
                 vec![format!("DROP SEQUENCE {name}")],
