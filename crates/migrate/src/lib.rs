@@ -32,6 +32,7 @@ mod migration;
 mod order;
 mod render;
 mod split;
+mod sql_dir;
 mod sql_pack;
 mod stamp;
 mod txcontrol;
