@@ -131,9 +131,13 @@ fn read_migration(
         None => {
             read(".up.sql", text)?;
             // Packed under the key taken before the read: a change after it changes the key.
+            // A stem with a space or a line break would not survive the pack's line format.
+            let packable = stem.bytes().all(|b| b.is_ascii_graphic());
             UpText::Read(
-                key.filter(|(k, settled)| *settled && usize::try_from(k.size()) == Ok(text.len()))
-                    .map(|(k, _)| (stem.to_owned(), k, text.clone())),
+                key.filter(|(k, settled)| {
+                    packable && *settled && usize::try_from(k.size()) == Ok(text.len())
+                })
+                .map(|(k, _)| (stem.to_owned(), k, text.clone())),
             )
         }
     };
