@@ -35,11 +35,13 @@ pub(crate) fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration
     let pack = Pack::read(dir);
     let now = std::time::SystemTime::now();
     // Opening and reading the files is kernel time per file: a large set is read by a few
-    // threads (measured: `cargo xtask bench migrate`, the .sql directory no-op).
+    // threads (measured: `cargo xtask bench migrate`, the .sql directory no-op). A packed file
+    // costs one stat, not worth a thread (measured: the no-op's client CPU, 6.0-6.75 -> 5.7-6.0 ms).
+    let files_to_read = stems.len().saturating_sub(pack.len());
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(4)
-        .min(stems.len().div_ceil(FILES_PER_THREAD))
+        .min(files_to_read.div_ceil(FILES_PER_THREAD))
         .max(1);
     let read_part = |part: &[String]| -> Result<Vec<Loaded>, Error> {
         // One buffer for every file of the part: the statements are copied out of it.
