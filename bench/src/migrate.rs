@@ -280,7 +280,7 @@ pub fn run() -> Result<Vec<Figure>> {
             "ms",
             noop_sql_ratio,
             format!(
-                "median of {}; the same plus reading {n} .up.sql files (not the downs); ratio: \
+                "median of {}; the same plus {n} .up.sql files (stat each, texts from the pack); ratio: \
                  median of paired (no-op / the psql -c timed just before it); target <= 1.0",
                 noop_sql.len()
             ),

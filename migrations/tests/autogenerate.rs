@@ -8,20 +8,30 @@ use std::time::Duration;
 use notify_db_migrate::autogen::Plan;
 use notify_db_migrate::schema::{self, render_diff};
 use notify_db_migrate::{MigrationSet, Migrator, Target};
-use notify_db_migrations::autogen_cases::{CASES, case, plan_for};
+use notify_db_migrations::autogen_cases::{CASES, Case, case, plan_for, plan_for_case};
 use notify_db_migrations::{all, set};
 
 /// Generous: a case copies two databases and runs a few migrations.
 const CASE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Applies `plan` to `head` step by step (each step down and up again), compares with `dev`,
-/// downgrades to the old head and compares with head's schema.
-async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_db_testdb::TestDb) {
+/// downgrades to the old head and compares with head's schema. With `rust`, the migrations are
+/// the `.rs` form's (barrel's SQL where it writes barrel), else the `.sql` form's.
+async fn round_trip(
+    plan: &Plan,
+    dev: &notify_db_testdb::TestDb,
+    head: &notify_db_testdb::TestDb,
+    rust: bool,
+) {
     let base = set().expect("the migration set");
     let old_head = base.head().expect("a head").to_owned();
     let first: u32 = base.next_number().parse().expect("a number");
     let mut migrations = all();
-    migrations.extend(plan.migrations(first, "autogen_case"));
+    migrations.extend(if rust {
+        plan.rust_migrations(first, "autogen_case")
+    } else {
+        plan.migrations(first, "autogen_case")
+    });
     let head_uri = notify_db_config::DatabaseUri::parse(&head.primary_uri(), "the head database")
         .expect("head URI");
     let migrator = Migrator::new(
@@ -82,9 +92,13 @@ async fn round_trip(plan: &Plan, dev: &notify_db_testdb::TestDb, head: &notify_d
 }
 
 /// One schema change: it must be seen, written without unresolved parts, and round-trip.
-async fn run_case(change: &str, expect: &[&str]) -> Plan {
-    let (plan, dev, head) = plan_for(change).await;
-    assert!(!plan.steps.is_empty(), "no difference found for:\n{change}");
+async fn run_case(c: &Case) -> Plan {
+    let (plan, dev, head) = plan_for_case(c).await;
+    assert!(
+        !plan.steps.is_empty(),
+        "no difference found for:\n{}",
+        c.change
+    );
     assert!(
         plan.unresolved.is_empty(),
         "unresolved: {:?}",
@@ -96,10 +110,25 @@ async fn run_case(change: &str, expect: &[&str]) -> Plan {
         .flat_map(|s| s.up.iter().cloned())
         .collect::<Vec<_>>()
         .join(";\n");
-    for e in expect {
+    for e in c.expect {
         assert!(all_up.contains(e), "expected {e:?} in:\n{all_up}");
     }
-    round_trip(&plan, &dev, &head).await;
+    round_trip(&plan, &dev, &head, false).await;
+    // The `.rs` form runs barrel's SQL for some statements: it must give the same schema.
+    let barrel = plan.steps.iter().any(|s| {
+        s.up_barrel
+            .iter()
+            .chain(&s.down_barrel)
+            .any(Option::is_some)
+    });
+    if barrel {
+        round_trip(&plan, &dev, &head, true).await;
+    }
+    assert_eq!(
+        barrel, c.barrel,
+        "whether the .rs form writes barrel for {}",
+        c.name
+    );
     plan
 }
 
@@ -109,7 +138,7 @@ macro_rules! cases {
             #[tokio::test]
             async fn $name() {
                 let c = case(stringify!($name)).expect("the case is in CASES");
-                tokio::time::timeout(CASE_LIMIT, run_case(c.change, c.expect))
+                tokio::time::timeout(CASE_LIMIT, run_case(c))
                     .await
                     .expect("the case finished in time");
             }
@@ -130,6 +159,7 @@ cases! {
     create_table_with_keys_checks_and_index
     create_two_tables_referencing_each_other
     create_table_with_serial_sequence
+    create_plain_table
     drop_table
     add_nullable_column
     add_column_with_constant_default
@@ -163,6 +193,11 @@ cases! {
     add_enum_value_and_use_it
     drop_enum_and_its_columns
     create_sequence
+    alter_sequence_increment
+    alter_sequence_start
+    alter_sequence_min_and_max
+    alter_sequence_cycle
+    drop_sequence
     quoted_names
 }
 

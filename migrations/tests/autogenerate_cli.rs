@@ -101,8 +101,13 @@ async fn from_db_writes_rust_migrations_one_per_phase() {
         first.contains("pub fn define(m: Migration) -> Migration"),
         "{first}"
     );
+    // A plain nullable column: barrel writes it.
     assert!(
-        first.contains(".up(r#\"ALTER TABLE services ADD COLUMN contact_link text\"#)"),
+        first.contains("up0.change_table(\"services\", |t| {")
+            && first.contains(
+                "t.add_column(\"contact_link\", types::custom(\"text\").nullable(true));"
+            )
+            && first.contains("m.up(up0.make::<Pg>())"),
         "{first}"
     );
     let second = std::fs::read_to_string(dir.join(&files[1])).expect("read");

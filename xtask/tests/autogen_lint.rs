@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify_db_migrate::autogen::Plan;
-use notify_db_migrations::autogen_cases::{CASES, plan_for, write_sql_files};
+use notify_db_migrations::autogen_cases::{CASES, plan_for_case, write_sql_files};
 
 /// For all cases together: each copies two databases and runs the linter twice.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -79,7 +79,7 @@ async fn generated_migrations_lint_clean_but_for_the_drops_left_to_the_author() 
         let permits = permits.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore");
-            let (plan, dev, head) = plan_for(c.change).await;
+            let (plan, dev, head) = plan_for_case(c).await;
             write_sql_files(&plan, &dir, c.name);
             let want = left_for_author(&plan);
             let got = lint_rules(&dir).await;

@@ -36,6 +36,8 @@ mod order;
 pub mod pending;
 mod render;
 pub mod schema;
+mod sql_dir;
+mod sql_pack;
 pub mod stairway;
 mod stamp;
 mod txcontrol;
@@ -50,6 +52,7 @@ pub use error::{Error, SetError, StatementFailure};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
+pub use sql_pack::{PACK_ENV, PACK_FILE};
 pub use stamp::StampReport;
 pub use txcontrol::transaction_control;
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, SetError};
 use crate::lexer::split_statements;
+use crate::sql_dir::read_sql_dir;
 
 /// Longest revision id `alembic_version.version_num` (varchar(32)) can hold.
 pub const MAX_ID_LEN: usize = 32;
@@ -372,120 +373,6 @@ impl MigrationSet {
     }
 }
 
-/// Reads `ID.up.sql` files (and, with `downs`, their `.down.sql` files) of `dir`.
-fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration>, Error> {
-    let io = |e: std::io::Error| Error::Io {
-        path: dir.display().to_string(),
-        source: e,
-    };
-    let mut stems = Vec::new();
-    let mut downs = std::collections::HashSet::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let name = entry
-            .map_err(io)?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if let Some(stem) = name.strip_suffix(".up.sql") {
-            stems.push(stem.to_owned());
-        } else if let Some(stem) = name.strip_suffix(".down.sql")
-            && read_downs
-        {
-            downs.insert(stem.to_owned());
-        }
-    }
-    // In order, so that of several bad files the first is reported.
-    stems.sort_unstable();
-    // Opening and reading the files is kernel time per file: a large set is read by a few
-    // threads (measured: `cargo xtask bench migrate`, the .sql directory no-op).
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(4)
-        .min(stems.len().div_ceil(FILES_PER_THREAD))
-        .max(1);
-    let read_part = |part: &[String]| -> Result<Vec<Migration>, Error> {
-        // One buffer for every file of the part: the statements are copied out of it.
-        let mut text = String::new();
-        part.iter()
-            .map(|stem| read_migration(dir, stem, downs.contains(stem), &mut text))
-            .collect()
-    };
-    if threads == 1 {
-        return read_part(&stems);
-    }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = stems
-            .chunks(stems.len().div_ceil(threads))
-            .map(|part| scope.spawn(move || read_part(part)))
-            .collect();
-        let mut migrations = Vec::with_capacity(stems.len());
-        for part in parts {
-            match part.join() {
-                Ok(read) => migrations.extend(read?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        Ok(migrations)
-    })
-}
-
-/// Below this many files per thread, reading them on one thread is as fast.
-const FILES_PER_THREAD: usize = 128;
-
-/// Reads `stem`'s `.up.sql` (and `.down.sql` with `has_down`) through the buffer `text`.
-fn read_migration(
-    dir: &Path,
-    stem: &str,
-    has_down: bool,
-    text: &mut String,
-) -> Result<Migration, Error> {
-    let read = |suffix: &str, text: &mut String| {
-        let path = dir.join(format!("{stem}{suffix}"));
-        read_into(&path, text).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })
-    };
-    read(".up.sql", text)?;
-    let mut m = Migration::new(stem);
-    for opt in header_options(text) {
-        let bad = || SetError::BadOption {
-            id: stem.to_owned(),
-            option: opt.clone(),
-        };
-        if opt == "no-transaction" {
-            m = m.no_transaction();
-        } else if opt == "baseline" {
-            m = m.baseline();
-        } else if let Some(p) = opt.strip_prefix("parent=") {
-            m = m.parent(p.trim());
-        } else if let Some(v) = opt.strip_prefix("lock_timeout=") {
-            m = m.lock_timeout(parse_duration(v).ok_or_else(bad)?);
-        } else if let Some(v) = opt.strip_prefix("statement_timeout=") {
-            m = m.statement_timeout(parse_duration(v).ok_or_else(bad)?);
-        } else {
-            return Err(bad().into());
-        }
-    }
-    m = m.up(&*text);
-    if has_down {
-        read(".down.sql", text)?;
-        m = m.down(&*text);
-    }
-    Ok(m)
-}
-
-/// Reads a UTF-8 file into `buf` (replacing its contents), reusing its capacity.
-fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
-    use std::io::Read as _;
-    buf.clear();
-    // Through `Take`, so the read does not ask for the file's size first (one syscall less).
-    std::fs::File::open(path)?
-        .take(u64::MAX)
-        .read_to_string(buf)
-        .map(drop)
-}
-
 /// An Alembic revision id we accept: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `_` and `-`,
 /// starting with a letter or digit (Alembic's generated hex ids, `NNNN_slug`, bare numbers), and
 /// not a target keyword. Safe as a file name and inside a SQL literal.
@@ -500,7 +387,7 @@ pub(crate) fn valid_id(id: &str) -> bool {
 }
 
 /// Options from leading `-- notify-db: a, b` comment lines.
-fn header_options(sql: &str) -> Vec<String> {
+pub(crate) fn header_options(sql: &str) -> Vec<String> {
     sql.lines()
         .map(str::trim)
         .take_while(|l| l.starts_with("--") || l.is_empty())

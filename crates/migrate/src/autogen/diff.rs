@@ -2,8 +2,13 @@
 
 use std::collections::BTreeSet;
 
+use super::barrel::BarrelChange;
 use super::catalog::{Catalog, Column, Constraint, Table};
 use super::{Plan, Step};
+
+/// A statement: its SQL, and the barrel change the `.rs` form writes instead where barrel
+/// expresses it exactly (see [`super::barrel`]).
+pub(super) type Stmt = (String, Option<BarrelChange>);
 
 /// Where a statement goes: the migration, then its place in it. Downs run in reverse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,8 +84,8 @@ const PHASES: [(&str, &str, bool); 5] = [
 
 struct Item {
     slot: Slot,
-    up: Vec<String>,
-    down: Vec<String>,
+    up: Vec<Stmt>,
+    down: Vec<Stmt>,
 }
 
 #[derive(Default)]
@@ -93,6 +98,12 @@ pub(super) struct Builder {
 
 impl Builder {
     pub(super) fn add(&mut self, slot: Slot, up: Vec<String>, down: Vec<String>) {
+        let sql = |v: Vec<String>| v.into_iter().map(|s| (s, None)).collect();
+        self.add_stmts(slot, sql(up), sql(down));
+    }
+
+    /// [`Builder::add`] with statements that may have a barrel form.
+    pub(super) fn add_stmts(&mut self, slot: Slot, up: Vec<Stmt>, down: Vec<Stmt>) {
         self.items.push(Item { slot, up, down });
     }
 
@@ -111,24 +122,31 @@ impl Builder {
         let mut steps = Vec::new();
         for (p, (suffix, summary, no_transaction)) in PHASES.iter().enumerate() {
             let items: Vec<&Item> = self.items.iter().filter(|i| phase(i.slot) == p).collect();
-            let up: Vec<String> = items.iter().flat_map(|i| i.up.iter().cloned()).collect();
+            let up: Vec<Stmt> = items.iter().flat_map(|i| i.up.iter().cloned()).collect();
             if up.is_empty() {
                 continue;
             }
-            let mut down: Vec<String> = items
+            let mut down: Vec<Stmt> = items
                 .iter()
                 .rev()
                 .flat_map(|i| i.down.iter().cloned())
                 .collect();
             if down.is_empty() {
-                down.push("-- nothing to undo: the previous migration's downgrade does it".into());
+                down.push((
+                    "-- nothing to undo: the previous migration's downgrade does it".into(),
+                    None,
+                ));
             }
+            let (up, up_barrel) = up.into_iter().unzip();
+            let (down, down_barrel) = down.into_iter().unzip();
             steps.push(Step {
                 suffix,
                 summary,
                 no_transaction: *no_transaction,
                 up,
                 down,
+                up_barrel,
+                down_barrel,
                 allows: self
                     .allows
                     .iter()
@@ -357,6 +375,7 @@ fn sequences(b: &mut Builder, head: &Catalog, want: &Catalog) {
     for (name, s) in &head.sequences {
         if !want.sequences.contains_key(name) {
             b.changes.push(format!("- sequence {name}"));
+            b.allow(Slot::DropSequences, "ban-drop-sequence");
             b.add(
                 Slot::DropSequences,
                 vec![format!("DROP SEQUENCE {name}")],
@@ -481,6 +500,8 @@ mod tests {
             no_transaction: true,
             up: vec![],
             down: vec![],
+            up_barrel: vec![],
+            down_barrel: vec![],
             allows: vec![],
         };
         let slug = "a_slug_of_twenty_seven_char";

@@ -9,6 +9,7 @@
 //! `.rs` or `.sql` files. Renames and type changes are never guessed: they come back as
 //! [`Plan::unresolved`], written as a commented block.
 
+pub mod barrel;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod command;
@@ -17,6 +18,8 @@ mod tables;
 mod write;
 
 pub use catalog::Catalog;
+
+use crate::Direction;
 pub use diff::plan;
 pub use write::{GeneratedFile, render_files};
 
@@ -55,10 +58,41 @@ pub struct Step {
     pub up: Vec<String>,
     /// The downgrade statements, in order.
     pub down: Vec<String>,
+    /// The barrel form of each upgrade statement that has one, by position (missing or `None`:
+    /// SQL); the `.rs` form writes it (see [`barrel`]).
+    pub up_barrel: Vec<Option<barrel::BarrelChange>>,
+    /// The same for the downgrade statements.
+    pub down_barrel: Vec<Option<barrel::BarrelChange>>,
     /// `lint-allow` exceptions: `(rule, None)` is left for the author to give the reason (a
     /// drop: the linter stops the migration until a person has looked); `(rule, Some(reason))`
     /// covers what the generated SQL does knowingly (a downgrade restoring head's state).
     pub allows: Vec<(&'static str, Option<&'static str>)>,
+}
+
+impl Step {
+    /// The barrel form of statement `i` of `direction`, when it has one.
+    pub fn barrel(&self, direction: Direction, i: usize) -> Option<&barrel::BarrelChange> {
+        let forms = match direction {
+            Direction::Up => &self.up_barrel,
+            Direction::Down => &self.down_barrel,
+        };
+        forms.get(i).and_then(Option::as_ref)
+    }
+
+    /// The statements of `direction`; with `rust`, barrel's SQL where the `.rs` form writes barrel.
+    pub fn statements(&self, direction: Direction, rust: bool) -> Vec<String> {
+        let sql = match direction {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        };
+        sql.iter()
+            .enumerate()
+            .map(|(i, s)| match self.barrel(direction, i).filter(|_| rust) {
+                Some(b) => b.sql(),
+                None => s.clone(),
+            })
+            .collect()
+    }
 }
 
 /// What autogenerate found and will write.
@@ -81,18 +115,28 @@ impl Plan {
         self.steps.is_empty() && self.unresolved.is_empty()
     }
 
-    /// The steps as migrations numbered from `first_number`, ids `NNNN_slug[_suffix]`.
+    /// The steps as migrations numbered from `first_number`, ids `NNNN_slug[_suffix]`, as the
+    /// `.sql` form writes them.
     pub fn migrations(&self, first_number: u32, slug: &str) -> Vec<crate::Migration> {
+        self.migrations_in(first_number, slug, false)
+    }
+
+    /// [`Plan::migrations`] as the `.rs` form runs them: barrel's SQL where it writes barrel.
+    pub fn rust_migrations(&self, first_number: u32, slug: &str) -> Vec<crate::Migration> {
+        self.migrations_in(first_number, slug, true)
+    }
+
+    fn migrations_in(&self, first_number: u32, slug: &str, rust: bool) -> Vec<crate::Migration> {
         let mut out = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let mut m = crate::Migration::new(step_id(first_number, i, slug, step));
             if step.no_transaction {
                 m = m.no_transaction();
             }
-            for s in &step.up {
+            for s in step.statements(Direction::Up, rust) {
                 m = m.up(s);
             }
-            for s in &step.down {
+            for s in step.statements(Direction::Down, rust) {
                 m = m.down(s);
             }
             out.push(m);

@@ -2,11 +2,25 @@
 
 use std::collections::BTreeSet;
 
+use super::barrel::BarrelChange;
 use super::catalog::{Catalog, Column, Constraint, Table};
 use super::diff::{
-    Builder, DOWN_RESTORES, NOT_NULL_CHECK, Slot, add_constraint, concurrently, create_table,
+    Builder, DOWN_RESTORES, NOT_NULL_CHECK, Slot, Stmt, add_constraint, concurrently, create_table,
     drop_constraint, foreign_keys_of, unquoted_last,
 };
+
+/// `CREATE TABLE` of `t`, with its barrel form when it has one.
+fn create_table_stmt(name: &str, t: &Table) -> Stmt {
+    (create_table(name, t), BarrelChange::create_table(name, t))
+}
+
+/// `ADD COLUMN` of `c`, with its barrel form when it has one.
+fn add_column_stmt(table: &str, c: &Column) -> Stmt {
+    (
+        format!("ALTER TABLE {table} ADD COLUMN {}", c.definition()),
+        BarrelChange::add_column(table, c),
+    )
+}
 
 /// The columns as `name type` lines, for comparing tables that may be one renamed.
 fn shape(t: &Table) -> Vec<(String, String)> {
@@ -44,10 +58,13 @@ pub(super) fn tables(b: &mut Builder, head: &Catalog, want: &Catalog) {
     for name in added.into_iter().filter(|n| !renamed.contains(*n)) {
         let t = &want.tables[name];
         b.changes.push(format!("+ table {name}"));
-        b.add(
+        b.add_stmts(
             Slot::CreateTables,
-            vec![create_table(name, t)],
-            vec![format!("DROP TABLE IF EXISTS {name}")],
+            vec![create_table_stmt(name, t)],
+            vec![(
+                format!("DROP TABLE IF EXISTS {name}"),
+                BarrelChange::drop_table(name, true),
+            )],
         );
         let fks = foreign_keys_of(name, t);
         let drops = t
@@ -67,9 +84,13 @@ pub(super) fn tables(b: &mut Builder, head: &Catalog, want: &Catalog) {
         let t = &head.tables[name];
         b.changes.push(format!("- table {name}"));
         b.allow(Slot::DropTables, "ban-drop-table");
-        let mut down = vec![create_table(name, t)];
-        down.extend(t.indexes.values().map(|i| i.definition.clone()));
-        b.add(Slot::DropTables, vec![format!("DROP TABLE {name}")], down);
+        let mut down = vec![create_table_stmt(name, t)];
+        down.extend(t.indexes.values().map(|i| (i.definition.clone(), None)));
+        let up = (
+            format!("DROP TABLE {name}"),
+            BarrelChange::drop_table(name, false),
+        );
+        b.add_stmts(Slot::DropTables, vec![up], down);
         // Recreated by the downgrade after every table exists again.
         b.add(Slot::DropForeignKeys, vec![], foreign_keys_of(name, t));
     }
@@ -118,11 +139,11 @@ fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
         if c.not_null && c.default.is_none() && c.identity.is_none() && c.generated.is_none() {
             b.allow_because(Slot::DropColumns, "adding-required-field", DOWN_RESTORES);
         }
-        b.add(
-            Slot::DropColumns,
-            vec![format!("ALTER TABLE {table} DROP COLUMN {}", c.name)],
-            vec![format!("ALTER TABLE {table} ADD COLUMN {}", c.definition())],
+        let up = (
+            format!("ALTER TABLE {table} DROP COLUMN {}", c.name),
+            BarrelChange::drop_column(table, &c.name),
         );
+        b.add_stmts(Slot::DropColumns, vec![up], vec![add_column_stmt(table, c)]);
     }
     for w in &want.columns {
         let Some(h) = head.column(&w.name) else {
@@ -227,9 +248,9 @@ fn validate(b: &mut Builder, table: &str, name: &str, c: &Constraint) {
 }
 
 fn add_column(b: &mut Builder, table: &str, c: &Column) {
-    let drop = vec![format!(
-        "ALTER TABLE {table} DROP COLUMN IF EXISTS {}",
-        c.name
+    let drop = vec![(
+        format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {}", c.name),
+        None,
     )];
     let volatile = c.default.is_some() && c.default_volatile;
     let simple = c.identity.is_some() || c.generated.is_some() || !(volatile || c.not_null);
@@ -237,11 +258,7 @@ fn add_column(b: &mut Builder, table: &str, c: &Column) {
     if simple || constant_not_null {
         // Nullable, or NOT NULL with a constant default: PostgreSQL 11+ stores the default in
         // the catalog, no rewrite, one step.
-        b.add(
-            Slot::Columns,
-            vec![format!("ALTER TABLE {table} ADD COLUMN {}", c.definition())],
-            drop,
-        );
+        b.add_stmts(Slot::Columns, vec![add_column_stmt(table, c)], drop);
         return;
     }
     let nullable = Column {
@@ -249,19 +266,19 @@ fn add_column(b: &mut Builder, table: &str, c: &Column) {
         default: None,
         ..c.clone()
     };
-    let mut up = vec![format!(
-        "ALTER TABLE {table} ADD COLUMN {}",
-        nullable.definition()
-    )];
+    let mut up = vec![add_column_stmt(table, &nullable)];
     if let Some(d) = &c.default {
         // New rows get the default at once; the rows already there are backfilled in batches.
-        up.push(format!(
-            "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {d}",
-            c.name
+        up.push((
+            format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {d}",
+                c.name
+            ),
+            None,
         ));
         b.add(Slot::Concurrent, vec![backfill(table, &c.name, d)], vec![]);
     }
-    b.add(Slot::Columns, up, drop);
+    b.add_stmts(Slot::Columns, up, drop);
     if c.not_null {
         set_not_null(b, table, &c.name);
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Plan, Step, step_id};
+use crate::Direction;
 
 /// One file to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,77 @@ fn raw(sql: &str) -> String {
     format!("r{hashes}\"{sql}\"{hashes}")
 }
 
+/// The `use` lines and the `define` function of a `.rs` migration: barrel calls for the
+/// statements barrel writes exactly, raw SQL for the others.
+fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
+    let barrel: Vec<(Direction, usize, &super::barrel::BarrelChange)> = [
+        (Direction::Up, step.up.len()),
+        (Direction::Down, step.down.len()),
+    ]
+    .into_iter()
+    .flat_map(|(d, n)| (0..n).filter_map(move |i| step.barrel(d, i).map(|b| (d, i, b))))
+    .collect();
+    let mut text = String::from("\n");
+    if barrel.iter().any(|(_, _, b)| b.uses_types()) {
+        text.push_str("use barrel::backend::Pg;\nuse barrel::types;\n");
+    } else if !barrel.is_empty() {
+        text.push_str("use barrel::backend::Pg;\n");
+    }
+    text.push_str("use notify_db_migrate::Migration;\n\n");
+    text.push_str(&format!(
+        "/// {} {}\n",
+        step.summary,
+        if barrel.is_empty() {
+            "Raw SQL, as the catalog spells it (the tests compare schemas built from it)."
+        } else {
+            "Barrel where it writes the change exactly; raw SQL, as the catalog spells it, \
+             elsewhere (the tests compare schemas built from both)."
+        }
+    ));
+    for a in allows {
+        text.push_str(a);
+    }
+    text.push_str("pub fn define(m: Migration) -> Migration {\n");
+    let method = |d: Direction| if d == Direction::Up { "up" } else { "down" };
+    let var = |d: Direction, i: usize| format!("{}{i}", method(d));
+    for (d, i, b) in &barrel {
+        text.push_str(&b.rust(&var(*d, *i)));
+    }
+    text.push_str("    m");
+    let call = |d: Direction, i: usize, sql: &String| match step.barrel(d, i) {
+        Some(_) => format!(".{}({}.make::<Pg>())", method(d), var(d, i)),
+        None => format!(".{}({})", method(d), raw(sql)),
+    };
+    // rustfmt's chain shape: the first call on `m`'s line, one call per line after it.
+    let calls = step
+        .no_transaction
+        .then(|| ".no_transaction()".to_owned())
+        .into_iter()
+        .chain(parent.map(|p| format!(".parent({p:?})")))
+        .chain(
+            step.up
+                .iter()
+                .enumerate()
+                .map(|(i, s)| call(Direction::Up, i, s)),
+        )
+        .chain(
+            step.down
+                .iter()
+                .enumerate()
+                .map(|(i, s)| call(Direction::Down, i, s)),
+        );
+    let calls: Vec<String> = calls.collect();
+    // rustfmt keeps a chain that fits its width on one line.
+    let separator = if calls.iter().map(String::len).sum::<usize>() < super::barrel::RUSTFMT_WIDTH {
+        ""
+    } else {
+        "\n        "
+    };
+    text.push_str(&calls.join(separator));
+    text.push_str("\n}\n");
+    text
+}
+
 /// The files for `plan`, numbered from `first_number` in `dir`; the first declares `parent` when
 /// given (the others follow it by number). A plan with only unresolved differences gets one file
 /// holding the commented block and no statements.
@@ -63,6 +135,8 @@ pub fn render_files(
         no_transaction: false,
         up: vec!["-- write the upgrade SQL here".into()],
         down: vec!["-- write the downgrade SQL here".into()],
+        up_barrel: vec![],
+        down_barrel: vec![],
         allows: vec![],
     };
     let steps: Vec<&Step> = if plan.steps.is_empty() {
@@ -131,30 +205,7 @@ pub fn render_files(
                     text.push('\n');
                 }
             }
-            text.push_str("\nuse notify_db_migrate::Migration;\n\n");
-            text.push_str(&format!(
-                "/// {} Raw SQL, as the catalog spells it (the tests compare schemas built from it).\n",
-                step.summary
-            ));
-            for a in allows {
-                text.push_str(&a);
-            }
-            text.push_str("pub fn define(m: Migration) -> Migration {\n    m");
-            // rustfmt's chain shape: the first call on `m`'s line, one call per line after it.
-            let calls = step
-                .no_transaction
-                .then(|| ".no_transaction()".to_owned())
-                .into_iter()
-                .chain(parent.filter(|_| i == 0).map(|p| format!(".parent({p:?})")))
-                .chain(step.up.iter().map(|s| format!(".up({})", raw(s))))
-                .chain(step.down.iter().map(|s| format!(".down({})", raw(s))));
-            for (i, call) in calls.enumerate() {
-                if i > 0 {
-                    text.push_str("\n        ");
-                }
-                text.push_str(&call);
-            }
-            text.push_str("\n}\n");
+            text.push_str(&rust_body(step, parent.filter(|_| i == 0), &allows));
             files.push(GeneratedFile {
                 path: dir.join(format!("{id}.rs")),
                 text,
@@ -175,6 +226,8 @@ mod tests {
             no_transaction,
             up: vec![format!("CREATE TABLE {table} (id bigint)")],
             down: vec![format!("DROP TABLE {table}")],
+            up_barrel: vec![],
+            down_barrel: vec![],
             allows: vec![],
         }
     }
