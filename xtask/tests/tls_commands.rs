@@ -2,7 +2,7 @@
 //! `hostssl` connections, with `sslmode=verify-full` and the right CA, each one reaches the
 //! database; with another CA, each one refuses the server (and never falls back to plain).
 //! Covered: `migrate` upgrade, downgrade, current, history, check and stamp; the pending check
-//! (`check-if-migrations-to-run`); `doctor`; the stairway test (`test-migration-downgrade`).
+//! (`check-if-migrations-to-run`); `doctor` and `migrate doctor`; the stairway test (`test-migration-downgrade`).
 
 use std::process::Command;
 
@@ -116,16 +116,19 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
     );
     // doctor may flag other things of a one-server set-up (bulk on the primary); what matters
     // here is that it reached the server for the pools and for the migration state.
-    let (_, text) = xtask(&["doctor"], &good_uri);
+    // The same checks as the migration binary's `doctor` command.
     let default = format!("default {}:{}", ep.host, ep.port);
-    for expected in [
-        format!("✓ {default} reachable"),
-        format!("✓ migrations: at head {head}"),
-    ] {
-        assert!(
-            text.lines().any(|l| l.starts_with(&expected)),
-            "doctor over TLS: missing {expected:?}:\n{text}"
-        );
+    for args in [&["doctor"][..], &["migrate", "doctor"]] {
+        let (_, text) = xtask(args, &good_uri);
+        for expected in [
+            format!("✓ {default} reachable"),
+            format!("✓ migrations: at head {head}"),
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&expected)),
+                "{args:?} over TLS: missing {expected:?}:\n{text}"
+            );
+        }
     }
 
     for args in [
@@ -137,6 +140,7 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         &["migrate", "stamp", "head"],
         &["check-if-migrations-to-run"],
         &["doctor"],
+        &["migrate", "doctor"],
         &["test-migration-downgrade", "--database-url", &wrong_uri],
     ] {
         let (ok, text) = xtask(args, &wrong_uri);

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod autogen;
+pub mod doctor;
 mod engine;
 mod error;
 mod lock_guard;

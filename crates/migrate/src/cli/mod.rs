@@ -1,6 +1,6 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
 //! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
-//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`.
+//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `doctor [--max-lag-seconds S]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -12,6 +12,7 @@ use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
 use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 
+mod doctor;
 mod revision;
 
 use revision::{autogenerate, write_head_if_local};
@@ -110,6 +111,13 @@ pub enum Command {
     },
     /// Fail when the head file does not match the set's head (two branches added the same number).
     CheckHead,
+    /// Check the configured servers, settings and migration state the way the service would
+    /// use them (one line per check, a suggested fix under every failure).
+    Doctor {
+        /// Replica lag (seconds) above which the lag check fails.
+        #[arg(long, default_value_t = 30.0)]
+        max_lag_seconds: f64,
+    },
     /// Write REV into alembic_version without running anything (as Alembic's stamp).
     Stamp {
         /// A revision of the set (or a unique prefix), `head` or `base`.
@@ -167,6 +175,9 @@ pub enum CliError {
     /// The pending check had no answer.
     #[error(transparent)]
     Pending(Box<crate::pending::PendingError>),
+    /// The doctor report could not be written.
+    #[error(transparent)]
+    Doctor(#[from] crate::doctor::DoctorError),
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
@@ -237,6 +248,9 @@ pub async fn run(
             let path = write_revision(project, message)?;
             stdout(out, format!("created {}", path.display()))?;
             return Ok(0);
+        }
+        Command::Doctor { max_lag_seconds } => {
+            return doctor::run(project, settings, *max_lag_seconds, out).await;
         }
         Command::CheckHead => {
             let head = check_head(project)?;
@@ -369,7 +383,7 @@ pub async fn run(
                 return Ok(1);
             }
         }
-        Command::Revision { .. } | Command::CheckHead => {}
+        Command::Revision { .. } | Command::CheckHead | Command::Doctor { .. } => {}
     }
     Ok(0)
 }
