@@ -18,7 +18,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use notify_db_config::DatabaseUri;
-//! use crate::ConnectUri;
+//! use notify_db_connect::ConnectUri;
 //! let uri = DatabaseUri::parse("postgresql://u@db/x?sslmode=verify-full", "SQLALCHEMY_DATABASE_URI")?;
 //! let client = uri.tls()?.connect(&uri.to_pg_config()).await?;
 //! client.simple_query("SELECT 1").await?;
