@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::{ConnectFailure, check_server_version, classify, error_text};
+use crate::{ConnectFailure, Driver, check_server_version, classify, error_text};
 
 use crate::error::PoolError;
 use crate::lag::{LagRouting, Route};
@@ -299,20 +299,11 @@ impl Connector {
             )
         };
         let bind = self.bind;
-        let (client, task) = match &self.tls {
-            Tls::Off => {
-                let (client, conn) = host.config.connect(NoTls).await.map_err(connect_err)?;
-                (client, tokio::spawn(drive(conn, bind)))
-            }
-            Tls::Rustls(make) => {
-                let (client, conn) = host
-                    .config
-                    .connect(make.clone())
-                    .await
-                    .map_err(connect_err)?;
-                (client, tokio::spawn(drive(conn, bind)))
-            }
-        };
+        let (client, task) = self
+            .tls
+            .connect_with(&host.config, LogErrors { bind })
+            .await
+            .map_err(connect_err)?;
         // Dropping `client` on an error below ends the connection task.
         let setup_err = |cause: String| {
             (
@@ -417,13 +408,22 @@ impl Connector {
 }
 
 /// Drives a connection until it closes; errors are logged, never printed.
-async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>, bind: Bind)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(e) = conn.await {
-        tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
+struct LogErrors {
+    bind: Bind,
+}
+
+impl Driver for LogErrors {
+    fn drive<S, T>(self, conn: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let bind = self.bind;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
+            }
+        })
     }
 }
 

@@ -46,7 +46,7 @@ pub use lag::{LagRouting, Route, attach as attach_lag_routing};
 pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
 pub use pooler::{is_pooled, pooler_variable};
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
-pub use tls::{Tls, TlsError};
+pub use tls::{Driver, Tls, TlsError};
 
 use notify_db_config::DatabaseUri;
 
