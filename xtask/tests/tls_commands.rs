@@ -1,6 +1,8 @@
 //! Every command that connects uses the URI's sslmode: against a server that accepts only
 //! `hostssl` connections, with `sslmode=verify-full` and the right CA, each one reaches the
 //! database; with another CA, each one refuses the server (and never falls back to plain).
+//! Covered: `migrate` upgrade, downgrade, current, history, check and stamp; the pending check
+//! (`check-if-migrations-to-run`); `doctor` and `migrate doctor`; the stairway test (`test-migration-downgrade`).
 
 use std::process::Command;
 
@@ -19,9 +21,19 @@ fn xtask(args: &[&str], uri: &str) -> (bool, String) {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run xtask");
+    // URIs in the arguments are shown as the tools show them: without the password.
+    let shown: Vec<String> = args
+        .iter()
+        .map(
+            |a| match notify_db_config::DatabaseUri::parse(a, "an argument") {
+                Ok(uri) if a.contains("://") => uri.to_string(),
+                _ => (*a).to_owned(),
+            },
+        )
+        .collect();
     let text = format!(
         "$ xtask {}\n{}{}",
-        args.join(" "),
+        shown.join(" "),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -66,10 +78,32 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         .expect("a head")
         .to_owned();
     // The stairway test first: it wants an empty database and leaves it at head.
-    let (ok, text) = xtask(&["test-migration-downgrade"], &good_uri);
+    let (ok, text) = xtask(
+        &["test-migration-downgrade", "--database-url", &good_uri],
+        &good_uri,
+    );
     assert!(ok, "test-migration-downgrade over TLS:\n{text}");
+    let answers = |args: &[&str], want: &str| {
+        let (ok, text) = xtask(args, &good_uri);
+        assert!(
+            ok && text.lines().any(|l| l == want),
+            "{args:?} over TLS should print {want:?}:\n{text}"
+        );
+    };
     let (ok, text) = xtask(&["migrate", "upgrade"], &good_uri);
     assert!(ok, "migrate upgrade over TLS:\n{text}");
+    answers(&["migrate", "check"], "no");
+    answers(&["check-if-migrations-to-run"], "no");
+    let (ok, text) = xtask(&["migrate", "downgrade"], &good_uri);
+    assert!(ok, "migrate downgrade over TLS:\n{text}");
+    answers(&["migrate", "check"], "yes");
+    answers(&["check-if-migrations-to-run"], "yes");
+    let (ok, text) = xtask(&["migrate", "upgrade"], &good_uri);
+    assert!(ok, "migrate upgrade over TLS:\n{text}");
+    answers(
+        &["migrate", "stamp", "head"],
+        &format!("stamp: {head} -> {head} (no migration run)"),
+    );
     let (ok, text) = xtask(&["migrate", "current"], &good_uri);
     assert!(
         ok && text.contains(&head),
@@ -80,30 +114,34 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         ok && text.contains(&head),
         "migrate history over TLS:\n{text}"
     );
-    let (ok, text) = xtask(&["check-if-migrations-to-run"], &good_uri);
-    assert!(
-        ok && text.lines().any(|l| l == "no"),
-        "check-if-migrations-to-run over TLS:\n{text}"
-    );
     // doctor may flag other things of a one-server set-up (bulk on the primary); what matters
     // here is that it reached the server for the pools and for the migration state.
-    let (_, text) = xtask(&["doctor"], &good_uri);
+    // The same checks as the migration binary's `doctor` command.
     let default = format!("default {}:{}", ep.host, ep.port);
-    for expected in [
-        format!("✓ {default} reachable"),
-        format!("✓ migrations: at head {head}"),
-    ] {
-        assert!(
-            text.lines().any(|l| l.starts_with(&expected)),
-            "doctor over TLS: missing {expected:?}:\n{text}"
-        );
+    for args in [&["doctor"][..], &["migrate", "doctor"]] {
+        let (_, text) = xtask(args, &good_uri);
+        for expected in [
+            format!("✓ {default} reachable"),
+            format!("✓ migrations: at head {head}"),
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&expected)),
+                "{args:?} over TLS: missing {expected:?}:\n{text}"
+            );
+        }
     }
 
     for args in [
         &["migrate", "current"][..],
         &["migrate", "upgrade"],
+        &["migrate", "downgrade"],
+        &["migrate", "history"],
+        &["migrate", "check"],
+        &["migrate", "stamp", "head"],
         &["check-if-migrations-to-run"],
         &["doctor"],
+        &["migrate", "doctor"],
+        &["test-migration-downgrade", "--database-url", &wrong_uri],
     ] {
         let (ok, text) = xtask(args, &wrong_uri);
         assert!(
@@ -116,5 +154,11 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         );
         assert!(!text.contains(&ep.password), "password in output:\n{text}");
     }
+    // Nothing ran with the wrong CA: the database is still at head.
+    let (ok, text) = xtask(&["migrate", "current"], &good_uri);
+    assert!(
+        ok && text.contains(&head),
+        "still at head after the refused commands:\n{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,11 @@
 //! - [`ConnectFailure`], [`classify`], [`error_text`]: what kind of connect failure an error is,
 //!   and its text with the driver's hidden causes.
 //! - [`REPLICA_LAG_SQL`]: one definition of a server's replay lag.
+//! - [`Connector`]: opens set-up connections for one bind of the pools (host choice with
+//!   back-off and connection-limit back-off, lag-aware bulk routing, the one-round-trip session
+//!   setup, or through a transaction pooler the check that the server enforces it), and
+//!   [`connect_one`], one such connection outside any pool (the lag sampler, doctor).
+//!   Its errors are [`PoolError`]s, observed through [`PoolObserver`].
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,14 +27,26 @@
 
 #![deny(missing_docs)]
 
+mod connector;
+mod error;
 mod failure;
+mod lag;
+mod limit;
+mod observer;
 mod pg_config;
+mod pooler;
 mod server;
+mod session;
 mod tls;
 
+pub use connector::{Connector, Opened, connect_one};
+pub use error::PoolError;
 pub use failure::{ConnectFailure, classify, error_text};
+pub use lag::{LagRouting, Route, attach as attach_lag_routing};
+pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
+pub use pooler::{is_pooled, pooler_variable};
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
-pub use tls::{Tls, TlsError};
+pub use tls::{Driver, Tls, TlsError};
 
 use notify_db_config::DatabaseUri;
 

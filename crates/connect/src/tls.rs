@@ -17,6 +17,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Why a TLS connector could not be built (no password in it: it names only the CA file).
@@ -47,26 +49,56 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// Drives a new connection on a task of its own (what it does with the server's messages is
+/// the caller's: log errors, collect notices).
+pub trait Driver {
+    /// Starts driving `conn` until it closes (when its client is dropped); returns the task.
+    fn drive<S, T>(self, conn: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+/// Drives a connection and drops its error: it surfaces on the client's next call.
+struct Plain;
+
+impl Driver for Plain {
+    fn drive<S, T>(self, conn: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let _ = conn.await;
+        })
+    }
+}
+
 impl Tls {
     /// Connects with this connector and drives the connection on a spawned tokio task.
     pub async fn connect(
         &self,
         pg: &tokio_postgres::Config,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        // The connection task ends when the client is dropped; its error surfaces on the client.
-        let client = match self {
+        Ok(self.connect_with(pg, Plain).await?.0)
+    }
+
+    /// Connects with this connector and hands the connection to `driver`.
+    pub async fn connect_with<D: Driver>(
+        &self,
+        pg: &tokio_postgres::Config,
+        driver: D,
+    ) -> Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error> {
+        match self {
             Tls::Off => {
                 let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                client
+                Ok((client, driver.drive(conn)))
             }
             Tls::Rustls(make) => {
                 let (client, conn) = pg.connect(make.clone()).await?;
-                tokio::spawn(conn);
-                client
+                Ok((client, driver.drive(conn)))
             }
-        };
-        Ok(client)
+        }
     }
 
     /// Builds the connector for `uri`'s `sslmode` and `sslrootcert`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, REPLICA_LAG_SQL, connect_one};
+use notify_db_connect::{Bind, REPLICA_LAG_SQL, connect_one};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 

@@ -27,6 +27,7 @@
 
 pub mod autogen;
 pub mod changed;
+pub mod doctor;
 mod engine;
 mod error;
 pub mod lexer;

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, Connection};
 
-use notify_db_connect::Tls;
+use notify_db_connect::{Driver, Tls};
 
 use crate::error::{Error, SetError};
 use crate::lexer::leading_words;
@@ -134,48 +135,39 @@ pub(crate) async fn connect(
     tls: &Tls,
 ) -> Result<(Client, Notices), tokio_postgres::Error> {
     let notices = Notices::default();
-    let client = match tls {
-        Tls::Off => {
-            let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-            drive(conn, notices.clone());
-            client
-        }
-        Tls::Rustls(make) => {
-            let (client, conn) = pg.connect(make.clone()).await?;
-            drive(conn, notices.clone());
-            client
-        }
-    };
+    let (client, _task) = tls.connect_with(pg, notices.clone()).await?;
     Ok((client, notices))
 }
 
 /// Polls the connection until it closes (when the client is dropped), collecting notices. Its
 /// errors surface on the client's next call.
-fn drive<S, T>(mut conn: Connection<S, T>, notices: Notices)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notice(n)) => {
-                    if n.severity() == "WARNING" {
-                        tracing::warn!(code = n.code().code(), "server: {}", n.message());
-                    } else {
-                        tracing::info!(code = n.code().code(), "server: {}", n.message());
+impl Driver for Notices {
+    fn drive<S, T>(self, mut conn: Connection<S, T>) -> JoinHandle<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notice(n)) => {
+                        if n.severity() == "WARNING" {
+                            tracing::warn!(code = n.code().code(), "server: {}", n.message());
+                        } else {
+                            tracing::info!(code = n.code().code(), "server: {}", n.message());
+                        }
+                        self.push(n);
                     }
-                    notices.push(n);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!("migration connection closed: {e}");
-                    break;
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!("migration connection closed: {e}");
+                        break;
+                    }
                 }
             }
-        }
-    });
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,18 +8,11 @@
 
 #![warn(missing_docs)]
 
-mod connect;
-mod error;
-mod lag;
-mod limit;
-mod observer;
 mod pool;
-mod pooler;
-mod session;
-mod tls;
 
-pub use connect::connect_one;
-pub use error::PoolError;
-pub use notify_db_connect::{ConnectFailure, REPLICA_LAG_SQL};
-pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
+// The connect path (notify-db-connect), re-exported for services that use only this crate.
+pub use notify_db_connect::{
+    Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolError, PoolObserver, REPLICA_LAG_SQL,
+    connect_one,
+};
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

@@ -15,10 +15,9 @@ use notify_db_config::{DatabaseUri, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
-use crate::connect::Connector;
-use crate::error::PoolError;
-use crate::lag::{LagRouting, Route};
-use crate::observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
+use notify_db_connect::{
+    Bind, CheckoutToken, ConnInfo, Connector, LagRouting, PoolError, PoolObserver, Route,
+};
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
 pub(crate) struct Conn {
@@ -185,11 +184,11 @@ impl Pool {
         let size = p.size.max(1);
         let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
         if bind == Bind::Bulk {
-            crate::lag::attach(&mut connector, settings, observer.clone())?;
+            notify_db_connect::attach_lag_routing(&mut connector, settings, observer.clone())?;
         }
         let manager = Manager {
             connector,
-            through_pooler: crate::pooler::is_pooled(settings, bind),
+            through_pooler: notify_db_connect::is_pooled(settings, bind),
             max_lifetime: p.max_lifetime,
             ping_idle_after: p.ping_idle_after,
             ping_timeout: p.connect_timeout,
@@ -382,7 +381,7 @@ impl PooledConnection {
         if self.obj.through_pooler {
             return Err(PoolError::NamedStatementThroughPooler {
                 bind,
-                flag: crate::pooler::pooler_variable(bind),
+                flag: notify_db_connect::pooler_variable(bind),
             });
         }
         let stmt = self

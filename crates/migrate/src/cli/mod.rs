@@ -1,7 +1,7 @@
 //! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
 //! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
-//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `test-downgrade [--to REV
-//! | --since GIT_REF]`.
+//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `lint`, `test-downgrade
+//! [--to REV | --since GIT_REF]`, `doctor [--max-lag-seconds S]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -14,6 +14,7 @@ use notify_db_config::{ConfigError, DatabaseUri, Settings};
 pub use crate::FileKind;
 use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 
+mod doctor;
 mod lint;
 mod revision;
 mod stairway;
@@ -125,6 +126,13 @@ pub enum Command {
         #[arg(long, value_name = "GIT_REF")]
         since: Option<String>,
     },
+    /// Check the configured servers, settings and migration state the way the service would
+    /// use them (one line per check, a suggested fix under every failure).
+    Doctor {
+        /// Replica lag (seconds) above which the lag check fails.
+        #[arg(long, default_value_t = 30.0)]
+        max_lag_seconds: f64,
+    },
     /// Write REV into alembic_version without running anything (as Alembic's stamp).
     Stamp {
         /// A revision of the set (or a unique prefix), `head` or `base`.
@@ -177,6 +185,9 @@ pub enum CliError {
     /// The pending check had no answer.
     #[error(transparent)]
     Pending(Box<crate::pending::PendingError>),
+    /// The doctor report could not be written.
+    #[error(transparent)]
+    Doctor(#[from] crate::doctor::DoctorError),
     /// `revision --autogenerate` failed.
     #[error(transparent)]
     Autogen(#[from] crate::autogen::AutogenError),
@@ -253,6 +264,9 @@ pub async fn run(
             let path = write_revision(project, message)?;
             stdout(out, format!("created {}", path.display()))?;
             return Ok(0);
+        }
+        Command::Doctor { max_lag_seconds } => {
+            return doctor::run(project, settings, *max_lag_seconds, out).await;
         }
         Command::CheckHead => {
             let head = check_head(project)?;
@@ -392,7 +406,10 @@ pub async fn run(
         Command::TestDowngrade { to, since } => {
             stairway::test_downgrade(project, &uri, to.as_deref(), since.as_deref(), out).await?;
         }
-        Command::Revision { .. } | Command::CheckHead | Command::Lint(_) => {}
+        Command::Revision { .. }
+        | Command::CheckHead
+        | Command::Lint(_)
+        | Command::Doctor { .. } => {}
     }
     Ok(0)
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use notify_db_connect::ConnectFailure;
+use crate::ConnectFailure;
 
 /// Which pool a connection belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

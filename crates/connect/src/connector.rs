@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
-use notify_db_connect::{ConnectFailure, check_server_version, classify, error_text};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::{ConnectFailure, Driver, check_server_version, classify, error_text};
 
 use crate::error::PoolError;
 use crate::lag::{LagRouting, Route};
@@ -54,7 +55,7 @@ impl Host {
 }
 
 /// Opens set-up connections for one bind.
-pub(crate) struct Connector {
+pub struct Connector {
     bind: Bind,
     hosts: Vec<Host>,
     next: AtomicUsize,
@@ -67,19 +68,23 @@ pub(crate) struct Connector {
     expected: Expected,
     timeout: Duration,
     backoff: Duration,
-    pub(crate) observer: Option<Arc<dyn PoolObserver>>,
+    /// Told of every connect failure (and, for lag routing, of replica lag).
+    pub observer: Option<Arc<dyn PoolObserver>>,
     /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
     /// back to when all do.
-    pub(crate) lag: Option<Arc<LagRouting>>,
+    pub lag: Option<Arc<LagRouting>>,
 }
 
 /// A freshly opened, set-up connection.
-pub(crate) struct Opened {
-    pub(crate) client: Client,
-    pub(crate) task: JoinHandle<()>,
-    pub(crate) info: ConnInfo,
+pub struct Opened {
+    /// The client.
+    pub client: Client,
+    /// The task driving the connection.
+    pub task: JoinHandle<()>,
+    /// What the connection is.
+    pub info: ConnInfo,
     /// Which configured host (or the fallback primary) it was opened to.
-    pub(crate) route: Route,
+    pub route: Route,
 }
 
 /// What the setup (or, through a pooler, the check) query read from the server.
@@ -94,7 +99,7 @@ pub(crate) struct ServerFacts {
 impl Connector {
     /// Prepares everything that does not change between connects: per-host configs, TLS,
     /// setup SQL.
-    pub(crate) fn new(
+    pub fn new(
         uri: &DatabaseUri,
         settings: &Settings,
         bind: Bind,
@@ -118,7 +123,11 @@ impl Connector {
         observer: Option<Arc<dyn PoolObserver>>,
         through_pooler: bool,
     ) -> Result<Connector, PoolError> {
-        let tls = crate::tls::for_uri(uri, bind)?;
+        let tls = Tls::for_uri(uri).map_err(|e| PoolError::Tls {
+            bind,
+            path: e.path,
+            cause: e.cause,
+        })?;
         let pool = &settings.pool;
         if through_pooler && uri.param("options").is_some() {
             return Err(pooler::options_refused(uri, bind));
@@ -165,7 +174,7 @@ impl Connector {
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
     /// back-off only as a last resort.
-    pub(crate) async fn open(&self) -> Result<Opened, PoolError> {
+    pub async fn open(&self) -> Result<Opened, PoolError> {
         if let Some(lag) = &self.lag
             && lag.on_fallback()
         {
@@ -290,20 +299,11 @@ impl Connector {
             )
         };
         let bind = self.bind;
-        let (client, task) = match &self.tls {
-            Tls::Off => {
-                let (client, conn) = host.config.connect(NoTls).await.map_err(connect_err)?;
-                (client, tokio::spawn(drive(conn, bind)))
-            }
-            Tls::Rustls(make) => {
-                let (client, conn) = host
-                    .config
-                    .connect(make.clone())
-                    .await
-                    .map_err(connect_err)?;
-                (client, tokio::spawn(drive(conn, bind)))
-            }
-        };
+        let (client, task) = self
+            .tls
+            .connect_with(&host.config, LogErrors { bind })
+            .await
+            .map_err(connect_err)?;
         // Dropping `client` on an error below ends the connection task.
         let setup_err = |cause: String| {
             (
@@ -408,13 +408,22 @@ impl Connector {
 }
 
 /// Drives a connection until it closes; errors are logged, never printed.
-async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>, bind: Bind)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(e) = conn.await {
-        tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
+struct LogErrors {
+    bind: Bind,
+}
+
+impl Driver for LogErrors {
+    fn drive<S, T>(self, conn: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let bind = self.bind;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(bind = bind.as_str(), error = %e, "connection closed with an error");
+            }
+        })
     }
 }
 

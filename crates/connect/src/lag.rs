@@ -11,15 +11,15 @@ use notify_db_config::{HostPort, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use notify_db_connect::REPLICA_LAG_SQL;
+use crate::REPLICA_LAG_SQL;
 
-use crate::connect::Connector;
+use crate::connector::Connector;
 use crate::error::PoolError;
 use crate::observer::{Bind, PoolObserver};
 
 /// Where a connection was opened: a configured bulk host (by index) or the fallback primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     /// The bulk URI's host with this index.
     Host(usize),
     /// The primary, while every replica lags.
@@ -27,7 +27,7 @@ pub(crate) enum Route {
 }
 
 /// The lag state the bulk connector and the pool's recycle step read.
-pub(crate) struct LagRouting {
+pub struct LagRouting {
     lagging: Vec<AtomicBool>,
     /// Opens bulk (read-only) sessions on the primary URI.
     pub(crate) fallback: Connector,
@@ -47,7 +47,7 @@ impl LagRouting {
     }
 
     /// Whether a pooled connection opened on `route` should be replaced at checkout.
-    pub(crate) fn should_retire(&self, route: Route) -> Option<&'static str> {
+    pub fn should_retire(&self, route: Route) -> Option<&'static str> {
         match route {
             Route::Host(i) if self.is_lagging(i) => Some("its replica lags over the limit"),
             Route::Fallback if !self.on_fallback() => Some("a replica caught up"),
@@ -59,7 +59,7 @@ impl LagRouting {
 /// Sets up lag routing on the bulk `connector` when the settings ask for it (a lag limit above
 /// 0 and a bulk URI of its own with several hosts), and starts the sampler (one connection per
 /// bulk host, reporting `replica_lag` to the observer); it stops when the pool is dropped.
-pub(crate) fn attach(
+pub fn attach(
     connector: &mut Connector,
     settings: &Settings,
     observer: Option<Arc<dyn PoolObserver>>,

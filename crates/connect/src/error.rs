@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use notify_db_connect::ConnectFailure;
+use crate::ConnectFailure;
 
 use crate::observer::Bind;
 

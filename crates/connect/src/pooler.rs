@@ -11,12 +11,12 @@
 //!   when it does not;
 //! - uses only unnamed statements of its own (`query_typed`: Parse, Bind, Execute, Sync in one
 //!   round trip), so no named statement has to outlive a transaction; and refuses
-//!   [`crate::PooledConnection::prepare_cached`].
+//!   the pool's `PooledConnection::prepare_cached`.
 
 use notify_db_config::{DatabaseUri, HostPort, Settings, VAR_URI_BULK_POOLER, VAR_URI_POOLER};
 use tokio_postgres::Client;
 
-use crate::connect::ServerFacts;
+use crate::connector::ServerFacts;
 use crate::error::PoolError;
 use crate::observer::Bind;
 
@@ -31,7 +31,7 @@ const CHECK_SQL: &str = "SELECT pg_is_in_recovery(), host(inet_server_addr()), \
      current_setting('max_parallel_workers_per_gather')";
 
 /// Whether `bind`'s URI goes through a transaction pooler.
-pub(crate) fn is_pooled(settings: &Settings, bind: Bind) -> bool {
+pub fn is_pooled(settings: &Settings, bind: Bind) -> bool {
     match bind {
         Bind::Default => settings.pooler.default,
         Bind::Bulk => settings.pooler.bulk,
@@ -39,7 +39,7 @@ pub(crate) fn is_pooled(settings: &Settings, bind: Bind) -> bool {
 }
 
 /// The setting that says `bind` goes through a pooler.
-pub(crate) fn pooler_variable(bind: Bind) -> &'static str {
+pub fn pooler_variable(bind: Bind) -> &'static str {
     match bind {
         Bind::Default => VAR_URI_POOLER,
         Bind::Bulk => VAR_URI_BULK_POOLER,

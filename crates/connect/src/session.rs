@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::ConnectUri;
 use notify_db_config::{DatabaseUri, HostPort, Settings};
-use notify_db_connect::ConnectUri;
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::observer::Bind;
@@ -91,7 +91,7 @@ pub(crate) fn setup_sql(settings: &Settings, bind: Bind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::Connector;
+    use crate::connector::Connector;
 
     fn settings(vars: &[(&str, &str)]) -> Settings {
         let get = |k: &str| {
