@@ -70,6 +70,10 @@ const OWN_RULES: [&str; 3] = [
     "update-or-delete-without-where",
 ];
 
+/// Rules no exception covers: squawk cannot read the statement, or the runner refuses the
+/// migration whatever the linter says.
+const NOT_ALLOWABLE: [&str; 2] = ["syntax-error", "transaction-control-in-migration"];
+
 /// Drops findings a valid exception covers; adds findings about bad or unused exceptions.
 pub(super) fn apply_allows(found: Vec<Finding>, allows: &mut [Allow], id: &str) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -90,6 +94,14 @@ pub(super) fn apply_allows(found: Vec<Finding>, allows: &mut [Allow], id: &str) 
                 format!("the exception for {} gives no reason", a.rule),
                 "write `-- lint-allow: <rule>: <why it is safe here>`",
             ));
+        } else if NOT_ALLOWABLE.contains(&a.rule.as_str()) {
+            out.push(meta(
+                a,
+                "lint-allow-not-possible",
+                format!("{} findings cannot be allowed", a.rule),
+                "fix the statement instead (transaction control: split the migration, or make it \
+                 non-transactional)",
+            ));
         } else if a.rule.parse::<Rule>().is_err() && !OWN_RULES.contains(&a.rule.as_str()) {
             out.push(meta(
                 a,
@@ -100,9 +112,9 @@ pub(super) fn apply_allows(found: Vec<Finding>, allows: &mut [Allow], id: &str) 
         }
     }
     for f in found {
-        let allow = allows
-            .iter_mut()
-            .find(|a| a.rule == f.rule && !a.reason.is_empty() && f.rule != "syntax-error");
+        let allow = allows.iter_mut().find(|a| {
+            a.rule == f.rule && !a.reason.is_empty() && !NOT_ALLOWABLE.contains(&f.rule.as_str())
+        });
         match allow {
             Some(a) => a.used = true,
             None => out.push(f),

@@ -44,7 +44,9 @@ e.g. `-- lint-allow: ban-drop-column: the column was unused since 0042 and is em
 An exception without a reason, naming an unknown rule, or suppressing nothing is a finding
 itself (lint-allow-without-reason, unknown-lint-rule, unused-lint-allow). Squawk's own
 `-- squawk-ignore <rule>` comments also need a reason: `-- squawk-ignore <rule> -- <reason>`.
-SQL that squawk cannot parse is a syntax-error finding (no exception possible).
+SQL that squawk cannot parse is a syntax-error finding, and transaction control (the runner
+refuses it) is transaction-control-in-migration: no exception covers either
+(lint-allow-not-possible).
 
 Output: one finding per line, `file:line: rule: message`, then an indented help line; with
 --format json, a JSON array of {file, line, rule, message, help, migration, direction}.
@@ -529,5 +531,33 @@ mod tests {
             "\"a\\\"b\\\\\\n\"",
             "JSON strings are escaped"
         );
+    }
+
+    #[test]
+    fn transaction_control_cannot_be_allowed() {
+        let mut allows = find_allows(
+            "-- lint-allow: transaction-control-in-migration: we commit on purpose\n",
+            "f",
+        );
+        let finding = Finding {
+            file: "f".into(),
+            line: 2,
+            rule: "transaction-control-in-migration".into(),
+            message: "COMMIT".into(),
+            help: String::new(),
+            migration: "0001_a".into(),
+            direction: "up",
+        };
+        let out = apply_allows(vec![finding], &mut allows, "0001_a");
+        let rules: Vec<&str> = out.iter().map(|f| f.rule.as_str()).collect();
+        assert!(
+            rules.contains(&"transaction-control-in-migration"),
+            "the finding stays: {rules:?}"
+        );
+        assert!(
+            rules.contains(&"lint-allow-not-possible"),
+            "the exception is reported, not called an unknown rule: {rules:?}"
+        );
+        assert!(!rules.contains(&"unknown-lint-rule"), "{rules:?}");
     }
 }
