@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use notify_db_config::DatabaseUri;
 use notify_db_migrate::MigrationSet;
 use notify_db_migrate::stairway::{self, Mode};
@@ -69,9 +69,6 @@ pub fn run(args: StairwayArgs) -> Result<()> {
                 )
             }
         };
-        stairway::run(&uri, set, &mode, &mut std::io::stdout().lock())
-            .await
-            // The library's messages already name their causes: one line, no repeats.
-            .map_err(|e| anyhow!("{e}"))
+        Ok(stairway::run(&uri, set, &mode, &mut std::io::stdout().lock()).await?)
     })
 }

@@ -23,10 +23,7 @@ pub fn init_logging(json: bool) {
 
 /// An error and its causes on one line.
 pub fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string().replace('\n', " "))
-        .collect::<Vec<_>>()
-        .join(": ")
+    notify_db_migrate::one_line(e.as_ref())
 }
 
 /// The workspace root (parent of xtask/).

@@ -377,3 +377,45 @@ pub struct StatementFailure {
     /// The server's detail line.
     pub detail: Option<String>,
 }
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds (messages written `{what}: {source}` name their cause themselves).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().replace('\n', " ");
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        next = err.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Plain(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_joined_once() {
+        let io = || std::io::Error::other("inner\ncause");
+        assert_eq!(one_line(&Plain(io())), "outer: inner cause");
+        assert_eq!(
+            one_line(&Repeats(io())),
+            "outer: inner cause",
+            "a cause the message already names is not repeated"
+        );
+    }
+}

@@ -49,7 +49,7 @@ pub mod cli;
 pub mod lint;
 
 pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
-pub use error::{Error, SetError, StatementFailure};
+pub use error::{Error, SetError, StatementFailure, one_line};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;

@@ -229,7 +229,7 @@ pub async fn main(
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
