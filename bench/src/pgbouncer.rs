@@ -11,7 +11,7 @@
 //! `NOTIFY_BENCH_RUNTIME=current` (one client thread instead of pgbench `-j 2`'s two).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,8 +21,8 @@ use notify_db_testdb::{Endpoint, PgBouncer};
 use tokio_postgres::types::Type;
 
 use super::workload::{
-    MEASURE, ROUNDS, Round, SELECT, STOP, bench_cluster, bench_seconds, client_runtime, drive,
-    next_aid, pgbench_init, pgbench_select, warm,
+    ROUNDS, Round, SELECT, bench_cluster, bench_seconds, client_runtime, count_until_stop, drive,
+    pgbench_init, pgbench_select, warm,
 };
 use super::{Figure, median};
 
@@ -153,19 +153,15 @@ async fn ours(dbs: &Databases, n: usize, duration: Duration, postmaster: u32) ->
     .await
 }
 
-async fn client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, mut seed: u64) -> Result<u64> {
-    let mut count = 0u64;
-    loop {
-        let p = phase.load(Ordering::Relaxed);
-        if p == STOP {
-            return Ok(count);
+async fn client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, seed: u64) -> Result<u64> {
+    count_until_stop(phase, seed, |aid| {
+        let pool = pool.clone();
+        async move {
+            let c = pool.get().await?;
+            let rows = c.query_typed(SELECT, &[(&aid, Type::INT4)]).await?;
+            let _: i32 = rows.first().context("no row")?.get(0);
+            Ok(())
         }
-        let aid = next_aid(&mut seed);
-        let c = pool.get().await?;
-        let rows = c.query_typed(SELECT, &[(&aid, Type::INT4)]).await?;
-        let _: i32 = rows.first().context("no row")?.get(0);
-        if p == MEASURE {
-            count += 1;
-        }
-    }
+    })
+    .await
 }

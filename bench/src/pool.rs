@@ -284,25 +284,18 @@ async fn bare_deadpool(
     duration: Duration,
     postmaster: u32,
 ) -> Result<Round> {
-    drive(n, duration, postmaster, |phase, mut seed| {
+    drive(n, duration, postmaster, |phase, seed| {
         let pool = pool.clone();
-        async move {
-            let mut count = 0u64;
-            loop {
-                let p = phase.load(Ordering::Relaxed);
-                if p == STOP {
-                    return Ok(count);
-                }
-                let aid = next_aid(&mut seed);
+        count_until_stop(phase, seed, move |aid| {
+            let pool = pool.clone();
+            async move {
                 let c = pool.get().await.context("deadpool get")?;
                 let stmt = c.prepare_cached(SELECT).await?;
                 let row = c.query_one(&stmt, &[&aid]).await?;
                 let _: i32 = row.get(0);
-                if p == MEASURE {
-                    count += 1;
-                }
+                Ok(())
             }
-        }
+        })
     })
     .await
 }
@@ -332,26 +325,18 @@ async fn ours(dbs: &Databases, n: usize, duration: Duration, postmaster: u32) ->
 }
 
 /// One client of (c): checkout, the cached statement, one row, return; until told to stop.
-async fn our_client(
-    pool: notify_db_pool::Pool,
-    phase: Arc<AtomicU8>,
-    mut seed: u64,
-) -> Result<u64> {
-    let mut count = 0u64;
-    loop {
-        let p = phase.load(Ordering::Relaxed);
-        if p == STOP {
-            return Ok(count);
+async fn our_client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, seed: u64) -> Result<u64> {
+    count_until_stop(phase, seed, |aid| {
+        let pool = pool.clone();
+        async move {
+            let c = pool.get().await?;
+            let stmt = c.prepare_cached(SELECT).await?;
+            let row = c.query_one(&stmt, &[&aid]).await?;
+            let _: i32 = row.get(0);
+            Ok(())
         }
-        let aid = next_aid(&mut seed);
-        let c = pool.get().await?;
-        let stmt = c.prepare_cached(SELECT).await?;
-        let row = c.query_one(&stmt, &[&aid]).await?;
-        let _: i32 = row.get(0);
-        if p == MEASURE {
-            count += 1;
-        }
-    }
+    })
+    .await
 }
 
 /// (c2): pgbench `-j 2`'s shape: two threads, each a current-thread runtime with its own

@@ -147,6 +147,30 @@ pub(super) fn next_aid(state: &mut u64) -> i32 {
     (*state % (100_000 * SCALE as u64)) as i32 + 1
 }
 
+/// One client's loop: `once(account id)` until the phase is STOP; returns how many ran while it
+/// was MEASURE.
+pub(super) async fn count_until_stop<F, Fut>(
+    phase: Arc<AtomicU8>,
+    mut seed: u64,
+    mut once: F,
+) -> Result<u64>
+where
+    F: FnMut(i32) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut count = 0u64;
+    loop {
+        let p = phase.load(Ordering::Relaxed);
+        if p == STOP {
+            return Ok(count);
+        }
+        once(next_aid(&mut seed)).await?;
+        if p == MEASURE {
+            count += 1;
+        }
+    }
+}
+
 /// Runs `clients` loops (warm-up 200 ms, then `duration` measured): transactions/s and CPU per
 /// transaction during the measured part.
 pub(super) async fn drive<F, Fut>(
