@@ -28,7 +28,7 @@ pub(super) async fn read_state(
         q.push_str(";\n");
     }
     if has_journal {
-        q.push_str(&render::queries::read_journal());
+        q.push_str(&render::queries::read_journal(true));
     }
     if q.is_empty() {
         return state_from(set, &[]);
@@ -151,7 +151,7 @@ impl Migrator {
         }
         q.push_str(&render::queries::read_version());
         q.push_str(";\n");
-        q.push_str(&render::queries::read_journal());
+        q.push_str(&render::queries::read_journal(false));
         let msgs = client
             .simple_query(&q)
             .await
