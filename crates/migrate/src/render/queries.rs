@@ -53,7 +53,11 @@ pub(crate) fn read_versions() -> String {
 /// `applied_at` (only `history` shows it): without it the server formats no timestamp per
 /// applied migration, a measurable part of a no-op over a long history.
 pub(crate) fn read_journal(with_times: bool) -> String {
-    let applied_at = if with_times { "applied_at::text" } else { "NULL::text" };
+    let applied_at = if with_times {
+        "applied_at::text"
+    } else {
+        "NULL::text"
+    };
     format!(
         "SELECT version_num AS j_version, operation, checksum, {applied_at} AS applied_at \
          FROM {JOURNAL_TABLE} WHERE operation <> 'step' ORDER BY id"
