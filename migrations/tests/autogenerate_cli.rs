@@ -22,14 +22,14 @@ fn scratch_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// Runs `revision --autogenerate ...` with the set's migrations and files going to `dir`;
-/// scratch databases go on the test server. Returns (exit code, output, files written).
-async fn autogenerate(
+/// Runs `revision --autogenerate ARGS` with the set's migrations and files going to `dir`;
+/// scratch databases go on the test server. Returns the command's result and its output.
+async fn run_autogenerate(
     server: &TestDb,
     dir: &Path,
     kind: FileKind,
     args: &[&str],
-) -> (i32, String, Vec<String>) {
+) -> (Result<i32, cli::CliError>, String) {
     let server_uri = server.primary().uri("postgres");
     let argv = [
         "migrate",
@@ -47,16 +47,27 @@ async fn autogenerate(
     };
     let mut out = Vec::new();
     let settings = Settings::load(None, &|_| None);
-    let code = tokio::time::timeout(LIMIT, cli::run(cli, &project, settings, &mut out))
+    let result = tokio::time::timeout(LIMIT, cli::run(cli, &project, settings, &mut out))
         .await
-        .expect("the command finished in time")
-        .unwrap_or_else(|e| panic!("revision --autogenerate -m {:?}: {e}", args[1]));
+        .expect("the command finished in time");
+    (result, String::from_utf8(out).expect("utf-8"))
+}
+
+/// [`run_autogenerate`], which must succeed. Returns (exit code, output, files written).
+async fn autogenerate(
+    server: &TestDb,
+    dir: &Path,
+    kind: FileKind,
+    args: &[&str],
+) -> (i32, String, Vec<String>) {
+    let (result, out) = run_autogenerate(server, dir, kind, args).await;
+    let code = result.unwrap_or_else(|e| panic!("revision --autogenerate -m {:?}: {e}", args[1]));
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .expect("read the directory")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    (code, String::from_utf8(out).expect("utf-8"), files)
+    (code, out, files)
 }
 
 async fn dev_with(change: &str) -> TestDb {
@@ -126,31 +137,13 @@ async fn from_db_writes_rust_migrations_one_per_phase() {
     assert!(again.contains("already exists"), "{again}");
 }
 
+/// [`run_autogenerate`] of the `.rs` form, which must be refused; returns the error.
 async fn autogenerate_err(server: &TestDb, dir: &Path, args: &[&str]) -> String {
-    let server_uri = server.primary().uri("postgres");
-    let argv = [
-        "migrate",
-        "--database-url",
-        &server_uri,
-        "revision",
-        "--autogenerate",
-    ];
-    let cli: MigrateCli =
-        clap::Parser::try_parse_from(argv.iter().chain(args).copied()).expect("arguments parse");
-    let project = Project {
-        set: set().expect("valid set"),
-        dir: dir.to_path_buf(),
-        kind: FileKind::Rust,
-    };
-    let mut out = Vec::new();
-    tokio::time::timeout(
-        LIMIT,
-        cli::run(cli, &project, Settings::load(None, &|_| None), &mut out),
-    )
-    .await
-    .expect("the command finished in time")
-    .expect_err("the command is refused")
-    .to_string()
+    run_autogenerate(server, dir, FileKind::Rust, args)
+        .await
+        .0
+        .expect_err("the command is refused")
+        .to_string()
 }
 
 #[tokio::test]
