@@ -76,6 +76,28 @@ pub async fn test_db() -> Result<notify_db_testdb::TestDb, notify_db_testdb::Err
     .await
 }
 
+/// Asserts that `out`, the output of a stairway test run over this set, has an `ok` line for
+/// every migration and the closing "stairway test passed" line (test support).
+#[cfg(feature = "testing")]
+pub fn assert_stairway_passed(out: &str) {
+    let set = set().expect("the migration set");
+    for m in set.migrations() {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok ") && l.contains(&format!("{}:", m.id()))),
+            "no ok line for {}:\n{out}",
+            m.id()
+        );
+    }
+    assert!(
+        out.contains(&format!(
+            "stairway test passed: {} migrations",
+            set.migrations().len()
+        )),
+        "{out}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

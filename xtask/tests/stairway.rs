@@ -48,22 +48,7 @@ fn the_starter_set_passes_the_stairway() {
         "postgresql://nobody@127.0.0.1:1/notification_api",
     ));
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
-    let set = notify_db_migrations::set().expect("the migration set");
-    for m in set.migrations() {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with("ok ") && l.contains(&format!("{}:", m.id()))),
-            "no ok line for {}:\n{out}",
-            m.id()
-        );
-    }
-    assert!(
-        out.contains(&format!(
-            "stairway test passed: {} migrations",
-            set.migrations().len()
-        )),
-        "{out}"
-    );
+    notify_db_migrations::assert_stairway_passed(&out);
 }
 
 #[test]
