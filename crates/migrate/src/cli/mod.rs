@@ -12,7 +12,9 @@ use std::time::Duration;
 use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
 pub use crate::FileKind;
+use crate::engine::Prefetch;
 use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
+use tokio::task::JoinHandle;
 
 mod doctor;
 mod lint;
@@ -211,7 +213,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 /// exit code.
 pub async fn main(
     args: MigrateCli,
-    project: impl FnOnce() -> Result<Project, CliError>,
+    project: impl FnOnce() -> Result<Project, CliError> + Send + 'static,
 ) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -221,9 +223,24 @@ pub async fn main(
         .with_target(false)
         .init();
     let result = async {
-        let project = project()?;
+        let settings = Settings::from_env();
+        // An upgrade's or downgrade's connection and first read need no set: they go on while
+        // the set loads (a large `.sql` directory takes about as long as connecting).
+        let prefetch = runs_migrations(&args)
+            .then(|| database_uri(&args, &settings).ok())
+            .flatten()
+            .map(|uri| tokio::spawn(async move { Prefetch::start(&uri).await }));
+        let loaded = tokio::task::spawn_blocking(project).await;
+        let project = match loaded {
+            Ok(Ok(project)) => project,
+            Ok(Err(e)) => {
+                prefetch.inspect(JoinHandle::abort);
+                return Err(e);
+            }
+            Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+        };
         let mut out = std::io::stdout().lock();
-        run(args, &project, Settings::from_env(), &mut out).await
+        run_with(args, &project, settings, &mut out, prefetch).await
     }
     .await;
     match result {
@@ -243,6 +260,39 @@ pub async fn run(
     project: &Project,
     settings: Result<Settings, ConfigError>,
     out: &mut dyn Write,
+) -> Result<i32, CliError> {
+    run_with(cli, project, settings, out, None).await
+}
+
+/// Whether the command upgrades or downgrades a database (not `--sql`).
+fn runs_migrations(cli: &MigrateCli) -> bool {
+    !cli.sql
+        && matches!(
+            cli.command,
+            None | Some(Command::Upgrade { .. } | Command::Downgrade { .. })
+        )
+}
+
+/// The database the commands run against: `--database-url`, else DATABASE_MIGRATION_URI, else
+/// the primary unless that goes through a transaction pooler.
+fn database_uri(
+    cli: &MigrateCli,
+    settings: &Result<Settings, ConfigError>,
+) -> Result<DatabaseUri, CliError> {
+    Ok(match (&cli.database_url, settings) {
+        (Some(u), _) => DatabaseUri::parse(u, "--database-url")?,
+        (None, Ok(s)) => s.migration_uri()?.clone(),
+        (None, Err(e)) => return Err(e.clone().into()),
+    })
+}
+
+/// [`run`], with an upgrade's or downgrade's connection already under way (see [`main`]).
+async fn run_with(
+    cli: MigrateCli,
+    project: &Project,
+    settings: Result<Settings, ConfigError>,
+    out: &mut dyn Write,
+    prefetch: Option<JoinHandle<Prefetch>>,
 ) -> Result<i32, CliError> {
     let command = cli
         .command
@@ -322,23 +372,28 @@ pub async fn run(
         return Ok(0);
     }
 
-    let uri = match &cli.database_url {
-        Some(u) => DatabaseUri::parse(u, "--database-url")?,
-        // DATABASE_MIGRATION_URI, else the primary unless that goes through a transaction pooler.
-        None => settings?.migration_uri()?.clone(),
-    };
+    let uri = database_uri(&cli, &settings)?;
     let migrator = Migrator::new(project.set.clone(), &uri)?.with_options(options);
     match command {
-        Command::Upgrade { target } => {
-            let target: Target = target.as_deref().unwrap_or("head").parse()?;
-            let report = migrator.upgrade(&target).await?;
-            summary(out, &report, "upgrade")?;
-            write_head_if_local(project, uri.dbname())?;
-        }
-        Command::Downgrade { target } => {
-            let target: Target = target.as_deref().unwrap_or("-1").parse()?;
-            let report = migrator.downgrade(&target).await?;
-            summary(out, &report, "downgrade")?;
+        Command::Upgrade { ref target } | Command::Downgrade { ref target } => {
+            let direction = match command {
+                Command::Upgrade { .. } => Direction::Up,
+                _ => Direction::Down,
+            };
+            let default = match direction {
+                Direction::Up => "head",
+                Direction::Down => "-1",
+            };
+            let target: Target = target.as_deref().unwrap_or(default).parse()?;
+            // A prefetch that panicked or was cancelled: the run connects itself.
+            let report = match prefetch {
+                Some(handle) => match handle.await {
+                    Ok(p) => migrator.run_prefetched(p, &target, direction).await?,
+                    Err(_) => migrator.run(&target, direction).await?,
+                },
+                None => migrator.run(&target, direction).await?,
+            };
+            summary(out, &report, direction.as_str())?;
             write_head_if_local(project, uri.dbname())?;
         }
         Command::Current => {

@@ -129,17 +129,32 @@ async fn exec(client: &Client, sql: &str, context: &'static str) -> Result<(), E
 }
 
 impl Migrator {
-    /// Runs under the lock, which is then released explicitly (see [`lock_guard`]).
-    pub(super) async fn run(
+    /// Runs under the lock, which is then released explicitly (see [`lock_guard`]); a database
+    /// already at the target is seen before locking (see [`Migrator::already_at_target`]).
+    pub(crate) async fn run(
         &self,
         target: &Target,
         direction: Direction,
     ) -> Result<RunReport, Error> {
-        let operation = match direction {
-            Direction::Up => "upgrade",
-            Direction::Down => "downgrade",
-        };
-        let mut session = self.lock(operation).await?;
+        let database = self.database(direction.as_str())?;
+        let prefetch = Prefetch::of(Arc::clone(database)).await;
+        self.run_prefetched(prefetch, target, direction).await
+    }
+
+    /// [`Migrator::run`] on a connection [`Prefetch`] made, to the database it names.
+    pub(crate) async fn run_prefetched(
+        &self,
+        prefetch: Prefetch,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
+        let c = prefetch.into_result()?;
+        if let Some(report) = self.already_at_target(c.first_read, target, direction)? {
+            return Ok(report);
+        }
+        let mut session = self
+            .lock_connected(c.database, c.client, c.notices, c.target)
+            .await?;
         let result = self.run_locked(&mut session, target, direction).await;
         unlock(session, result).await
     }
@@ -157,10 +172,7 @@ impl Migrator {
         let host = runner_host();
         let mut applied = Vec::with_capacity(plan.len());
         if plan.is_empty() {
-            tracing::info!(
-                revision = from.as_deref().unwrap_or("base"),
-                "nothing to do: the database is at the target"
-            );
+            return Ok(nothing_to_do(from));
         }
         if self.wants_prepared(&plan) {
             exec(

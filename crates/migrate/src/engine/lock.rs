@@ -76,7 +76,9 @@ pub(super) async fn connect(database: &Database) -> Result<(Client, String), Err
 }
 
 /// [`connect`], also returning the server notices the connection receives.
-async fn connect_watched(database: &Database) -> Result<(Client, Notices, String), Error> {
+pub(super) async fn connect_watched(
+    database: &Database,
+) -> Result<(Client, Notices, String), Error> {
     let mut pg = database.pg.clone();
     if pg.get_application_name().is_none() {
         pg.application_name("notify-db-migrate");
@@ -98,12 +100,79 @@ async fn connect_watched(database: &Database) -> Result<(Client, Notices, String
     Ok((client, notices, target))
 }
 
+/// A run's first part, which needs no migration set: connect, and read the server version,
+/// `alembic_version` and the journal without the lock. The CLI starts it while the set loads (a
+/// `.sql` directory of 1000 files takes about as long as connecting), then hands it to
+/// [`Migrator::run_prefetched`].
+pub(crate) struct Prefetch(Result<Connected, Error>);
+
+/// What [`Prefetch`] got: the connection, and the first read's outcome.
+pub(super) struct Connected {
+    pub(super) database: Arc<Database>,
+    pub(super) client: Client,
+    pub(super) notices: Notices,
+    /// host:port/dbname, for messages.
+    pub(super) target: String,
+    /// The reply to [`render::queries::unlocked_state`].
+    pub(super) first_read: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+}
+
+impl Prefetch {
+    /// Connects to the database `uri` names (TLS as its `sslmode` says) and reads the state.
+    /// Never fails itself: a failure is the run's to report, after the set loaded.
+    #[cfg(feature = "cli")]
+    pub(crate) async fn start(uri: &DatabaseUri) -> Prefetch {
+        match Database::of(uri) {
+            Ok(database) => Prefetch::of(Arc::new(database)).await,
+            Err(e) => Prefetch(Err(e)),
+        }
+    }
+
+    /// [`Prefetch::start`] for a runner's database.
+    pub(super) async fn of(database: Arc<Database>) -> Prefetch {
+        let connected = match connect_watched(&database).await {
+            Ok((client, notices, target)) => {
+                let first_read = client
+                    .simple_query(&render::queries::unlocked_state())
+                    .await;
+                Ok(Connected {
+                    database,
+                    client,
+                    notices,
+                    target,
+                    first_read,
+                })
+            }
+            Err(e) => Err(e),
+        };
+        Prefetch(connected)
+    }
+
+    /// The connection and first read, or why there is none.
+    pub(super) fn into_result(self) -> Result<Connected, Error> {
+        self.0
+    }
+}
+
 impl Migrator {
     /// Connects and takes the advisory lock, polling with back-off. Every holder of the
     /// returned session ends it with [`unlock`].
     pub(crate) async fn lock(&self, operation: &'static str) -> Result<Session, Error> {
         let database = self.database(operation)?;
         let (client, notices, target) = connect_watched(database).await?;
+        self.lock_connected(Arc::clone(database), client, notices, target)
+            .await
+    }
+
+    /// [`Migrator::lock`] on a connection made by [`connect_watched`], to `database` (named
+    /// `target` in messages).
+    pub(super) async fn lock_connected(
+        &self,
+        database: Arc<Database>,
+        client: Client,
+        notices: Notices,
+        target: String,
+    ) -> Result<Session, Error> {
         let q = render::queries::lock_probe();
         let msgs = client
             .simple_query(&q)
@@ -164,7 +233,7 @@ impl Migrator {
         Ok(Session {
             client,
             pid,
-            database: Arc::clone(database),
+            database,
             notices,
             side: None,
             tables,

@@ -27,7 +27,7 @@ use lock::*;
 use plan::*;
 use state::*;
 
-pub(crate) use lock::{Session, unlock};
+pub(crate) use lock::{Prefetch, Session, unlock};
 
 /// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
 pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
@@ -171,15 +171,23 @@ impl std::fmt::Debug for Migrator {
     }
 }
 
+impl Database {
+    /// The URI's connection settings and TLS connector; fails when its TLS settings cannot be
+    /// used (e.g. an unreadable CA file).
+    pub(crate) fn of(uri: &DatabaseUri) -> Result<Database, Error> {
+        Ok(Database {
+            pg: uri.to_pg_config(),
+            tls: uri.tls()?,
+        })
+    }
+}
+
 impl Migrator {
     /// A runner for `set` against the database `uri` names, with default [`Options`]. It
     /// connects as the URI says, TLS included (`sslmode`, `sslrootcert`); fails when the URI's
     /// TLS settings cannot be used (e.g. an unreadable CA file).
     pub fn new(set: MigrationSet, uri: &DatabaseUri) -> Result<Migrator, Error> {
-        let database = Database {
-            pg: uri.to_pg_config(),
-            tls: uri.tls()?,
-        };
+        let database = Database::of(uri)?;
         Ok(Migrator {
             set: Arc::new(set),
             options: Options::default(),

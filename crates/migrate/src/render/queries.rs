@@ -34,6 +34,16 @@ pub(crate) fn lock_probe() -> String {
     )
 }
 
+/// A run's first read, before any lock: server version (columns `v`, `sv`), the revision and
+/// the journal. Fails with 42P01 (undefined table) until both tables exist.
+pub(crate) fn unlocked_state() -> String {
+    format!(
+        "SELECT current_setting('server_version_num')::int AS v, current_setting('server_version') AS sv;\n{};\n{}",
+        read_version(),
+        read_journal(false)
+    )
+}
+
 /// One more try at the advisory lock.
 pub(crate) fn try_lock() -> String {
     format!("SELECT pg_try_advisory_lock({ADVISORY_LOCK_ID})")
