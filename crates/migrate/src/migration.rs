@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -15,7 +16,7 @@ use crate::sql_dir::read_sql_dir;
 pub const MAX_ID_LEN: usize = 32;
 
 /// One migration: an id (`0007_add_jobs_index`, the file stem), up and down SQL, and options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Migration {
     id: String,
     up: Vec<String>,
@@ -25,13 +26,30 @@ pub struct Migration {
     statement_timeout: Option<Duration>,
     parent: Option<String>,
     baseline: bool,
-    checksum: String,
+    /// Computed when first asked for (a builder sets the SQL in several steps), from the fields
+    /// above: not part of equality.
+    checksum: OnceLock<String>,
 }
+
+impl PartialEq for Migration {
+    fn eq(&self, other: &Migration) -> bool {
+        self.id == other.id
+            && self.up == other.up
+            && self.down == other.down
+            && self.transactional == other.transactional
+            && self.lock_timeout == other.lock_timeout
+            && self.statement_timeout == other.statement_timeout
+            && self.parent == other.parent
+            && self.baseline == other.baseline
+    }
+}
+
+impl Eq for Migration {}
 
 impl Migration {
     /// A migration with this id and no SQL yet; add it with [`Migration::up`] and [`Migration::down`].
     pub fn new(id: impl Into<String>) -> Migration {
-        let mut m = Migration {
+        Migration {
             id: id.into(),
             up: Vec::new(),
             down: None,
@@ -40,16 +58,14 @@ impl Migration {
             statement_timeout: None,
             parent: None,
             baseline: false,
-            checksum: String::new(),
-        };
-        m.checksum = m.compute_checksum();
-        m
+            checksum: OnceLock::new(),
+        }
     }
 
     /// Appends upgrade SQL (one or several `;`-separated statements).
     pub fn up(mut self, sql: impl AsRef<str>) -> Migration {
         self.up.extend(split_statements(sql.as_ref()));
-        self.checksum = self.compute_checksum();
+        self.checksum = OnceLock::new();
         self
     }
 
@@ -64,7 +80,7 @@ impl Migration {
     /// Runs outside a transaction, statement by statement (e.g. `CREATE INDEX CONCURRENTLY`).
     pub fn no_transaction(mut self) -> Migration {
         self.transactional = false;
-        self.checksum = self.compute_checksum();
+        self.checksum = OnceLock::new();
         self
     }
 
@@ -147,7 +163,7 @@ impl Migration {
 
     /// SHA-256 (hex) of the upgrade SQL and the transaction mode: what the journal records.
     pub fn checksum(&self) -> &str {
-        &self.checksum
+        self.checksum.get_or_init(|| self.compute_checksum())
     }
 
     fn compute_checksum(&self) -> String {
@@ -513,6 +529,17 @@ mod tests {
             Migration::new("0001_a").up("SELECT 3").checksum()
         );
         assert_ne!(a.checksum(), m("0001_a").no_transaction().checksum());
+        // Asked for before more SQL is added, it follows the SQL all the same.
+        let early = Migration::new("0001_a");
+        let empty = early.checksum().to_owned();
+        let later = early.up("SELECT 3");
+        assert_ne!(later.checksum(), empty);
+        assert_eq!(
+            later.checksum(),
+            Migration::new("0001_a").up("SELECT 3").checksum()
+        );
+        // Whether it was computed yet is no part of equality.
+        assert_eq!(m("0001_a"), a);
     }
 
     #[test]

@@ -5,26 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SqlDir, col, db, exists, run, text, version};
+use common::{SqlDir, col, db, exists, run, table_set, text, version};
 
 const LOCK: &str = "SELECT pg_advisory_lock(7020097439640675072)";
-
-fn set(label: &str) -> SqlDir {
-    let dir = SqlDir::new(label);
-    for i in 1..=3 {
-        dir.add(
-            &format!("{i:04}_t_{i}"),
-            &format!("CREATE TABLE t_{i} (id bigint PRIMARY KEY)"),
-            Some(&format!("DROP TABLE t_{i}")),
-        );
-    }
-    dir
-}
 
 #[tokio::test]
 async fn a_run_at_its_target_needs_no_lock_and_still_refuses_a_changed_migration() {
     let db = db().await;
-    let dir = set("noop");
+    let dir = table_set("noop", 3, "");
     let out = run(dir.path(), &db, &["upgrade"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let holder = db.connect().await.expect("connect");

@@ -5,19 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SLOW, SqlDir, bin, col, db, exists, finish, run, text, version, wait_for};
+use common::{SLOW, SqlDir, bin, col, db, exists, finish, run, table_set, text, version, wait_for};
 
 /// A set of `n` small migrations, each creating table `t_<i>` after a short sleep.
 fn small_set(label: &str, n: usize) -> SqlDir {
-    let dir = SqlDir::new(label);
-    for i in 1..=n {
-        dir.add(
-            &format!("{i:04}_t_{i}"),
-            &format!("SELECT pg_sleep(0.05);\nCREATE TABLE t_{i} (id bigint PRIMARY KEY)"),
-            Some(&format!("DROP TABLE t_{i}")),
-        );
-    }
-    dir
+    table_set(label, n, "SELECT pg_sleep(0.05);\n")
 }
 
 #[tokio::test]

@@ -46,6 +46,20 @@ impl SqlDir {
     }
 }
 
+/// A set of `n` migrations `NNNN_t_N`, each creating table `t_N` after `before` (e.g. a short
+/// sleep, or nothing), with a down dropping it.
+pub fn table_set(label: &str, n: usize, before: &str) -> SqlDir {
+    let dir = SqlDir::new(label);
+    for i in 1..=n {
+        dir.add(
+            &format!("{i:04}_t_{i}"),
+            &format!("{before}CREATE TABLE t_{i} (id bigint PRIMARY KEY)"),
+            Some(&format!("DROP TABLE t_{i}")),
+        );
+    }
+    dir
+}
+
 impl Drop for SqlDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
