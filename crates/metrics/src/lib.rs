@@ -130,7 +130,8 @@ pub const DURATION_BUCKETS: &[f64] = &[
     120.0, 300.0, 600.0, 1200.0, 1800.0,
 ];
 
-/// How often the recorder's upkeep runs when [`install`] has a tokio runtime.
+/// How often the recorder's upkeep runs when [`install`] or [`MetricsHandle::new`] has a tokio
+/// runtime.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why the metrics could not be installed.
@@ -172,8 +173,32 @@ pub struct MetricsHandle {
 
 impl MetricsHandle {
     /// A recorder of its own, not installed globally (tests; services that compose recorders).
+    /// Inside a tokio runtime its upkeep runs every 5 s while its observer lives; elsewhere
+    /// histogram samples are kept until [`MetricsHandle::render`] (or the exporter's
+    /// `run_upkeep`) drains them.
     pub fn new() -> MetricsHandle {
-        MetricsHandle::from_recorder(Arc::new(prometheus_builder().build_recorder()))
+        let handle = MetricsHandle::from_recorder(Arc::new(prometheus_builder().build_recorder()));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            handle.spawn_upkeep(&rt);
+        }
+        handle
+    }
+
+    /// Runs the recorder's upkeep (it drains histogram samples into their buckets) every
+    /// [`UPKEEP_INTERVAL`] on `rt`, until the observer every recording goes through is gone.
+    fn spawn_upkeep(&self, rt: &tokio::runtime::Handle) {
+        let prometheus = self.prometheus.clone();
+        let observer = Arc::downgrade(&self.observer);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                if observer.strong_count() == 0 {
+                    return;
+                }
+                prometheus.run_upkeep();
+            }
+        });
     }
 
     fn from_recorder(recorder: Arc<PrometheusRecorder>) -> MetricsHandle {
@@ -235,25 +260,16 @@ pub fn install(listen: Option<SocketAddr>) -> Result<MetricsHandle, MetricsError
             recorder
         }
         (Some(_), None) => return Err(MetricsError::NoRuntime),
-        (None, _) => {
-            let recorder = prometheus_builder().build_recorder();
-            if let Some(rt) = &runtime {
-                let upkeep = recorder.handle();
-                rt.spawn(async move {
-                    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-                    loop {
-                        tick.tick().await;
-                        upkeep.run_upkeep();
-                    }
-                });
-            }
-            recorder
-        }
+        (None, _) => prometheus_builder().build_recorder(),
     };
     let recorder = Arc::new(recorder);
     metrics::set_global_recorder(Arc::clone(&recorder))
         .map_err(|_| MetricsError::OtherRecorderInstalled)?;
     let handle = MetricsHandle::from_recorder(recorder);
+    // The HTTP listener's scrapes drain the samples; without it, upkeep does.
+    if let (None, Some(rt)) = (listen, &runtime) {
+        handle.spawn_upkeep(rt);
+    }
     *installed = Some(handle.clone());
     Ok(handle)
 }
