@@ -42,23 +42,21 @@ pub fn run() -> Result<Vec<Figure>> {
     eprintln!(
         "bench migrate: building notify-db-migrate and notify-db-migrations with {n} compiled-in migrations (release)"
     );
-    let build = |package: &str| {
+    let build = |package: &str, binary: &str, features: &[&str]| {
         let mut c = Command::new(&cargo);
-        c.args([
-            "build",
-            "--release",
-            "-p",
-            package,
-            "--features",
-            "cli",
-            "--bin",
-            package,
-        ]);
+        c.args(["build", "--release", "-p", package, "--bin", binary]);
+        if !features.is_empty() {
+            c.arg("--features").arg(features.join(","));
+        }
         c
     };
-    cargo_build(&mut build("notify-db-migrate"), "notify-db-migrate")?;
     cargo_build(
-        build("notify-db-migrations").env("NOTIFY_DB_MIGRATIONS_DIR", &rs_dir),
+        &mut build("notify-db-migrate-cli", "notify-db-migrate", &[]),
+        "notify-db-migrate-cli",
+    )?;
+    cargo_build(
+        build("notify-db-migrations", "notify-db-migrations", &["cli"])
+            .env("NOTIFY_DB_MIGRATIONS_DIR", &rs_dir),
         "notify-db-migrations",
     )?;
     let sql_binary = root().join("target/release/notify-db-migrate");

@@ -1,7 +1,7 @@
 //! The schema changes `revision --autogenerate` is tested with (feature `testing`): the
 //! migrations crate's round-trip tests and xtask's lint test use the same table.
 
-use notify_db_migrate::autogen::{self, Plan};
+use notify_db_migrate_cli::autogen::{self, Plan};
 use notify_db_testdb::TestDb;
 
 use crate::test_db;
@@ -431,7 +431,7 @@ pub fn write_sql_files(plan: &Plan, dir: &std::path::Path, message: &str) -> std
         .next_number()
         .parse()
         .expect("number");
-    let slug = notify_db_migrate::cli::slug(message);
+    let slug = notify_db_migrate_cli::cli::slug(message);
     for f in autogen::render_files(plan, dir, true, first, None, &slug, message) {
         std::fs::write(&f.path, f.text).expect("write a generated file");
     }

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use notify_db_migrate::autogen::Plan;
-use notify_db_migrate::schema::{self, render_diff};
 use notify_db_migrate::{MigrationSet, Migrator, Target};
+use notify_db_migrate_cli::autogen::Plan;
+use notify_db_migrate_cli::schema::{self, render_diff};
 use notify_db_migrations::autogen_cases::{CASES, Case, case, plan_for, plan_for_case};
 use notify_db_migrations::{all, set};
 

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use notify_db_migrate::Migration;
-use notify_db_migrate::autogen::catalog::{Catalog, Column, Table};
-use notify_db_migrate::autogen::{Plan, plan, render_files};
+use notify_db_migrate_cli::autogen::catalog::{Catalog, Column, Table};
+use notify_db_migrate_cli::autogen::{Plan, plan, render_files};
 
 #[path = "fixtures/autogen_barrel.rs"]
 mod written;

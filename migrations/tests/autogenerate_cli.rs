@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify_db_config::Settings;
-use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
 use notify_db_migrate::{Direction, Migrator, Target};
+use notify_db_migrate_cli::cli::{self, FileKind, MigrateCli, Project};
 use notify_db_migrations::{set, test_db};
 use notify_db_testdb::TestDb;
 

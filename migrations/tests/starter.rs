@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use notify_db_config::{DatabaseUri, Settings};
-use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
 use notify_db_migrate::{Direction, Migrator, Options, Target};
+use notify_db_migrate_cli::cli::{self, FileKind, MigrateCli, Project};
 use notify_db_testdb::TestDb;
 
 async fn db() -> TestDb {

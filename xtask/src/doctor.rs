@@ -1,9 +1,9 @@
-//! `cargo xtask doctor`: [`notify_db_migrate::doctor`] with this workspace's migration set;
+//! `cargo xtask doctor`: [`notify_db_migrate_cli::doctor`] with this workspace's migration set;
 //! exit status 1 when anything failed.
 
 use anyhow::Result;
 use notify_db_config::Settings;
-use notify_db_migrate::doctor::{self, DoctorOptions};
+use notify_db_migrate_cli::doctor::{self, DoctorOptions};
 
 use crate::util;
 

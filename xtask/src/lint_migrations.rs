@@ -1,11 +1,12 @@
-//! `cargo xtask lint-migrations`: the migration linter (`notify_db_migrate::lint`, also
+//! `cargo xtask lint-migrations`: the migration linter (`notify_db_migrate_cli::lint`, also
 //! `notify-db-migrations lint`) on the project's migrations/ or on a directory of SQL migrations.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use notify_db_migrate::lint::{self, Source};
-use notify_db_migrate::{FileKind, MigrationSet};
+use notify_db_migrate::MigrationSet;
+use notify_db_migrate_cli::FileKind;
+use notify_db_migrate_cli::lint::{self, Source};
 
 /// Arguments of `cargo xtask lint-migrations`.
 #[derive(clap::Args)]
@@ -16,7 +17,7 @@ pub struct LintMigrationsArgs {
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
     #[command(flatten)]
-    lint: notify_db_migrate::cli::LintArgs,
+    lint: notify_db_migrate_cli::cli::LintArgs,
 }
 
 /// Runs `cargo xtask lint-migrations`: findings on stdout (file names relative to the workspace

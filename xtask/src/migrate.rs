@@ -1,9 +1,9 @@
-//! `cargo xtask migrate`: a thin shell over `notify_db_migrate::cli` with the project's migration
+//! `cargo xtask migrate`: a thin shell over `notify_db_migrate_cli::cli` with the project's migration
 //! set (`migrations/`) and `Settings::from_env()` (SQLALCHEMY_DATABASE_URI, or `--database-url`).
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use notify_db_migrate::cli::{self, FileKind, MigrateCli, Project};
+use notify_db_migrate_cli::cli::{self, FileKind, MigrateCli, Project};
 
 use crate::util;
 

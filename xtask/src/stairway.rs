@@ -1,4 +1,4 @@
-//! `cargo xtask test-migration-downgrade`: the stairway test ([`notify_db_migrate::stairway`],
+//! `cargo xtask test-migration-downgrade`: the stairway test ([`notify_db_migrate_cli::stairway`],
 //! also `notify-db-migrations test-downgrade`) on the database of `--database-url` /
 //! SQLALCHEMY_DATABASE_URI, or on a throwaway test database of the harness clusters.
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use notify_db_config::DatabaseUri;
 use notify_db_migrate::MigrationSet;
-use notify_db_migrate::stairway::{self, Mode};
+use notify_db_migrate_cli::stairway::{self, Mode};
 use notify_db_testdb::TestDb;
 
 use crate::util;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_db_migrate::autogen::Plan;
+use notify_db_migrate_cli::autogen::Plan;
 use notify_db_migrations::autogen_cases::{CASES, plan_for_case, write_sql_files};
 
 /// For all cases together: each copies two databases and runs the linter twice.

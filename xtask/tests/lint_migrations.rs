@@ -8,7 +8,7 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root")
-        .join("crates/migrate/tests/fixtures/lint")
+        .join("crates/migrate-cli/tests/fixtures/lint")
 }
 
 fn lint(args: &[&str]) -> Output {
@@ -151,7 +151,7 @@ fn text_output_is_file_line_rule_message_then_help() {
     }
     assert!(
         stdout.contains(
-            "crates/migrate/tests/fixtures/lint/0004_index_name.up.sql:2: require-concurrent-index-creation: "
+            "crates/migrate-cli/tests/fixtures/lint/0004_index_name.up.sql:2: require-concurrent-index-creation: "
         ),
         "{stdout}"
     );

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use notify_db_migrate::schema::{self, ObjectKind};
+use notify_db_migrate_cli::schema::{self, ObjectKind};
 use notify_db_testdb::{ENV_PRIMARY, ENV_REPLICA, TestDb};
 
 /// The built xtask, pointed at the shared clusters (started by this process if need be).

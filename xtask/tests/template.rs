@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use notify_db_migrate::schema;
 use notify_db_migrate::{MigrationSet, Migrator, Target};
+use notify_db_migrate_cli::schema;
 use notify_db_testdb::{BoxError, TestDb};
 
 async fn migrate(set: MigrationSet, uri: String) -> Result<(), BoxError> {

@@ -6,11 +6,19 @@
 //!   time, duration and runner of every migration.
 //! - Runners exclude each other (and Alembic) with the session advisory lock
 //!   [`ADVISORY_LOCK_ID`], taken by polling `pg_try_advisory_lock`.
-//! - Every migration runs with `lock_timeout` (1 s unless it asks for more) and a
-//!   `statement_timeout`; lock timeouts (55P03) are retried, resuming at the failed migration.
+//! - Every migration runs with `lock_timeout` (1 s unless it asks for more) and no
+//!   `statement_timeout` unless the migration or the runner sets one (as Alembic's runner);
+//!   lock timeouts (55P03) are retried, resuming at the failed migration.
 //! - A transactional migration is ONE simple-query round trip: `BEGIN; ...; version update;
-//!   journal row; COMMIT` (those two are `EXECUTE`s of statements prepared once per run). A non-transactional one runs statement by statement, journaling each,
-//!   so a rerun resumes after the last completed statement.
+//!   journal row; COMMIT` (those two are `EXECUTE`s of statements prepared once per run). A
+//!   non-transactional one runs statement by statement, journaling each, so a rerun resumes
+//!   after the last completed statement.
+//! - [`pending`] answers whether a database has migrations to run (a service's
+//!   `check-if-migrations-to-run`).
+//!
+//! This crate is the engine alone, for a service that runs its migrations at start-up. The
+//! command line, the linter, the stairway test, `doctor` and `revision --autogenerate` are in
+//! `notify-db-migrate-cli`.
 //!
 //! ```no_run
 //! # async fn f(uri: notify_db_config::DatabaseUri) -> Result<(), notify_db_migrate::Error> {
@@ -25,9 +33,6 @@
 
 #![deny(missing_docs)]
 
-pub mod autogen;
-pub mod changed;
-pub mod doctor;
 mod engine;
 mod error;
 pub mod lexer;
@@ -36,19 +41,14 @@ mod migration;
 mod order;
 pub mod pending;
 mod render;
-pub mod schema;
 mod sql_dir;
 mod sql_pack;
-pub mod stairway;
 mod stamp;
 mod txcontrol;
 
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "lint")]
-pub mod lint;
-
-pub use engine::{ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, RunReport, Status};
+pub use engine::{
+    ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, Prefetch, RunReport, Status,
+};
 pub use error::{Error, SetError, StatementFailure, one_line};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
@@ -59,12 +59,3 @@ pub use txcontrol::transaction_control;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.
 pub const JOURNAL_TABLE: &str = render::JOURNAL_TABLE;
-
-/// How a project's migration files are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// `NNNN_slug.rs` with a `define(m: Migration) -> Migration` function (a build script registers them).
-    Rust,
-    /// `NNNN_slug.up.sql` and `NNNN_slug.down.sql`.
-    Sql,
-}

@@ -1,9 +1,7 @@
 //! Loading a large `.sql` directory (read by several threads): order, contents, errors.
 
-mod common;
-
-use common::SqlDir;
 use notify_db_migrate::{Error, MigrationSet};
+use notify_db_testdb::SqlDir;
 
 fn large_dir(label: &str, n: usize) -> SqlDir {
     let dir = SqlDir::new(label);

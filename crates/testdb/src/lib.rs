@@ -16,6 +16,7 @@ mod cluster;
 pub mod history;
 mod pgbouncer;
 mod proc;
+mod sql_dir;
 mod testdb;
 mod user;
 
@@ -30,6 +31,7 @@ pub use cluster::{
 };
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use proc::{append, free_port};
+pub use sql_dir::SqlDir;
 pub use testdb::{
     BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
     quote_ident, shared,

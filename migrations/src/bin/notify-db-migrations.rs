@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use notify_db_migrate::MigrationSet;
-use notify_db_migrate::cli::{self, Command, FileKind, MigrateCli, Project};
+use notify_db_migrate_cli::cli::{self, Command, FileKind, MigrateCli, Project};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use notify_db_faults::{EXTRA_ID, crash_matrix_set};
-use notify_db_migrate::schema;
 use notify_db_migrate::{MigrationSet, Migrator, Target};
+use notify_db_migrate_cli::schema;
 use notify_db_testdb::TestDb;
 
 const RUNS: usize = 20;

@@ -141,8 +141,8 @@ impl Migrator {
         self.run_prefetched(prefetch, target, direction).await
     }
 
-    /// [`Migrator::run`] on a connection [`Prefetch`] made, to the database it names.
-    pub(crate) async fn run_prefetched(
+    /// Runs `direction` to `target` on the connection a [`Prefetch`] made (to the database it names).
+    pub async fn run_prefetched(
         &self,
         prefetch: Prefetch,
         target: &Target,

@@ -104,7 +104,7 @@ pub(super) async fn connect_watched(
 /// `alembic_version` and the journal without the lock. The CLI starts it while the set loads (a
 /// `.sql` directory of 1000 files takes about as long as connecting), then hands it to
 /// [`Migrator::run_prefetched`].
-pub(crate) struct Prefetch(Result<Connected, Error>);
+pub struct Prefetch(Result<Connected, Error>);
 
 /// What [`Prefetch`] got: the connection, and the first read's outcome.
 pub(super) struct Connected {
@@ -120,8 +120,7 @@ pub(super) struct Connected {
 impl Prefetch {
     /// Connects to the database `uri` names (TLS as its `sslmode` says) and reads the state.
     /// Never fails itself: a failure is the run's to report, after the set loaded.
-    #[cfg(feature = "cli")]
-    pub(crate) async fn start(uri: &DatabaseUri) -> Prefetch {
+    pub async fn start(uri: &DatabaseUri) -> Prefetch {
         match Database::of(uri) {
             Ok(database) => Prefetch::of(Arc::new(database)).await,
             Err(e) => Prefetch(Err(e)),

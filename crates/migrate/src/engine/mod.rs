@@ -27,7 +27,8 @@ use lock::*;
 use plan::*;
 use state::*;
 
-pub(crate) use lock::{Prefetch, Session, unlock};
+pub use lock::Prefetch;
+pub(crate) use lock::{Session, unlock};
 
 /// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
 pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::MigrationSet;
+use notify_db_migrate::MigrationSet;
 
 /// Why the changed migrations could not be found.
 #[derive(Debug, thiserror::Error)]

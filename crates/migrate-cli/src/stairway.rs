@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn f(set: notify_db_migrate::MigrationSet) -> Result<(), Box<dyn std::error::Error>> {
 //! use notify_db_config::DatabaseUri;
-//! use notify_db_migrate::stairway::{self, Mode};
+//! use notify_db_migrate_cli::stairway::{self, Mode};
 //! let uri = DatabaseUri::parse("postgresql://ci@127.0.0.1/empty_db", "--database-url")?;
 //! stairway::run(&uri, set, &Mode::All, &mut std::io::stdout()).await?;
 //! # Ok(()) }
@@ -21,7 +21,7 @@ use notify_db_config::DatabaseUri;
 use notify_db_connect::{ConnectUri, Tls};
 
 use crate::schema::{self, Change, ObjectKind, Schema};
-use crate::{Error, MigrationSet, Migrator, Options, Target};
+use notify_db_migrate::{Error, MigrationSet, Migrator, Options, Target};
 
 /// Which migrations the test steps through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,7 @@ fn plural(n: usize) -> &'static str {
 /// Objects of the engine's own tables are not part of the schema under test.
 fn strip_engine_tables(s: Schema) -> Schema {
     s.without_table("alembic_version")
-        .without_table(crate::JOURNAL_TABLE)
+        .without_table(notify_db_migrate::JOURNAL_TABLE)
 }
 
 /// Splits off changes where a constraint that was NOT VALID is now validated (and nothing else

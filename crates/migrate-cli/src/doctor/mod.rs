@@ -3,7 +3,7 @@
 //! fix (from docs/operations.md) under every ✗. Never prints a password: hosts are shown as
 //! host:port, URIs through their redacting Display.
 //!
-//! Shipped as the migration binary's `doctor` command (`cli` feature) and behind
+//! Shipped as the migration binary's `doctor` command and behind
 //! `cargo xtask doctor`.
 
 use std::fmt::Display;
@@ -12,7 +12,7 @@ use std::io::Write;
 use notify_db_config::{ConfigError, Settings};
 use notify_db_connect::{Bind, connect_one};
 
-use crate::{Error as MigrateError, MigrationSet, Migrator, Options};
+use notify_db_migrate::{Error as MigrateError, MigrationSet, Migrator, Options};
 
 mod host;
 
@@ -179,7 +179,7 @@ async fn check_all(
 async fn check_migration_lock(settings: &Settings, r: &mut Report<'_>) {
     let check = "migration lock";
     let holders = match connect_one(&settings.primary, settings, Bind::Default).await {
-        Ok((client, _)) => crate::lock_holders(&client).await,
+        Ok((client, _)) => notify_db_migrate::lock_holders(&client).await,
         Err(e) => {
             r.fail(
                 check,
@@ -200,7 +200,7 @@ async fn check_migration_lock(settings: &Settings, r: &mut Report<'_>) {
             return;
         }
     };
-    let id = crate::ADVISORY_LOCK_ID;
+    let id = notify_db_migrate::ADVISORY_LOCK_ID;
     if holders.is_empty() {
         r.ok(check, format!("advisory lock {id} is free"));
     }

@@ -11,7 +11,6 @@
 
 pub mod barrel;
 pub mod catalog;
-#[cfg(feature = "cli")]
 pub mod command;
 mod diff;
 mod tables;
@@ -19,8 +18,8 @@ mod write;
 
 pub use catalog::Catalog;
 
-use crate::Direction;
 pub use diff::plan;
+use notify_db_migrate::Direction;
 pub use write::{GeneratedFile, render_files};
 
 /// Why autogenerate failed.
@@ -117,19 +116,28 @@ impl Plan {
 
     /// The steps as migrations numbered from `first_number`, ids `NNNN_slug[_suffix]`, as the
     /// `.sql` form writes them.
-    pub fn migrations(&self, first_number: u32, slug: &str) -> Vec<crate::Migration> {
+    pub fn migrations(&self, first_number: u32, slug: &str) -> Vec<notify_db_migrate::Migration> {
         self.migrations_in(first_number, slug, false)
     }
 
     /// [`Plan::migrations`] as the `.rs` form runs them: barrel's SQL where it writes barrel.
-    pub fn rust_migrations(&self, first_number: u32, slug: &str) -> Vec<crate::Migration> {
+    pub fn rust_migrations(
+        &self,
+        first_number: u32,
+        slug: &str,
+    ) -> Vec<notify_db_migrate::Migration> {
         self.migrations_in(first_number, slug, true)
     }
 
-    fn migrations_in(&self, first_number: u32, slug: &str, rust: bool) -> Vec<crate::Migration> {
+    fn migrations_in(
+        &self,
+        first_number: u32,
+        slug: &str,
+        rust: bool,
+    ) -> Vec<notify_db_migrate::Migration> {
         let mut out = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
-            let mut m = crate::Migration::new(step_id(first_number, i, slug, step));
+            let mut m = notify_db_migrate::Migration::new(step_id(first_number, i, slug, step));
             if step.no_transaction {
                 m = m.no_transaction();
             }
@@ -145,13 +153,13 @@ impl Plan {
     }
 }
 
-/// The id of step `i`: the number, the slug cut so the suffix fits in [`crate::MAX_ID_LEN`].
+/// The id of step `i`: the number, the slug cut so the suffix fits in [`notify_db_migrate::MAX_ID_LEN`].
 pub fn step_id(first_number: u32, i: usize, slug: &str, step: &Step) -> String {
     let number = first_number + u32::try_from(i).unwrap_or(u32::MAX - first_number);
     if i == 0 || step.suffix.is_empty() {
         return format!("{number:04}_{slug}");
     }
-    let room = crate::MAX_ID_LEN.saturating_sub(6 + step.suffix.len());
+    let room = notify_db_migrate::MAX_ID_LEN.saturating_sub(6 + step.suffix.len());
     let base: String = slug.chars().take(room).collect();
     format!("{number:04}_{}_{}", base.trim_end_matches('_'), step.suffix)
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use common::{SqlDir, col, db, run, text, version};
-use notify_db_migrate::schema;
+use notify_db_migrate_cli::schema;
 use notify_db_testdb::history::{self, Revision};
 use notify_db_testdb::{TestDb, find_bin_dir};
 

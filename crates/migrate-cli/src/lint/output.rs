@@ -3,8 +3,7 @@
 use super::*;
 
 /// How findings are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// `file:line: rule: message`, then an indented help line; a summary line when clean.
     Text,

@@ -2,7 +2,7 @@
 //! a schema migration, transaction control (read with the crate's SQL lexer).
 
 use super::*;
-use crate::lexer::{self, Kind, Token};
+use notify_db_migrate::lexer::{self, Kind, Token};
 
 /// The tokens of a statement, without comments.
 fn tokens(sql: &str) -> Vec<Token<'_>> {

@@ -79,7 +79,7 @@ pub fn slug(message: &str) -> String {
             s.push('_');
         }
     }
-    let mut s: String = s.chars().take(crate::MAX_ID_LEN - 5).collect();
+    let mut s: String = s.chars().take(notify_db_migrate::MAX_ID_LEN - 5).collect();
     while s.ends_with('_') {
         s.pop();
     }

@@ -1,4 +1,4 @@
-//! The migration linter (feature `lint`): lints the SQL every migration really runs (rendered
+//! The migration linter: lints the SQL every migration really runs (rendered
 //! through the engine's offline mode, so barrel-built migrations are linted too), up and down,
 //! with squawk's rule engine (PostgreSQL 15) plus rules of our own, honouring `lint-allow`
 //! exceptions. Run by `notify-db-migrations lint` and `cargo xtask lint-migrations`.
@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use squawk_linter::{Linter, Rule};
 
-use crate::{Direction, FileKind, Migration, MigrationSet, Migrator, Target, transaction_control};
+use crate::FileKind;
+use notify_db_migrate::{
+    Direction, Migration, MigrationSet, Migrator, Target, transaction_control,
+};
 
 mod allow;
 mod output;
@@ -88,7 +91,7 @@ pub enum LintError {
         direction: &'static str,
         /// The engine's error.
         #[source]
-        source: Box<crate::Error>,
+        source: Box<notify_db_migrate::Error>,
     },
     /// Squawk refused the PostgreSQL version it is told to lint for.
     #[error("PostgreSQL version for squawk: {0}")]
@@ -211,7 +214,10 @@ pub fn lint(
             if dir == Direction::Up || source.sql_files() {
                 allows.extend(find_allows(&text, &file));
             }
-            let statements = crate::render::statements(m, dir);
+            let statements = match dir {
+                Direction::Up => m.up_statements(),
+                Direction::Down => m.down_statements().unwrap_or_default(),
+            };
             let rendered = match dir {
                 Direction::Up => migrator.render_sql(prev, &Target::Revision(m.id().into()), dir),
                 Direction::Down => migrator.render_sql(

@@ -20,7 +20,7 @@ use crate::schema::sql::{
 };
 
 /// The engine's own bookkeeping tables: never part of a generated migration.
-const BOOKKEEPING: &[&str] = &["alembic_version", crate::JOURNAL_TABLE];
+const BOOKKEEPING: &[&str] = &["alembic_version", notify_db_migrate::JOURNAL_TABLE];
 
 /// One column.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,12 @@
-//! Helpers for the engine tests: SQL migration directories, the `notify-db-migrate` binary, queries.
+//! Helpers for the command-line tests: SQL migration directories, the `notify-db-migrate` binary, queries.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+pub use notify_db_testdb::SqlDir;
 use notify_db_testdb::TestDb;
 
 /// A fresh database on the shared test cluster; fails with the harness's reason when PostgreSQL is unavailable.
@@ -15,34 +16,6 @@ pub async fn db() -> TestDb {
         Err(e) => {
             panic!("these tests need PostgreSQL from notify-db-testdb and could not get it: {e}")
         }
-    }
-}
-
-/// A temporary directory of SQL migrations, removed on drop.
-pub struct SqlDir(PathBuf);
-
-impl SqlDir {
-    /// An empty directory named after the test.
-    pub fn new(label: &str) -> SqlDir {
-        let dir =
-            std::env::temp_dir().join(format!("notify-db-migrate-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating the migration directory");
-        SqlDir(dir)
-    }
-
-    /// Writes `<id>.up.sql` and, when given, `<id>.down.sql`.
-    pub fn add(&self, id: &str, up: &str, down: Option<&str>) -> &SqlDir {
-        std::fs::write(self.0.join(format!("{id}.up.sql")), up).expect("writing up");
-        if let Some(d) = down {
-            std::fs::write(self.0.join(format!("{id}.down.sql")), d).expect("writing down");
-        }
-        self
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
     }
 }
 
@@ -58,12 +31,6 @@ pub fn table_set(label: &str, n: usize, before: &str) -> SqlDir {
         );
     }
     dir
-}
-
-impl Drop for SqlDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The `notify-db-migrate` binary, pointed at `dir` and `db`.

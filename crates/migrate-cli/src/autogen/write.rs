@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Plan, Step, step_id};
-use crate::Direction;
+use notify_db_migrate::Direction;
 
 /// One file to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +252,7 @@ mod tests {
         for f in render_files(&plan, &dir, true, 1, Some("db6d9d9f06bc"), "add_a", "add a") {
             std::fs::write(&f.path, &f.text).expect("write");
         }
-        let set = crate::MigrationSet::from_dir(&dir).expect("the written files load");
+        let set = notify_db_migrate::MigrationSet::from_dir(&dir).expect("the written files load");
         let ids: Vec<&str> = set.migrations().iter().map(|m| m.id()).collect();
         assert_eq!(ids.len(), 3, "{ids:?}");
         assert_eq!(ids[0], "db6d9d9f06bc");

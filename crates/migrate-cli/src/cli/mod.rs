@@ -1,4 +1,4 @@
-//! The migration command line (feature `cli`): `upgrade [TARGET]` (the default), `downgrade
+//! The migration command line: `upgrade [TARGET]` (the default), `downgrade
 //! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
 //! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `lint`, `test-downgrade
 //! [--to REV | --since GIT_REF]`, `doctor [--max-lag-seconds S]`.
@@ -12,8 +12,8 @@ use std::time::Duration;
 use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
 pub use crate::FileKind;
-use crate::engine::Prefetch;
-use crate::{Direction, Error, MigrationSet, Migrator, Options, Target};
+use notify_db_migrate::Prefetch;
+use notify_db_migrate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 use tokio::task::JoinHandle;
 
 mod doctor;
@@ -186,7 +186,7 @@ pub enum CliError {
     Tls(#[from] notify_db_connect::TlsError),
     /// The pending check had no answer.
     #[error(transparent)]
-    Pending(Box<crate::pending::PendingError>),
+    Pending(Box<notify_db_migrate::pending::PendingError>),
     /// The doctor report could not be written.
     #[error(transparent)]
     Doctor(#[from] crate::doctor::DoctorError),
@@ -246,7 +246,7 @@ pub async fn main(
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {}", crate::one_line(&e));
+            eprintln!("error: {}", notify_db_migrate::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -389,9 +389,9 @@ async fn run_with(
             let report = match prefetch {
                 Some(handle) => match handle.await {
                     Ok(p) => migrator.run_prefetched(p, &target, direction).await?,
-                    Err(_) => migrator.run(&target, direction).await?,
+                    Err(_) => migrate(&migrator, &target, direction).await?,
                 },
-                None => migrator.run(&target, direction).await?,
+                None => migrate(&migrator, &target, direction).await?,
             };
             summary(out, &report, direction.as_str())?;
             write_head_if_local(project, uri.dbname())?;
@@ -443,7 +443,7 @@ async fn run_with(
             )?;
         }
         Command::Check { exit_code } => {
-            use crate::pending::{PendingError, PendingFailure, migrations_pending};
+            use notify_db_migrate::pending::{PendingError, PendingFailure, migrations_pending};
             let pending = match migrations_pending(&migrator, None).await {
                 Ok(pending) => pending,
                 // The engine's own error, as every other command reports it.
@@ -469,7 +469,11 @@ async fn run_with(
     Ok(0)
 }
 
-fn summary(out: &mut dyn Write, r: &crate::RunReport, what: &str) -> Result<(), CliError> {
+fn summary(
+    out: &mut dyn Write,
+    r: &notify_db_migrate::RunReport,
+    what: &str,
+) -> Result<(), CliError> {
     let total: Duration = r.applied.iter().map(|a| a.duration).sum();
     writeln!(
         out,
@@ -483,10 +487,22 @@ fn summary(out: &mut dyn Write, r: &crate::RunReport, what: &str) -> Result<(), 
     .map_err(io(Path::new("<output>")))
 }
 
+/// An upgrade or a downgrade to `target`, connecting itself.
+async fn migrate(
+    migrator: &Migrator,
+    target: &Target,
+    direction: Direction,
+) -> Result<notify_db_migrate::RunReport, Error> {
+    match direction {
+        Direction::Up => migrator.upgrade(target).await,
+        Direction::Down => migrator.downgrade(target).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Migration;
+    use notify_db_migrate::Migration;
 
     fn project(label: &str) -> Project {
         let dir =

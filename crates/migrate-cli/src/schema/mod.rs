@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn f(a: &tokio_postgres::Client, b: &tokio_postgres::Client) -> Result<(), notify_db_migrate::Error> {
-//! use notify_db_migrate::schema;
+//! use notify_db_migrate_cli::schema;
 //! let before = schema::capture(a).await?;
 //! let after = schema::capture(b).await?;
 //! for change in before.diff(&after) {
@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::Error;
+use notify_db_migrate::Error;
 
 pub(crate) mod sql;
 

@@ -507,7 +507,7 @@ mod tests {
         let slug = "a_slug_of_twenty_seven_char";
         for i in 0..3 {
             let id = crate::autogen::step_id(11, i, slug, &step);
-            assert!(id.len() <= crate::MAX_ID_LEN, "{id}");
+            assert!(id.len() <= notify_db_migrate::MAX_ID_LEN, "{id}");
         }
         assert_eq!(
             crate::autogen::step_id(11, 0, slug, &step),

@@ -1,4 +1,4 @@
-//! `revision --autogenerate` (feature `cli`): scratch databases on a server, the comparison, the
+//! `revision --autogenerate`: scratch databases on a server, the comparison, the
 //! files, and what the command prints.
 
 use std::io::Write;
@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use super::{AutogenError, Plan, catalog, plan, render_files};
 use crate::cli::{CliError, FileKind, Project, checked_slug};
-use crate::{Migrator, Target};
+use notify_db_migrate::{Migrator, Target};
 
 /// Where the desired schema comes from.
 #[derive(Debug, Clone)]
@@ -113,7 +113,10 @@ async fn compare_in(
             let client = connect(&uri).await?;
             // Statement by statement, so a file may hold CREATE INDEX CONCURRENTLY or a DO
             // block that commits (a migration set's `--sql` output does).
-            for (i, stmt) in crate::lexer::split_statements(&sql).iter().enumerate() {
+            for (i, stmt) in notify_db_migrate::lexer::split_statements(&sql)
+                .iter()
+                .enumerate()
+            {
                 client
                     .batch_execute(stmt)
                     .await
