@@ -1,7 +1,8 @@
 # Images of docker-compose.yml, from one build:
 #   target `migrate` (the default): runs `notify-db-migrations upgrade` against
 #     SQLALCHEMY_DATABASE_URI (the shipped migration binary, migrations/src/bin: the migration set
-#     compiled in; also `current`, `history`, `check`, `doctor`, ...), then exits;
+#     compiled in, over the command line of crates/migrate-cli; also `current`, `history`,
+#     `check`, `doctor`, ...), then exits;
 #   target `service`: examples/service, the example API built on notify-db, on port 6011.
 # Build: docker build -t notify-db-migrate:local .
 #        docker build --target service -t notify-db-example-service:local .

@@ -101,9 +101,9 @@ pub(super) async fn connect_watched(
 }
 
 /// A run's first part, which needs no migration set: connect, and read the server version,
-/// `alembic_version` and the journal without the lock. The CLI starts it while the set loads (a
-/// `.sql` directory of 1000 files takes about as long as connecting), then hands it to
-/// [`Migrator::run_prefetched`].
+/// `alembic_version` and the journal without the lock. A command line starts it
+/// ([`Prefetch::start`]) while the set loads (a `.sql` directory of 1000 files takes about as
+/// long as connecting), then hands it to [`Migrator::run_prefetched`].
 pub struct Prefetch(Result<Connected, Error>);
 
 /// What [`Prefetch`] got: the connection, and the first read's outcome.
