@@ -201,9 +201,9 @@ pub struct MigrationSet {
 
 impl MigrationSet {
     /// Validates and orders `migrations`: Alembic revision ids of at most 32 characters, some
-    /// upgrade SQL each, one linear history (the parent chain, as Alembic's `down_revision`), no transaction control
-    /// (`COMMIT`, `BEGIN`, ...) in a transactional migration. Without parent links a gap in the
-    /// numbering is only a warning.
+    /// upgrade SQL each, one linear history (the parent chain, as Alembic's `down_revision`), no
+    /// transaction control (`COMMIT`, `BEGIN`, ...) in a transactional migration. Without parent
+    /// links a gap in the numbering is only a warning.
     pub fn new(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         for m in &migrations {
             crate::txcontrol::check_migration(m)?;
