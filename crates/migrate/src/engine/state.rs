@@ -173,12 +173,13 @@ impl Migrator {
     }
 
     /// A run's report when the database is already at `target`, from `first_read` (see
-    /// [`Prefetch`]), read without the lock: one round trip after connecting, and no lock to take, confirm and release (a no-op deploy
-    /// costs about what `psql -c 'SELECT 1'` does; `cargo xtask bench migrate`). Safe unlocked:
-    /// `alembic_version` only shows committed revisions, and a run in progress elsewhere has
-    /// not moved it to the target yet. `None` (then the run locks and reads again) when the
-    /// tables are missing, there is work to do, or anything else needs the locked path to say;
-    /// an applied migration changed since is refused here too.
+    /// [`Prefetch`]), read without the lock: one round trip after connecting, and no lock to
+    /// take, confirm and release (a no-op deploy costs about what `psql -c 'SELECT 1'` does;
+    /// `cargo xtask bench migrate`). Safe unlocked: `alembic_version` only shows committed
+    /// revisions, and a run in progress elsewhere has not moved it to the target yet. `None`
+    /// (then the run locks and reads again) when the tables are missing, there is work to do,
+    /// or anything else needs the locked path to say; an applied migration changed since is
+    /// refused here too.
     pub(super) fn already_at_target(
         &self,
         first_read: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
