@@ -5,11 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SLOW, SqlDir, bin, col, db, exists, finish, run, table_set, text, version, wait_for};
+use common::{SLOW, SqlDir, bin, col, db, exists, finish, run, text, version, wait_for};
 
 /// A set of `n` small migrations, each creating table `t_<i>` after a short sleep.
 fn small_set(label: &str, n: usize) -> SqlDir {
-    table_set(label, n, "SELECT pg_sleep(0.05);\n")
+    SqlDir::tables(label, n, |i| {
+        format!("SELECT pg_sleep(0.05);\nCREATE TABLE t_{i} (id bigint PRIMARY KEY)")
+    })
 }
 
 #[tokio::test]

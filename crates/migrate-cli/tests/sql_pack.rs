@@ -13,15 +13,7 @@ use notify_db_migrate::{MigrationSet, PACK_FILE};
 const SETTLE: Duration = Duration::from_millis(3100);
 
 fn dir_of(label: &str, n: usize) -> SqlDir {
-    let dir = SqlDir::new(label);
-    for i in 1..=n {
-        dir.add(
-            &format!("{i:04}_t_{i}"),
-            &format!("CREATE TABLE t_{i} (id bigint)"),
-            Some(&format!("DROP TABLE t_{i}")),
-        );
-    }
-    dir
+    SqlDir::tables(label, n, |i| format!("CREATE TABLE t_{i} (id bigint)"))
 }
 
 fn up_texts(set: &MigrationSet) -> Vec<String> {

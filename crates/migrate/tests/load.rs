@@ -4,15 +4,9 @@ use notify_db_migrate::{Error, MigrationSet};
 use notify_db_testdb::SqlDir;
 
 fn large_dir(label: &str, n: usize) -> SqlDir {
-    let dir = SqlDir::new(label);
-    for i in 1..=n {
-        dir.add(
-            &format!("{i:04}_t_{i}"),
-            &format!("CREATE TABLE t_{i} (id bigint);\nCREATE INDEX ix_{i} ON t_{i} (id)"),
-            Some(&format!("DROP TABLE t_{i}")),
-        );
-    }
-    dir
+    SqlDir::tables(label, n, |i| {
+        format!("CREATE TABLE t_{i} (id bigint);\nCREATE INDEX ix_{i} ON t_{i} (id)")
+    })
 }
 
 #[test]

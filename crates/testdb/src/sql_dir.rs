@@ -15,6 +15,20 @@ impl SqlDir {
         SqlDir(dir)
     }
 
+    /// A directory of `n` migrations `NNNN_t_N` (N from 1), each up `up(N)` (which creates
+    /// table `t_N`) and down `DROP TABLE t_N`.
+    pub fn tables(label: &str, n: usize, up: impl Fn(usize) -> String) -> SqlDir {
+        let dir = SqlDir::new(label);
+        for i in 1..=n {
+            dir.add(
+                &format!("{i:04}_t_{i}"),
+                &up(i),
+                Some(&format!("DROP TABLE t_{i}")),
+            );
+        }
+        dir
+    }
+
     /// Writes `<id>.up.sql` and, when given, `<id>.down.sql`.
     pub fn add(&self, id: &str, up: &str, down: Option<&str>) -> &SqlDir {
         std::fs::write(self.0.join(format!("{id}.up.sql")), up).expect("writing up");

@@ -19,20 +19,6 @@ pub async fn db() -> TestDb {
     }
 }
 
-/// A set of `n` migrations `NNNN_t_N`, each creating table `t_N` after `before` (e.g. a short
-/// sleep, or nothing), with a down dropping it.
-pub fn table_set(label: &str, n: usize, before: &str) -> SqlDir {
-    let dir = SqlDir::new(label);
-    for i in 1..=n {
-        dir.add(
-            &format!("{i:04}_t_{i}"),
-            &format!("{before}CREATE TABLE t_{i} (id bigint PRIMARY KEY)"),
-            Some(&format!("DROP TABLE t_{i}")),
-        );
-    }
-    dir
-}
-
 /// The `notify-db-migrate` binary, pointed at `dir` and `db`.
 pub fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
