@@ -15,18 +15,6 @@ mod written;
 /// The fixture's path, from the crate root.
 const FIXTURE: &str = "tests/fixtures/autogen_barrel.rs";
 
-fn column(name: &str, type_sql: &str, not_null: bool) -> Column {
-    Column {
-        name: name.into(),
-        type_sql: type_sql.into(),
-        not_null,
-        default: None,
-        default_volatile: false,
-        identity: None,
-        generated: None,
-    }
-}
-
 fn table(columns: Vec<Column>) -> Table {
     Table {
         columns,
@@ -42,27 +30,27 @@ fn barrel_plan() -> Plan {
     head.tables.insert(
         "services".into(),
         table(vec![
-            column("id", "bigint", true),
-            column("restricted", "boolean", false),
+            Column::plain("id", "bigint", true),
+            Column::plain("restricted", "boolean", false),
         ]),
     );
     head.tables.insert(
         "old_log".into(),
-        table(vec![column("note", "character varying(255)", false)]),
+        table(vec![Column::plain("note", "character varying(255)", false)]),
     );
     let mut want = Catalog::default();
     want.tables.insert(
         "services".into(),
         table(vec![
-            column("id", "bigint", true),
-            column("\"Contact link\"", "text", false),
+            Column::plain("id", "bigint", true),
+            Column::plain("\"Contact link\"", "text", false),
         ]),
     );
     want.tables.insert(
         "audit_events".into(),
         table(vec![
-            column("service_id", "bigint", true),
-            column("payload", "jsonb", false),
+            Column::plain("service_id", "bigint", true),
+            Column::plain("payload", "jsonb", false),
         ]),
     );
     plan(&head, &want)

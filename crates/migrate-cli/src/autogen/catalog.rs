@@ -42,6 +42,19 @@ pub struct Column {
 }
 
 impl Column {
+    /// A plain column: no default, identity or generated expression.
+    pub fn plain(name: &str, type_sql: &str, not_null: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: type_sql.into(),
+            not_null,
+            default: None,
+            default_volatile: false,
+            identity: None,
+            generated: None,
+        }
+    }
+
     /// The column as in `CREATE TABLE` / `ADD COLUMN`: name, type, identity or generated
     /// expression, default, `NOT NULL`.
     pub fn definition(&self) -> String {

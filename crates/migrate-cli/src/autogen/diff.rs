@@ -397,18 +397,6 @@ mod tests {
     use super::*;
     use crate::autogen::catalog::Column;
 
-    fn column(name: &str, type_sql: &str, not_null: bool) -> Column {
-        Column {
-            name: name.into(),
-            type_sql: type_sql.into(),
-            not_null,
-            default: None,
-            default_volatile: false,
-            identity: None,
-            generated: None,
-        }
-    }
-
     fn catalog(columns: Vec<Column>) -> Catalog {
         let mut c = Catalog::default();
         c.tables.insert(
@@ -423,8 +411,8 @@ mod tests {
 
     #[test]
     fn set_not_null_is_a_not_valid_check_then_a_later_validation() {
-        let head = catalog(vec![column("a", "text", false)]);
-        let want = catalog(vec![column("a", "text", true)]);
+        let head = catalog(vec![Column::plain("a", "text", false)]);
+        let want = catalog(vec![Column::plain("a", "text", true)]);
         let plan = plan(&head, &want);
         assert_eq!(plan.steps.len(), 2, "{plan:#?}");
         assert!(!plan.steps[0].no_transaction);
@@ -443,8 +431,8 @@ mod tests {
 
     #[test]
     fn a_column_that_may_be_renamed_is_not_guessed() {
-        let head = catalog(vec![column("a", "text", false)]);
-        let want = catalog(vec![column("b", "text", false)]);
+        let head = catalog(vec![Column::plain("a", "text", false)]);
+        let want = catalog(vec![Column::plain("b", "text", false)]);
         let plan = plan(&head, &want);
         assert!(plan.steps.is_empty(), "{plan:#?}");
         assert_eq!(plan.unresolved.len(), 1);
@@ -453,7 +441,7 @@ mod tests {
 
     #[test]
     fn equal_catalogs_plan_nothing_but_list_what_is_not_compared() {
-        let head = catalog(vec![column("a", "text", false)]);
+        let head = catalog(vec![Column::plain("a", "text", false)]);
         let plan = plan(&head, &head.clone());
         assert!(plan.is_empty());
         assert!(!plan.not_compared.is_empty());
