@@ -12,7 +12,7 @@ use notify_db_testdb::Endpoint;
 use notify_db_testdb::history::{self, REFERENCE_REVISIONS};
 
 use super::Figure;
-use super::migrate::{PsqlInput, time_ours, time_psql};
+use super::timed::{PsqlInput, time_ours, time_psql};
 
 /// The generated history on disk.
 pub(super) struct Prepared {

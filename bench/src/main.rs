@@ -8,6 +8,7 @@ mod migrate;
 mod pgbouncer;
 mod pool;
 mod template;
+mod timed;
 mod workload;
 
 use std::path::PathBuf;

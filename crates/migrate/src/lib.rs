@@ -46,13 +46,12 @@ mod sql_pack;
 mod stamp;
 mod txcontrol;
 
-pub use engine::{
-    ADVISORY_LOCK_ID, Applied, HistoryEntry, Migrator, Options, Prefetch, RunReport, Status,
-};
+pub use engine::{Applied, HistoryEntry, Migrator, Options, Prefetch, RunReport, Status};
 pub use error::{Error, SetError, StatementFailure, one_line};
 pub use lock_guard::{LockHolder, lock_holders};
 pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
 pub use render::Direction;
+pub use render::queries::ADVISORY_LOCK_ID;
 pub use sql_pack::{PACK_ENV, PACK_FILE};
 pub use stamp::StampReport;
 pub use txcontrol::transaction_control;

@@ -30,9 +30,6 @@ use state::*;
 pub use lock::Prefetch;
 pub(crate) use lock::{Session, unlock};
 
-/// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
-pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
-
 /// Runner options (from [`MigrationSettings`], or set by hand).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -378,14 +375,4 @@ pub(crate) fn runner_host() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_id_matches_alembic() {
-        assert_eq!(ADVISORY_LOCK_ID, 7020097439640675072);
-    }
 }

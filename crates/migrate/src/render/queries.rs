@@ -5,7 +5,9 @@
 use postgres_protocol::escape::escape_identifier;
 
 use super::{JOURNAL_TABLE, VERSION_TABLE, lit};
-use crate::engine::ADVISORY_LOCK_ID;
+
+/// Alembic's advisory lock id: `b"alembic\0"` read as a big-endian i64.
+pub const ADVISORY_LOCK_ID: i64 = i64::from_be_bytes(*b"alembic\0");
 
 /// `pg_locks` splits the 64-bit advisory lock id into two 32-bit halves.
 fn lock_halves() -> (u32, u32) {
@@ -158,6 +160,11 @@ pub(crate) fn end_orphan(pid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_id_matches_alembic() {
+        assert_eq!(ADVISORY_LOCK_ID, 7020097439640675072);
+    }
 
     #[test]
     fn holders_query_matches_alembics_lock_in_pg_locks_halves() {
