@@ -20,6 +20,7 @@ mod rules;
 
 use allow::*;
 pub use output::Format;
+pub(crate) use output::json_str;
 use output::*;
 use rules::*;
 
