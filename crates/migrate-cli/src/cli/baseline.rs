@@ -56,6 +56,7 @@ pub(super) async fn run(
             "--strict-names".to_owned(),
         ];
         args.extend(data.iter().map(|t| format!("--table={t}")));
+        sql.push('\n');
         sql.push_str(&session_free(&pg_dump(source, &args).await?));
     }
     // The set with the baseline must still load: checked before anything is written.
@@ -162,7 +163,7 @@ async fn pg_dump(source: &DatabaseUri, args: &[String]) -> Result<String, CliErr
 }
 
 /// `dump` without pg_dump's comments, its session preamble and psql meta-commands: each
-/// statement, its leading comments cut, ending in `;` and a blank line.
+/// statement, its leading comments cut, ending in `;`, a blank line between two.
 pub fn session_free(dump: &str) -> String {
     // psql meta-commands (`\restrict KEY` first, `\unrestrict KEY` last, since 15.14): lines of
     // their own, never inside a statement pg_dump writes.
@@ -171,9 +172,10 @@ pub fn session_free(dump: &str) -> String {
         .filter(|l| !(l.starts_with("\\restrict ") || l.starts_with("\\unrestrict ")))
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut out = String::new();
-    for stmt in split_statements(&sql) {
-        let start = code_tokens(&stmt).next().map_or(0, |t| t.start);
+    let mut out: Vec<&str> = Vec::new();
+    let statements = split_statements(&sql);
+    for stmt in &statements {
+        let start = code_tokens(stmt).next().map_or(0, |t| t.start);
         let stmt = &stmt[start..];
         let words = leading_words(stmt, 1);
         if words.first().is_some_and(|w| w == "SET")
@@ -181,10 +183,12 @@ pub fn session_free(dump: &str) -> String {
         {
             continue;
         }
-        out.push_str(stmt);
-        out.push_str(";\n\n");
+        out.push(stmt);
     }
-    out
+    out.iter()
+        .map(|s| format!("{s};\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Writes the baseline's file(s); refuses to overwrite. Returns the paths.
@@ -242,7 +246,7 @@ mod tests {
             session_free(dump),
             "CREATE TABLE public.t (\n    id bigint -- the key\n);\n\n\
              CREATE FUNCTION public.f() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  SET LOCAL x = 1;\nEND $$;\n\n\
-             SELECT pg_catalog.setval('public.s', 3, true);\n\n"
+             SELECT pg_catalog.setval('public.s', 3, true);\n"
         );
     }
 }

@@ -137,6 +137,11 @@ async fn rebuilt(
     let mut scratch = Scratch::open(server).await?;
     let result = async {
         let uri = scratch.create("drift").await?;
+        tracing::info!(
+            scratch = uri.dbname(),
+            revision = revision.unwrap_or("base"),
+            "rebuilding the set's schema in a scratch database (the migrations below run there)"
+        );
         if let Some(rev) = revision {
             Migrator::new(project.set.clone(), &uri)?
                 .upgrade(&Target::Revision(rev.to_owned()))
