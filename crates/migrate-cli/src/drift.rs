@@ -140,22 +140,15 @@ pub fn compare(expected: &Catalog, found: &Catalog) -> Vec<Difference> {
     // Views, functions, triggers, extensions, schemas: compared by name only.
     let e: BTreeSet<&String> = expected.not_compared.iter().collect();
     let f: BTreeSet<&String> = found.not_compared.iter().collect();
-    for name in e.difference(&f) {
-        out.push(Difference::new(
-            (*name).clone(),
-            None,
-            Some("present".into()),
-            None,
-        ));
-    }
-    for name in f.difference(&e) {
-        out.push(Difference::new(
-            (*name).clone(),
-            None,
-            None,
-            Some("present".into()),
-        ));
-    }
+    let present = |name: &String, change| Difference {
+        object: name.clone(),
+        item: None,
+        change,
+        expected: None,
+        found: None,
+    };
+    out.extend(e.difference(&f).map(|n| present(n, Change::Removed)));
+    out.extend(f.difference(&e).map(|n| present(n, Change::Added)));
     out.sort();
     out
 }
@@ -531,7 +524,7 @@ mod tests {
                     "- index ix_t_name: CREATE INDEX ix_t_name ON public.t USING btree (name)"
                         .into()
                 ),
-                ("view v".into(), "+ view v: present".into()),
+                ("view v".into(), "+ view v".into()),
             ]
         );
         let outcome = Outcome::Drift {

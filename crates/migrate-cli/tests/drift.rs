@@ -286,18 +286,7 @@ async fn drift_cannot_tell_without_a_revision_or_a_server() {
         let password = "drift-secret-pw";
         let url =
             format!("postgresql://someone:{password}@127.0.0.1:{port}/nothing?connect_timeout=2");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"))
-            .args(["--source"])
-            .arg(dir.path())
-            .args(["--database-url", &url, "drift", "--format", "github"])
-            .env("NOTIFY_ENVIRONMENT", "test")
-            .env_remove("SQLALCHEMY_DATABASE_URI")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("running notify-db-migrate");
-        let out = finish(child).await;
+        let out = drift_at(&dir, &url, &["--format", "github"]).await;
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(!text(&out).contains(password), "{}", text(&out));
         assert!(
@@ -306,8 +295,31 @@ async fn drift_cannot_tell_without_a_revision_or_a_server() {
             "{}",
             text(&out)
         );
+        // A URI that does not parse: cannot tell either, and the password stays hidden.
+        let bad = format!("postgresql://someone:{password}@127.0.0.1:notaport/nothing");
+        let out = drift_at(&dir, &bad, &[]).await;
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(!text(&out).contains(password), "{}", text(&out));
+        assert!(stdout(&out).contains("--database-url"), "{}", text(&out));
     })
     .await;
+}
+
+/// `drift ARGS` against `url` (not a harness database).
+async fn drift_at(dir: &SqlDir, url: &str, args: &[&str]) -> Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"))
+        .args(["--source"])
+        .arg(dir.path())
+        .args(["--database-url", url, "drift"])
+        .args(args)
+        .env("NOTIFY_ENVIRONMENT", "test")
+        .env_remove("SQLALCHEMY_DATABASE_URI")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running notify-db-migrate");
+    finish(child).await
 }
 
 #[tokio::test]

@@ -14,25 +14,37 @@ use crate::autogen::command::{Scratch, connect};
 use crate::drift::{Format, Outcome, compare};
 use notify_db_migrate::{Migrator, Target, VERSION_TABLE};
 
-/// Runs the check against `target`, scratch databases on `scratch_server` (default: the
-/// target's server); writes the outcome in `format`. Returns 0 equal, 1 drift, 2 cannot tell.
+/// Runs the check against `target`, scratch databases on `scratch_url`'s server (default: the
+/// target's); writes the outcome in `format`. Returns 0 equal, 1 drift, 2 cannot tell (a
+/// missing or bad URI included).
 pub(super) async fn run(
     project: &Project,
-    target: &DatabaseUri,
-    scratch_server: Option<&DatabaseUri>,
+    target: Result<DatabaseUri, CliError>,
+    scratch_url: Option<&str>,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<i32, CliError> {
-    let outcome = match check(project, target, scratch_server.unwrap_or(target)).await {
+    let shown = target
+        .as_ref()
+        .map_or_else(|_| "the database".to_owned(), ToString::to_string);
+    let checked = async {
+        let target = target?;
+        let scratch = match scratch_url {
+            Some(u) => DatabaseUri::parse(u, "--scratch-url")?,
+            None => target.clone(),
+        };
+        check(project, &target, &scratch).await
+    };
+    let outcome = match checked.await {
         Ok(outcome) => outcome,
         Err(e) => Outcome::CannotTell {
             reason: notify_db_migrate::one_line(&e),
         },
     };
     if let Outcome::CannotTell { reason } = &outcome {
-        tracing::error!(database = %target, "cannot tell whether the schema drifted: {reason}");
+        tracing::error!(database = %shown, "cannot tell whether the schema drifted: {reason}");
     }
-    out.write_all(outcome.render(format, &target.to_string()).as_bytes())
+    out.write_all(outcome.render(format, &shown).as_bytes())
         .map_err(io(std::path::Path::new("<output>")))?;
     Ok(outcome.exit_code())
 }

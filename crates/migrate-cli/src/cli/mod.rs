@@ -375,12 +375,8 @@ async fn run_with(
             format,
             scratch_url,
         } => {
-            let target = database_uri(&cli, &settings)?;
-            let scratch = match scratch_url {
-                Some(u) => Some(DatabaseUri::parse(u, "--scratch-url")?),
-                None => None,
-            };
-            return drift::run(project, &target, scratch.as_ref(), *format, out).await;
+            let target = database_uri(&cli, &settings);
+            return drift::run(project, target, scratch_url.as_deref(), *format, out).await;
         }
         _ => {}
     }
