@@ -138,6 +138,7 @@ fn no_command_or_error_path_prints_the_password() {
         (&["migrate", "upgrade", "head"], true),
         (&["migrate", "downgrade", "-1"], true),
         (&["migrate", "upgrade", "no_such_revision"], true),
+        (&["migrate", "drift"], true),
         (&["check-if-migrations-to-run"], true),
         (&["doctor"], true),
         (&["demo", "--no-wait"], true),

@@ -1,7 +1,8 @@
 //! Every command that connects uses the URI's sslmode: against a server that accepts only
 //! `hostssl` connections, with `sslmode=verify-full` and the right CA, each one reaches the
 //! database; with another CA, each one refuses the server (and never falls back to plain).
-//! Covered: `migrate` upgrade, downgrade, current, history, check and stamp; the pending check
+//! Covered: `migrate` upgrade, downgrade, current, history, check, stamp, drift and
+//! `revision --baseline --from-db`; the pending check
 //! (`check-if-migrations-to-run`); `doctor` and `migrate doctor`; the stairway test (`test-migration-downgrade`).
 
 use std::process::Command;
@@ -114,6 +115,11 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         ok && text.contains(&head),
         "migrate history over TLS:\n{text}"
     );
+    let (ok, text) = xtask(&["migrate", "drift"], &good_uri);
+    assert!(
+        ok && text.contains("no drift: "),
+        "migrate drift over TLS:\n{text}"
+    );
     // doctor may flag other things of a one-server set-up (bulk on the primary); what matters
     // here is that it reached the server for the pools and for the migration state.
     // The same checks as the migration binary's `doctor` command.
@@ -138,6 +144,8 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         &["migrate", "history"],
         &["migrate", "check"],
         &["migrate", "stamp", "head"],
+        &["migrate", "drift"],
+        &["migrate", "revision", "--baseline", "--from-db", &wrong_uri],
         &["check-if-migrations-to-run"],
         &["doctor"],
         &["migrate", "doctor"],

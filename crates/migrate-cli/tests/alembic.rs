@@ -15,9 +15,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
-use common::{SqlDir, col, db, run, text, version};
+use common::{SqlDir, col, db, psql, run, text, version};
 use notify_db_migrate_cli::schema;
 use notify_db_testdb::history::{self, Revision};
 use notify_db_testdb::{TestDb, find_bin_dir};
@@ -42,40 +40,6 @@ fn sql_dir(label: &str, revisions: &[Revision]) -> SqlDir {
     let dir = SqlDir::new(label);
     history::write_sql_dir(revisions, dir.path()).expect("writing the history's .sql files");
     dir
-}
-
-/// Runs a psql script against `db` over one connection, stopping at the first error.
-async fn psql(db: &TestDb, script: &str) {
-    let bin = find_bin_dir().expect("the PostgreSQL binaries (psql) for the comparison run");
-    let mut child = tokio::process::Command::new(bin.join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-            "-d",
-            &db.primary_uri(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("running psql");
-    let mut stdin = child.stdin.take().expect("psql's stdin");
-    stdin
-        .write_all(script.as_bytes())
-        .await
-        .expect("writing the script to psql");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("waiting for psql");
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The schema without our journal (Alembic has none).

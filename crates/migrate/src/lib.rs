@@ -58,3 +58,6 @@ pub use txcontrol::transaction_control;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.
 pub const JOURNAL_TABLE: &str = render::JOURNAL_TABLE;
+
+/// Name of Alembic's version table (`alembic_version`).
+pub const VERSION_TABLE: &str = render::VERSION_TABLE;

@@ -19,8 +19,12 @@ use crate::schema::sql::{
     STANDALONE_COMPOSITE, TABLE_CONSTRAINTS, TYPES, USER_NS, USER_TRIGGERS, qualified,
 };
 
-/// The engine's own bookkeeping tables: never part of a generated migration.
-const BOOKKEEPING: &[&str] = &["alembic_version", notify_db_migrate::JOURNAL_TABLE];
+/// The engine's own bookkeeping tables: never part of a generated migration, a drift or a
+/// baseline.
+pub const BOOKKEEPING: &[&str] = &[
+    notify_db_migrate::VERSION_TABLE,
+    notify_db_migrate::JOURNAL_TABLE,
+];
 
 /// One column.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,8 @@ pub enum Desired {
     SqlFile(PathBuf),
 }
 
-async fn connect(uri: &DatabaseUri) -> Result<Client, CliError> {
+/// A connection to `uri` with the TLS its `sslmode` asks for.
+pub(crate) async fn connect(uri: &DatabaseUri) -> Result<Client, CliError> {
     let tls = uri.tls()?;
     tls.connect(&uri.to_pg_config())
         .await
@@ -33,15 +34,25 @@ async fn connect(uri: &DatabaseUri) -> Result<Client, CliError> {
         .map_err(CliError::from)
 }
 
-/// A scratch database, dropped by [`Scratch::drop_all`].
-struct Scratch {
+/// Scratch databases on one server, dropped by [`Scratch::drop_all`] (also used by `drift`).
+pub(crate) struct Scratch {
     admin: Client,
     server: DatabaseUri,
     names: Vec<String>,
 }
 
 impl Scratch {
-    async fn create(&mut self, what: &str) -> Result<DatabaseUri, CliError> {
+    /// Connects to `server`, where [`Scratch::create`] makes the databases.
+    pub(crate) async fn open(server: &DatabaseUri) -> Result<Scratch, CliError> {
+        Ok(Scratch {
+            admin: connect(server).await?,
+            server: server.clone(),
+            names: Vec::new(),
+        })
+    }
+
+    /// A new empty database named after `what`; returns its URI.
+    pub(crate) async fn create(&mut self, what: &str) -> Result<DatabaseUri, CliError> {
         // Unique on the server: the process id, and a counter for runs inside one process.
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -63,7 +74,8 @@ impl Scratch {
         Ok(self.server.with_dbname(&name))
     }
 
-    async fn drop_all(&self) {
+    /// Drops every database [`Scratch::create`] made.
+    pub(crate) async fn drop_all(&self) {
         for name in &self.names {
             if let Err(e) = self
                 .admin
@@ -82,11 +94,7 @@ pub async fn compare(
     server: &DatabaseUri,
     desired: &Desired,
 ) -> Result<Plan, CliError> {
-    let mut scratch = Scratch {
-        admin: connect(server).await?,
-        server: server.clone(),
-        names: Vec::new(),
-    };
+    let mut scratch = Scratch::open(server).await?;
     let result = compare_in(project, &mut scratch, desired).await;
     scratch.drop_all().await;
     result

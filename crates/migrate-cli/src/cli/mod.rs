@@ -1,7 +1,8 @@
 //! The migration command line: `upgrade [TARGET]` (the default), `downgrade
 //! [TARGET|-N]`, `current`, `history`, `revision -m MSG [--autogenerate --from-db URL | --from-sql
-//! FILE]`, `check [--exit-code]`, `check-head`, `stamp REV [--force]`, `lint`, `test-downgrade
-//! [--to REV | --since GIT_REF]`, `doctor [--max-lag-seconds S]`.
+//! FILE]`, `revision --baseline --from-db URL [--data TABLE...]`, `check [--exit-code]`,
+//! `check-head`, `stamp REV [--force]`, `lint`, `test-downgrade [--to REV | --since GIT_REF]`,
+//! `doctor [--max-lag-seconds S]`, `drift [--format text|json|github] [--scratch-url URL]`.
 //!
 //! A service embeds it by parsing [`MigrateCli`] and calling [`run`] with its own [`Project`].
 
@@ -16,11 +17,14 @@ use notify_db_migrate::Prefetch;
 use notify_db_migrate::{Direction, Error, MigrationSet, Migrator, Options, Target};
 use tokio::task::JoinHandle;
 
+mod baseline;
 mod doctor;
+mod drift;
 mod lint;
 mod revision;
 mod stairway;
 
+pub use baseline::{BASELINE_DIR, session_free};
 pub use lint::LintArgs;
 use revision::{autogenerate, write_head_if_local};
 pub use revision::{check_head, checked_slug, slug, write_revision};
@@ -92,14 +96,16 @@ pub enum Command {
     /// Write the next numbered migration file from a template, or with --autogenerate from the
     /// difference between the migrations' head and a desired schema.
     Revision {
-        /// What the migration does (becomes the file name's slug).
-        #[arg(short = 'm', long)]
-        message: String,
+        /// What the migration does (becomes the file name's slug; with --baseline, only the
+        /// file's comment).
+        #[arg(short = 'm', long, required_unless_present = "baseline")]
+        message: Option<String>,
         /// Write the migration(s) from a schema difference (needs --from-db or --from-sql).
         #[arg(long, requires = "desired")]
         autogenerate: bool,
-        /// The desired schema: a development database (URI).
-        #[arg(long, group = "desired", requires = "autogenerate")]
+        /// The desired schema: a development database (URI); with --baseline, the database at
+        /// the revision the set continues from.
+        #[arg(long, group = "desired")]
         from_db: Option<String>,
         /// The desired schema: an SQL file, applied to a scratch database.
         #[arg(
@@ -109,6 +115,13 @@ pub enum Command {
             value_name = "FILE"
         )]
         from_sql: Option<PathBuf>,
+        /// Write the set's baseline from --from-db: id = its revision, SQL = its schema
+        /// (pg_dump, without alembic_version, the journal and pg_dump's session preamble).
+        #[arg(long, requires = "from_db", conflicts_with = "autogenerate")]
+        baseline: bool,
+        /// With --baseline: also the rows of these (reference) tables, as INSERTs.
+        #[arg(long, value_name = "TABLE", num_args = 1.., requires = "baseline")]
+        data: Vec<String>,
     },
     /// Print `yes` when migrations are pending, `no` otherwise.
     Check {
@@ -142,6 +155,18 @@ pub enum Command {
         /// Stamp a revision this set does not know (e.g. to hand the database back to Alembic).
         #[arg(long)]
         force: bool,
+    },
+    /// Compare the database's schema with the one the migrations produce at its revision
+    /// (rebuilt in a scratch database). Read-only on the database. Exit status: 0 equal, 1
+    /// drift, 2 cannot tell.
+    Drift {
+        /// Output: text (grouped by object), json, or github (workflow annotations).
+        #[arg(long, value_enum, default_value_t = crate::drift::Format::Text)]
+        format: crate::drift::Format,
+        /// Server for the scratch database (default: the database's own server; the role needs
+        /// CREATEDB there).
+        #[arg(long, value_name = "URL")]
+        scratch_url: Option<String>,
     },
     /// Lint the migrations' SQL, up and down (squawk's rules and ours; see --help).
     #[command(after_long_help = crate::lint::HELP)]
@@ -304,14 +329,33 @@ async fn run_with(
     match &command {
         Command::Revision {
             message,
+            from_db: Some(from_db),
+            baseline: true,
+            data,
+            ..
+        } => {
+            let source = DatabaseUri::parse(from_db, "--from-db")?;
+            return baseline::run(project, &source, data, message.as_deref(), out).await;
+        }
+        Command::Revision {
+            message,
             autogenerate: true,
             from_db,
             from_sql,
+            ..
         } => {
+            let message = message.as_deref().unwrap_or_default();
             return autogenerate(&cli, project, settings, message, from_db, from_sql, out).await;
         }
+        Command::Revision {
+            from_db: Some(_), ..
+        } => {
+            return Err(CliError::Refused(
+                "revision --from-db needs --autogenerate or --baseline".into(),
+            ));
+        }
         Command::Revision { message, .. } => {
-            let path = write_revision(project, message)?;
+            let path = write_revision(project, message.as_deref().unwrap_or_default())?;
             stdout(out, format!("created {}", path.display()))?;
             return Ok(0);
         }
@@ -326,6 +370,13 @@ async fn run_with(
         Command::Lint(args) => {
             lint::run(args, project, out)?;
             return Ok(0);
+        }
+        Command::Drift {
+            format,
+            scratch_url,
+        } => {
+            let target = database_uri(&cli, &settings);
+            return drift::run(project, target, scratch_url.as_deref(), *format, out).await;
         }
         _ => {}
     }
@@ -464,6 +515,7 @@ async fn run_with(
         Command::Revision { .. }
         | Command::CheckHead
         | Command::Lint(_)
+        | Command::Drift { .. }
         | Command::Doctor { .. } => {}
     }
     Ok(0)

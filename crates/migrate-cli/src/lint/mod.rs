@@ -20,6 +20,7 @@ mod rules;
 
 use allow::*;
 pub use output::Format;
+pub(crate) use output::json_str;
 use output::*;
 use rules::*;
 
@@ -196,7 +197,9 @@ pub fn lint(
     let mut findings = Vec::new();
     let mut linted = 0;
     for (i, m) in migrations.iter().enumerate() {
-        if only.is_some_and(|o| !o.contains(m.id())) {
+        // A baseline is a dump of a schema that exists, run only on an empty database (nobody
+        // waits on its locks) and never below (no down): there is nothing to lint.
+        if only.is_some_and(|o| !o.contains(m.id())) || m.is_baseline() {
             continue;
         }
         linted += 1;
@@ -514,6 +517,39 @@ mod tests {
         assert_eq!(at(0, "VARCHAR"), 4, "a type right after its column");
         assert_eq!(at(1, "ALTER COLUMN"), 8, "verbatim SQL, second line");
         assert_eq!(at(0, "CREATE"), 6, "nothing to anchor on: the .up( line");
+    }
+
+    #[test]
+    fn a_baseline_is_not_linted() {
+        let dir =
+            std::env::temp_dir().join(format!("notify-db-lint-baseline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("3f2a1b9c0d4e.up.sql"),
+            "-- notify-db: baseline\nCREATE TABLE public.t (id integer);\n\
+             CREATE INDEX ix_t ON public.t USING btree (id);\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("0001_a.up.sql"), "CREATE INDEX ix_t2 ON t (id)").unwrap();
+        std::fs::write(dir.join("0001_a.down.sql"), "DROP INDEX ix_t2").unwrap();
+        let set = MigrationSet::new_for_lint(MigrationSet::read_dir(&dir).unwrap()).unwrap();
+        let source = Source {
+            set,
+            dir: dir.clone(),
+            kind: FileKind::Sql,
+        };
+        let report = lint(&source, None, &dir).unwrap();
+        assert_eq!(report.linted, 1, "{report:?}");
+        assert!(
+            report.findings.iter().all(|f| f.migration == "0001_a"),
+            "{:?}",
+            report.findings
+        );
+        assert!(
+            !report.findings.is_empty(),
+            "the non-concurrent index of 0001_a is found"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn render_text(findings: &[Finding]) -> String {
     s
 }
 
-pub(super) fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

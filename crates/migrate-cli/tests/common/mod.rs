@@ -7,7 +7,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 pub use notify_db_testdb::SqlDir;
-use notify_db_testdb::TestDb;
+use notify_db_testdb::{TestDb, find_bin_dir};
+use tokio::io::AsyncWriteExt;
 
 /// A fresh database on the shared test cluster; fails with the harness's reason when PostgreSQL is unavailable.
 pub async fn db() -> TestDb {
@@ -110,3 +111,37 @@ pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, what: &str) {
 /// A statement that sleeps for `notify.slow` seconds (a database-level setting the test sets and resets).
 pub const SLOW: &str =
     "SELECT pg_sleep(coalesce(nullif(current_setting('notify.slow', true), ''), '0')::float8)";
+
+/// Runs a psql script against `db` over one connection, stopping at the first error.
+pub async fn psql(db: &TestDb, script: &str) {
+    let bin = find_bin_dir().expect("the PostgreSQL binaries (psql) for the comparison run");
+    let mut child = tokio::process::Command::new(bin.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+            "-d",
+            &db.primary_uri(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running psql");
+    let mut stdin = child.stdin.take().expect("psql's stdin");
+    stdin
+        .write_all(script.as_bytes())
+        .await
+        .expect("writing the script to psql");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("waiting for psql");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
