@@ -84,28 +84,34 @@ fn firing(alert: &str) -> String {
 }
 
 /// Serves `doctor --metrics` of `settings` on a loopback port, computed at each scrape: what a
-/// textfile collector fed by it would expose.
-async fn serve_doctor_metrics(settings: Settings) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port for the doctor exporter");
+/// textfile collector fed by it would expose. On a thread of its own: the doctor writes to a
+/// `dyn Write`, so its future is not `Send`.
+fn serve_doctor_metrics(settings: Settings) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the exporter");
     let addr = listener.local_addr().expect("its address").to_string();
     let set = notify_db_migrations::set().expect("the migration set");
-    let settings = Arc::new(settings);
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = [0u8; 2048];
-            let _ = sock.read(&mut buf).await;
-            let mut body = Vec::new();
-            let options = DoctorOptions::default();
-            let _ = doctor_metrics(Ok(&settings), Ok(&set), &options, &mut body).await;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(&body).await;
-        }
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the exporter");
+        rt.block_on(async {
+            listener.set_nonblocking(true).expect("nonblocking listener");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let _ = sock.read(&mut buf).await;
+                let mut body = Vec::new();
+                let options = DoctorOptions::default();
+                let _ = doctor_metrics(Ok(&settings), Ok(&set), &options, &mut body).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            }
+        });
     });
     addr
 }
@@ -217,12 +223,14 @@ async fn alerts_fire_and_resolve_and_every_dashboard_query_returns_data() {
     let (_service, addr) = start_with(&env).await;
     let map: HashMap<&str, String> = env.iter().cloned().collect();
     let settings = Settings::load(None, &|k| map.get(k).cloned()).expect("settings");
-    let doctor = serve_doctor_metrics(settings).await;
+    let doctor = serve_doctor_metrics(settings);
     let prom = Prometheus::builder()
         .rules("recording.yml", &read("ops/prometheus/recording.yml"))
         .rules("alerts.yml", &alerts_for_test())
         .scrape("notify-api", &addr)
         .scrape("notify-db-doctor", &doctor)
+        // Scrapes time out after the interval: doctor's checks open several connections.
+        .interval(Duration::from_secs(2))
         .start()
         .expect("Prometheus (Debian package `prometheus`)");
     let rules = prom.get("/api/v1/rules").expect("rules");
