@@ -124,13 +124,16 @@ fn rules_load_and_their_unit_tests_pass() {
     assert!(out.contains("SUCCESS"), "promtool test rules:\n{out}");
 }
 
+/// The eval times of one alert in one test group: (firing, silent).
+type EvalTimes = (Vec<Duration>, Vec<Duration>);
+
 #[test]
 fn every_alert_is_tested_firing_and_pending_before_its_for() {
     let doc = yaml("ops/prometheus/tests/alerts_test.yml");
     // alert -> (firing eval times, silent eval times), per test group.
-    let mut seen: BTreeMap<String, Vec<(Vec<Duration>, Vec<Duration>)>> = BTreeMap::new();
+    let mut seen: BTreeMap<String, Vec<EvalTimes>> = BTreeMap::new();
     for group in doc["tests"].as_vec().expect("alerts_test.yml: tests") {
-        let mut in_group: BTreeMap<String, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
+        let mut in_group: BTreeMap<String, EvalTimes> = BTreeMap::new();
         for case in group["alert_rule_test"].as_vec().into_iter().flatten() {
             let name = case["alertname"].as_str().expect("alertname").to_owned();
             let at = duration(case["eval_time"].as_str().expect("eval_time"));
