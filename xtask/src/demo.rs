@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the main job on an embedded default. Starts a local primary + streaming
 //! replica (or uses SQLALCHEMY_DATABASE_URI), creates and migrates `notification_api`, runs a
-//! short mixed workload through both pools, and shows `current`, replica lag and `/metrics`.
+//! short mixed workload through both pools, and shows `current`, replica lag and `/metrics`;
+//! a Prometheus with ops/prometheus's rules scrapes it (its graph URL and the dashboard's path
+//! are printed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use notify_db_config::Settings;
 use notify_db_metrics::{MetricsHandle, RequestContext, with_job_context, with_request_context};
 use notify_db_migrate::{Migrator, Options, Target};
 use notify_db_pool::{Databases, REPLICA_LAG_SQL};
-use notify_db_testdb::Cluster;
+use notify_db_testdb::{Cluster, Prometheus};
 
 use crate::util;
 
@@ -185,30 +187,92 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     {
         println!("  {line}");
     }
+    // 4. /metrics on a loopback port, scraped by a Prometheus with the alert rules.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let serving = tokio::spawn(serve_metrics(listener, Arc::clone(&metrics)));
+    let prom = start_prometheus(&addr.to_string())?;
     if no_wait {
+        wait_for_scrape(&prom).await?;
+        serving.abort();
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!(
-        "\nServing /metrics on http://{}/metrics — press Ctrl-C to stop",
-        listener.local_addr()?
-    );
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            accepted = listener.accept() => {
-                let (mut sock, _) = accepted?;
-                let body = metrics.render();
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = [0u8; 1024];
-                    let _ = sock.read(&mut buf).await;
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(body.as_bytes()).await;
-                });
-            }
-        }
-    }
+    println!("\nServing /metrics on http://{addr}/metrics — press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    serving.abort();
+    // Dropping `prom` stops Prometheus; `run` stops the clusters.
+    drop(prom);
+    println!("stopped Prometheus");
     Ok(())
+}
+
+/// Answers every request with the current `/metrics` text.
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<MetricsHandle>) {
+    while let Ok((mut sock, _)) = listener.accept().await {
+        let body = metrics.render();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
+/// The queries the graph page opens with: pool use against its size, wait time, replica lag.
+const KEY_QUERIES: &[&str] = &[
+    "job_instance_bind:db_connection_checked_out:sum",
+    "job_instance_bind:db_pool_max_size:max",
+    "job_instance_bind:db_pool_wait_seconds:p99_5m",
+    "db_replica_lag_seconds",
+    "ALERTS",
+];
+
+/// Starts Prometheus with ops/prometheus's rules, scraping `target`, and prints where to look.
+fn start_prometheus(target: &str) -> Result<Prometheus> {
+    let ops = util::root().join("ops");
+    let read = |rel: &str| {
+        std::fs::read_to_string(ops.join(rel)).with_context(|| format!("reading ops/{rel}"))
+    };
+    let prom = Prometheus::builder()
+        .rules("recording.yml", &read("prometheus/recording.yml")?)
+        .rules("alerts.yml", &read("prometheus/alerts.yml")?)
+        .scrape(DEMO_JOB, target)
+        .interval(Duration::from_secs(5))
+        .start()
+        .context("starting Prometheus (Debian package `prometheus`)")?;
+    println!("\n== Prometheus (rules: ops/prometheus/alerts.yml, recording.yml)");
+    println!("  graph:  {}", prom.graph_url(KEY_QUERIES));
+    println!("  alerts: {}/alerts", prom.url());
+    println!(
+        "  Grafana dashboard to import: {}",
+        ops.join("grafana/notify-db.json").display()
+    );
+    Ok(prom)
+}
+
+/// The job name of the demo's scrape target.
+const DEMO_JOB: &str = "notify-db-demo";
+
+/// Waits (at most 30 s) until Prometheus has scraped the demo once.
+async fn wait_for_scrape(prom: &Prometheus) -> Result<()> {
+    let up = format!("up{{job=\"{DEMO_JOB}\"}} == 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if prom.query(&up)?.contains("\"value\"") {
+            println!("  Prometheus scraped the demo's /metrics");
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not scrape the demo within 30 s (log: {})",
+            prom.log_file().display()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

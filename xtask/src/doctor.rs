@@ -13,6 +13,10 @@ pub struct DoctorArgs {
     /// Replica lag (seconds) above which the lag check fails.
     #[arg(long, default_value_t = 30.0)]
     max_lag_seconds: f64,
+    /// Print the outcome, the migration lock and the journal as Prometheus metrics instead of
+    /// the report.
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// Runs `cargo xtask doctor`.
@@ -24,7 +28,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     };
     let report = util::runtime()?.block_on(async {
         let set = set.as_ref().map_err(|e| e as &dyn std::fmt::Display);
-        doctor::run(settings.as_ref(), set, &options, &mut std::io::stdout()).await
+        let out = &mut std::io::stdout();
+        if args.metrics {
+            doctor::metrics::metrics(settings.as_ref(), set, &options, out).await
+        } else {
+            doctor::run(settings.as_ref(), set, &options, out).await
+        }
     })?;
     if let Some(problems) = report.problems() {
         anyhow::bail!(problems);

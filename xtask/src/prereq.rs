@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use notify_db_testdb::{DEFAULT_PG_USER, ENV_PG_USER, check_server_user, find_bin_dir, is_root};
+use notify_db_testdb::{
+    DEFAULT_PG_USER, ENV_PG_USER, check_server_user, find_bin_dir, find_prometheus, is_root,
+};
 
 use crate::util;
 
@@ -21,7 +23,8 @@ pub enum Need {
     Server,
     /// `psql` and `pg_dump` beside the server binaries (migration and stairway tests, benchmarks).
     Client,
-    /// `promtool`: checks the rendered `/metrics` text.
+    /// `promtool` (checks the rendered `/metrics` text, unit-tests the alert rules) and the
+    /// `prometheus` server (the alert and dashboard tests, `cargo xtask demo`): one package.
     Promtool,
     /// `tc`: the fault suite black-holes a server on `lo`.
     Tc,
@@ -43,7 +46,9 @@ impl Need {
                 "PostgreSQL >= 15 server binaries (initdb, pg_ctl, postgres, pg_basebackup)"
             }
             Need::Client => "psql and pg_dump beside the server binaries",
-            Need::Promtool => "promtool (checks the /metrics text)",
+            Need::Promtool => {
+                "promtool (checks the /metrics text) and the prometheus server (alert tests)"
+            }
             Need::Tc => "tc (the fault suite black-holes a server)",
             Need::Kill => "kill (the fault suite freezes a server)",
             Need::Pgbouncer => "pgbouncer (the pooler tests)",
@@ -73,7 +78,7 @@ pub struct Found {
     pub server: bool,
     /// `psql` and `pg_dump` are beside them.
     pub client: bool,
-    /// `promtool` is on PATH.
+    /// `promtool` is on PATH, and the `prometheus` server is found as the harness finds it.
     pub promtool: bool,
     /// `tc` is on PATH (or in /sbin, /usr/sbin).
     pub tc: bool,
@@ -272,7 +277,7 @@ fn probe(cargo: &str) -> Found {
             .as_ref()
             .is_some_and(|b| b.join("psql").is_file() && b.join("pg_dump").is_file()),
         server: bin.is_some(),
-        promtool: on_path("promtool"),
+        promtool: on_path("promtool") && find_prometheus().is_ok(),
         tc: on_path("tc") || in_dirs("tc", &["/usr/sbin", "/sbin"]),
         kill: on_path("kill"),
         pgbouncer: on_path("pgbouncer") || in_dirs("pgbouncer", &["/usr/sbin"]),

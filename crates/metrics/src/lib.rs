@@ -65,6 +65,13 @@ pub mod names {
     pub const REPLICA_LAG: &str = "db_replica_lag_seconds";
     /// Gauge: 1 while bulk falls back to the primary because every replica lags, else 0.
     pub const BULK_FALLBACK: &str = "db_bulk_fallback_to_primary";
+    /// Counter: statements cancelled by `statement_timeout` (SQLSTATE 57014), as reported to
+    /// [`crate::DbMetrics::statement_error`] (`bind`).
+    pub const STATEMENT_TIMEOUTS: &str = "db_statement_timeouts_total";
+    /// Counter: physical connections opened and set up (`bind`).
+    pub const CONNECTIONS_OPENED: &str = "db_connections_opened_total";
+    /// Counter: physical connections closed (`bind`).
+    pub const CONNECTIONS_CLOSED: &str = "db_connections_closed_total";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -118,6 +125,21 @@ pub mod names {
             BULK_FALLBACK,
             Kind::Gauge,
             "1 while the bulk pool falls back to the primary because every replica lags over the limit, else 0",
+        ),
+        (
+            STATEMENT_TIMEOUTS,
+            Kind::Counter,
+            "How many statements were cancelled by statement_timeout (SQLSTATE 57014)",
+        ),
+        (
+            CONNECTIONS_OPENED,
+            Kind::Counter,
+            "How many db connections were opened and set up",
+        ),
+        (
+            CONNECTIONS_CLOSED,
+            Kind::Counter,
+            "How many db connections were closed",
         ),
     ];
 }

@@ -81,6 +81,8 @@ struct BindHandles {
     wait: Histogram,
     timeouts: Counter,
     max_size: Gauge,
+    opened: Counter,
+    closed: Counter,
 }
 
 /// The labels of one `db_connection_open_duration_seconds` series.
@@ -206,6 +208,8 @@ struct Checkout {
 /// | `db_connection_errors_total` | counter | `bind`, `host` (`host:port`), `reason` |
 /// | `db_replica_lag_seconds` | gauge | `bind`, `host` (`host:port`), see [`crate::ReplicaLagSampler`] |
 /// | `db_bulk_fallback_to_primary` | gauge | (none): 1 while every bulk replica lags over `pool.max_replica_lag` |
+/// | `db_statement_timeouts_total` | counter | `bind`: 57014 errors reported to [`DbMetrics::statement_error`] |
+/// | `db_connections_opened_total`, `db_connections_closed_total` | counter | `bind` |
 ///
 /// `inet_server_addr` is the server's own address (`inet_server_addr()` at connect), or
 /// [`NO_SERVER_ADDR`] over a Unix socket. Outside any request/job context the `method`, `host`
@@ -270,6 +274,25 @@ impl DbMetrics {
             ],
         );
         self.target.gauge(&key).set(seconds);
+    }
+
+    /// Counts `error` in `db_statement_timeouts_total{bind}` when it is a statement cancelled by
+    /// `statement_timeout` (SQLSTATE 57014 with the server's "statement timeout" message, not a
+    /// `pg_cancel_backend()`); returns whether it counted. The pool cannot see query results,
+    /// so the service reports the errors of its queries here.
+    pub fn statement_error(&self, bind: Bind, error: &tokio_postgres::Error) -> bool {
+        let timed_out = error.as_db_error().is_some_and(|db| {
+            *db.code() == tokio_postgres::error::SqlState::QUERY_CANCELED
+                && db.message().contains("statement timeout")
+        });
+        if timed_out {
+            let key = Key::from_parts(
+                names::STATEMENT_TIMEOUTS,
+                vec![Label::from_static_parts("bind", bind.as_str())],
+            );
+            self.target.counter(&key).increment(1);
+        }
+        timed_out
     }
 
     fn with_conn<R>(
@@ -353,6 +376,8 @@ fn make_bind_handles(target: &Target, bind: Bind) -> BindHandles {
         wait: target.histogram(&Key::from_parts(names::POOL_WAIT, labels())),
         timeouts: target.counter(&Key::from_parts(names::POOL_TIMEOUTS, labels())),
         max_size: target.gauge(&Key::from_parts(names::POOL_MAX_SIZE, labels())),
+        opened: target.counter(&Key::from_parts(names::CONNECTIONS_OPENED, labels())),
+        closed: target.counter(&Key::from_parts(names::CONNECTIONS_CLOSED, labels())),
     }
 }
 
@@ -370,10 +395,12 @@ fn conn_labels(bind: Bind, addr: Option<IpAddr>) -> Vec<Label> {
 impl PoolObserver for DbMetrics {
     fn connected(&self, conn: &ConnInfo) {
         self.with_conn(conn.bind, conn.server_addr, |h| h.connected.increment(1.0));
+        self.with_bind(conn.bind, |h| h.opened.increment(1));
     }
 
     fn closed(&self, conn: &ConnInfo) {
         self.with_conn(conn.bind, conn.server_addr, |h| h.connected.decrement(1.0));
+        self.with_bind(conn.bind, |h| h.closed.increment(1));
     }
 
     fn connect_failed(&self, bind: Bind, host: &str, port: u16, why: ConnectFailure) {

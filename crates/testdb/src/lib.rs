@@ -16,6 +16,7 @@ mod cluster;
 pub mod history;
 mod pgbouncer;
 mod proc;
+mod prometheus;
 mod sql_dir;
 mod testdb;
 mod user;
@@ -31,6 +32,9 @@ pub use cluster::{
 };
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use proc::{append, free_port};
+pub use prometheus::{
+    ENV_PROMETHEUS, PROMETHEUS_ADDR, Prometheus, PrometheusBuilder, find_prometheus,
+};
 pub use sql_dir::SqlDir;
 pub use testdb::{
     BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
@@ -62,6 +66,15 @@ pub enum Error {
          pgbouncer`; macOS: `brew install pgbouncer`) or point PGBOUNCER at it"
     )]
     NoPgBouncer {
+        /// Where we looked.
+        searched: String,
+    },
+    /// No `prometheus` server binary was found (the alert tests and the demo need one).
+    #[error(
+        "no prometheus binary found ({searched}). Install it (Debian/Ubuntu: `apt-get install \
+         prometheus`, which also brings promtool) or point PROMETHEUS at it"
+    )]
+    NoPrometheus {
         /// Where we looked.
         searched: String,
     },

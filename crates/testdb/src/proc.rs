@@ -14,6 +14,8 @@ use crate::user::RunAs;
 
 /// PgBouncer's pid file, at the top of its directory (the reaper and the stale sweep stop it).
 pub(crate) const PGBOUNCER_PID: &str = "pgbouncer.pid";
+/// Prometheus' pid file, at the top of its directory (the reaper and the stale sweep stop it).
+pub(crate) const PROMETHEUS_PID: &str = "prometheus.pid";
 
 /// A TCP port free on `addr` right now (the OS picks it; nothing listens on it afterwards).
 pub fn free_port(addr: Ipv4Addr) -> Result<u16, Error> {
@@ -122,6 +124,7 @@ while kill -0 "$pid" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
 [ -d "$dir" ] || exit 0
 for f in "$dir"/*/postmaster.pid; do [ -f "$f" ] && kill -QUIT "$(head -n1 "$f")" 2>/dev/null; done
 [ -f "$dir/pgbouncer.pid" ] && kill -TERM "$(head -n1 "$dir/pgbouncer.pid")" 2>/dev/null
+[ -f "$dir/prometheus.pid" ] && kill -TERM "$(head -n1 "$dir/prometheus.pid")" 2>/dev/null
 sleep 1
 rm -rf "$dir"
 "#;
@@ -158,7 +161,11 @@ pub(crate) fn remove_stale(base: &Path) {
             .flatten()
             .flatten()
             .map(|sub| (sub.path().join("postmaster.pid"), "-QUIT"));
-        for (pidfile, signal) in servers.chain([(dir.join(PGBOUNCER_PID), "-TERM")]) {
+        let others = [
+            (dir.join(PGBOUNCER_PID), "-TERM"),
+            (dir.join(PROMETHEUS_PID), "-TERM"),
+        ];
+        for (pidfile, signal) in servers.chain(others) {
             if let Ok(text) = fs::read_to_string(&pidfile)
                 && let Some(pid) = text.lines().next().map(str::trim)
             {

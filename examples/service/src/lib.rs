@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use notify_db_config::Settings;
 use notify_db_metrics::{MetricsHandle, RequestContextLayer};
 use notify_db_migrate::{Migrator, Options, Target};
-use notify_db_pool::Databases;
+use notify_db_pool::{Bind, Databases};
 use serde_json::json;
 
 /// What every handler shares.
@@ -73,17 +73,34 @@ impl IntoResponse for AppError {
     }
 }
 
-async fn version(pool: &notify_db_pool::Pool) -> Result<Option<String>, AppError> {
+/// Hands a query's result on, after reporting its error to the metrics (a statement timeout is
+/// counted in `db_statement_timeouts_total`: the pool does not see query results).
+fn observed<T>(
+    s: &AppState,
+    bind: Bind,
+    result: Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
+    if let Err(e) = &result {
+        s.metrics.observer().statement_error(bind, e);
+    }
+    result
+}
+
+async fn version(s: &AppState, bind: Bind) -> Result<Option<String>, AppError> {
+    let pool = match bind {
+        Bind::Default => s.db.default(),
+        Bind::Bulk => s.db.bulk(),
+    };
     let conn = pool.get().await?;
     let row = conn
         .query_opt("SELECT version_num FROM alembic_version", &[])
-        .await?;
-    Ok(row.map(|r| r.get(0)))
+        .await;
+    Ok(observed(s, bind, row)?.map(|r| r.get(0)))
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    let db_version = version(s.db.default()).await?;
-    let db_bulk_version = version(s.db.bulk()).await?;
+    let db_version = version(&s, Bind::Default).await?;
+    let db_bulk_version = version(&s, Bind::Bulk).await?;
     Ok(Json(
         json!({ "status": "ok", "db_version": db_version, "db_bulk_version": db_bulk_version }),
     ))
@@ -114,8 +131,8 @@ async fn create_service(
             "INSERT INTO services (name, message_limit, email_from) VALUES ($1::text, 1000, $1::text) RETURNING id",
             &[&name],
         )
-        .await?;
-    let id: i64 = row.get(0);
+        .await;
+    let id: i64 = observed(&s, Bind::Default, row)?.get(0);
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name }))))
 }
 
@@ -123,8 +140,8 @@ async fn get_service(State(s): State<AppState>, Path(id): Path<i64>) -> Result<R
     let conn = s.db.bulk().get().await?;
     let row = conn
         .query_opt("SELECT name, active FROM services WHERE id = $1", &[&id])
-        .await?;
-    Ok(match row {
+        .await;
+    Ok(match observed(&s, Bind::Bulk, row)? {
         Some(r) => {
             let (name, active): (String, bool) = (r.get(0), r.get(1));
             Json(json!({ "id": id, "name": name, "active": active })).into_response()

@@ -2,11 +2,15 @@
 //! `LISTEN_ADDR` (default 127.0.0.1:6011), `MIGRATE_ON_START=1` to migrate before serving.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use notify_db_config::Settings;
 use notify_db_example_service::{AppState, app, migrate_on_start};
 use notify_db_pool::Databases;
+
+/// How often each bulk host's replay lag is sampled for the metrics.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,6 +28,12 @@ async fn main() -> anyhow::Result<()> {
         .observer(metrics.observer())
         .build()
         .await?;
+    // `db_replica_lag_seconds` of every bulk host (the replica-lag alert and dashboard panel).
+    let _lag = notify_db_metrics::ReplicaLagSampler::spawn(
+        &settings,
+        LAG_SAMPLE_INTERVAL,
+        metrics.observer(),
+    );
     let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:6011".into());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

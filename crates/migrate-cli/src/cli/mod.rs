@@ -147,6 +147,10 @@ pub enum Command {
         /// Replica lag (seconds) above which the lag check fails.
         #[arg(long, default_value_t = 30.0)]
         max_lag_seconds: f64,
+        /// Print the outcome, the migration lock and the journal as Prometheus metrics instead
+        /// of the report (for a textfile collector).
+        #[arg(long)]
+        metrics: bool,
     },
     /// Write REV into alembic_version without running anything (as Alembic's stamp).
     Stamp {
@@ -359,8 +363,11 @@ async fn run_with(
             stdout(out, format!("created {}", path.display()))?;
             return Ok(0);
         }
-        Command::Doctor { max_lag_seconds } => {
-            return doctor::run(project, settings, *max_lag_seconds, out).await;
+        Command::Doctor {
+            max_lag_seconds,
+            metrics,
+        } => {
+            return doctor::run(project, settings, *max_lag_seconds, *metrics, out).await;
         }
         Command::CheckHead => {
             let head = check_head(project)?;

@@ -15,6 +15,7 @@ use notify_db_connect::{Bind, connect_one};
 use notify_db_migrate::{Error as MigrateError, MigrationSet, Migrator, Options};
 
 mod host;
+pub mod metrics;
 
 use host::check_host;
 
