@@ -98,6 +98,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Durable servers (`fsync = on`, `full_page_writes = on`, for the fault suite's zero-loss
+    /// scenarios) instead of the fast default; replicas copy the primary's configuration.
+    /// Appended after the defaults: the last line of `postgresql.conf` wins.
+    pub fn durable(self, yes: bool) -> Self {
+        if !yes {
+            return self;
+        }
+        self.setting("fsync", "on")
+            .setting("full_page_writes", "on")
+    }
+
     /// Writes a file (e.g. a TLS certificate) into the primary's data directory before it starts, mode 0600.
     pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
         self.files.push((name.to_string(), contents.into()));

@@ -256,6 +256,45 @@ impl PgBouncer {
         stop_pid_file(&self.dir.join(PGBOUNCER_PID));
     }
 
+    /// Kills PgBouncer with SIGKILL (no clean shutdown: every client and server connection
+    /// drops at once) and waits until it is gone; [`PgBouncer::restart`] starts it again.
+    pub fn kill(&self) -> Result<(), Error> {
+        let pid_file = self.dir.join(PGBOUNCER_PID);
+        let pid = fs::read_to_string(&pid_file)
+            .map_err(|e| Error::io(format!("reading {}", pid_file.display()), e))?;
+        let pid = pid.trim();
+        let kill = |signal: &str| {
+            Command::new("kill")
+                .args([signal, pid])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !kill("-KILL") {
+            return Err(Error::Command {
+                cmd: format!("kill -KILL {pid}"),
+                detail: format!("PgBouncer ({}) was not running", pid_file.display()),
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kill("-0") {
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!("PgBouncer (pid {pid}) to exit after SIGKILL"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_file(&pid_file);
+        Ok(())
+    }
+
+    /// Starts PgBouncer again (after [`PgBouncer::kill`]) with the same configuration on the same
+    /// port; returns once it accepts connections.
+    pub fn restart(&self) -> Result<(), Error> {
+        daemon(&self.dir, self.port, &find_pgbouncer()?, run_as()?)
+    }
+
     /// Stops a persistent PgBouncer running in `dir`; false when none was running.
     pub fn stop_in(dir: &Path) -> bool {
         stop_pid_file(&dir.join(PGBOUNCER_PID))
@@ -270,7 +309,6 @@ fn launch(
     binary: &Path,
     run_as: Option<RunAs>,
 ) -> Result<(), Error> {
-    let log_file = dir.join("pgbouncer.log");
     let userlist = dir.join("userlist.txt");
     let users: String = opts
         .users
@@ -284,8 +322,15 @@ fn launch(
         r.own(&userlist)?;
         r.own(&ini)?;
     }
+    daemon(dir, port, binary, run_as)
+}
+
+/// Starts PgBouncer as a daemon on the configuration already in `dir`, waiting until it listens
+/// on `port`.
+fn daemon(dir: &Path, port: u16, binary: &Path, run_as: Option<RunAs>) -> Result<(), Error> {
+    let log_file = dir.join("pgbouncer.log");
     let mut cmd = Command::new(binary);
-    cmd.arg("-d").arg(&ini);
+    cmd.arg("-d").arg(dir.join("pgbouncer.ini"));
     run(cmd, run_as, dir, &log_file)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect((PGBOUNCER_ADDR, port)).is_err() {
