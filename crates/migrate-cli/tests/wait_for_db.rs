@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::{SqlDir, db, finish, text};
-use notify_db_testdb::{Cluster, StopMode, free_port};
+use notify_db_testdb::{Cluster, Server, StopMode, append, free_port};
 
 const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs PostgreSQL 15+ \
                             binaries; see crates/testdb)";
@@ -175,4 +175,66 @@ async fn a_failure_waiting_does_not_fix_ends_the_run_at_once() {
         text(&out)
     );
     assert!(!text(&out).contains("not-the-password"), "{}", text(&out));
+}
+
+/// Restarts `standby` with `hot_standby` set to `on` or `off` (the last line of its
+/// postgresql.conf wins).
+fn hot_standby(standby: &Server, value: &str) {
+    append(
+        &standby.data_dir().join("postgresql.conf"),
+        &format!("\nhot_standby = {value}\n"),
+    )
+    .expect("setting hot_standby");
+    tokio::task::block_in_place(|| standby.restart(StopMode::Fast))
+        .expect("restarting the standby");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_connections_with_57p03_is_waited_for() {
+    // A standby without hot standby answers every connection with SQLSTATE 57P03 ("the
+    // database system is not accepting connections"), as a server does while it starts up.
+    let cluster = Cluster::builder()
+        .label("wait-57p03")
+        .replica(true)
+        .start()
+        .expect(NEED_CLUSTER);
+    let standby = cluster.replica().expect("the cluster's standby");
+    let ep = standby.endpoint().clone();
+    hot_standby(standby, "off");
+    let dir = two_tables("wait-57p03");
+    let uri = ep.uri("postgres");
+
+    let out = finish(
+        bin(&dir, &uri, &["current", "--wait-for-db", "3s"])
+            .spawn()
+            .expect("running notify-db-migrate"),
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: the database at {}:{} did not accept a connection within 3s",
+            ep.host, ep.port
+        )) && stderr.contains("(SQLSTATE 57P03)"),
+        "{}",
+        text(&out)
+    );
+
+    // Waited out: hot standby comes on while the command waits.
+    let child = bin(&dir, &uri, &["current", "--wait-for-db", "90s"])
+        .spawn()
+        .expect("running notify-db-migrate");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    hot_standby(standby, "on");
+    let out = finish(child).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("waiting for the database") && stderr.contains("57P03"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "base");
+    assert!(!text(&out).contains(&ep.password), "{}", text(&out));
 }
