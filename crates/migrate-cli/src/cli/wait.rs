@@ -40,7 +40,7 @@ pub(super) async fn wait_for_db(uri: &DatabaseUri, within: Duration) -> Result<(
         let attempt = match tokio::time::timeout(left, tls.connect(&config)).await {
             Ok(Ok(_client)) => Attempt::Done,
             Ok(Err(e)) => classify(&e),
-            Err(_) => Attempt::NotReady(format!("no answer within the {within:?} left to wait")),
+            Err(_) => Attempt::NotReady("no answer before the deadline".to_owned()),
         };
         let cause = match attempt {
             Attempt::Done => {
