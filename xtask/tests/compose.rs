@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use clap::Parser as _;
 use notify_db_config::{DatabaseUri, Settings};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -275,7 +276,18 @@ fn replica_clones_the_primary_and_runs_as_hot_standby() {
 fn migrate_runs_upgrade_against_the_primary_with_the_service_environment() {
     let doc = compose();
     let m = service(&doc, "migrate");
-    assert_eq!(words(&m["command"], "command"), vec!["upgrade"]);
+    let command = words(&m["command"], "command");
+    assert_eq!(command, vec!["upgrade", "--wait-for-db", "60s"]);
+    // The migration CLI parses it: upgrade, waiting up to 60 s for the server.
+    let cli = notify_db_migrate_cli::cli::MigrateCli::try_parse_from(
+        std::iter::once("notify-db-migrations".to_owned()).chain(command),
+    )
+    .expect("the compose command parses as the migration CLI's");
+    assert!(matches!(
+        cli.command,
+        Some(notify_db_migrate_cli::cli::Command::Upgrade { target: None })
+    ));
+    assert_eq!(cli.wait_for_db, Some(std::time::Duration::from_secs(60)));
     assert_eq!(m["build"]["context"].as_str(), Some("."));
     assert_eq!(m["build"]["dockerfile"].as_str(), Some("Dockerfile"));
     assert_eq!(m["build"]["target"].as_str(), Some("migrate"));

@@ -28,11 +28,11 @@ pub enum PoolError {
         /// The wait timeout that ran out.
         timeout: Duration,
     },
-    /// Opening a connection to one host failed.
+    /// Opening a connection to one host failed. When a pooler refused the startup `options`
+    /// (08P01), the message names the setting that declares the pooler instead of the usual checks.
     #[error(
-        "{bind} pool: could not connect to {host}:{port}: {cause}; check that the server is \
-         running and accepts TCP connections on that address (connection refused), the user \
-         name and password, pg_hba.conf, and sslmode"
+        "{bind} pool: could not connect to {host}:{port}: {cause}; {}",
+        crate::pooler::connect_advice(*bind, cause)
     )]
     Connect {
         /// The pool.
@@ -246,5 +246,27 @@ mod tests {
         assert_eq!(none.bind(), Some(Bind::Bulk));
         assert_eq!(none.to_string().matches("10.0.0.9:5432").count(), 2);
         assert_eq!(old.bind(), None);
+    }
+
+    #[test]
+    fn a_pooler_refusing_the_startup_options_names_the_setting_per_bind() {
+        let refused = |bind| {
+            PoolError::Connect {
+                bind,
+                host: "pgbouncer".into(),
+                port: 6432,
+                cause: "unsupported startup parameter: options (SQLSTATE 08P01)".into(),
+                failure: ConnectFailure::Other,
+            }
+            .to_string()
+        };
+        let text = refused(Bind::Default);
+        assert!(
+            text.contains("DATABASE_URI_TRANSACTION_POOLER=true")
+                && text.contains("\"Behind PgBouncer\"")
+                && !text.contains("pg_hba.conf"),
+            "{text}"
+        );
+        assert!(refused(Bind::Bulk).contains("DATABASE_URI_BULK_TRANSACTION_POOLER=true"));
     }
 }

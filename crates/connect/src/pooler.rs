@@ -46,6 +46,25 @@ pub fn pooler_variable(bind: Bind) -> &'static str {
     }
 }
 
+/// What to check after a failed connect of `bind` whose server answered `cause`. A pooler that
+/// refuses the startup `options` (PgBouncer's default: `unsupported startup parameter: options`,
+/// SQLSTATE 08P01) is a pooler nobody declared: the fix is the setting, not the server.
+pub(crate) fn connect_advice(bind: Bind, cause: &str) -> String {
+    if cause.contains("unsupported startup parameter") && cause.contains("08P01") {
+        format!(
+            "the server is a connection pooler (PgBouncer?) that refuses the startup options the \
+             pool sends to a direct server: if this URI goes through a transaction pooler, set \
+             {}=true, and have the server enforce the session settings (docs/operations.md, \
+             section \"Behind PgBouncer\")",
+            pooler_variable(bind)
+        )
+    } else {
+        "check that the server is running and accepts TCP connections on that address \
+         (connection refused), the user name and password, pg_hba.conf, and sslmode"
+            .to_owned()
+    }
+}
+
 /// A session setting the server does not enforce, found by the check.
 #[derive(Debug)]
 pub(crate) struct Missing {

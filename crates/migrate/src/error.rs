@@ -93,11 +93,18 @@ pub enum SetError {
         /// The other.
         second: String,
     },
-    /// A migration without upgrade SQL.
-    #[error("migration {id} has no upgrade SQL")]
-    EmptyUp {
+    /// A down file without its up file: the up is what makes a migration (an empty up file is
+    /// a valid migration that only moves `alembic_version`, as an Alembic revision whose
+    /// `upgrade()` does nothing).
+    #[error(
+        "migration {id}: {path} has no {id}.up.sql beside it (add the up file, empty if the \
+         revision changes nothing, or remove the down file)"
+    )]
+    MissingUp {
         /// The id.
         id: String,
+        /// The down file found.
+        path: String,
     },
     /// A transactional migration with a statement that controls the transaction itself.
     #[error(

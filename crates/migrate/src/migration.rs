@@ -200,10 +200,11 @@ pub struct MigrationSet {
 }
 
 impl MigrationSet {
-    /// Validates and orders `migrations`: Alembic revision ids of at most 32 characters, some
-    /// upgrade SQL each, one linear history (the parent chain, as Alembic's `down_revision`), no
-    /// transaction control (`COMMIT`, `BEGIN`, ...) in a transactional migration. Without parent
-    /// links a gap in the numbering is only a warning.
+    /// Validates and orders `migrations`: Alembic revision ids of at most 32 characters, one
+    /// linear history (the parent chain, as Alembic's `down_revision`), no transaction control
+    /// (`COMMIT`, `BEGIN`, ...) in a transactional migration. Without parent links a gap in the
+    /// numbering is only a warning. A migration without statements is valid: applying it moves
+    /// `alembic_version` and writes its journal row, as Alembic does for an empty `upgrade()`.
     pub fn new(migrations: Vec<Migration>) -> Result<MigrationSet, SetError> {
         for m in &migrations {
             crate::txcontrol::check_migration(m)?;
@@ -229,9 +230,6 @@ impl MigrationSet {
                     id: m.id.clone(),
                     parent: p.clone(),
                 });
-            }
-            if m.up.is_empty() {
-                return Err(SetError::EmptyUp { id: m.id.clone() });
             }
         }
         let (migrations, warnings) = crate::order::order(migrations)?;
@@ -501,7 +499,15 @@ mod tests {
         assert!(MigrationSet::new(vec![m("head")]).is_err());
         assert!(MigrationSet::new(vec![m("-1")]).is_err());
         assert!(MigrationSet::new(vec![m("0001_this_id_is_far_too_long_for_alembic")]).is_err());
-        assert!(MigrationSet::new(vec![Migration::new("0001_empty").up("-- nothing")]).is_err());
+        // A revision that changes nothing (comments only, or no SQL at all, as a `.rs` file
+        // defining none) is valid, as Alembic's `upgrade(): pass`.
+        let empty = MigrationSet::new(vec![
+            Migration::new("0001_empty").up("-- nothing"),
+            Migration::new("0002_none"),
+        ])
+        .unwrap();
+        assert!(empty.migrations()[0].up_statements().is_empty());
+        assert_eq!(empty.head(), Some("0002_none"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Reading a directory of `.sql` migrations: `ID.up.sql` (required) and `ID.down.sql`
-//! (optional), the up texts through the directory's pack (see [`crate::sql_pack`]), a large
+//! Reading a directory of `.sql` migrations: `ID.up.sql` (required, may be empty) and
+//! `ID.down.sql` (optional; empty is a no-op downgrade), the up texts through the directory's pack (see [`crate::sql_pack`]), a large
 //! directory on a few threads.
 
 use std::path::Path;
@@ -24,14 +24,29 @@ pub(crate) fn read_sql_dir(dir: &Path, read_downs: bool) -> Result<Vec<Migration
             .into_owned();
         if let Some(stem) = name.strip_suffix(".up.sql") {
             stems.push(stem.to_owned());
-        } else if let Some(stem) = name.strip_suffix(".down.sql")
-            && read_downs
-        {
+        } else if let Some(stem) = name.strip_suffix(".down.sql") {
             downs.insert(stem.to_owned());
         }
     }
     // In order, so that of several bad files the first is reported.
     stems.sort_unstable();
+    // An up file may be empty (a revision that changes nothing), but a down file without one
+    // is a migration whose up went missing, never a migration of its own.
+    let mut orphans: Vec<&String> = downs
+        .iter()
+        .filter(|d| stems.binary_search(d).is_err())
+        .collect();
+    orphans.sort_unstable();
+    if let Some(id) = orphans.first() {
+        return Err(SetError::MissingUp {
+            id: (*id).clone(),
+            path: dir.join(format!("{id}.down.sql")).display().to_string(),
+        }
+        .into());
+    }
+    if !read_downs {
+        downs.clear();
+    }
     let pack = Pack::read(dir);
     let now = std::time::SystemTime::now();
     // Opening and reading the files is kernel time per file: a large set is read by a few

@@ -61,3 +61,37 @@ fn an_error_in_any_file_of_a_large_directory_names_it() {
         other => panic!("expected the unreadable file named, got {other:?}"),
     }
 }
+
+#[test]
+fn an_empty_up_file_is_a_migration_and_a_down_file_without_its_up_is_refused() {
+    let dir = SqlDir::new("load-empty");
+    dir.add("0001_a", "CREATE TABLE a (id bigint)", Some("DROP TABLE a"))
+        .add("0002_nothing", "", Some(""))
+        .add(
+            "0003_comments",
+            "-- only a comment\n/* and another */\n",
+            None,
+        );
+    let set = MigrationSet::from_dir(dir.path()).expect("empty revisions are valid");
+    let ids: Vec<&str> = set.migrations().iter().map(|m| m.id()).collect();
+    assert_eq!(ids, ["0001_a", "0002_nothing", "0003_comments"]);
+    assert!(set.migrations()[1].up_statements().is_empty());
+    assert_eq!(
+        set.migrations()[1].down_statements(),
+        Some([].as_slice()),
+        "an empty down file is a no-op downgrade, not a missing one"
+    );
+    assert!(set.migrations()[2].up_statements().is_empty());
+    assert_eq!(set.migrations()[2].down_statements(), None);
+
+    std::fs::remove_file(dir.path().join("0002_nothing.up.sql")).expect("remove");
+    for load in [MigrationSet::from_dir, MigrationSet::from_dir_without_downs] {
+        let shown = load(dir.path())
+            .expect_err("a down file without its up")
+            .to_string();
+        assert!(
+            shown.contains("0002_nothing") && shown.contains("0002_nothing.down.sql"),
+            "{shown}"
+        );
+    }
+}

@@ -363,10 +363,25 @@ async fn without_the_pooler_setting_pgbouncer_refuses_the_startup_options() {
     let err = Databases::connect(&settings(&db, &b, false))
         .await
         .expect_err("PgBouncer's default refuses `options`");
+    let text = err.to_string();
     assert!(
-        err.to_string()
-            .contains("unsupported startup parameter: options"),
-        "{err}"
+        text.contains("unsupported startup parameter: options")
+            && text.contains("set DATABASE_URI_TRANSACTION_POOLER=true")
+            && text.contains("docs/operations.md, section \"Behind PgBouncer\""),
+        "{text}"
+    );
+    // Only bulk undeclared: its own setting is named.
+    let mut bulk_only = settings(&db, &b, true);
+    bulk_only.pooler.bulk = false;
+    let err = Databases::connect(&bulk_only)
+        .await
+        .expect_err("the bulk pool sends `options` to PgBouncer");
+    let text = err.to_string();
+    assert!(
+        text.contains("bulk pool")
+            && text.contains("set DATABASE_URI_BULK_TRANSACTION_POOLER=true")
+            && !text.contains("set DATABASE_URI_TRANSACTION_POOLER"),
+        "{text}"
     );
 }
 

@@ -28,12 +28,15 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.source;
-    // Only a downgrade runs down files (and lint reads them): other commands skip reading them.
+    // Only a downgrade and the stairway test run down files (and lint reads them): other
+    // commands skip reading them.
     let command = args.cli.command.clone();
     cli::main(args.cli, move || {
         Ok(Project {
             set: match command {
-                Some(Command::Downgrade { .. }) => MigrationSet::from_dir(&source)?,
+                Some(Command::Downgrade { .. } | Command::TestDowngrade { .. }) => {
+                    MigrationSet::from_dir(&source)?
+                }
                 // Transaction control is a finding of the linter, not a load error.
                 Some(Command::Lint(_)) => {
                     MigrationSet::new_for_lint(MigrationSet::read_dir(&source)?)

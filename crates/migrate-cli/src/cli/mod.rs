@@ -20,9 +20,11 @@ use tokio::task::JoinHandle;
 mod baseline;
 mod doctor;
 mod drift;
+mod import_sql;
 mod lint;
 mod revision;
 mod stairway;
+mod wait;
 
 pub use baseline::{BASELINE_DIR, session_free};
 pub use lint::LintArgs;
@@ -70,6 +72,10 @@ pub struct MigrateCli {
     /// Run even if an applied migration's SQL changed since it was applied.
     #[arg(long, global = true)]
     pub allow_changed_checksums: bool,
+    /// Before a command that connects, wait up to this long (e.g. 60s) for the database to
+    /// accept connections (refused, starting up, host not resolving yet).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait_for_db: Option<Duration>,
     /// The command (default: upgrade to head).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -175,6 +181,12 @@ pub enum Command {
     /// Lint the migrations' SQL, up and down (squawk's rules and ours; see --help).
     #[command(after_long_help = crate::lint::HELP)]
     Lint(LintArgs),
+    /// Write one linked .sql migration per revision of Alembic's offline SQL (`alembic upgrade
+    /// --sql A:B`, `flask db upgrade --sql`); A must be the directory's head (or base).
+    ImportAlembicSql {
+        /// The offline SQL file.
+        file: PathBuf,
+    },
 }
 
 /// A project's migrations: the set, the directory its files live in, their kind.
@@ -228,6 +240,24 @@ pub enum CliError {
     /// `test-downgrade` failed or could not run.
     #[error(transparent)]
     Stairway(#[from] crate::stairway::StairwayError),
+    /// `import-alembic-sql` could not read the offline SQL.
+    #[error(transparent)]
+    Import(#[from] crate::alembic_sql::ImportError),
+    /// `--wait-for-db`: the database did not accept a connection in time.
+    #[error(
+        "the database at {hosts} did not accept a connection within {waited:?} (--wait-for-db, \
+         {attempts} attempts); last cause: {cause}"
+    )]
+    DatabaseNotReady {
+        /// The hosts waited for (`host:port`, comma separated).
+        hosts: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's failure.
+        cause: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -255,7 +285,8 @@ pub async fn main(
         let settings = Settings::from_env();
         // An upgrade's or downgrade's connection and first read need no set: they go on while
         // the set loads (a large `.sql` directory takes about as long as connecting).
-        let prefetch = runs_migrations(&args)
+        // With --wait-for-db, the run waits for the server first (in `run_with`).
+        let prefetch = (runs_migrations(&args) && args.wait_for_db.is_none())
             .then(|| database_uri(&args, &settings).ok())
             .flatten()
             .map(|uri| tokio::spawn(async move { Prefetch::start(&uri).await }));
@@ -302,6 +333,19 @@ fn runs_migrations(cli: &MigrateCli) -> bool {
         )
 }
 
+/// Whether `command` connects to the database (what `--wait-for-db` waits for).
+fn connects(sql: bool, command: &Command) -> bool {
+    !sql && !matches!(
+        command,
+        Command::Revision {
+            autogenerate: false,
+            ..
+        } | Command::CheckHead
+            | Command::Lint(_)
+            | Command::ImportAlembicSql { .. }
+    )
+}
+
 /// The database the commands run against: `--database-url`, else DATABASE_MIGRATION_URI, else
 /// the primary unless that goes through a transaction pooler.
 fn database_uri(
@@ -327,6 +371,12 @@ async fn run_with(
         .command
         .clone()
         .unwrap_or(Command::Upgrade { target: None });
+    if let Some(within) = cli.wait_for_db
+        && connects(cli.sql, &command)
+        && let Ok(uri) = database_uri(&cli, &settings)
+    {
+        wait::wait_for_db(&uri, within).await?;
+    }
     let stdout = |out: &mut dyn Write, s: String| -> Result<(), CliError> {
         writeln!(out, "{s}").map_err(io(Path::new("<output>")))
     };
@@ -384,6 +434,10 @@ async fn run_with(
         } => {
             let target = database_uri(&cli, &settings);
             return drift::run(project, target, scratch_url.as_deref(), *format, out).await;
+        }
+        Command::ImportAlembicSql { file } => {
+            import_sql::run(file, project, out)?;
+            return Ok(0);
         }
         _ => {}
     }
@@ -523,7 +577,8 @@ async fn run_with(
         | Command::CheckHead
         | Command::Lint(_)
         | Command::Drift { .. }
-        | Command::Doctor { .. } => {}
+        | Command::Doctor { .. }
+        | Command::ImportAlembicSql { .. } => {}
     }
     Ok(0)
 }
