@@ -65,6 +65,9 @@ pub mod names {
     pub const REPLICA_LAG: &str = "db_replica_lag_seconds";
     /// Gauge: 1 while bulk falls back to the primary because every replica lags, else 0.
     pub const BULK_FALLBACK: &str = "db_bulk_fallback_to_primary";
+    /// Counter: connections that came back dirty, by `bind` and `reason` (drained, rollback,
+    /// cancel: reset and returned; discard, read_only, server_shutdown, broken: closed).
+    pub const POOL_RESETS: &str = "db_pool_resets_total";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -118,6 +121,11 @@ pub mod names {
             BULK_FALLBACK,
             Kind::Gauge,
             "1 while the bulk pool falls back to the primary because every replica lags over the limit, else 0",
+        ),
+        (
+            POOL_RESETS,
+            Kind::Counter,
+            "How many db connections came back not idle and were reset or closed, by reason",
         ),
     ];
 }
