@@ -431,7 +431,7 @@ impl PoolObserver for DbMetrics {
     }
 
     fn reset(&self, conn: &ConnInfo, reason: ResetReason) {
-        let key = Key::from_static_parts(
+        let key = Key::from_parts(
             names::POOL_RESETS,
             vec![
                 Label::from_static_parts("bind", conn.bind.as_str()),

@@ -124,7 +124,10 @@ async fn clean(conn: &Conn) -> Result<ResetReason, String> {
                 .batch_execute("ROLLBACK")
                 .await
                 .map_err(|e| format!("ROLLBACK failed: {}", notify_db_connect::error_text(&e)))?;
-            reason = reason.or(Some(ResetReason::Rollback));
+            // The reason reported is the strongest step taken: cancel, rollback, drained.
+            if reason != Some(ResetReason::Cancel) {
+                reason = Some(ResetReason::Rollback);
+            }
         }
         TxStatus::Unknown => return Err("no transaction status seen".into()),
     }

@@ -58,13 +58,14 @@ const ALL: [Case; 7] = [
 
 impl Case {
     /// The reasons the reset may report (a request still in flight when the holder left may
-    /// be answered within the grace, or need the cancel).
+    /// be answered within the grace, or need the cancel). `none`: a dropped Transaction's own
+    /// ROLLBACK may already be answered when the connection comes back, which is then clean.
     fn reasons(self) -> &'static [&'static str] {
         match self {
-            Case::DroppedTransaction => &["rollback", "drained"],
+            Case::DroppedTransaction => &["rollback", "drained", "none"],
             Case::RawBegin | Case::FailedTransaction | Case::Panicked => &["rollback"],
             Case::CancelledQuery | Case::CancelledCopyOut => &["cancel"],
-            Case::CancelledCopyIn => &["rollback", "drained"],
+            Case::CancelledCopyIn => &["rollback"],
         }
     }
 
@@ -220,11 +221,12 @@ async fn every_case(dbs: &Databases, recorder: &Recorder, bind: Bind, counter: &
             "{bind} {case:?}: reason {reason}, expected one of {:?}",
             case.reasons()
         );
-        assert!(
-            resets[0].starts_with(&format!("reset {bind} {pid} ")),
-            "{bind} {case:?}: the reset names the connection: {}",
-            resets[0]
-        );
+        if let Some(r) = resets.first() {
+            assert!(
+                r.starts_with(&format!("reset {bind} {pid} ")),
+                "{bind} {case:?}: the reset names the connection: {r}"
+            );
+        }
         assert_eq!(
             c.info().backend_pid,
             pid,
