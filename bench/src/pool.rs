@@ -191,6 +191,23 @@ fn measure() -> Result<Vec<Figure>> {
         "ours/bare (lower is better)",
     ));
 
+    eprintln!("bench pool: reset on return, {RESETS} checkouts each");
+    let (explicit_us, reset_us) = runtime(1)?.block_on(reset_cost(&ep))?;
+    figures.push(bench(
+        "(f) BEGIN + ROLLBACK by the holder".into(),
+        explicit_us,
+        "us/checkout",
+        None,
+        "baseline (pool of 1; best of 5)",
+    ));
+    figures.push(bench(
+        "(f) BEGIN left open: rolled back on return".into(),
+        reset_us,
+        "us/checkout",
+        Some(reset_us / explicit_us),
+        "reset path / baseline (the next get() waits for the reset task)",
+    ));
+
     eprintln!("bench pool: connection open time, {CONNECTS} each, interleaved");
     let [bare, plain, prefer] = runtime(1)?.block_on(open_times(&ep))?;
     figures.push(bench(
@@ -426,6 +443,36 @@ async fn checkout_cost(ep: &Endpoint) -> Result<(f64, f64)> {
         c_best = c_best.min(t.elapsed().as_nanos() as f64 / f64::from(CHECKOUTS));
     }
     Ok((b_best, c_best))
+}
+
+const RESETS: u32 = 2_000;
+
+/// (f): us per checkout whose holder leaves a transaction open (`BEGIN`, then the connection
+/// dropped: the pool's reset task rolls it back before anyone else gets it), against a holder
+/// that sends the `ROLLBACK` itself: the same two round trips, so the ratio is the reset path's
+/// own cost (the spawned task, the tap's wake-up). Pool of 1, best of 5 interleaved runs.
+async fn reset_cost(ep: &Endpoint) -> Result<(f64, f64)> {
+    let dbs = our_pool(ep, 1).await?;
+    let pool = dbs.default();
+    let per = |t: Instant| t.elapsed().as_nanos() as f64 / 1e3 / f64::from(RESETS);
+    let (mut explicit, mut reset) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..RESETS {
+            let c = pool.get().await?;
+            c.batch_execute("BEGIN").await?;
+            c.batch_execute("ROLLBACK").await?;
+        }
+        explicit = explicit.min(per(t));
+        let t = Instant::now();
+        for _ in 0..RESETS {
+            pool.get().await?.batch_execute("BEGIN").await?;
+        }
+        // The last reset ends when its slot is free again.
+        drop(pool.get().await?);
+        reset = reset.min(per(t));
+    }
+    Ok((explicit, reset))
 }
 
 /// Median and minimum of a sample, in ms.

@@ -18,7 +18,9 @@ use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, PoolObserver};
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
+use crate::tap::ConnState;
 use crate::tls::Tls;
+use crate::transport::{Canceller, ConnectError, connect_tapped};
 
 /// Process-wide id of physical connections.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -85,6 +87,10 @@ pub struct Opened {
     pub info: ConnInfo,
     /// Which configured host (or the fallback primary) it was opened to.
     pub route: Route,
+    /// What the tap on its byte stream knows: requests in flight, transaction status.
+    pub state: Arc<ConnState>,
+    /// Sends a CancelRequest to the same address with the same TLS.
+    pub canceller: Canceller,
 }
 
 /// What the setup (or, through a pooler, the check) query read from the server.
@@ -94,6 +100,8 @@ pub(crate) struct ServerFacts {
     pub(crate) version_num: i64,
     pub(crate) version: String,
     pub(crate) backend_pid: i32,
+    /// `transaction_read_only` or `default_transaction_read_only` was on (direct setup only).
+    pub(crate) read_only: bool,
 }
 
 impl Connector {
@@ -299,11 +307,29 @@ impl Connector {
             )
         };
         let bind = self.bind;
-        let (client, task) = self
-            .tls
-            .connect_with(&host.config, LogErrors { bind })
+        let tapped = connect_tapped(&host.config, &self.tls, LogErrors { bind })
             .await
-            .map_err(connect_err)?;
+            .map_err(|e| match e {
+                ConnectError::Driver(e) => connect_err(e),
+                ConnectError::Socket(e) => {
+                    let failure = if e.kind() == std::io::ErrorKind::TimedOut {
+                        ConnectFailure::Timeout
+                    } else {
+                        ConnectFailure::Refused
+                    };
+                    (
+                        failure,
+                        PoolError::Connect {
+                            bind,
+                            host: hp.host.clone(),
+                            port: hp.port,
+                            cause: format!("error connecting to server: {e}"),
+                            failure,
+                        },
+                    )
+                }
+            })?;
+        let client = tapped.client;
         // Dropping `client` on an error below ends the connection task.
         let setup_err = |cause: String| {
             (
@@ -335,6 +361,7 @@ impl Connector {
                     version_num: row.get(2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
                     version: row.get(3).unwrap_or("unknown").to_owned(),
                     backend_pid: row.get(4).and_then(|p| p.parse::<i32>().ok()).unwrap_or(0),
+                    read_only: row.get(5) == Some("t"),
                 }
             }
             None => {
@@ -354,6 +381,7 @@ impl Connector {
             version_num,
             version,
             backend_pid,
+            read_only,
         } = facts;
         if let Err(too_old) = check_server_version(version_num, &version) {
             return Err((
@@ -381,6 +409,15 @@ impl Connector {
             }
             _ => {}
         }
+        if bind == Bind::Default && read_only && !in_recovery {
+            // A primary turned read-only (a managed failover in progress, a DNS switch,
+            // default_transaction_read_only on): writes would fail with 25006.
+            return Err(setup_err(
+                "the server is read-only (transaction_read_only or \
+                 default_transaction_read_only is on) but the default bind needs to write"
+                    .to_owned(),
+            ));
+        }
         let info = ConnInfo {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             bind,
@@ -400,9 +437,11 @@ impl Connector {
         );
         Ok(Opened {
             client,
-            task,
+            task: tapped.task,
             info,
             route: Route::Host(0),
+            state: tapped.state,
+            canceller: tapped.canceller,
         })
     }
 }

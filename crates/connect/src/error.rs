@@ -169,6 +169,26 @@ pub enum PoolError {
         /// What is wrong.
         cause: String,
     },
+    /// The connection failed after COMMIT (or a single autocommit statement) was sent and
+    /// before the server answered: the transaction may or may not have committed. The
+    /// connection is discarded.
+    #[error(
+        "{bind} pool: the connection to {host}:{port} (backend pid {backend_pid}) failed after \
+         COMMIT was sent and before the server answered ({cause}): the transaction may or may \
+         not have committed; check whether its writes are there before retrying"
+    )]
+    CommitOutcomeUnknown {
+        /// The pool.
+        bind: Bind,
+        /// The host the connection went to.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// The server process that ran the transaction (`pg_backend_pid()`).
+        backend_pid: i32,
+        /// How the connection failed.
+        cause: String,
+    },
     /// The pool was closed with [`crate::Pool::close`].
     #[error("the {bind} pool is closed")]
     Closed {
@@ -190,6 +210,7 @@ impl PoolError {
             | PoolError::NamedStatementThroughPooler { bind, .. }
             | PoolError::Query { bind, .. }
             | PoolError::Tls { bind, .. }
+            | PoolError::CommitOutcomeUnknown { bind, .. }
             | PoolError::Closed { bind } => Some(*bind),
             PoolError::ServerTooOld { .. } => None,
         }

@@ -37,16 +37,20 @@ mod pg_config;
 mod pooler;
 mod server;
 mod session;
+mod tap;
 mod tls;
+mod transport;
 
 pub use connector::{Connector, Opened, connect_one};
 pub use error::PoolError;
 pub use failure::{ConnectFailure, classify, error_text};
 pub use lag::{LagRouting, Route, attach as attach_lag_routing};
-pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver};
+pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver, ResetReason};
 pub use pooler::{is_pooled, pooler_variable};
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
+pub use tap::{ConnState, Tap, TapTls, TxStatus};
 pub use tls::{Driver, Tls, TlsError};
+pub use transport::{Canceller, Socket};
 
 use notify_db_config::DatabaseUri;
 

@@ -52,6 +52,49 @@ pub struct ConnInfo {
     pub backend_pid: i32,
 }
 
+/// Why a returned connection did not go straight back to the pool (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetReason {
+    /// A request was still in flight and was answered within the grace period.
+    Drained,
+    /// A transaction (open or failed) was rolled back.
+    Rollback,
+    /// A statement in flight was cancelled on the server (CancelRequest), then answered.
+    Cancel,
+    /// The reset failed, timed out, or could not run (no tokio runtime, unknown state): the
+    /// connection was closed.
+    Discard,
+    /// The default bind's server answered 25006 (read-only): closed.
+    ReadOnly,
+    /// The server said it is shutting down or refuses connections (57P01, 57P02, 57P03): closed.
+    ServerShutdown,
+    /// The connection failed (an I/O error, or closed by the server): closed.
+    Broken,
+}
+
+impl ResetReason {
+    /// The label value, e.g. `rollback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Drained => "drained",
+            ResetReason::Rollback => "rollback",
+            ResetReason::Cancel => "cancel",
+            ResetReason::Discard => "discard",
+            ResetReason::ReadOnly => "read_only",
+            ResetReason::ServerShutdown => "server_shutdown",
+            ResetReason::Broken => "broken",
+        }
+    }
+
+    /// Whether the connection was closed rather than returned.
+    pub fn discards(self) -> bool {
+        !matches!(
+            self,
+            ResetReason::Drained | ResetReason::Rollback | ResetReason::Cancel
+        )
+    }
+}
+
 /// Per-checkout state an observer wants back when the connection is returned.
 pub type CheckoutToken = Option<Box<dyn Any + Send + Sync>>;
 
@@ -70,6 +113,8 @@ pub trait PoolObserver: Send + Sync + 'static {
     }
     /// A connection came back after being held for `held` (also when the holder was cancelled or panicked).
     fn returned(&self, _conn: &ConnInfo, _held: Duration, _token: CheckoutToken) {}
+    /// A returned connection was not clean: it was reset (and returned) or closed, for `reason`.
+    fn reset(&self, _conn: &ConnInfo, _reason: ResetReason) {}
     /// A `get()` gave up after waiting `waited` for a free connection.
     fn wait_timed_out(&self, _bind: Bind, _waited: Duration) {}
     /// The pool was created with this maximum size.

@@ -156,6 +156,8 @@ impl Expected {
             version_num: row.try_get(2).map_err(CheckError::Query)?,
             version: get(3)?.unwrap_or_else(|| "unknown".into()),
             backend_pid: row.try_get(4).map_err(CheckError::Query)?,
+            // Through a pooler the server behind it may change per transaction: not judged here.
+            read_only: false,
         })
     }
 }

@@ -66,6 +66,8 @@ pub(crate) fn setup_sql(settings: &Settings, bind: Bind) -> String {
         "SELECT pg_is_in_recovery(), host(inet_server_addr()), \
          current_setting('server_version_num'), current_setting('server_version'), \
          pg_backend_pid(), \
+         current_setting('transaction_read_only') = 'on' \
+         OR current_setting('default_transaction_read_only') = 'on', \
          set_config('statement_timeout', CASE WHEN pg_is_in_recovery() THEN '{}' ELSE '{}' END, false)",
         millis(true),
         millis(false)
@@ -116,7 +118,10 @@ mod tests {
             "{sql}"
         );
         assert!(!sql.contains("max_parallel_workers_per_gather"), "{sql}");
-        assert!(!sql.contains("default_transaction_read_only"), "{sql}");
+        assert!(
+            !sql.contains("set_config('default_transaction_read_only'"),
+            "{sql}"
+        );
         let bulk = setup_sql(&s, Bind::Bulk);
         assert!(
             bulk.contains("set_config('default_transaction_read_only', 'on', false)"),

@@ -72,6 +72,9 @@ pub mod names {
     pub const CONNECTIONS_OPENED: &str = "db_connections_opened_total";
     /// Counter: physical connections closed (`bind`).
     pub const CONNECTIONS_CLOSED: &str = "db_connections_closed_total";
+    /// Counter: connections that came back dirty, by `bind` and `reason` (drained, rollback,
+    /// cancel: reset and returned; discard, read_only, server_shutdown, broken: closed).
+    pub const POOL_RESETS: &str = "db_pool_resets_total";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -140,6 +143,11 @@ pub mod names {
             CONNECTIONS_CLOSED,
             Kind::Counter,
             "How many db connections were closed",
+        ),
+        (
+            POOL_RESETS,
+            Kind::Counter,
+            "How many db connections came back not idle and were reset or closed, by reason",
         ),
     ];
 }

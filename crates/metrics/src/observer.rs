@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
 };
-use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver, ResetReason};
 
 use crate::context::{self, RequestContext, UNKNOWN};
 use crate::names;
@@ -455,6 +455,17 @@ impl PoolObserver for DbMetrics {
                     .record(held.as_secs_f64());
             }
         }
+    }
+
+    fn reset(&self, conn: &ConnInfo, reason: ResetReason) {
+        let key = Key::from_parts(
+            names::POOL_RESETS,
+            vec![
+                Label::from_static_parts("bind", conn.bind.as_str()),
+                Label::from_static_parts("reason", reason.as_str()),
+            ],
+        );
+        self.target.counter(&key).increment(1);
     }
 
     fn wait_timed_out(&self, bind: Bind, waited: Duration) {

@@ -8,9 +8,13 @@
 
 #![warn(missing_docs)]
 
+mod commit;
 mod pool;
+mod reset;
 
 // The connect path (notify-db-connect), re-exported for services that use only this crate.
+pub use commit::Transaction;
+pub use notify_db_connect::ResetReason;
 pub use notify_db_connect::{
     Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolError, PoolObserver, REPLICA_LAG_SQL,
     connect_one,

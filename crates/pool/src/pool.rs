@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::mem::ManuallyDrop;
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -16,16 +17,25 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, CheckoutToken, ConnInfo, Connector, LagRouting, PoolError, PoolObserver, Route,
+    Bind, Canceller, CheckoutToken, ConnInfo, ConnState, Connector, LagRouting, PoolError,
+    PoolObserver, Route,
 };
+
+use crate::reset;
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
 pub(crate) struct Conn {
-    client: Client,
+    pub(crate) client: Client,
     task: JoinHandle<()>,
-    info: ConnInfo,
+    pub(crate) info: ConnInfo,
     expires_at: Instant,
-    observer: Option<Arc<dyn PoolObserver>>,
+    pub(crate) observer: Option<Arc<dyn PoolObserver>>,
+    /// What the tap on the byte stream knows (requests in flight, transaction status).
+    pub(crate) state: Arc<ConnState>,
+    /// The CancelRequest for this connection (same address, same TLS).
+    pub(crate) canceller: Canceller,
+    /// How long a reset on return may take before the connection is closed instead.
+    pub(crate) reset_limit: Duration,
     /// The connection goes through a transaction pooler: no named statements.
     through_pooler: bool,
     /// Where it was opened, and the lag state that may retire it (bulk with a lag limit).
@@ -57,7 +67,7 @@ pub(crate) struct Manager {
     max_lifetime: Duration,
     /// Ping a connection not checked out for this long before handing it out.
     ping_idle_after: Duration,
-    /// How long that ping may take.
+    /// How long that ping may take (and a reset on return).
     ping_timeout: Duration,
 }
 
@@ -85,6 +95,9 @@ impl managed::Manager for Manager {
             route: opened.route,
             lag: self.connector.lag.clone(),
             statements: Mutex::new(HashMap::new()),
+            state: opened.state,
+            canceller: opened.canceller,
+            reset_limit: self.ping_timeout,
         }))
     }
 
@@ -98,6 +111,13 @@ impl managed::Manager for Manager {
         }
         if Instant::now() >= conn.expires_at {
             return Err(RecycleError::Message("max lifetime reached".into()));
+        }
+        // The return checked this too; a request the last holder queued in the same poll in
+        // which it dropped the connection is only written (and seen) after that.
+        if !conn.state.is_clean() || reset::must_close(conn).is_some() {
+            return Err(RecycleError::Message(
+                "not idle when handed out again".into(),
+            ));
         }
         if let Some(why) = conn.lag.as_ref().and_then(|l| l.should_retire(conn.route)) {
             tracing::debug!(
@@ -235,7 +255,7 @@ impl Pool {
         let Some(observer) = &self.observer else {
             return match self.checkout().await {
                 Ok(obj) => Ok(PooledConnection {
-                    obj,
+                    obj: ManuallyDrop::new(obj),
                     checked_out_at: None,
                     token: None,
                 }),
@@ -248,7 +268,7 @@ impl Pool {
                 let now = Instant::now();
                 let token = observer.checked_out(&obj.info, now - started);
                 Ok(PooledConnection {
-                    obj,
+                    obj: ManuallyDrop::new(obj),
                     checked_out_at: Some(now),
                     token,
                 })
@@ -340,7 +360,8 @@ fn spawn_reaper(pool: managed::WeakPool<Manager>, lifetime: Duration) {
 /// A checked-out connection: use it as a `tokio_postgres::Client`. Dropping it returns it to
 /// the pool (also on cancellation or panic).
 pub struct PooledConnection {
-    obj: managed::Object<Manager>,
+    /// Taken only in `Drop` (returned, reset or closed there).
+    obj: ManuallyDrop<managed::Object<Manager>>,
     checked_out_at: Option<Instant>,
     token: CheckoutToken,
 }
@@ -402,6 +423,16 @@ impl PooledConnection {
     fn cached(&self, sql: &str) -> Option<Statement> {
         self.obj.statements.lock().ok()?.get(sql).cloned()
     }
+
+    /// The physical connection.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.obj
+    }
+
+    /// The physical connection, mutably (its fields borrow apart).
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.obj
+    }
 }
 
 impl std::fmt::Debug for PooledConnection {
@@ -431,6 +462,9 @@ impl Drop for PooledConnection {
         if let (Some(at), Some(o)) = (self.checked_out_at, &self.obj.observer) {
             o.returned(&self.obj.info, at.elapsed(), self.token.take());
         }
+        // SAFETY: `obj` is taken exactly once, here, and never used after.
+        let obj = unsafe { ManuallyDrop::take(&mut self.obj) };
+        reset::on_return(obj);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver};
+use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver, ResetReason};
 
 /// Settings from an environment map (no config files), like a service would get them.
 pub fn settings_from(vars: &[(&str, String)]) -> Settings {
@@ -65,6 +65,14 @@ impl PoolObserver for Recorder {
         self.push(format!(
             "returned {} {} token_ok={same}",
             c.bind, c.backend_pid
+        ));
+    }
+    fn reset(&self, c: &ConnInfo, reason: ResetReason) {
+        self.push(format!(
+            "reset {} {} {}",
+            c.bind,
+            c.backend_pid,
+            reason.as_str()
         ));
     }
     fn wait_timed_out(&self, bind: Bind, _waited: Duration) {

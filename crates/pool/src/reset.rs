@@ -1,0 +1,139 @@
+//! Reset on return: a connection goes back to the pool only idle, outside any transaction, with
+//! nothing in flight (SQLAlchemy's `reset_on_return='rollback'`, made cancel-safe). The state
+//! comes from the tap on the connection's byte stream, so a clean return costs a few atomic
+//! loads and no round trip; only a dirty one pays for a reset, on a task of its own, while its
+//! pool slot stays taken.
+
+use std::time::Duration;
+
+use deadpool::managed::Object;
+use notify_db_connect::{Bind, ResetReason, TxStatus};
+
+use crate::pool::{Conn, Manager};
+
+/// How long a request still in flight gets to finish by itself before it is cancelled: a
+/// dropped `Transaction`'s ROLLBACK, or a statement that was about to end.
+const GRACE: Duration = Duration::from_millis(50);
+
+/// Why `conn` must be closed rather than reused, whatever its transaction state.
+pub(crate) fn must_close(conn: &Conn) -> Option<ResetReason> {
+    let state = &conn.state;
+    if state.saw_io_error() || conn.client.is_closed() {
+        return Some(ResetReason::Broken);
+    }
+    if conn.info.bind == Bind::Default {
+        // The "primary" behind the address is read-only or going away: a new connection
+        // re-checks it (and refuses it while it stays read-only).
+        if state.saw_read_only() {
+            return Some(ResetReason::ReadOnly);
+        }
+        if state.saw_shutdown() {
+            return Some(ResetReason::ServerShutdown);
+        }
+    }
+    None
+}
+
+/// Called by `PooledConnection`'s `Drop`: returns a clean connection, closes one that must not
+/// be reused, and resets the others on a spawned task (closing them when no runtime runs).
+pub(crate) fn on_return(obj: Object<Manager>) {
+    if let Some(reason) = must_close(&obj) {
+        return discard(obj, reason, "");
+    }
+    if obj.state.is_clean() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(reset(obj));
+        }
+        Err(_) => discard(obj, ResetReason::Discard, "no tokio runtime to reset it on"),
+    }
+}
+
+/// Closes the connection: `take` frees its pool slot, dropping it closes the socket.
+fn discard(obj: Object<Manager>, reason: ResetReason, why: &str) {
+    report(&obj, reason, why);
+    drop(Object::take(obj));
+}
+
+fn report(conn: &Conn, reason: ResetReason, why: &str) {
+    tracing::debug!(
+        bind = conn.info.bind.as_str(),
+        host = conn.info.host.as_str(),
+        backend_pid = conn.info.backend_pid,
+        reason = reason.as_str(),
+        "returned connection {}{}{why}",
+        if reason.discards() { "closed" } else { "reset" },
+        if why.is_empty() { "" } else { ": " },
+    );
+    if let Some(o) = &conn.observer {
+        o.reset(&conn.info, reason);
+    }
+}
+
+async fn reset(obj: Object<Manager>) {
+    let outcome = tokio::time::timeout(obj.reset_limit, clean(&obj)).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("no clean state within {:?}", obj.reset_limit)),
+    };
+    match outcome {
+        Ok(reason) => match must_close(&obj) {
+            Some(close) => discard(obj, close, ""),
+            None if obj.state.is_clean() => report(&obj, reason, ""),
+            None => discard(obj, ResetReason::Discard, "still busy after the reset"),
+        },
+        Err(why) => match must_close(&obj) {
+            Some(close) => discard(obj, close, &why),
+            None => discard(obj, ResetReason::Discard, &why),
+        },
+    }
+}
+
+/// Brings the connection back to idle: lets a request in flight finish within the grace, else
+/// cancels it and waits for its answer; then rolls back an open or failed transaction.
+async fn clean(conn: &Conn) -> Result<ResetReason, String> {
+    let state = &conn.state;
+    let mut reason = None;
+    if state.pending() < 0 {
+        return Err("the tap lost count of the requests in flight".into());
+    }
+    if state.pending() > 0 {
+        if state.wait_answered(GRACE).await {
+            reason = Some(ResetReason::Drained);
+        } else {
+            state.clear_canceled();
+            conn.canceller.cancel().await?;
+            if !state.wait_answered(conn.reset_limit).await {
+                return Err("no answer to the cancelled request".into());
+            }
+            // A CancelRequest names the server process, not a statement: if nothing answered
+            // 57014, the signal may still be on its way and would cancel the next holder's
+            // statement.
+            if !state.saw_canceled() {
+                return Err("the request ended before the cancel reached it".into());
+            }
+            reason = Some(ResetReason::Cancel);
+        }
+    }
+    match state.tx_status() {
+        TxStatus::Idle => {}
+        TxStatus::InTransaction | TxStatus::Failed => {
+            conn.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| format!("ROLLBACK failed: {}", notify_db_connect::error_text(&e)))?;
+            // The reason reported is the strongest step taken: cancel, rollback, drained.
+            if reason != Some(ResetReason::Cancel) {
+                reason = Some(ResetReason::Rollback);
+            }
+        }
+        TxStatus::Unknown => return Err("no transaction status seen".into()),
+    }
+    // A request queued after the ROLLBACK (a dropped Transaction's own) may still be in flight.
+    if !state.wait_answered(conn.reset_limit).await {
+        return Err("requests still in flight after the reset".into());
+    }
+    Ok(reason.unwrap_or(ResetReason::Drained))
+}
