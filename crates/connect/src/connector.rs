@@ -16,6 +16,7 @@ use crate::error::PoolError;
 use crate::lag::{LagRouting, Route};
 use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, PoolObserver};
+use crate::password::{PasswordProvider, PasswordSource};
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tls::Tls;
@@ -73,6 +74,8 @@ pub struct Connector {
     /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
     /// back to when all do.
     pub lag: Option<Arc<LagRouting>>,
+    /// Where the password of each new connection comes from (the URI's by default).
+    password: PasswordSource,
 }
 
 /// A freshly opened, set-up connection.
@@ -169,7 +172,19 @@ impl Connector {
             backoff: pool.host_backoff,
             observer,
             lag: None,
+            password: PasswordSource::for_bind(settings, bind),
         })
+    }
+
+    /// Logs in with the password `provider` gives for every new connection (over a password
+    /// file or the URI's password).
+    pub fn set_password_provider(&mut self, provider: Arc<dyn PasswordProvider>) {
+        self.password = PasswordSource::Provider(provider);
+    }
+
+    /// Uses the same password source as `other` (the lag routing's own connectors).
+    pub(crate) fn inherit_password(&mut self, other: &Connector) {
+        self.password = other.password.clone();
     }
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
@@ -299,9 +314,15 @@ impl Connector {
             )
         };
         let bind = self.bind;
+        // The only place a connect attempt gets its config: with the password of this moment.
+        let config = self
+            .password
+            .config(&host.config, bind)
+            .await
+            .map_err(|e| (ConnectFailure::Auth, PoolError::from(e)))?;
         let (client, task) = self
             .tls
-            .connect_with(&host.config, LogErrors { bind })
+            .connect_with(&config, LogErrors { bind })
             .await
             .map_err(connect_err)?;
         // Dropping `client` on an error below ends the connection task.
