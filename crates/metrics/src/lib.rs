@@ -65,6 +65,8 @@ pub mod names {
     pub const REPLICA_LAG: &str = "db_replica_lag_seconds";
     /// Gauge: 1 while bulk falls back to the primary because every replica lags, else 0.
     pub const BULK_FALLBACK: &str = "db_bulk_fallback_to_primary";
+    /// Gauge: the longest checkout of the pool still held, in seconds (`bind`).
+    pub const LONGEST_CHECKOUT: &str = "db_pool_longest_checkout_seconds";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -113,6 +115,11 @@ pub mod names {
             REPLICA_LAG,
             Kind::Gauge,
             "Seconds since the last replayed transaction while the replica is behind, 0 when caught up; NaN when it cannot be sampled",
+        ),
+        (
+            LONGEST_CHECKOUT,
+            Kind::Gauge,
+            "How long the longest db connection checkout still held has been held, in seconds (0 when none)",
         ),
         (
             BULK_FALLBACK,

@@ -8,11 +8,13 @@
 
 #![warn(missing_docs)]
 
+mod holds;
 mod pool;
 
 // The connect path (notify-db-connect), re-exported for services that use only this crate.
 pub use notify_db_connect::{
-    Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolError, PoolObserver, REPLICA_LAG_SQL,
-    connect_one,
+    Bind, CheckoutToken, ConnInfo, ConnectFailure, HoldContext, PasswordError, PasswordFuture,
+    PasswordProvider, PasswordProviderError, PoolError, PoolObserver, REPLICA_LAG_SQL, connect_one,
+    log_long_hold,
 };
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, CheckoutToken, ConnInfo, Connector, LagRouting, PoolError, PoolObserver, Route,
+    Bind, ConnInfo, Connector, LagRouting, PasswordProvider, PoolError, PoolObserver, Route,
 };
+
+use crate::holds::{self, HoldSlot, Holds};
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
 pub(crate) struct Conn {
@@ -33,6 +35,8 @@ pub(crate) struct Conn {
     lag: Option<Arc<LagRouting>>,
     /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
     statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// When it was checked out, for the long-hold gauge and warning (`holds.rs`).
+    hold: Arc<HoldSlot>,
 }
 
 impl Drop for Conn {
@@ -59,6 +63,8 @@ pub(crate) struct Manager {
     ping_idle_after: Duration,
     /// How long that ping may take.
     ping_timeout: Duration,
+    /// The checkout slots of this pool's connections.
+    holds: Arc<Holds>,
 }
 
 impl managed::Manager for Manager {
@@ -75,6 +81,7 @@ impl managed::Manager for Manager {
         if let Some(o) = &observer {
             o.connected(&opened.info);
         }
+        let hold = self.holds.register(&opened.info);
         Ok(Box::new(Conn {
             expires_at: created + self.max_lifetime - jitter(self.max_lifetime, opened.info.id),
             client: opened.client,
@@ -85,6 +92,7 @@ impl managed::Manager for Manager {
             route: opened.route,
             lag: self.connector.lag.clone(),
             statements: Mutex::new(HashMap::new()),
+            hold,
         }))
     }
 
@@ -179,10 +187,14 @@ impl Pool {
         settings: &Settings,
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
+        password: Option<Arc<dyn PasswordProvider>>,
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
         let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
+        if let Some(provider) = password {
+            connector.set_password_provider(provider);
+        }
         if bind == Bind::Bulk {
             notify_db_connect::attach_lag_routing(&mut connector, settings, observer.clone())?;
         }
@@ -192,6 +204,7 @@ impl Pool {
             max_lifetime: p.max_lifetime,
             ping_idle_after: p.ping_idle_after,
             ping_timeout: p.connect_timeout,
+            holds: Arc::default(),
         };
         let inner = managed::Pool::builder(manager)
             .max_size(size)
@@ -215,6 +228,14 @@ impl Pool {
             o.pool_created(bind, size);
         }
         spawn_reaper(inner.weak(), p.max_lifetime);
+        let holds = Arc::clone(&inner.manager().holds);
+        holds::spawn_sampler(
+            inner.weak(),
+            holds,
+            bind,
+            p.long_hold_warning,
+            observer.clone(),
+        );
         Ok(Pool {
             inner,
             bind,
@@ -234,11 +255,13 @@ impl Pool {
     pub async fn get(&self) -> Result<PooledConnection, PoolError> {
         let Some(observer) = &self.observer else {
             return match self.checkout().await {
-                Ok(obj) => Ok(PooledConnection {
-                    obj,
-                    checked_out_at: None,
-                    token: None,
-                }),
+                Ok(obj) => {
+                    obj.hold.start(Instant::now(), None);
+                    Ok(PooledConnection {
+                        obj,
+                        checked_out_at: None,
+                    })
+                }
                 Err(e) => Err(self.map_err(e, Duration::ZERO)),
             };
         };
@@ -246,11 +269,11 @@ impl Pool {
         match self.checkout().await {
             Ok(obj) => {
                 let now = Instant::now();
-                let token = observer.checked_out(&obj.info, now - started);
+                obj.hold
+                    .start(now, observer.checked_out(&obj.info, now - started));
                 Ok(PooledConnection {
                     obj,
                     checked_out_at: Some(now),
-                    token,
                 })
             }
             Err(e) => Err(self.map_err(e, started.elapsed())),
@@ -342,7 +365,6 @@ fn spawn_reaper(pool: managed::WeakPool<Manager>, lifetime: Duration) {
 pub struct PooledConnection {
     obj: managed::Object<Manager>,
     checked_out_at: Option<Instant>,
-    token: CheckoutToken,
 }
 
 impl PooledConnection {
@@ -428,8 +450,9 @@ impl DerefMut for PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
+        let token = self.obj.hold.end();
         if let (Some(at), Some(o)) = (self.checked_out_at, &self.obj.observer) {
-            o.returned(&self.obj.info, at.elapsed(), self.token.take());
+            o.returned(&self.obj.info, at.elapsed(), token);
         }
     }
 }
@@ -454,6 +477,7 @@ impl Databases {
             settings: settings.clone(),
             observer: None,
             warm: true,
+            password: None,
         }
     }
 
@@ -474,12 +498,21 @@ pub struct DatabasesBuilder {
     settings: Settings,
     observer: Option<Arc<dyn PoolObserver>>,
     warm: bool,
+    password: Option<Arc<dyn PasswordProvider>>,
 }
 
 impl DatabasesBuilder {
     /// Reports pool events to `observer`.
     pub fn observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Logs every new connection in with the password `provider` gives for its bind (e.g. a
+    /// short-lived AWS RDS IAM token), instead of a password file or the URI's password. Called
+    /// once per new connection, within its connect timeout, never on checkout.
+    pub fn password_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
+        self.password = Some(provider);
         self
     }
 
@@ -492,8 +525,15 @@ impl DatabasesBuilder {
     /// Builds both pools (and, unless turned off, opens one connection on each).
     pub async fn build(self) -> Result<Databases, PoolError> {
         let s = &self.settings;
-        let default = Pool::new(&s.primary, s, Bind::Default, self.observer.clone())?;
-        let bulk = Pool::new(&s.bulk, s, Bind::Bulk, self.observer)?;
+        let (observer, password) = (self.observer, self.password);
+        let default = Pool::new(
+            &s.primary,
+            s,
+            Bind::Default,
+            observer.clone(),
+            password.clone(),
+        )?;
+        let bulk = Pool::new(&s.bulk, s, Bind::Bulk, observer, password)?;
         if self.warm {
             drop(default.get().await?);
             drop(bulk.get().await?);
