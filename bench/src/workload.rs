@@ -1,7 +1,8 @@
 //! The workload the pool and PgBouncer benchmarks share: pgbench's `-S` query on its tables, run
 //! by pgbench itself or by N client tasks of ours in interleaved rounds.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use notify_db_config::Settings;
 use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::cpu::{cpu_now, cpu_per_txn};
+use super::cpu::{cpu_now, cpu_per_txn, proc_times};
 
 /// The pgbench -S statement.
 pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -74,8 +75,15 @@ pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
     cmd
 }
 
-/// (a): `pgbench -S -M <mode> -c N -j 2 -T seconds` (mode `prepared` here, `extended` through
-/// PgBouncer), its reported TPS.
+/// Seconds of each pgbench round that are run but not measured: its logins and its cold
+/// backends' first statements. Our pools are opened and warmed before their rounds, so both
+/// sides are measured warm, over a steady window.
+const PGBENCH_WARM_UP: u64 = 1;
+
+/// (a): `pgbench -S -M <mode> -c N -j 2 -P 1 -T warm-up + seconds` (mode `prepared` here,
+/// `extended` through PgBouncer). The window measured is the progress reports after the first
+/// [`PGBENCH_WARM_UP`] seconds: the mean of their TPS, and the CPU of pgbench (read live from
+/// `/proc/<pid>`) and of the server between the first and the last of them.
 pub(super) fn pgbench_select(
     pgbench: &std::path::Path,
     ep: &Endpoint,
@@ -84,51 +92,71 @@ pub(super) fn pgbench_select(
     postmaster: u32,
     mode: &str,
 ) -> Result<Round> {
-    let before = cpu_now(postmaster);
-    let out = pgbench_cmd(pgbench, ep)
-        .args(["-n", "-S", "-M", mode, "-c", &n.to_string()])
+    let mut child = pgbench_cmd(pgbench, ep)
+        .args(["-n", "-S", "-M", mode, "-c", &n.to_string(), "-P", "1"])
         .args([
             "-j",
             if n > 1 { "2" } else { "1" },
             "-T",
-            &seconds.to_string(),
+            &(seconds + PGBENCH_WARM_UP).to_string(),
             "postgres",
         ])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("running pgbench -S")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid = child.id().to_string();
+    // pgbench's own CPU so far (it is still running: not yet in this process's children).
+    let sample = || {
+        let mut cpu = cpu_now(postmaster);
+        cpu.children = proc_times(&pid).map_or(0, |(t, _, _)| t);
+        cpu
+    };
+    let stderr = child.stderr.take().context("pgbench's stderr")?;
+    let (mut start, mut end, mut tps_sum, mut reports) = (None, None, 0.0, 0u32);
+    let mut other = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("reading pgbench's progress")?;
+        let Some((at, tps)) = progress(&line) else {
+            other.push_str(&line);
+            other.push('\n');
+            continue;
+        };
+        if at < (PGBENCH_WARM_UP as f64) + 0.5 {
+            start = Some(sample());
+        } else if start.is_some() {
+            tps_sum += tps;
+            reports += 1;
+            end = Some(sample());
+        }
+    }
+    let out = child.wait_with_output().context("waiting for pgbench")?;
     if !out.status.success() {
         bail!(
             "pgbench -S failed: {} {}",
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stdout).trim(),
+            other.trim()
         );
     }
-    let after = cpu_now(postmaster);
-    let tps = stdout
-        .lines()
-        .find_map(|l| {
-            let rest = l.trim().strip_prefix("tps = ")?;
-            rest.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .with_context(|| format!("no `tps = ` line in pgbench output: {stdout}"))?;
-    let txns = stdout
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("number of transactions actually processed: ")?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(tps * seconds as f64);
+    let (Some(before), Some(after)) = (start, end) else {
+        bail!("pgbench -S printed no progress after its warm-up second: {}", other.trim());
+    };
+    let tps = tps_sum / f64::from(reports);
+    let txns = tps_sum; // one report per second
     let (client_us, server_us) = cpu_per_txn(before, after, true, txns);
     Ok(Round {
         tps,
         client_us,
         server_us,
     })
+}
+
+/// `(seconds, tps)` of a pgbench `-P` line: `progress: 2.0 s, 41234.5 tps, lat ...`.
+fn progress(line: &str) -> Option<(f64, f64)> {
+    let mut parts = line.strip_prefix("progress: ")?.split(", ");
+    let at = parts.next()?.strip_suffix(" s")?.parse().ok()?;
+    let tps = parts.next()?.strip_suffix(" tps")?.parse().ok()?;
+    Some((at, tps))
 }
 
 /// One round of one method: throughput, and CPU per transaction on each side.

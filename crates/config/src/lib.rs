@@ -34,6 +34,12 @@ pub const VAR_URI_POOLER: &str = "DATABASE_URI_TRANSACTION_POOLER";
 pub const VAR_URI_BULK_POOLER: &str = "DATABASE_URI_BULK_TRANSACTION_POOLER";
 /// Environment variable: a direct (not pooled) primary URI for migrations.
 pub const VAR_MIGRATION_URI: &str = "DATABASE_MIGRATION_URI";
+/// Environment variable: a file holding the primary's password, read for every new connection.
+pub const VAR_PASSWORD_FILE: &str = "DATABASE_PASSWORD_FILE";
+/// Environment variable: a file holding the bulk bind's password (else [`VAR_PASSWORD_FILE`]).
+pub const VAR_PASSWORD_FILE_BULK: &str = "DATABASE_PASSWORD_FILE_BULK";
+/// Environment variable: warn about a checkout held longer than this (ms; `0`: never).
+pub const VAR_LONG_HOLD_WARNING: &str = "DATABASE_LONG_HOLD_WARNING_MS";
 /// URI used in development and test when none is configured.
 const DEV_DEFAULT_URI: &str = "postgresql://postgres@127.0.0.1:5432/notification_api";
 /// 20 minutes: Notify's statement timeout default (1200000 ms).
@@ -55,6 +61,8 @@ pub struct Settings {
     /// A direct primary URI for migrations (`DATABASE_MIGRATION_URI`); see
     /// [`Settings::migration_uri`].
     pub migration_uri: Option<DatabaseUri>,
+    /// Files the password is read from for every new connection, instead of the URI's.
+    pub password_files: PasswordFiles,
     /// Per-connection session settings.
     pub session: SessionSettings,
     /// Connection pool settings (per bind, per process).
@@ -73,6 +81,26 @@ pub struct PoolerSettings {
     /// `SQLALCHEMY_DATABASE_URI_BULK` goes through one (`DATABASE_URI_BULK_TRANSACTION_POOLER`;
     /// when bulk falls back to the primary URI, the primary's flag).
     pub bulk: bool,
+}
+
+/// Where each bind reads its password from for every new connection (a Kubernetes or Docker
+/// secret that is rotated in place). `None`: the URI's password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasswordFiles {
+    /// The primary's (`DATABASE_PASSWORD_FILE`, `database.password_file`).
+    pub default: Option<PasswordFile>,
+    /// The bulk bind's (`DATABASE_PASSWORD_FILE_BULK`, `database.bulk_password_file`; unset or
+    /// empty: the primary's, as the bulk URI falls back to the primary's).
+    pub bulk: Option<PasswordFile>,
+}
+
+/// A password file and the setting that named it (for errors: the variable or file key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFile {
+    /// The file; its content, less one trailing newline, is the password.
+    pub path: PathBuf,
+    /// Where it was configured: `DATABASE_PASSWORD_FILE`, or `` `database.password_file` in <file> ``.
+    pub setting: String,
 }
 
 /// Session settings applied on every new physical connection.
@@ -140,6 +168,9 @@ pub struct PoolSettings {
     pub max_replica_lag: Duration,
     /// How often each bulk host's lag is sampled for that routing (1 s).
     pub replica_lag_interval: Duration,
+    /// A checkout held longer than this is logged once as a warning, with its request or job
+    /// (`DATABASE_LONG_HOLD_WARNING_MS`, `pool.long_hold_warning`; 30 s; `0s`: never).
+    pub long_hold_warning: Duration,
 }
 
 /// Migration runner settings.
@@ -211,6 +242,13 @@ impl Settings {
             },
         };
         let migration_uri = src.uri(VAR_MIGRATION_URI, "database.migration_uri")?;
+        let default_password_file = src.path(VAR_PASSWORD_FILE, "database.password_file");
+        let password_files = PasswordFiles {
+            bulk: src
+                .path(VAR_PASSWORD_FILE_BULK, "database.bulk_password_file")
+                .or_else(|| default_password_file.clone()),
+            default: default_password_file,
+        };
 
         let statement_timeout_primary = src
             .duration(
@@ -263,6 +301,9 @@ impl Settings {
             max_replica_lag: src.file_duration("pool.max_replica_lag", Duration::from_secs(30)),
             replica_lag_interval: src
                 .file_duration("pool.replica_lag_interval", Duration::from_secs(1)),
+            long_hold_warning: src
+                .duration(Some(VAR_LONG_HOLD_WARNING), "pool.long_hold_warning")?
+                .unwrap_or(Duration::from_secs(30)),
         };
 
         let migrations = MigrationSettings {
@@ -282,6 +323,7 @@ impl Settings {
             bulk_is_fallback,
             pooler,
             migration_uri,
+            password_files,
             session,
             pool,
             migrations,
@@ -338,6 +380,15 @@ impl fmt::Display for Settings {
         if let Some(m) = &self.migration_uri {
             writeln!(f, "migration uri: {m}")?;
         }
+        let files = [
+            ("primary", &self.password_files.default),
+            ("bulk", &self.password_files.bulk),
+        ];
+        for (bind, file) in files {
+            if let Some(file) = file {
+                writeln!(f, "{bind} password file: {}", file.path.display())?;
+            }
+        }
         writeln!(
             f,
             "session: statement_timeout primary={} replica={}, parallel workers primary={} replica={}",
@@ -350,7 +401,7 @@ impl fmt::Display for Settings {
             f,
             "pool: size={} wait_timeout={} max_lifetime={} connect_timeout={} tcp_user_timeout={} \
              startup_statement_timeout={} application_name={} host_backoff={} ping_idle_after={} \
-             max_replica_lag={} replica_lag_interval={}",
+             max_replica_lag={} replica_lag_interval={} long_hold_warning={}",
             p.size,
             human(p.wait_timeout),
             human(p.max_lifetime),
@@ -362,6 +413,7 @@ impl fmt::Display for Settings {
             human(p.ping_idle_after),
             human(p.max_replica_lag),
             human(p.replica_lag_interval),
+            human(p.long_hold_warning),
         )?;
         write!(
             f,
@@ -473,6 +525,23 @@ impl<'a> Sources<'a> {
         match self.layer.get(key) {
             Some((FileValue::Duration(d), _)) => *d,
             _ => default,
+        }
+    }
+
+    /// A file path from environment variable `var`, else the file key; with where it was set.
+    fn path(&self, var: &str, key: &str) -> Option<PasswordFile> {
+        if let Some(value) = self.var(var) {
+            return Some(PasswordFile {
+                path: PathBuf::from(value),
+                setting: var.to_owned(),
+            });
+        }
+        match self.layer.get(key) {
+            Some((FileValue::Str(s), file)) if !s.trim().is_empty() => Some(PasswordFile {
+                path: PathBuf::from(s.trim()),
+                setting: format!("`{key}` in {}", file.display()),
+            }),
+            _ => None,
         }
     }
 

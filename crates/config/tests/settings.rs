@@ -572,3 +572,60 @@ fn transaction_pooler_flags_and_the_migration_uri() {
     assert_eq!((s.pooler.default, s.pooler.bulk), (true, false));
     assert_eq!(s.migration_uri().unwrap().hosts()[0].host, "direct");
 }
+
+#[test]
+fn password_files_and_the_long_hold_warning_from_env_and_files() {
+    let dir = TempDir::new(&[(
+        "default.toml",
+        "[database]\npassword_file = \"/run/secrets/db\"\n[pool]\nlong_hold_warning = \"45s\"\n",
+    )]);
+    let s = load(Some(dir.path()), &[]).expect("files only");
+    let default = s
+        .password_files
+        .default
+        .as_ref()
+        .expect("the file's password_file");
+    assert_eq!(default.path, PathBuf::from("/run/secrets/db"));
+    assert!(
+        default.setting.contains("`database.password_file` in"),
+        "{}",
+        default.setting
+    );
+    assert_eq!(
+        s.password_files.bulk, s.password_files.default,
+        "bulk falls back to it"
+    );
+    assert_eq!(s.pool.long_hold_warning, Duration::from_secs(45));
+
+    let s = load(
+        Some(dir.path()),
+        &[
+            ("DATABASE_PASSWORD_FILE", "/etc/pw"),
+            ("DATABASE_PASSWORD_FILE_BULK", "/etc/pw-bulk"),
+            ("DATABASE_LONG_HOLD_WARNING_MS", "1500"),
+        ],
+    )
+    .expect("the environment wins");
+    let (d, b) = (
+        s.password_files.default.expect("default file"),
+        s.password_files.bulk.expect("bulk file"),
+    );
+    assert_eq!(
+        (d.path.to_str(), d.setting.as_str()),
+        (Some("/etc/pw"), "DATABASE_PASSWORD_FILE")
+    );
+    assert_eq!(
+        (b.path.to_str(), b.setting.as_str()),
+        (Some("/etc/pw-bulk"), "DATABASE_PASSWORD_FILE_BULK")
+    );
+    assert_eq!(s.pool.long_hold_warning, Duration::from_millis(1500));
+
+    let s = load(None, &[]).expect("built-in defaults");
+    assert_eq!(s.password_files.default, None);
+    assert_eq!(s.pool.long_hold_warning, Duration::from_secs(30));
+    let err = load(None, &[("DATABASE_LONG_HOLD_WARNING_MS", "30s")]).expect_err("not ms");
+    assert!(
+        err.to_string().contains("DATABASE_LONG_HOLD_WARNING_MS"),
+        "{err}"
+    );
+}

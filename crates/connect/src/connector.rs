@@ -16,6 +16,7 @@ use crate::error::PoolError;
 use crate::lag::{LagRouting, Route};
 use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, PoolObserver};
+use crate::password::{PasswordProvider, PasswordSource};
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tap::ConnState;
@@ -75,6 +76,8 @@ pub struct Connector {
     /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
     /// back to when all do.
     pub lag: Option<Arc<LagRouting>>,
+    /// Where the password of each new connection comes from (the URI's by default).
+    password: PasswordSource,
 }
 
 /// A freshly opened, set-up connection.
@@ -177,7 +180,19 @@ impl Connector {
             backoff: pool.host_backoff,
             observer,
             lag: None,
+            password: PasswordSource::for_bind(settings, bind),
         })
+    }
+
+    /// Logs in with the password `provider` gives for every new connection (over a password
+    /// file or the URI's password).
+    pub fn set_password_provider(&mut self, provider: Arc<dyn PasswordProvider>) {
+        self.password = PasswordSource::Provider(provider);
+    }
+
+    /// Uses the same password source as `other` (the lag routing's own connectors).
+    pub(crate) fn inherit_password(&mut self, other: &Connector) {
+        self.password = other.password.clone();
     }
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
@@ -307,7 +322,13 @@ impl Connector {
             )
         };
         let bind = self.bind;
-        let tapped = connect_tapped(&host.config, &self.tls, LogErrors { bind })
+        // The only place a connect attempt gets its config: with the password of this moment.
+        let config = self
+            .password
+            .config(&host.config, bind)
+            .await
+            .map_err(|e| (ConnectFailure::Auth, PoolError::from(e)))?;
+        let tapped = connect_tapped(&config, &self.tls, LogErrors { bind })
             .await
             .map_err(|e| match e {
                 ConnectError::Driver(e) => connect_err(e),

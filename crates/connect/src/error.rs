@@ -189,6 +189,13 @@ pub enum PoolError {
         /// How the connection failed.
         cause: String,
     },
+    /// The password for a new connection could not be had (password file or provider).
+    #[error(transparent)]
+    Password {
+        /// What went wrong, naming the bind and the file or provider.
+        #[from]
+        source: crate::password::PasswordError,
+    },
     /// The pool was closed with [`crate::Pool::close`].
     #[error("the {bind} pool is closed")]
     Closed {
@@ -212,6 +219,7 @@ impl PoolError {
             | PoolError::Tls { bind, .. }
             | PoolError::CommitOutcomeUnknown { bind, .. }
             | PoolError::Closed { bind } => Some(*bind),
+            PoolError::Password { source } => Some(source.bind()),
             PoolError::ServerTooOld { .. } => None,
         }
     }

@@ -71,26 +71,29 @@ pub fn attach(
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return Ok(());
     };
-    let fallback = Connector::with_pooler(
+    let mut fallback = Connector::with_pooler(
         &settings.primary,
         settings,
         Bind::Bulk,
         observer.clone(),
         settings.pooler.default,
     )?;
+    fallback.inherit_password(connector);
     // Told apart from the pool's own sessions in pg_stat_activity (unless the URI names them).
     let mut sampling = settings.clone();
     sampling.pool.application_name = format!("{}-lag", settings.pool.application_name);
     let mut samplers = Vec::new();
     for hp in settings.bulk.hosts() {
+        let mut sampler = Connector::new(
+            &settings.bulk.with_hosts(vec![hp.clone()]),
+            &sampling,
+            Bind::Bulk,
+            None,
+        )?;
+        sampler.inherit_password(connector);
         samplers.push(Sampler {
             hp: hp.clone(),
-            connector: Connector::new(
-                &settings.bulk.with_hosts(vec![hp.clone()]),
-                &sampling,
-                Bind::Bulk,
-                None,
-            )?,
+            connector: sampler,
             client: None,
         });
     }

@@ -33,6 +33,7 @@ mod failure;
 mod lag;
 mod limit;
 mod observer;
+mod password;
 mod pg_config;
 mod pooler;
 mod server;
@@ -45,7 +46,10 @@ pub use connector::{Connector, Opened, connect_one};
 pub use error::PoolError;
 pub use failure::{ConnectFailure, classify, error_text};
 pub use lag::{LagRouting, Route, attach as attach_lag_routing};
-pub use observer::{Bind, CheckoutToken, ConnInfo, PoolObserver, ResetReason};
+pub use observer::{
+    Bind, CheckoutToken, ConnInfo, HoldContext, PoolObserver, ResetReason, log_long_hold,
+};
+pub use password::{PasswordError, PasswordFuture, PasswordProvider, PasswordProviderError};
 pub use pooler::{is_pooled, pooler_variable};
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
 pub use tap::{ConnState, Tap, TapTls, TxStatus};

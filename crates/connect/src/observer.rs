@@ -124,4 +124,64 @@ pub trait PoolObserver: Send + Sync + 'static {
     /// Bulk started (`true`) or stopped (`false`) falling back to the primary because every
     /// replica lags more than the limit.
     fn bulk_fallback(&self, _active: bool) {}
+    /// A checkout of `conn` has been held for `held`, over the pool's `long_hold_warning`
+    /// (`threshold`): called once per such checkout, from the pool's sampling task, with the
+    /// token `checked_out` gave. The default logs [`log_long_hold`] without a request context;
+    /// an observer that knows the request or job of the checkout logs it with that.
+    fn held_long(
+        &self,
+        conn: &ConnInfo,
+        held: Duration,
+        threshold: Duration,
+        _token: &CheckoutToken,
+    ) {
+        log_long_hold(conn, held, threshold, None);
+    }
+    /// The longest checkout of `bind` still held (zero when none), sampled about once a second.
+    fn longest_checkout(&self, _bind: Bind, _held: Duration) {}
+}
+
+/// The request or job a checkout was made for: the `method`, `host` and `path` labels of
+/// `db_connection_open_duration_seconds` (for a job: worker kind, app, task).
+#[derive(Clone, Copy, Debug)]
+pub struct HoldContext<'a> {
+    /// HTTP method, or the worker kind of a job.
+    pub method: &'a str,
+    /// Host header, or the app of a job.
+    pub host: &'a str,
+    /// Route template, or the task of a job.
+    pub path: &'a str,
+}
+
+/// The one long-hold warning: a connection checked out for longer than `threshold`, with the
+/// bind, host, backend pid and (when known) the request or job holding it, so that a leak
+/// names its route before the pool runs dry.
+pub fn log_long_hold(
+    conn: &ConnInfo,
+    held: Duration,
+    threshold: Duration,
+    context: Option<HoldContext<'_>>,
+) {
+    let unknown = HoldContext {
+        method: "unknown",
+        host: "unknown",
+        path: "unknown",
+    };
+    let ctx = context.unwrap_or(unknown);
+    tracing::warn!(
+        bind = conn.bind.as_str(),
+        host = conn.host.as_str(),
+        port = conn.port,
+        backend_pid = conn.backend_pid,
+        held_seconds = held.as_secs_f64(),
+        method = ctx.method,
+        request_host = ctx.host,
+        path = ctx.path,
+        "database connection checked out for longer than the long-hold warning of {threshold:?} \
+         and still held: a slow query, a long transaction, or a connection held across other \
+         work ({} {} {})",
+        ctx.method,
+        ctx.host,
+        ctx.path,
+    );
 }

@@ -75,6 +75,8 @@ pub mod names {
     /// Counter: connections that came back dirty, by `bind` and `reason` (drained, rollback,
     /// cancel: reset and returned; discard, read_only, server_shutdown, broken: closed).
     pub const POOL_RESETS: &str = "db_pool_resets_total";
+    /// Gauge: the longest checkout of the pool still held, in seconds (`bind`).
+    pub const LONGEST_CHECKOUT: &str = "db_pool_longest_checkout_seconds";
 
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
@@ -123,6 +125,11 @@ pub mod names {
             REPLICA_LAG,
             Kind::Gauge,
             "Seconds since the last replayed transaction while the replica is behind, 0 when caught up; NaN when it cannot be sampled",
+        ),
+        (
+            LONGEST_CHECKOUT,
+            Kind::Gauge,
+            "How long the longest db connection checkout still held has been held, in seconds (0 when none)",
         ),
         (
             BULK_FALLBACK,

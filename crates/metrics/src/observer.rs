@@ -10,7 +10,10 @@ use std::time::Duration;
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
 };
-use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver, ResetReason};
+use notify_db_pool::{
+    Bind, CheckoutToken, ConnInfo, ConnectFailure, HoldContext, PoolObserver, ResetReason,
+    log_long_hold,
+};
 
 use crate::context::{self, RequestContext, UNKNOWN};
 use crate::names;
@@ -83,6 +86,7 @@ struct BindHandles {
     max_size: Gauge,
     opened: Counter,
     closed: Counter,
+    longest: Gauge,
 }
 
 /// The labels of one `db_connection_open_duration_seconds` series.
@@ -192,6 +196,8 @@ fn bind_index(bind: Bind) -> usize {
 struct Checkout {
     checked_out: Gauge,
     open_duration: Histogram,
+    /// The request or job it was made for, named by the long-hold warning.
+    ctx: Arc<RequestContext>,
 }
 
 /// Records the pool metrics. Give it to the pool with
@@ -205,6 +211,7 @@ struct Checkout {
 /// | `db_pool_wait_seconds` | histogram | `bind` |
 /// | `db_pool_timeouts_total` | counter | `bind` |
 /// | `db_pool_max_size` | gauge | `bind` |
+/// | `db_pool_longest_checkout_seconds` | gauge | `bind`: the longest checkout still held, sampled about once a second |
 /// | `db_connection_errors_total` | counter | `bind`, `host` (`host:port`), `reason` |
 /// | `db_replica_lag_seconds` | gauge | `bind`, `host` (`host:port`), see [`crate::ReplicaLagSampler`] |
 /// | `db_bulk_fallback_to_primary` | gauge | (none): 1 while every bulk replica lags over `pool.max_replica_lag` |
@@ -378,6 +385,7 @@ fn make_bind_handles(target: &Target, bind: Bind) -> BindHandles {
         max_size: target.gauge(&Key::from_parts(names::POOL_MAX_SIZE, labels())),
         opened: target.counter(&Key::from_parts(names::CONNECTIONS_OPENED, labels())),
         closed: target.counter(&Key::from_parts(names::CONNECTIONS_CLOSED, labels())),
+        longest: target.gauge(&Key::from_parts(names::LONGEST_CHECKOUT, labels())),
     }
 }
 
@@ -432,10 +440,12 @@ impl PoolObserver for DbMetrics {
             h.checked_out.clone()
         });
         self.with_bind(conn.bind, |h| h.wait.record(waited.as_secs_f64()));
-        let open_duration = self.open_duration(self.context(), conn.bind, conn.server_addr);
+        let ctx = self.context();
+        let open_duration = self.open_duration(Arc::clone(&ctx), conn.bind, conn.server_addr);
         Some(Box::new(Checkout {
             checked_out,
             open_duration,
+            ctx,
         }))
     }
 
@@ -473,6 +483,26 @@ impl PoolObserver for DbMetrics {
             h.timeouts.increment(1);
             h.wait.record(waited.as_secs_f64());
         });
+    }
+
+    fn held_long(
+        &self,
+        conn: &ConnInfo,
+        held: Duration,
+        threshold: Duration,
+        token: &CheckoutToken,
+    ) {
+        let checkout = token.as_ref().and_then(|t| t.downcast_ref::<Checkout>());
+        let context = checkout.map(|c| HoldContext {
+            method: c.ctx.method(),
+            host: c.ctx.host(),
+            path: c.ctx.path(),
+        });
+        log_long_hold(conn, held, threshold, context);
+    }
+
+    fn longest_checkout(&self, bind: Bind, held: Duration) {
+        self.with_bind(bind, |h| h.longest.set(held.as_secs_f64()));
     }
 
     fn pool_created(&self, bind: Bind, max_size: usize) {

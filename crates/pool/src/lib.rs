@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod commit;
+mod holds;
 mod pool;
 mod reset;
 
@@ -16,7 +17,8 @@ mod reset;
 pub use commit::Transaction;
 pub use notify_db_connect::ResetReason;
 pub use notify_db_connect::{
-    Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolError, PoolObserver, REPLICA_LAG_SQL,
-    connect_one,
+    Bind, CheckoutToken, ConnInfo, ConnectFailure, HoldContext, PasswordError, PasswordFuture,
+    PasswordProvider, PasswordProviderError, PoolError, PoolObserver, REPLICA_LAG_SQL, connect_one,
+    log_long_hold,
 };
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

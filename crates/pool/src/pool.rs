@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, Canceller, CheckoutToken, ConnInfo, ConnState, Connector, LagRouting, PoolError,
-    PoolObserver, Route,
+    Bind, Canceller, CheckoutToken, ConnInfo, ConnState, Connector, LagRouting,
+    PasswordProvider, PoolError, PoolObserver, Route,
 };
 
+use crate::holds::{self, HoldSlot, Holds};
 use crate::reset;
 
 /// One physical connection in a pool. Dropping it closes it and tells the observer.
@@ -43,6 +44,8 @@ pub(crate) struct Conn {
     lag: Option<Arc<LagRouting>>,
     /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
     statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// When it was checked out, for the long-hold gauge and warning (`holds.rs`).
+    hold: Arc<HoldSlot>,
 }
 
 impl Drop for Conn {
@@ -69,6 +72,8 @@ pub(crate) struct Manager {
     ping_idle_after: Duration,
     /// How long that ping may take (and a reset on return).
     ping_timeout: Duration,
+    /// The checkout slots of this pool's connections.
+    holds: Arc<Holds>,
 }
 
 impl managed::Manager for Manager {
@@ -85,6 +90,7 @@ impl managed::Manager for Manager {
         if let Some(o) = &observer {
             o.connected(&opened.info);
         }
+        let hold = self.holds.register(&opened.info);
         Ok(Box::new(Conn {
             expires_at: created + self.max_lifetime - jitter(self.max_lifetime, opened.info.id),
             client: opened.client,
@@ -98,6 +104,7 @@ impl managed::Manager for Manager {
             state: opened.state,
             canceller: opened.canceller,
             reset_limit: self.ping_timeout,
+            hold,
         }))
     }
 
@@ -199,10 +206,14 @@ impl Pool {
         settings: &Settings,
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
+        password: Option<Arc<dyn PasswordProvider>>,
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
         let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
+        if let Some(provider) = password {
+            connector.set_password_provider(provider);
+        }
         if bind == Bind::Bulk {
             notify_db_connect::attach_lag_routing(&mut connector, settings, observer.clone())?;
         }
@@ -212,6 +223,7 @@ impl Pool {
             max_lifetime: p.max_lifetime,
             ping_idle_after: p.ping_idle_after,
             ping_timeout: p.connect_timeout,
+            holds: Arc::default(),
         };
         let inner = managed::Pool::builder(manager)
             .max_size(size)
@@ -235,6 +247,14 @@ impl Pool {
             o.pool_created(bind, size);
         }
         spawn_reaper(inner.weak(), p.max_lifetime);
+        let holds = Arc::clone(&inner.manager().holds);
+        holds::spawn_sampler(
+            inner.weak(),
+            holds,
+            bind,
+            p.long_hold_warning,
+            observer.clone(),
+        );
         Ok(Pool {
             inner,
             bind,
@@ -254,11 +274,13 @@ impl Pool {
     pub async fn get(&self) -> Result<PooledConnection, PoolError> {
         let Some(observer) = &self.observer else {
             return match self.checkout().await {
-                Ok(obj) => Ok(PooledConnection {
-                    obj: ManuallyDrop::new(obj),
-                    checked_out_at: None,
-                    token: None,
-                }),
+                Ok(obj) => {
+                    obj.hold.start(Instant::now(), None);
+                    Ok(PooledConnection {
+                        obj: ManuallyDrop::new(obj),
+                        checked_out_at: None,
+                    })
+                }
                 Err(e) => Err(self.map_err(e, Duration::ZERO)),
             };
         };
@@ -266,11 +288,11 @@ impl Pool {
         match self.checkout().await {
             Ok(obj) => {
                 let now = Instant::now();
-                let token = observer.checked_out(&obj.info, now - started);
+                obj.hold
+                    .start(now, observer.checked_out(&obj.info, now - started));
                 Ok(PooledConnection {
                     obj: ManuallyDrop::new(obj),
                     checked_out_at: Some(now),
-                    token,
                 })
             }
             Err(e) => Err(self.map_err(e, started.elapsed())),
@@ -363,7 +385,6 @@ pub struct PooledConnection {
     /// Taken only in `Drop` (returned, reset or closed there).
     obj: ManuallyDrop<managed::Object<Manager>>,
     checked_out_at: Option<Instant>,
-    token: CheckoutToken,
 }
 
 impl PooledConnection {
@@ -459,8 +480,9 @@ impl DerefMut for PooledConnection {
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
+        let token = self.obj.hold.end();
         if let (Some(at), Some(o)) = (self.checked_out_at, &self.obj.observer) {
-            o.returned(&self.obj.info, at.elapsed(), self.token.take());
+            o.returned(&self.obj.info, at.elapsed(), token);
         }
         // SAFETY: `obj` is taken exactly once, here, and never used after.
         let obj = unsafe { ManuallyDrop::take(&mut self.obj) };
@@ -488,6 +510,7 @@ impl Databases {
             settings: settings.clone(),
             observer: None,
             warm: true,
+            password: None,
         }
     }
 
@@ -508,12 +531,21 @@ pub struct DatabasesBuilder {
     settings: Settings,
     observer: Option<Arc<dyn PoolObserver>>,
     warm: bool,
+    password: Option<Arc<dyn PasswordProvider>>,
 }
 
 impl DatabasesBuilder {
     /// Reports pool events to `observer`.
     pub fn observer(mut self, observer: Arc<dyn PoolObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Logs every new connection in with the password `provider` gives for its bind (e.g. a
+    /// short-lived AWS RDS IAM token), instead of a password file or the URI's password. Called
+    /// once per new connection, within its connect timeout, never on checkout.
+    pub fn password_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
+        self.password = Some(provider);
         self
     }
 
@@ -526,8 +558,15 @@ impl DatabasesBuilder {
     /// Builds both pools (and, unless turned off, opens one connection on each).
     pub async fn build(self) -> Result<Databases, PoolError> {
         let s = &self.settings;
-        let default = Pool::new(&s.primary, s, Bind::Default, self.observer.clone())?;
-        let bulk = Pool::new(&s.bulk, s, Bind::Bulk, self.observer)?;
+        let (observer, password) = (self.observer, self.password);
+        let default = Pool::new(
+            &s.primary,
+            s,
+            Bind::Default,
+            observer.clone(),
+            password.clone(),
+        )?;
+        let bulk = Pool::new(&s.bulk, s, Bind::Bulk, observer, password)?;
         if self.warm {
             drop(default.get().await?);
             drop(bulk.get().await?);
