@@ -90,6 +90,9 @@ fn majors_text() -> String {
 /// Makes sure every major of `runs` (and 14, which the refusal tests start) is installed or
 /// fetched, and that each server was built with SSL: before anything is compiled.
 pub fn prepare(runs: &[Run]) -> Result<()> {
+    let mut wanted: Vec<u32> = runs.iter().filter_map(|r| r.major).collect();
+    wanted.push(REFUSED_MAJOR);
+    crate::prereq::ensure_fetchers(&wanted)?;
     for major in runs.iter().filter_map(|r| r.major) {
         let bin = bin_dir_for_major(major)
             .with_context(|| format!("PostgreSQL {major} for `cargo xtask test`"))?;
