@@ -458,3 +458,23 @@ fn indexes(b: &mut Builder, table: &str, head: &Table, want: &Table) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::server_style_name;
+
+    #[test]
+    fn names_are_shortened_as_the_server_shortens_them() {
+        assert_eq!(server_style_name("t", "a", "not_null"), "t_a_not_null");
+        // 63 bytes at most; the longer part loses characters first, the label stays whole.
+        let (table, column) = ("t".repeat(40), "c".repeat(30));
+        let name = server_style_name(&table, &column, "not_null");
+        assert_eq!(name.len(), 63, "{name}");
+        assert_eq!(
+            name,
+            format!("{}_{}_not_null", "t".repeat(27), "c".repeat(26))
+        );
+        let tmp = server_style_name(&table, &column, "not_null_tmp");
+        assert!(tmp.len() <= 63 && tmp.ends_with("_not_null_tmp"), "{tmp}");
+    }
+}
