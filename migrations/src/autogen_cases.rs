@@ -16,10 +16,48 @@ pub struct Case {
     pub setup: &'static str,
     /// SQL run on a copy of head.
     pub change: &'static str,
-    /// Text the generated upgrade SQL must contain.
+    /// Text the generated upgrade SQL must contain (before PostgreSQL 18: [`Case::expect_on`]).
     pub expect: &'static [&'static str],
     /// Whether the `.rs` form writes some of it with barrel (and is round-tripped as such too).
     pub barrel: bool,
+}
+
+/// What the NOT NULL cases' upgrade contains on PostgreSQL 18+, where `SET NOT NULL` is the
+/// native `ADD CONSTRAINT ... NOT NULL ... NOT VALID` + `VALIDATE` instead of a stand-in check
+/// (`Case::expect` holds what it contains before 18).
+const EXPECT_NATIVE_NOT_NULL: &[(&str, &[&str])] = &[
+    (
+        "add_not_null_column_with_volatile_default",
+        &[
+            "LIMIT 1000",
+            "ADD CONSTRAINT \"jobs_token_not_null\" NOT NULL token NOT VALID",
+            "VALIDATE CONSTRAINT \"jobs_token_not_null\"",
+        ],
+    ),
+    (
+        "add_not_null_column_without_default",
+        &[
+            "ADD COLUMN label text",
+            "ADD CONSTRAINT \"api_keys_label_not_null\" NOT NULL label NOT VALID",
+        ],
+    ),
+    (
+        "set_not_null",
+        &[
+            "ADD CONSTRAINT \"services_updated_at_not_null\" NOT NULL updated_at NOT VALID",
+            "VALIDATE CONSTRAINT \"services_updated_at_not_null\"",
+        ],
+    ),
+];
+
+impl Case {
+    /// Text the generated upgrade SQL must contain on a server of `major`.
+    pub fn expect_on(&self, major: u32) -> &'static [&'static str] {
+        EXPECT_NATIVE_NOT_NULL
+            .iter()
+            .find(|(name, _)| major >= 18 && *name == self.name)
+            .map_or(self.expect, |(_, e)| e)
+    }
 }
 
 /// The free-standing sequence the sequence cases alter or drop (head has none of its own).

@@ -45,6 +45,7 @@ pub fn run(args: LintMigrationsArgs) -> Result<()> {
         args.lint.since.as_deref(),
         args.lint.format,
         &crate::util::root(),
+        args.lint.pg_major().unwrap_or_default(),
         &mut std::io::stdout().lock(),
     )?;
     Ok(())

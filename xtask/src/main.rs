@@ -5,6 +5,7 @@ mod dev;
 mod doctor;
 mod dropdbs;
 mod lint_migrations;
+mod majors;
 mod migrate;
 mod pending;
 mod prereq;
@@ -57,7 +58,7 @@ enum Cmd {
     /// Point-in-time recovery drill on a throwaway cluster with WAL archiving (the fault suite's
     /// `pitr-drill` binary).
     PitrDrill(util::Forwarded),
-    /// Lint the SQL every migration runs (squawk rules for PostgreSQL 15, plus our own).
+    /// Lint the SQL every migration runs (squawk rules for a PostgreSQL major, 15 unless set, plus our own).
     LintMigrations(lint_migrations::LintMigrationsArgs),
     /// Stairway test: for each migration, upgrade, downgrade, compare schemas, upgrade again.
     TestMigrationDowngrade(stairway::StairwayArgs),

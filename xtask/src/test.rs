@@ -3,9 +3,9 @@
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, find_bin_dir};
+use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, bin_dir_for_major, find_bin_dir};
 
-use crate::{prereq, util};
+use crate::{majors, prereq, util};
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -13,6 +13,10 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and clippy.
     #[arg(long)]
     no_lint: bool,
+    /// PostgreSQL majors to run the suite on, e.g. `--pg 18` or `--pg 15,18` (default: every
+    /// supported major, as CI; or `NOTIFY_DB_PG_MAJOR`, or the `PG_BIN` binaries).
+    #[arg(long = "pg", value_delimiter = ',')]
+    pg: Vec<u32>,
     /// Extra arguments for cargo-nextest (after `--`), e.g. a filter: `-- -E 'package(notify-db-pool)'`.
     #[arg(last = true)]
     extra: Vec<String>,
@@ -29,20 +33,36 @@ pub fn run(args: TestArgs) -> Result<()> {
     let cargo = cargo();
     // First, before anything is built: a machine that lacks something hears it in seconds.
     prereq::ensure(&cargo)?;
+    let runs = majors::plan(&args.pg)?;
+    majors::prepare(&runs)?;
     if !args.no_lint {
         fmt_check(&cargo)?;
     }
-    // Always nextest: plain `cargo test` would lose the fault suite's serial group and the
-    // per-test time limits of .config/nextest.toml.
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
-        .args(&args.extra);
-    under_shared_clusters(
-        "xtask-test",
-        &cargo,
-        &["nextest", "run", "--workspace", "--no-run"],
-        &mut cmd,
-    )?;
+    util::run(Command::new(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
+    let mut outcomes = Vec::new();
+    for run in &runs {
+        let label = majors::label(run);
+        eprintln!(">>> the suite on {label}");
+        outcomes.push(majors::timed(label, || {
+            // Always nextest: plain `cargo test` would lose the fault suite's serial group and
+            // the per-test time limits of .config/nextest.toml.
+            let mut cmd = Command::new(&cargo);
+            cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+            if run.scope == majors::Scope::Subset && args.extra.is_empty() {
+                cmd.args(["-E", majors::SUBSET_FILTER]);
+            }
+            cmd.args(&args.extra);
+            majors::env(run, &mut cmd);
+            let mut summary = None;
+            let result = with_shared_clusters("xtask-test", run.major, &mut cmd, |cmd| {
+                let (s, r) = majors::run_capturing_summary(cmd);
+                summary = s;
+                r
+            });
+            (summary, result)
+        }));
+    }
+    majors::report(&outcomes)?;
     if !args.no_lint {
         clippy(&cargo)?;
     }
@@ -59,9 +79,27 @@ pub fn under_shared_clusters(
     cmd: &mut Command,
 ) -> Result<()> {
     util::run(Command::new(cargo).args(build))?;
-    let bin = find_bin_dir()?;
+    with_shared_clusters(label, None, cmd, util::run)
+}
+
+/// Starts the shared primary + replica of `major` (`None`: the binaries the search finds),
+/// runs `cmd` through `exec` with their URIs and binaries in its environment, and removes them.
+fn with_shared_clusters(
+    label: &str,
+    major: Option<u32>,
+    cmd: &mut Command,
+    exec: impl FnOnce(&mut Command) -> Result<()>,
+) -> Result<()> {
+    let bin = match major {
+        Some(m) => bin_dir_for_major(m)?,
+        None => find_bin_dir()?,
+    };
     tracing::info!(bin = %bin.display(), "starting primary + streaming replica");
-    let cluster = Cluster::builder().label(label).replica(true).start()?;
+    let mut builder = Cluster::builder().label(label).replica(true);
+    if let Some(m) = major {
+        builder = builder.major(m);
+    }
+    let cluster = builder.start()?;
     let primary = cluster.primary().uri("postgres");
     let replica = cluster
         .replica()
@@ -75,7 +113,7 @@ pub fn under_shared_clusters(
     cmd.env(ENV_PRIMARY, &primary)
         .env(ENV_REPLICA, &replica)
         .env("PG_BIN", &bin);
-    let result = util::run(cmd);
+    let result = exec(cmd);
     drop(cluster);
     result
 }

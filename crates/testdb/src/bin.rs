@@ -1,28 +1,58 @@
-//! Locating PostgreSQL server binaries (>= 15).
+//! Locating PostgreSQL server binaries (>= 15), of one chosen major or the newest found.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Error;
+use crate::majors::{
+    ENV_PG_MAJOR, SUPPORTED_MAJORS, fetch_major, fetched_bin_dir, requested_major,
+};
 
 /// Oldest server major version the harness accepts.
 pub const MIN_MAJOR: u32 = 15;
 
 /// Finds the directory holding `initdb`, `pg_ctl`, `postgres` and `pg_basebackup` of a server >= 15.
 ///
-/// Search order: `PG_BIN`, `pg_config --bindir`, `PATH`, then `/usr/lib/postgresql/<version>/bin`
-/// (newest first).
+/// Search order: `PG_BIN`; else, when `NOTIFY_DB_PG_MAJOR` names a major, that major's system
+/// installation (`/usr/lib/postgresql/<major>/bin`) or its fetched copy
+/// ([`crate::majors::fetched_bin_dir`]; `cargo xtask test --pg <major>` fetches it); else
+/// `pg_config --bindir`, `PATH`, then `/usr/lib/postgresql/<version>/bin` (newest first).
 pub fn find_bin_dir() -> Result<PathBuf, Error> {
     let mut tried = Vec::new();
+    let wanted = requested_major()?;
     if let Some(dir) = std::env::var_os("PG_BIN").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         // An explicit PG_BIN that is unusable is an error, not a reason to look elsewhere.
-        return match check_dir(&dir) {
+        return match check_dir(&dir, MIN_MAJOR, wanted) {
             Ok(()) => Ok(dir),
             Err(why) => Err(Error::NoServer {
                 searched: format!("PG_BIN={}: {why}", dir.display()),
             }),
         };
+    }
+    if let Some(major) = wanted {
+        if !SUPPORTED_MAJORS.contains(&major) {
+            return Err(Error::NoServer {
+                searched: format!(
+                    "{ENV_PG_MAJOR}={major}: the harness runs PostgreSQL {}",
+                    SUPPORTED_MAJORS.map(|m| m.to_string()).join(", ")
+                ),
+            });
+        }
+        let candidates = [Some(system_dir(major)), fetched_bin_dir(major)];
+        for dir in candidates.into_iter().flatten() {
+            match check_dir(&dir, major, Some(major)) {
+                Ok(()) => return Ok(dir),
+                Err(why) => tried.push(format!("{}: {why}", dir.display())),
+            }
+        }
+        return Err(Error::NoServer {
+            searched: format!(
+                "{ENV_PG_MAJOR}={major}: not installed, not fetched ({}); \
+                 `cargo xtask test --pg {major}` fetches it",
+                tried.join("; ")
+            ),
+        });
     }
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
@@ -57,7 +87,7 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
     debian.sort_by_key(|b| std::cmp::Reverse(b.0));
     candidates.extend(debian.into_iter().map(|(_, p)| p));
     for dir in candidates {
-        match check_dir(&dir) {
+        match check_dir(&dir, MIN_MAJOR, None) {
             Ok(()) => return Ok(dir),
             Err(why) => tried.push(format!("{}: {why}", dir.display())),
         }
@@ -72,15 +102,42 @@ pub fn find_bin_dir() -> Result<PathBuf, Error> {
     })
 }
 
-fn check_dir(dir: &Path) -> Result<(), String> {
+/// The bin directory of exactly `major` (any major with a pinned build, 14 included, for the
+/// tests that prove an old server is refused): the system's installation, else the fetched
+/// copy, fetched now when missing.
+pub fn bin_dir_for_major(major: u32) -> Result<PathBuf, Error> {
+    let system = system_dir(major);
+    if check_dir(&system, major, Some(major)).is_ok() {
+        return Ok(system);
+    }
+    let dir = fetch_major(major)?;
+    check_dir(&dir, major, Some(major))
+        .map(|()| dir.clone())
+        .map_err(|why| Error::NoServer {
+            searched: format!("{}: {why}", dir.display()),
+        })
+}
+
+/// Where Debian/Ubuntu install `major`.
+fn system_dir(major: u32) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"))
+}
+
+/// `dir` holds the server tools of a major >= `min` (exactly `exact`, when given).
+fn check_dir(dir: &Path, min: u32, exact: Option<u32>) -> Result<(), String> {
     for tool in ["initdb", "pg_ctl", "postgres", "pg_basebackup"] {
         if !dir.join(tool).is_file() {
             return Err(format!("no {tool}"));
         }
     }
     let major = server_major(dir)?;
-    if major < MIN_MAJOR {
-        return Err(format!("server version {major} is older than {MIN_MAJOR}"));
+    if major < min {
+        return Err(format!("server version {major} is older than {min}"));
+    }
+    if let Some(want) = exact.filter(|w| *w != major) {
+        return Err(format!(
+            "server version {major}, not the {want} {ENV_PG_MAJOR} asks for"
+        ));
     }
     Ok(())
 }

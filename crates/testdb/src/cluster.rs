@@ -70,6 +70,8 @@ pub struct ClusterBuilder {
     files: Vec<(String, Vec<u8>)>,
     dir: Option<PathBuf>,
     base: Option<PathBuf>,
+    // pg-majors: a cluster of one given major (`major`).
+    major: Option<u32>,
 }
 
 impl ClusterBuilder {
@@ -135,6 +137,13 @@ impl ClusterBuilder {
     /// Keeps the cluster in `dir` across runs (for `xtask dev`): not removed on drop, reused if present.
     pub fn persistent(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// Runs this PostgreSQL major (the system's installation, else the pinned build, fetched
+    /// once: [`crate::bin_dir_for_major`]) instead of the run's; 14 too, to prove it is refused.
+    pub fn major(mut self, major: u32) -> Self {
+        self.major = Some(major);
         self
     }
 
@@ -358,7 +367,10 @@ impl Cluster {
     }
 
     fn start(opts: ClusterBuilder) -> Result<Cluster, Error> {
-        let bin = bin::find_bin_dir()?;
+        let bin = match opts.major {
+            Some(major) => bin::bin_dir_for_major(major)?,
+            None => bin::find_bin_dir()?,
+        };
         let run_as = run_as()?;
         let base = opts.base.clone().unwrap_or_else(base_dir);
         fs::create_dir_all(&base)

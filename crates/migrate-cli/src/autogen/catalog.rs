@@ -137,6 +137,8 @@ pub struct Catalog {
     pub sequences: BTreeMap<String, Sequence>,
     /// Objects present that autogenerate does not compare (`view v`, `function f(integer)`).
     pub not_compared: Vec<String>,
+    /// The server's major version (`server_version_num / 10000`); 0 when not read.
+    pub server_major: u32,
 }
 
 /// `schema.name` quoted, without the `public.` prefix.
@@ -224,6 +226,7 @@ fn queries() -> Vec<String> {
         format!(
             "SELECT 'other', 'schema ' || quote_ident(n.nspname) FROM pg_namespace n WHERE {USER_NS} AND n.nspname <> 'public'"
         ),
+        "SELECT 'version', current_setting('server_version_num')".to_owned(),
     ]
 }
 
@@ -293,6 +296,7 @@ pub async fn read(client: &Client, what: &str) -> Result<Catalog, AutogenError> 
                 );
             }
             "other" => cat.not_compared.push(name),
+            "version" => cat.server_major = name.parse::<u32>().unwrap_or(0) / 10_000,
             _ => {}
         }
     }

@@ -55,6 +55,8 @@ pub(super) const DOWN_RESTORES: &str =
     "the downgrade puts back, as head has it, what this migration drops or changes";
 const DOWN_ENUM: &str = "PostgreSQL cannot drop an enum value: the downgrade recreates the type \
     with head's values and converts its columns";
+/// The first major with `ADD CONSTRAINT name NOT NULL column NOT VALID`.
+pub(super) const NATIVE_NOT_NULL_MAJOR: u32 = 18;
 pub(super) const NOT_NULL_CHECK: &str =
     "the dropped check only stood in for NOT NULL, which the column has from this migration on";
 
@@ -94,6 +96,9 @@ pub(super) struct Builder {
     allows: BTreeSet<(usize, &'static str, Option<&'static str>)>,
     pub(super) changes: Vec<String>,
     pub(super) unresolved: Vec<String>,
+    /// The server stores NOT NULL as a named constraint that can be added `NOT VALID`
+    /// (PostgreSQL 18+): `SET NOT NULL` uses that form instead of a stand-in check.
+    pub(super) native_not_null: bool,
 }
 
 impl Builder {
@@ -219,7 +224,10 @@ pub(super) fn foreign_keys_of(name: &str, t: &Table) -> Vec<String> {
 
 /// Compares the schema at head (`head`) with the desired one (`want`).
 pub fn plan(head: &Catalog, want: &Catalog) -> Plan {
-    let mut b = Builder::default();
+    let mut b = Builder {
+        native_not_null: want.server_major >= NATIVE_NOT_NULL_MAJOR,
+        ..Builder::default()
+    };
     enums(&mut b, head, want);
     sequences(&mut b, head, want);
     super::tables::tables(&mut b, head, want);
@@ -418,7 +426,7 @@ mod tests {
         assert!(!plan.steps[0].no_transaction);
         assert_eq!(
             plan.steps[0].up,
-            ["ALTER TABLE t ADD CONSTRAINT \"t_a_not_null\" CHECK (a IS NOT NULL) NOT VALID"]
+            ["ALTER TABLE t ADD CONSTRAINT \"t_a_not_null_tmp\" CHECK (a IS NOT NULL) NOT VALID"]
         );
         assert_eq!(plan.steps[1].suffix, "validate");
         assert_eq!(
@@ -427,6 +435,31 @@ mod tests {
         );
         // The finishing step's downgrade undoes it in reverse: NOT NULL off, the check back.
         assert_eq!(plan.steps[1].down.len(), 2);
+    }
+
+    #[test]
+    fn set_not_null_on_18_is_the_native_not_valid_constraint_under_the_servers_own_name() {
+        let mut head = catalog(vec![Column::plain("a", "text", false)]);
+        let mut want = catalog(vec![Column::plain("a", "text", true)]);
+        head.server_major = 18;
+        want.server_major = 18;
+        let plan = plan(&head, &want);
+        assert_eq!(plan.steps.len(), 2, "{plan:#?}");
+        assert_eq!(
+            plan.steps[0].up,
+            ["ALTER TABLE t ADD CONSTRAINT \"t_a_not_null\" NOT NULL a NOT VALID"]
+        );
+        assert_eq!(
+            plan.steps[1].up,
+            ["ALTER TABLE t VALIDATE CONSTRAINT \"t_a_not_null\""]
+        );
+        assert_eq!(
+            plan.steps[1].down,
+            [
+                "ALTER TABLE t ALTER COLUMN a DROP NOT NULL",
+                "ALTER TABLE t ADD CONSTRAINT \"t_a_not_null\" NOT NULL a NOT VALID"
+            ]
+        );
     }
 
     #[test]

@@ -199,17 +199,33 @@ fn columns(b: &mut Builder, table: &str, head: &Table, want: &Table) {
     }
 }
 
-/// `SET NOT NULL` without a long lock: a `CHECK (c IS NOT NULL) NOT VALID` now, validated in the
-/// next migration, which then sets NOT NULL (PostgreSQL uses the valid check instead of a scan)
-/// and drops the check.
+/// `SET NOT NULL` without a long lock: the constraint added `NOT VALID` now (a short lock, no
+/// scan), validated in the next migration. On PostgreSQL 18+ that is the native
+/// `ADD CONSTRAINT <table>_<column>_not_null NOT NULL column NOT VALID`, named as the server
+/// names a column's NOT NULL (so that pg_dump shows a plain `NOT NULL`, as on the development
+/// database). Before 18 it is a stand-in `CHECK (column IS NOT NULL) NOT VALID`; the next
+/// migration validates it, sets NOT NULL (PostgreSQL uses the valid check instead of a scan)
+/// and drops it. The check's name ends in `_not_null_tmp`, which the server never chooses (its
+/// names end in a label such as `not_null` or `check` and digits): on 18, a check named
+/// `<table>_<column>_not_null` would push the real NOT NULL to `..._not_null1`.
 fn set_not_null(b: &mut Builder, table: &str, column: &str) {
-    let check = format!(
-        "{}_{}_not_null",
+    let (t, c) = (
         unquoted_last(table).trim_matches('"'),
-        column.trim_matches('"')
+        column.trim_matches('"'),
     );
-    let check: String = check.chars().take(63).collect();
-    let check = format!("\"{check}\"");
+    if b.native_not_null {
+        let name = format!("\"{}\"", server_style_name(t, c, "not_null"));
+        let add = format!("ALTER TABLE {table} ADD CONSTRAINT {name} NOT NULL {column} NOT VALID");
+        let drop = format!("ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL");
+        b.add(Slot::Columns, vec![add.clone()], vec![drop.clone()]);
+        b.add(
+            Slot::Finish,
+            vec![format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}")],
+            vec![drop, add],
+        );
+        return;
+    }
+    let check = format!("\"{}\"", server_style_name(t, c, "not_null_tmp"));
     b.add(
         Slot::Columns,
         vec![format!(
@@ -232,6 +248,25 @@ fn set_not_null(b: &mut Builder, table: &str, column: &str) {
             ),
         ],
     );
+}
+
+/// `<table>_<column>_<label>` shortened as PostgreSQL shortens the names it chooses
+/// (`makeObjectName`): the longer of table and column loses characters until the whole fits in
+/// 63 bytes, the label stays whole.
+fn server_style_name(table: &str, column: &str, label: &str) -> String {
+    let avail = 63usize.saturating_sub(label.len() + 2);
+    let (mut t, mut c) = (table.len(), column.len());
+    while t + c > avail {
+        if t > c { t -= 1 } else { c -= 1 }
+    }
+    let clip = |s: &str, n: usize| {
+        let mut n = n;
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        s[..n].to_owned()
+    };
+    format!("{}_{}_{label}", clip(table, t), clip(column, c))
 }
 
 /// `VALIDATE CONSTRAINT` in the finishing migration; its downgrade puts the constraint back as
@@ -421,5 +456,25 @@ fn indexes(b: &mut Builder, table: &str, head: &Table, want: &Table) {
             vec![concurrently(&w.definition)],
             vec![format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_style_name;
+
+    #[test]
+    fn names_are_shortened_as_the_server_shortens_them() {
+        assert_eq!(server_style_name("t", "a", "not_null"), "t_a_not_null");
+        // 63 bytes at most; the longer part loses characters first, the label stays whole.
+        let (table, column) = ("t".repeat(40), "c".repeat(30));
+        let name = server_style_name(&table, &column, "not_null");
+        assert_eq!(name.len(), 63, "{name}");
+        assert_eq!(
+            name,
+            format!("{}_{}_not_null", "t".repeat(27), "c".repeat(26))
+        );
+        let tmp = server_style_name(&table, &column, "not_null_tmp");
+        assert!(tmp.len() <= 63 && tmp.ends_with("_not_null_tmp"), "{tmp}");
     }
 }

@@ -425,7 +425,16 @@ async fn run_with(
             return Ok(0);
         }
         Command::Lint(args) => {
-            lint::run(args, project, out)?;
+            // The linter's PostgreSQL version: the setting, else the server's when a URI was
+            // given on the command line, else the oldest supported.
+            let pg = match (args.pg_major(), &cli.database_url) {
+                (Some(pg), _) => pg,
+                (None, Some(_)) => {
+                    crate::lint::server_major(&database_uri(&cli, &settings)?).await?
+                }
+                (None, None) => crate::lint::PgMajor::default(),
+            };
+            lint::run(args, project, pg, out)?;
             return Ok(0);
         }
         Command::Drift {

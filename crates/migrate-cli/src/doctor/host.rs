@@ -7,6 +7,9 @@ use tokio_postgres::Client;
 
 use super::{DOC, DoctorOptions, Report};
 
+/// The oldest supported major, for the messages.
+const MIN_MAJOR: i64 = notify_db_config::MIN_SERVER_VERSION_NUM / 10_000;
+
 /// Checks one host of one bind; true when it could be used.
 pub(super) async fn check_host(
     settings: &Settings,
@@ -141,10 +144,10 @@ pub(super) async fn check_host(
             return false;
         }
     };
-    // connect_one refuses servers older than 15, so this line only reports.
+    // connect_one refuses servers older than MIN_MAJOR, so this line only reports.
     r.ok(
         &format!("{label} version"),
-        format!("PostgreSQL {} (≥ 15)", facts.version),
+        format!("PostgreSQL {} (≥ {MIN_MAJOR})", facts.version),
     );
 
     let role = if info.in_recovery {
@@ -295,7 +298,7 @@ fn explain(e: &PoolError, var: &str, hp: &HostPort) -> (String, String) {
         },
         PoolError::ServerTooOld { version, .. } => (
             format!("PostgreSQL {version} is too old"),
-            "notify-db needs PostgreSQL 15 or later: upgrade the server or point the URI at a newer one".to_owned(),
+            format!("notify-db needs PostgreSQL {MIN_MAJOR} or later: upgrade the server or point the URI at a newer one"),
         ),
         PoolError::Setup { cause, .. } => (
             format!("session setup failed: {cause}"),

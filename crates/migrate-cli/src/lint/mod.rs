@@ -1,6 +1,6 @@
 //! The migration linter: lints the SQL every migration really runs (rendered
 //! through the engine's offline mode, so barrel-built migrations are linted too), up and down,
-//! with squawk's rule engine (PostgreSQL 15) plus rules of our own, honouring `lint-allow`
+//! with squawk's rule engine (for the PostgreSQL major of [`PgMajor`]) plus rules of our own, honouring `lint-allow`
 //! exceptions. Run by `notify-db-migrations lint` and `cargo xtask lint-migrations`.
 
 use std::collections::BTreeSet;
@@ -26,7 +26,9 @@ use rules::*;
 
 /// What the linter checks and how exceptions are written: the long help of the lint commands.
 pub const HELP: &str = "\
-Rules: squawk's default rule set for PostgreSQL 15 (https://squawkhq.com/docs/rules), without
+Rules: squawk's default rule set (https://squawkhq.com/docs/rules) for the PostgreSQL major given
+by --pg-version (or NOTIFY_DB_LINT_PG_VERSION), else that of the server --database-url points at
+(the migration command), else 15, the oldest supported, without
 require-statement-timeout and require-lock-timeout (the runner sets both), and without
 ban-concurrent-index-creation-in-transaction (superseded by our own
 statement-refused-in-transaction). Downgrades are linted without the ban-drop-* and renaming-*
@@ -100,9 +102,61 @@ pub enum LintError {
     /// `--since`: the changed migrations could not be found.
     #[error(transparent)]
     Changed(#[from] crate::changed::GitError),
+    /// The server whose version the linter should use could not be asked.
+    #[error(
+        "reading the server version of {server}: {why} (or give it: --pg-version / NOTIFY_DB_LINT_PG_VERSION)"
+    )]
+    ServerVersion {
+        /// The server (hosts and ports; never a password).
+        server: String,
+        /// What went wrong.
+        why: String,
+    },
     /// The findings could not be written out.
     #[error("writing the lint output: {0}")]
     Output(#[source] std::io::Error),
+}
+
+/// The oldest supported major: the linter's PostgreSQL version when none is set and no server
+/// is asked (rules that hold there hold on every supported server).
+pub const DEFAULT_PG_MAJOR: u32 = (notify_db_config::MIN_SERVER_VERSION_NUM / 10_000) as u32;
+
+/// The PostgreSQL major squawk's rules are applied for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgMajor(pub u32);
+
+impl Default for PgMajor {
+    fn default() -> Self {
+        PgMajor(DEFAULT_PG_MAJOR)
+    }
+}
+
+/// The major of the server `uri` points at (`server_version_num / 10000`), for the linter.
+pub async fn server_major(uri: &notify_db_config::DatabaseUri) -> Result<PgMajor, LintError> {
+    use notify_db_connect::ConnectUri;
+    let what = || uri.to_string();
+    let tls = uri.tls().map_err(|e| LintError::ServerVersion {
+        server: what(),
+        why: e.to_string(),
+    })?;
+    let ask = async {
+        let client = tls.connect(&uri.to_pg_config()).await?;
+        let row = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await?;
+        Ok::<i32, tokio_postgres::Error>(row.get(0))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), ask).await {
+        Ok(Ok(num)) => Ok(PgMajor(num.max(0) as u32 / 10_000)),
+        Ok(Err(e)) => Err(LintError::ServerVersion {
+            server: what(),
+            why: e.to_string(),
+        }),
+        Err(_) => Err(LintError::ServerVersion {
+            server: what(),
+            why: "no answer within 10 s".into(),
+        }),
+    }
 }
 
 /// A migration set and where its files live.
@@ -168,13 +222,14 @@ pub fn run(
     since: Option<&str>,
     format: Format,
     base: &Path,
+    pg: PgMajor,
     out: &mut dyn std::io::Write,
 ) -> Result<Report, LintError> {
     let only = match since {
         Some(r) => Some(crate::changed::since(&source.dir, r, &source.set)?),
         None => None,
     };
-    let report = lint(source, only.as_ref(), base)?;
+    let report = lint(source, only.as_ref(), base, pg)?;
     out.write_all(report.render(format).as_bytes())
         .map_err(LintError::Output)?;
     if !report.findings.is_empty() {
@@ -186,11 +241,13 @@ pub fn run(
     Ok(report)
 }
 
-/// Lints the set (or the migrations in `only`); file names relative to `base` when under it.
+/// Lints the set (or the migrations in `only`) with squawk's rules for `pg`; file names
+/// relative to `base` when under it.
 pub fn lint(
     source: &Source,
     only: Option<&BTreeSet<String>>,
     base: &Path,
+    pg: PgMajor,
 ) -> Result<Report, LintError> {
     let migrator = Migrator::offline(source.set.clone());
     let migrations = source.set.migrations();
@@ -240,6 +297,7 @@ pub fn lint(
                 file: &file,
                 text: &text,
                 statements,
+                pg,
             };
             found.extend(squawk_findings(&ctx, &rendered)?);
             found.extend(own_findings(&ctx));
@@ -284,6 +342,7 @@ struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     statements: &'a [String],
+    pg: PgMajor,
 }
 
 impl Ctx<'_> {
@@ -397,7 +456,10 @@ fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>, LintEr
             Rule::BanConcurrentIndexCreationInTransaction,
         ],
     );
-    linter.settings.pg_version = "15"
+    linter.settings.pg_version = ctx
+        .pg
+        .0
+        .to_string()
         .parse()
         .map_err(|e| LintError::SquawkVersion(format!("{e:?}")))?;
     linter.settings.assume_in_transaction = false;
@@ -509,6 +571,7 @@ mod tests {
             file: "f.rs",
             text,
             statements: m.up_statements(),
+            pg: PgMajor::default(),
         };
         let at = |i: usize, needle: &str| {
             ctx.line_of(i, ctx.statements[i].find(needle).expect("needle"))
