@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::{SqlDir, col, db, psql, run, text, version};
 use notify_db_migrate_cli::schema;
+use notify_db_testdb::TestDb;
 use notify_db_testdb::history::{self, Revision};
-use notify_db_testdb::{TestDb, find_bin_dir};
 
 /// Length of the generated history (the issue asks for at least 30).
 const N: usize = 40;
@@ -187,40 +187,20 @@ async fn a_database_in_the_middle_of_an_imported_history_is_adopted() {
     .await;
 }
 
-/// `pg_dump --schema-only` of `db` as a baseline migration's SQL: without `alembic_version`,
-/// owners and privileges, and without the session preamble (its `SET`s and the empty
-/// `search_path` would outlive the migration on the runner's connection) and psql
-/// meta-commands (`\restrict`).
-async fn dump_schema(db: &TestDb) -> String {
-    let bin = find_bin_dir().expect("the PostgreSQL binaries (pg_dump)");
-    let out = tokio::process::Command::new(bin.join("pg_dump"))
-        .args(["--schema-only", "--no-owner", "--no-privileges"])
-        .args(["--exclude-table=alembic_version", "-d", &db.primary_uri()])
-        .output()
-        .await
-        .expect("running pg_dump");
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            !(l.starts_with("SET ")
-                || l.starts_with("SELECT pg_catalog.set_config")
-                || l.starts_with('\\'))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// A set that continues from the history's head: the baseline (its schema) and one of ours.
 async fn baseline_set(label: &str, revisions: &[Revision], at_head: &TestDb) -> (SqlDir, String) {
     let head = revisions.last().map(|r| r.id.clone()).expect("a head");
     let dir = SqlDir::new(label);
-    let dump = dump_schema(at_head).await;
-    dir.add(&head, &format!("-- notify-db: baseline\n{dump}"), None);
+    // Written by the tool (`revision --baseline`), as docs/operations.md tells users to.
+    let uri = at_head.primary_uri();
+    let out = run(
+        dir.path(),
+        at_head,
+        &["revision", "--baseline", "--from-db", &uri],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.path().join(format!("{head}.up.sql")).is_file());
     let ours = format!("{:04}_ours_add_flag", N + 1);
     dir.add(
         &ours,
