@@ -139,7 +139,10 @@ pub(super) fn pgbench_select(
         );
     }
     let (Some(before), Some(after)) = (start, end) else {
-        bail!("pgbench -S printed no progress after its warm-up second: {}", other.trim());
+        bail!(
+            "pgbench -S printed no progress after its warm-up second: {}",
+            other.trim()
+        );
     };
     let tps = tps_sum / f64::from(reports);
     let txns = tps_sum; // one report per second

@@ -181,6 +181,11 @@ impl<K: Eq + Hash, V> Cache<K, V> {
 struct Cached {
     /// Registered on first use, so a bind without a pool renders nothing.
     binds: [OnceLock<BindHandles>; 2],
+    /// The first server address seen per bind, with its handles. A bind's connections nearly
+    /// always go to one server, whose handles this gives with one atomic load: no lock (two
+    /// read-modify-writes) and no hashing on each checkout, open and close. Other addresses
+    /// (several replicas, a failover) go through `conns`.
+    first_conns: [OnceLock<(Option<IpAddr>, ConnHandles)>; 2],
     conns: Cache<(Bind, Option<IpAddr>), ConnHandles>,
     durations: Cache<DurationKey, Histogram>,
 }
@@ -260,6 +265,7 @@ impl DbMetrics {
         target.describe();
         let cached = cache.then(|| Cached {
             binds: [OnceLock::new(), OnceLock::new()],
+            first_conns: [OnceLock::new(), OnceLock::new()],
             conns: Cache::new(),
             durations: Cache::new(),
         });
@@ -320,7 +326,14 @@ impl DbMetrics {
             }
         };
         match &self.cached {
-            Some(c) => c.conns.with((bind, addr), make, f),
+            Some(c) => {
+                let (first_addr, first) =
+                    c.first_conns[bind_index(bind)].get_or_init(|| (addr, make()));
+                if *first_addr == addr {
+                    return f(first);
+                }
+                c.conns.with((bind, addr), make, f)
+            }
             None => f(&make()),
         }
     }

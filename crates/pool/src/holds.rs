@@ -167,7 +167,7 @@ mod tests {
         a.start(t0, Some(Box::new(7_u8)));
         b.start(t0 + Duration::from_secs(5), None);
         let mut warned = Vec::new();
-        let mut sample = |at: Duration, warned: &mut Vec<i32>| {
+        let sample = |at: Duration, warned: &mut Vec<i32>| {
             holds.sample(t0 + at, Duration::from_secs(10), |i, _, token| {
                 assert_eq!(i.backend_pid == 1, token.is_some());
                 warned.push(i.backend_pid);
