@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, find_bin_dir};
 
-use crate::{prereq, util};
+use crate::{fault_table, prereq, util};
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -37,12 +37,16 @@ pub fn run(args: TestArgs) -> Result<()> {
     let mut cmd = Command::new(&cargo);
     cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(&args.extra);
-    under_shared_clusters(
+    fault_table::clear()?;
+    let tested = under_shared_clusters(
         "xtask-test",
         &cargo,
         &["nextest", "run", "--workspace", "--no-run"],
         &mut cmd,
-    )?;
+    );
+    // The durable fault scenarios' results table, also after a failed run (it says what failed).
+    fault_table::write()?;
+    tested?;
     if !args.no_lint {
         clippy(&cargo)?;
     }
