@@ -312,11 +312,12 @@ fn signal_server(sig: &str, postmaster: u32) -> Result<(), String> {
 
 /// Whether `pid` has exited: no /proc entry, or a zombie nobody has reaped yet.
 fn gone(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X")
-    })
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }
 
 /// `kill -9` of the postmaster alone, as a crash would: its children notice its death and exit

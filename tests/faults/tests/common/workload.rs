@@ -243,7 +243,7 @@ impl Writes {
             .iter()
             .filter(|w| w.outcome == Outcome::Acknowledged && w.at >= from && w.at < to)
             .count();
-        n as f64 / (to.saturating_sub(from)).as_secs_f64().max(0.001)
+        n as f64 / to.saturating_sub(from).as_secs_f64().max(0.001)
     }
 
     /// Throughput before `fault.0`, between `fault.0` and `fault.1`, after `fault.1`, and the
