@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, bin_dir_for_major, find_bin_dir};
 
-use crate::{majors, prereq, util};
+use crate::{fault_table, majors, prereq, util};
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -39,6 +39,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         fmt_check(&cargo)?;
     }
     util::run(Command::new(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
+    fault_table::clear()?;
     let mut outcomes = Vec::new();
     for run in &runs {
         let label = majors::label(run);
@@ -62,6 +63,8 @@ pub fn run(args: TestArgs) -> Result<()> {
             (summary, result)
         }));
     }
+    // The durable fault scenarios' results table, also after a failed run (it says what failed).
+    fault_table::write()?;
     majors::report(&outcomes)?;
     if !args.no_lint {
         clippy(&cargo)?;

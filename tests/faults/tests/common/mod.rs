@@ -1,6 +1,10 @@
 //! Shared helpers of the fault scenarios: settings, packet black-holing with `tc`, freezing a
-//! server with SIGSTOP, RSS, a seeded random generator, an event-recording pool observer.
+//! server with SIGSTOP, RSS, a seeded random generator, an event-recording pool observer;
+//! `workload` and `durable`: the counted writes and the scaffolding of the durable scenarios.
 #![allow(dead_code)]
+
+pub mod durable;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, ConnInfo, ConnectFailure, PoolObserver};
-use notify_db_testdb::Endpoint;
+use notify_db_testdb::{Endpoint, Server};
 
 /// Settings for `primary` (and `bulk` when given) in the test environment.
 pub fn settings(primary: &str, bulk: Option<&str>) -> Settings {
@@ -302,6 +306,54 @@ fn signal_server(sig: &str, postmaster: u32) -> Result<(), String> {
     }
     for child in children(postmaster) {
         signal(sig, child)?;
+    }
+    Ok(())
+}
+
+/// Whether `pid` has exited: no /proc entry, or a zombie nobody has reaped yet.
+fn gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
+}
+
+/// `kill -9` of the postmaster alone, as a crash would: its children notice its death and exit
+/// by themselves. Waits (up to 30 s) until the postmaster and every child have exited, so the
+/// server can be started again (crash recovery). Where nothing reaps the dead postmaster (a
+/// container whose PID 1 does not), it stays a zombie that still answers `kill(pid, 0)`, and
+/// the next postmaster would take its lock files (`postmaster.pid`, the socket's `.lock`) for a
+/// live server's: then those stale files are removed, as an operator would.
+pub fn kill_postmaster(server: &Server) -> Result<(), String> {
+    let postmaster = server
+        .postmaster_pid()
+        .map_err(|e| format!("the postmaster's pid: {e}"))?;
+    let kids = children(postmaster);
+    if !signal("KILL", postmaster)? {
+        return Err(format!(
+            "`kill -KILL {postmaster}`: the postmaster is not running"
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(gone(postmaster) && kids.iter().all(|&k| gone(k))) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "postmaster {postmaster} or its children {kids:?} still running 30 s after `kill -9`"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if std::path::Path::new(&format!("/proc/{postmaster}")).exists() {
+        let socket_lock = format!(".s.PGSQL.{}.lock", server.endpoint().port);
+        for lock in [
+            server.data_dir().join("postmaster.pid"),
+            server.socket_dir().join(socket_lock),
+        ] {
+            std::fs::remove_file(&lock)
+                .map_err(|e| format!("removing the stale {}: {e}", lock.display()))?;
+        }
     }
     Ok(())
 }
