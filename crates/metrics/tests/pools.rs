@@ -133,6 +133,8 @@ async fn scripted_sequence_on_real_pools() {
             names::OPEN_DURATION,
             names::CHECKED_OUT,
             names::CONNECTED,
+            names::CONNECTIONS_CLOSED,
+            names::CONNECTIONS_OPENED,
             names::POOL_MAX_SIZE,
             names::POOL_TIMEOUTS,
             names::POOL_WAIT,

@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
         .observer(metrics.observer())
         .build()
         .await?;
-    // `db_replica_lag_seconds` of every bulk host (the replica-lag alert and dashboard panel).
+    // `db_replica_lag_seconds` of every bulk host (the replica-lag alert and dashboard panel),
+    // also with a single bulk host, where the pool's lag-aware routing (which reports it too)
+    // is off.
     let _lag = notify_db_metrics::ReplicaLagSampler::spawn(
         &settings,
         LAG_SAMPLE_INTERVAL,
