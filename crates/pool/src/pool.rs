@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, Canceller, CheckoutToken, ConnInfo, ConnState, Connector, LagRouting,
-    PasswordProvider, PoolError, PoolObserver, Route,
+    Bind, Canceller, ConnInfo, ConnState, Connector, LagRouting, PasswordProvider, PoolError,
+    PoolObserver, Route,
 };
 
 use crate::holds::{self, HoldSlot, Holds};

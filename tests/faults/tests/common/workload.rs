@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use notify_db_pool::{Pool, PoolError};
-use tokio_postgres::error::Severity;
 
 /// Tasks writing at once (issue 23's default).
 pub const TASKS: usize = 16;
@@ -98,14 +97,13 @@ fn label(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// The outcome of a write whose COMMIT returned `e`. This is the one place that reads a
-/// COMMIT's error: a server's ERROR answer means the transaction rolled back; anything else
-/// (no answer, a lost connection, a FATAL sent while shutting down, possibly after the commit
-/// was recorded) leaves it unknown. The pool's typed commit-outcome error replaces this test.
-fn commit_error(e: &tokio_postgres::Error) -> Outcome {
-    match e.as_db_error() {
-        Some(db) if db.parsed_severity() == Some(Severity::Error) => Outcome::Failed,
-        _ => Outcome::Unknown,
+/// The outcome of a write whose COMMIT returned `e`: the pool's typed error says when COMMIT
+/// left and no answer came (the transaction may or may not have committed); any other error
+/// means the server answered, or nothing was sent, so nothing was committed.
+fn commit_error(e: &PoolError) -> Outcome {
+    match e {
+        PoolError::CommitOutcomeUnknown { .. } => Outcome::Unknown,
+        _ => Outcome::Failed,
     }
 }
 
