@@ -21,7 +21,10 @@ const SIZE: usize = 3;
 
 async fn reload(admin: &tokio_postgres::Client, sql: &str) {
     // Two requests: ALTER SYSTEM cannot run in the implicit transaction of a multi-statement one.
-    admin.batch_execute(sql).await.expect("changing the setting");
+    admin
+        .batch_execute(sql)
+        .await
+        .expect("changing the setting");
     admin
         .batch_execute("SELECT pg_reload_conf()")
         .await
