@@ -20,10 +20,15 @@ const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs
 const SIZE: usize = 3;
 
 async fn reload(admin: &tokio_postgres::Client, sql: &str) {
+    // Two requests: ALTER SYSTEM cannot run in the implicit transaction of a multi-statement one.
     admin
-        .batch_execute(&format!("{sql}; SELECT pg_reload_conf()"))
+        .batch_execute(sql)
         .await
-        .expect("changing the setting and reloading");
+        .expect("changing the setting");
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .expect("reloading");
     // Backends apply a reload at their next command; give the postmaster time to signal them.
     tokio::time::sleep(Duration::from_millis(500)).await;
 }

@@ -62,10 +62,9 @@ async fn writer(pool: Pool, writer: i32, deadline: Instant) -> Result<Tally, Str
         match roll {
             // Inside a query.
             0 => {
-                let slow = tx.batch_execute(&format!(
-                    "INSERT INTO storm VALUES ({writer}, false); SELECT pg_sleep(0.002)"
-                ));
-                let _ = tokio::time::timeout(within, slow).await;
+                let sql =
+                    format!("INSERT INTO storm VALUES ({writer}, false); SELECT pg_sleep(0.002)");
+                let _ = tokio::time::timeout(within, tx.batch_execute(&sql)).await;
             }
             // Between the statements of a transaction.
             1 => {
