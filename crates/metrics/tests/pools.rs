@@ -133,6 +133,7 @@ async fn scripted_sequence_on_real_pools() {
             names::OPEN_DURATION,
             names::CHECKED_OUT,
             names::CONNECTED,
+            names::LONGEST_CHECKOUT,
             names::POOL_MAX_SIZE,
             names::POOL_TIMEOUTS,
             names::POOL_WAIT,
