@@ -135,6 +135,7 @@ async fn scripted_sequence_on_real_pools() {
             names::CONNECTED,
             names::CONNECTIONS_CLOSED,
             names::CONNECTIONS_OPENED,
+            names::LONGEST_CHECKOUT,
             names::POOL_MAX_SIZE,
             names::POOL_TIMEOUTS,
             names::POOL_WAIT,
