@@ -601,7 +601,7 @@ mod tests {
             dir: dir.clone(),
             kind: FileKind::Sql,
         };
-        let report = lint(&source, None, &dir).unwrap();
+        let report = lint(&source, None, &dir, PgMajor::default()).unwrap();
         assert_eq!(report.linted, 1, "{report:?}");
         assert!(
             report.findings.iter().all(|f| f.migration == "0001_a"),
