@@ -9,57 +9,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::layout::{MAX_REPLICAS, PRIMARY_ADDR, SUPERUSER, StopMode, replica_addr, replica_name};
 use crate::proc::{
     append, free_port, generate_password, make_dir, remove_stale, run, spawn_reaper, write_private,
 };
 use crate::user::{RunAs, run_as};
 use crate::{Endpoint, Error, bin};
-
-/// Address the primary listens on.
-pub const PRIMARY_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-/// Address the (first) replica listens on (differs from the primary's so `inet_server_addr()`
-/// tells them apart); replica `n` (from 0) listens on 127.0.0.(2 + n).
-pub const REPLICA_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-/// Most replicas a cluster may have (their addresses stay within 127.0.0.2 to 127.0.0.9).
-pub const MAX_REPLICAS: usize = 8;
-
-/// The address of replica `n` (from 0).
-fn replica_addr(n: usize) -> Ipv4Addr {
-    let [a, b, c, d] = REPLICA_ADDR.octets();
-    Ipv4Addr::new(a, b, c, d + n as u8)
-}
-
-/// The directory and file name stem of replica `n` (from 0): `replica`, `replica2`, ...
-fn replica_name(n: usize) -> String {
-    if n == 0 {
-        "replica".to_owned()
-    } else {
-        format!("replica{}", n + 1)
-    }
-}
-/// Superuser the harness creates in every cluster.
-pub const SUPERUSER: &str = "postgres";
-
-/// How `pg_ctl stop` shuts a server down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopMode {
-    /// Wait for clients to disconnect.
-    Smart,
-    /// Disconnect clients, shut down cleanly.
-    Fast,
-    /// Abort without a clean shutdown (crash recovery on next start).
-    Immediate,
-}
-
-impl StopMode {
-    fn arg(self) -> &'static str {
-        match self {
-            StopMode::Smart => "smart",
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        }
-    }
-}
 
 /// Options for a cluster: replica or not, extra server settings and files.
 #[derive(Clone, Debug, Default)]

@@ -14,6 +14,7 @@ mod bin;
 mod certs;
 mod cluster;
 pub mod history;
+mod layout;
 pub mod majors;
 mod pgbouncer;
 mod proc;
@@ -27,10 +28,8 @@ use std::fmt;
 pub use bin::{bin_dir_for_major, find_bin_dir, server_major};
 #[cfg(feature = "certs")]
 pub use certs::{ServerCert, TestCa};
-pub use cluster::{
-    Cluster, ClusterBuilder, MAX_REPLICAS, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, Server, StopMode,
-    base_dir,
-};
+pub use cluster::{Cluster, ClusterBuilder, Server, base_dir};
+pub use layout::{MAX_REPLICAS, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, StopMode};
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use proc::{append, free_port};
 pub use prometheus::{
