@@ -40,7 +40,7 @@ struct Tally {
 }
 
 async fn writer(pool: Pool, writer: i32, deadline: Instant) -> Result<Tally, String> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (writer as u64 + 1) * 0x1000_0001);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((writer as u64 + 1) * 0x1000_0001));
     let mut tally = Tally::default();
     while Instant::now() < deadline {
         let started = Instant::now();
