@@ -23,14 +23,15 @@ pub enum Scope {
 }
 
 /// The majors CI runs (`cargo xtask test` without `--pg`, `NOTIFY_DB_PG_MAJOR` or `PG_BIN`):
-/// the whole suite on each. The build is done once and only the test run repeats: with CI's
-/// figures for 15 (about 570 s in all, of which the tests about 180 s) four whole runs come to
-/// about 19 minutes on 2 cores, under the 30 allowed; fetching 16, 17 and 18 the first time
-/// took 6 to 10 s each. Should CI pass 30 minutes, make 16 and 17 `Scope::Subset`.
+/// the whole suite on the oldest supported major (Debian's 15) and on the newest (18), and the
+/// tests that read catalogs or depend on the major ([`SUBSET_FILTER`]) on 16 and 17. The build
+/// is done once and only the test run repeats; a whole run, with the durable fault scenarios in
+/// their serial group, takes about as long as the build on 2 cores, so four whole runs would
+/// pass the 30 minutes CI is kept under.
 pub const CI_PLAN: [(u32, Scope); 4] = [
     (15, Scope::Whole),
-    (16, Scope::Whole),
-    (17, Scope::Whole),
+    (16, Scope::Subset),
+    (17, Scope::Subset),
     (18, Scope::Whole),
 ];
 
