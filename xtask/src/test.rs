@@ -17,6 +17,10 @@ pub struct TestArgs {
     /// supported major, as CI; or `NOTIFY_DB_PG_MAJOR`, or the `PG_BIN` binaries).
     #[arg(long = "pg", value_delimiter = ',')]
     pg: Vec<u32>,
+    /// Only the tests that read catalogs or depend on the server's major (migrate,
+    /// autogenerate, stairway, schema capture, pool, connect, doctor, PgBouncer) on each major.
+    #[arg(long)]
+    subset: bool,
     /// Extra arguments for cargo-nextest (after `--`), e.g. a filter: `-- -E 'package(notify-db-pool)'`.
     #[arg(last = true)]
     extra: Vec<String>,
@@ -33,7 +37,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let cargo = cargo();
     // First, before anything is built: a machine that lacks something hears it in seconds.
     prereq::ensure(&cargo)?;
-    let runs = majors::plan(&args.pg)?;
+    let runs = majors::plan(&args.pg, args.subset)?;
     majors::prepare(&runs)?;
     if !args.no_lint {
         fmt_check(&cargo)?;

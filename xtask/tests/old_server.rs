@@ -77,14 +77,23 @@ async fn the_migration_runner_refuses_14_and_applies_nothing() {
         .expect("count")
         .get(0);
     assert_eq!(tables, 0, "nothing applied: no alembic_version, no table");
-    let locks: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-            &[],
-        )
-        .await
-        .expect("locks")
-        .get(0);
+    // A session's advisory locks go when its server process exits, which happens after the
+    // refused runner has closed its connection: wait for that (bounded), then count.
+    let mut locks = -1;
+    for _ in 0..100 {
+        locks = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+                &[],
+            )
+            .await
+            .expect("locks")
+            .get(0);
+        if locks == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(locks, 0, "no advisory lock left behind");
 }
 

@@ -12,8 +12,11 @@ use notify_db_connect::{Bind, ResetReason, TxStatus};
 use crate::pool::{Conn, Manager};
 
 /// How long a request still in flight gets to finish by itself before it is cancelled: a
-/// dropped `Transaction`'s ROLLBACK, or a statement that was about to end.
-const GRACE: Duration = Duration::from_millis(50);
+/// dropped `Transaction`'s ROLLBACK, the Close + Sync tokio-postgres sends when a statement
+/// prepared from a `&str` is dropped, or a statement that was about to end. 50 ms was too
+/// short on a loaded 2-core machine: harmless closes were cancelled and their connections
+/// closed. The slot stays taken meanwhile, so the next holder never waits behind it.
+const GRACE: Duration = Duration::from_millis(500);
 
 /// Why `conn` must be closed rather than reused, whatever its transaction state.
 pub(crate) fn must_close(conn: &Conn) -> Option<ResetReason> {

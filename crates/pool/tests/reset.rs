@@ -216,17 +216,22 @@ async fn every_case(
             .filter(|e| e.starts_with("reset "))
             .skip(before)
             .collect();
-        assert_eq!(
-            resets.len(),
-            1,
-            "{bind} {case:?}: one reset reported: {resets:?}"
-        );
-        let reason = resets[0].rsplit(' ').next().unwrap_or_default();
+        // How many steps a reset reports depends on timing (a dropped Transaction's ROLLBACK
+        // may be answered before the connection comes back, so nothing is reset; a request may
+        // be drained and a later one cancelled). What matters: every step is one this case can
+        // need, and every case but the dropped Transaction needed one.
         assert!(
-            case.reasons().contains(&reason),
-            "{bind} {case:?}: reason {reason}, expected one of {:?}",
-            case.reasons()
+            !resets.is_empty() || matches!(case, Case::DroppedTransaction),
+            "{bind} {case:?}: a reset reported: {resets:?}"
         );
+        for r in &resets {
+            let reason = r.rsplit(' ').next().unwrap_or_default();
+            assert!(
+                reason == "drained" || case.reasons().contains(&reason),
+                "{bind} {case:?}: reason {reason}, expected one of {:?}",
+                case.reasons()
+            );
+        }
         if let Some(r) = resets.first() {
             assert!(
                 r.starts_with(&format!("reset {bind} {pid} ")),

@@ -112,6 +112,29 @@ async fn a_connection_lost_between_commit_and_its_answer_reports_an_unknown_outc
         pid,
         "the broken connection is discarded"
     );
+    // The old backend is still in its COMMIT (the trigger's sleep) when the client gives up:
+    // its transaction ends on the server's own time. Wait for that, then read the fate.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let open: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND xact_start IS NOT NULL",
+                    &[&pid],
+                )
+                .await
+                .expect("reading the old backend's state")
+                .get(0);
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the old backend's COMMIT must end on the server"
+    );
     let n: i64 = c
         .query_one("SELECT count(*) FROM writes WHERE id = 1", &[])
         .await
