@@ -79,7 +79,7 @@ async fn the_migration_runner_refuses_14_and_applies_nothing() {
     assert_eq!(tables, 0, "nothing applied: no alembic_version, no table");
     // A session's advisory locks go when its server process exits, which happens after the
     // refused runner has closed its connection: wait for that (bounded), then count.
-    let mut locks = -1;
+    let mut locks: i64 = -1;
     for _ in 0..100 {
         locks = client
             .query_one(
