@@ -524,6 +524,13 @@ impl Cluster {
             run(cmd, r.run_as, &self.dir, &r.log_file)?;
             let conf = format!("{}hot_standby = on\n", r.listen_conf(&name));
             append(&r.data_dir.join("postgresql.conf"), &conf)?;
+            // `-R` writes the conninfo of the client tools' libpq: 18's names options
+            // (`sslnegotiation`) that an older server's walreceiver refuses. Ours names only what
+            // every major knows; postgresql.auto.conf is read last, so its last line wins.
+            append(
+                &r.data_dir.join("postgresql.auto.conf"),
+                &primary_conninfo(&p.socket_dir, p.endpoint.port),
+            )?;
             match r.start() {
                 Ok(()) => {
                     wait_streaming(&self.primary, n + 1)?;
@@ -628,6 +635,14 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
         }
     }
     p.start()
+}
+
+/// The `primary_conninfo` line of a replica of the primary listening on `socket_dir`:port, in
+/// the conninfo keywords of every supported major. The harness makes its socket directories
+/// itself, under the temporary directory, with names free of quotes.
+fn primary_conninfo(socket_dir: &Path, port: u16) -> String {
+    let host = socket_dir.display();
+    format!("\nprimary_conninfo = 'host=''{host}'' port={port} user={SUPERUSER}'\n")
 }
 
 /// Waits until `replicas` replicas stream from `primary`.

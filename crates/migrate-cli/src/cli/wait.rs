@@ -1,9 +1,10 @@
 //! `--wait-for-db DURATION`: before a command that connects, wait until the database accepts
 //! connections. In compose or Kubernetes the migration job often starts before the server does
 //! (dbmate's `--wait`). Only the failures of a server that is not up yet are waited out: the
-//! connection refused, `the database system is starting up` (SQLSTATE 57P03) and a host name
-//! that does not resolve yet. Anything else (authentication, TLS, a server too old) is left to
-//! the command, which fails at once with its usual error.
+//! connection refused, `the database system is starting up` (SQLSTATE 57P03), a connection
+//! closed or reset before it was set up (a server stopping for a restart) and a host name that
+//! does not resolve yet. Anything else (authentication, TLS, a server too old) is left to the
+//! command, which fails at once with its usual error.
 
 use std::time::{Duration, Instant};
 
@@ -83,22 +84,39 @@ fn hosts(uri: &DatabaseUri) -> String {
 /// Whether a failed connect is a server that is not up yet.
 fn classify(e: &tokio_postgres::Error) -> Attempt {
     if let Some(db) = e.as_db_error() {
-        return if *db.code() == SqlState::CANNOT_CONNECT_NOW {
+        return if *db.code() == SqlState::CANNOT_CONNECT_NOW
+            || *db.code() == SqlState::ADMIN_SHUTDOWN
+        {
             Attempt::NotReady(error_text(e))
         } else {
             Attempt::Done
         };
     }
+    if e.is_closed() {
+        return Attempt::NotReady(error_text(e));
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && (io.kind() == std::io::ErrorKind::ConnectionRefused || is_dns_failure(io))
+            && (is_not_up_yet(io.kind()) || is_dns_failure(io))
         {
             return Attempt::NotReady(error_text(e));
         }
         source = s.source();
     }
     Attempt::Done
+}
+
+/// An I/O failure of a server that is not listening yet, or that is going down for a restart
+/// (the connection reset or closed in the middle of the startup exchange).
+fn is_not_up_yet(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{
+        ConnectionAborted, ConnectionRefused, ConnectionReset, NotConnected, UnexpectedEof,
+    };
+    matches!(
+        kind,
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
+    )
 }
 
 /// A host name that does not resolve (yet): the resolver's own words, as the standard library
@@ -127,5 +145,15 @@ mod tests {
         );
         assert!(is_dns_failure(&dns));
         assert!(!is_dns_failure(&std::io::Error::other("permission denied")));
+    }
+
+    #[test]
+    fn a_server_going_down_is_waited_for_and_a_refused_login_is_not() {
+        use std::io::ErrorKind;
+        assert!(is_not_up_yet(ErrorKind::ConnectionRefused));
+        assert!(is_not_up_yet(ErrorKind::ConnectionReset));
+        assert!(is_not_up_yet(ErrorKind::UnexpectedEof));
+        assert!(!is_not_up_yet(ErrorKind::PermissionDenied));
+        assert!(!is_not_up_yet(ErrorKind::InvalidData));
     }
 }
