@@ -2,11 +2,9 @@
 //! their maximum) for as long as asked, on the shared primary + replica. The 60 s CI run is the
 //! same test under `cargo xtask test`.
 
-use std::process::Command;
-
 use anyhow::{Result, ensure};
 
-use crate::{prereq, test};
+use crate::{prereq, test, util};
 
 /// Arguments of `cargo xtask soak`.
 #[derive(clap::Args)]
@@ -32,7 +30,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let secs = (args.minutes * 60.0).round().max(1.0) as u64;
     let cargo = test::cargo();
     prereq::ensure(&cargo)?;
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = util::cargo_command(&cargo);
     // The `soak` profile lifts the suite's 3-minute limit: the test bounds itself (its duration
     // plus a setup and drain allowance).
     cmd.args([

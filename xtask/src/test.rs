@@ -42,7 +42,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     if !args.no_lint {
         fmt_check(&cargo)?;
     }
-    util::run(Command::new(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
+    util::run(util::cargo_command(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
     fault_table::clear()?;
     let mut outcomes = Vec::new();
     for run in &runs {
@@ -51,7 +51,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         outcomes.push(majors::timed(label, || {
             // Always nextest: plain `cargo test` would lose the fault suite's serial group and
             // the per-test time limits of .config/nextest.toml.
-            let mut cmd = Command::new(&cargo);
+            let mut cmd = util::cargo_command(&cargo);
             cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
             if run.scope == majors::Scope::Subset && args.extra.is_empty() {
                 cmd.args(["-E", majors::SUBSET_FILTER]);
@@ -85,7 +85,7 @@ pub fn under_shared_clusters(
     build: &[&str],
     cmd: &mut Command,
 ) -> Result<()> {
-    util::run(Command::new(cargo).args(build))?;
+    util::run(util::cargo_command(cargo).args(build))?;
     with_shared_clusters(label, None, cmd, util::run)
 }
 
@@ -126,12 +126,12 @@ fn with_shared_clusters(
 }
 
 fn fmt_check(cargo: &str) -> Result<()> {
-    util::run(Command::new(cargo).args(["fmt", "--all", "--check"]))
+    util::run(util::cargo_command(cargo).args(["fmt", "--all", "--check"]))
         .context("formatting check (run `cargo fmt --all`)")
 }
 
 fn clippy(cargo: &str) -> Result<()> {
-    util::run(Command::new(cargo).args([
+    util::run(util::cargo_command(cargo).args([
         "clippy",
         "--workspace",
         "--all-targets",

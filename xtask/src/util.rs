@@ -76,12 +76,36 @@ impl Forwarded {
     }
 }
 
+/// A `cargo` command for a build inside xtask, without the variables `cargo run` set for xtask
+/// itself (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...). Build scripts such as ring's declare
+/// `rerun-if-env-changed` on them, so with xtask's values they would rebuild, and everything
+/// above them, on every switch between `cargo xtask test` and a plain `cargo build`.
+pub fn cargo_command(cargo: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_"]
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*text)
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work
 /// lives in another workspace binary (`selection` names the package, binary and profile). When
 /// the binary fails, xtask exits with its code: the binary has printed its own error.
 pub fn cargo_run(selection: &[&str], forwarded: Forwarded) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = cargo_command(cargo)
         .args(["run", "-q"])
         .args(selection)
         .arg("--")
