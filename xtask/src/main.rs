@@ -9,13 +9,13 @@ mod lint_migrations;
 mod majors;
 mod migrate;
 mod pending;
-mod prereq;
 mod soak;
 mod stairway;
 mod test;
 mod util;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use xtask_boot::prereq;
 
 /// Developer tasks for notify-db.
 #[derive(Parser)]

@@ -26,10 +26,8 @@ pub struct TestArgs {
     extra: Vec<String>,
 }
 
-/// The cargo that runs xtask (`CARGO`), else `cargo` from PATH.
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
+/// The cargo that runs xtask (shared with the first step, xtask-boot).
+pub use xtask_boot::cargo;
 
 /// Checks (and installs) the prerequisites, starts the shared clusters, runs the workspace tests
 /// against them under cargo-nextest, then the static checks.

@@ -1,9 +1,8 @@
 //! Small helpers shared by the xtask commands.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// Sets up `tracing` output on stderr: human-readable or JSON lines; `RUST_LOG` filters.
 pub fn init_logging(json: bool) {
@@ -26,29 +25,8 @@ pub fn one_line(e: &anyhow::Error) -> String {
     notify_db_migrate::one_line(e.as_ref())
 }
 
-/// The workspace root (parent of xtask/).
-pub fn root() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    dir.parent().map(PathBuf::from).unwrap_or(dir)
-}
-
-/// Runs a command in the workspace root, failing with its name when it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    // Program and arguments only: the Debug form would show environment variables (passwords).
-    let name = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let status = cmd
-        .current_dir(root())
-        .status()
-        .with_context(|| format!("running {name}"))?;
-    if !status.success() {
-        bail!("{name} failed with {status}");
-    }
-    Ok(())
-}
+/// The workspace root, and running a command there (shared with the first step, xtask-boot).
+pub use xtask_boot::{root, run};
 
 /// A current-thread tokio runtime for async work in a command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

