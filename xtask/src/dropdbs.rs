@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
-use notify_db_connect::ConnectUri;
+use notify_db_connect::{Bind, connect_one};
 use notify_db_testdb::{is_test_db_name, quote_ident};
 
 use crate::util;
@@ -26,17 +26,17 @@ pub fn run(args: DropArgs) -> Result<()> {
     let primary = settings.primary.clone();
     util::runtime()?.block_on(async move {
         // Connect to the maintenance database: the configured one may be a test database itself.
-        let mut cfg = primary.with_dbname("postgres").to_pg_config();
-        cfg.application_name("notify-db-xtask");
-        let (client, conn) = match cfg.connect(tokio_postgres::NoTls).await {
-            Ok(c) => c,
-            Err(_) => primary
-                .to_pg_config()
-                .connect(tokio_postgres::NoTls)
-                .await
-                .with_context(|| format!("connecting to {primary}"))?,
+        // Through notify-db-connect, as every connection: TLS per the URI's sslmode.
+        let maintenance = primary.with_dbname("postgres");
+        let client = match connect_one(&maintenance, &settings, Bind::Default).await {
+            Ok((client, _)) => client,
+            Err(_) => {
+                connect_one(&primary, &settings, Bind::Default)
+                    .await
+                    .with_context(|| format!("connecting to {primary}"))?
+                    .0
+            }
         };
-        tokio::spawn(conn);
         let rows = client
             .query("SELECT datname FROM pg_database ORDER BY datname", &[])
             .await?;

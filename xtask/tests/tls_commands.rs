@@ -3,7 +3,8 @@
 //! database; with another CA, each one refuses the server (and never falls back to plain).
 //! Covered: `migrate` upgrade, downgrade, current, history, check, stamp, drift and
 //! `revision --baseline --from-db`; the pending check
-//! (`check-if-migrations-to-run`); `doctor` and `migrate doctor`; the stairway test (`test-migration-downgrade`).
+//! (`check-if-migrations-to-run`); `doctor` and `migrate doctor`; the stairway test (`test-migration-downgrade`);
+//! `drop-test-dbs`.
 
 use std::process::Command;
 
@@ -136,6 +137,13 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
             );
         }
     }
+    // drop-test-dbs reaches the server over TLS too (the maintenance database, then the
+    // configured one): plain TCP is refused here, so a NoTls connection would fail.
+    let (ok, text) = xtask(&["drop-test-dbs"], &good_uri);
+    assert!(
+        ok && text.contains(" test database(s) dropped"),
+        "drop-test-dbs over TLS:\n{text}"
+    );
 
     for args in [
         &["migrate", "current"][..],
@@ -150,6 +158,7 @@ fn every_command_connects_with_verify_full_and_refuses_a_wrong_ca() {
         &["doctor"],
         &["migrate", "doctor"],
         &["test-migration-downgrade", "--database-url", &wrong_uri],
+        &["drop-test-dbs"],
     ] {
         let (ok, text) = xtask(args, &wrong_uri);
         // The command line holds the password: never in a failure message.
