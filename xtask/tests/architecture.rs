@@ -107,3 +107,99 @@ fn paths_are_told_apart_from_other_words() {
     assert!(!is_path("target/bench/latest.json"));
     assert!(!found_under(&root(), "no-such-file-anywhere.rs"));
 }
+
+/// The workspace members that are library crates (a `src/lib.rs`), relative to the root; xtask
+/// and xtask/boot are the developer tool (the boot library only shares code with xtask's binary).
+fn library_crates(root: &Path) -> Vec<PathBuf> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("reading Cargo.toml");
+    let list = manifest
+        .split("members")
+        .nth(1)
+        .and_then(|s| s.split(['[', ']']).nth(1))
+        .expect("Cargo.toml lists its workspace members");
+    let mut out = Vec::new();
+    for member in list
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+    {
+        let dirs: Vec<PathBuf> = match member.strip_suffix("/*") {
+            Some(parent) => std::fs::read_dir(root.join(parent))
+                .unwrap_or_else(|e| panic!("reading member folder {parent}: {e}"))
+                .flatten()
+                .map(|e| PathBuf::from(parent).join(e.file_name()))
+                .collect(),
+            None => vec![PathBuf::from(member)],
+        };
+        out.extend(
+            dirs.into_iter()
+                .filter(|d| !d.starts_with("xtask") && root.join(d).join("src/lib.rs").is_file()),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// The `.rs` files under `dir`, binaries (`bin/`, `main.rs`) left out.
+fn library_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            if !path.ends_with("bin") {
+                library_sources(&path, out);
+            }
+        } else if path.extension().is_some_and(|x| x == "rs") && !path.ends_with("main.rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// "The library crates never print": no library source outside a binary writes to stdout or
+/// stderr itself (they emit `tracing` events or write to an `impl Write` they are given).
+#[test]
+fn library_crates_never_print() {
+    let root = root();
+    let crates = library_crates(&root);
+    for expected in ["crates/migrate-cli", "crates/testdb", "migrations"] {
+        assert!(
+            crates.iter().any(|c| c == Path::new(expected)),
+            "library crate {expected} not found among {crates:?}: is the member list read right?"
+        );
+    }
+    let printing = [
+        "print!(",
+        "println!(",
+        "eprint!(",
+        "eprintln!(",
+        "io::stdout()",
+        "io::stderr()",
+        "io::stdout)",
+        "io::stderr)",
+    ];
+    let mut found = Vec::new();
+    for krate in &crates {
+        let mut files = Vec::new();
+        library_sources(&root.join(krate).join("src"), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            // Tests may print; comments (doc examples) are not code.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                let line = line.split("//").next().unwrap_or_default();
+                if let Some(what) = printing.iter().find(|p| line.contains(*p)) {
+                    let rel = file.strip_prefix(&root).unwrap_or(&file);
+                    found.push(format!("{}:{}: {what}", rel.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "library code writes to stdout/stderr (emit tracing events or take an `impl Write`):\n{}",
+        found.join("\n")
+    );
+}

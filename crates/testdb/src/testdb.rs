@@ -455,9 +455,9 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if std::env::var("NOTIFY_DB_KEEP_TEST_DBS").is_ok_and(|v| v == "1") {
-            eprintln!(
-                "keeping test database {} (NOTIFY_DB_KEEP_TEST_DBS=1)",
-                self.name
+            tracing::info!(
+                database = %self.name,
+                "keeping the test database (NOTIFY_DB_KEEP_TEST_DBS=1)"
             );
             return;
         }

@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
     let args = MigrateCli::parse();
     // Transaction control is a finding of the linter, not a load error.
     let lint = matches!(args.command, Some(Command::Lint(_)));
-    cli::main(args, move || {
+    cli::init_logging(std::io::stderr);
+    let project = move || -> Result<Project, cli::CliError> {
         Ok(Project {
             set: if lint {
                 MigrationSet::new_for_lint(notify_db_migrations::all())
@@ -24,6 +25,6 @@ async fn main() -> ExitCode {
             dir: notify_db_migrations::dir().to_path_buf(),
             kind: FileKind::Rust,
         })
-    })
-    .await
+    };
+    cli::main(args, project, std::io::stdout().lock(), std::io::stderr()).await
 }

@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
     // Only a downgrade and the stairway test run down files (and lint reads them): other
     // commands skip reading them.
     let command = args.cli.command.clone();
-    cli::main(args.cli, move || {
+    cli::init_logging(std::io::stderr);
+    let project = move || -> Result<Project, cli::CliError> {
         Ok(Project {
             set: match command {
                 Some(Command::Downgrade { .. } | Command::TestDowngrade { .. }) => {
@@ -47,6 +48,12 @@ async fn main() -> ExitCode {
             dir: source,
             kind: FileKind::Sql,
         })
-    })
+    };
+    cli::main(
+        args.cli,
+        project,
+        std::io::stdout().lock(),
+        std::io::stderr(),
+    )
     .await
 }

@@ -267,20 +267,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     }
 }
 
-/// The `main` of a migration binary: logs to stderr (`RUST_LOG`, default `info`), runs the
-/// command on the set `project` gives, prints a failure as one `error:` line, and returns the
-/// exit code.
-pub async fn main(
-    args: MigrateCli,
-    project: impl FnOnce() -> Result<Project, CliError> + Send + 'static,
-) -> std::process::ExitCode {
+/// Sets up the `tracing` output of a migration binary on `writer` (the binaries pass stderr):
+/// `RUST_LOG` filters, default `info`. The library itself never picks an output.
+pub fn init_logging<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
         .init();
+}
+
+/// The `main` of a migration binary: runs the command on the set `project` gives, writes its
+/// output to `out`, a failure as one `error:` line to `err`, and returns the exit code (the
+/// binaries pass stdout and stderr, after [`init_logging`]).
+pub async fn main(
+    args: MigrateCli,
+    project: impl FnOnce() -> Result<Project, CliError> + Send + 'static,
+    mut out: impl Write,
+    mut err: impl Write,
+) -> std::process::ExitCode {
     let result = async {
         let settings = Settings::from_env();
         // An upgrade's or downgrade's connection and first read need no set: they go on while
@@ -299,14 +309,14 @@ pub async fn main(
             }
             Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
         };
-        let mut out = std::io::stdout().lock();
         run_with(args, &project, settings, &mut out, prefetch).await
     }
     .await;
     match result {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {}", notify_db_migrate::one_line(&e));
+            // Nothing more can be said if stderr itself fails.
+            let _ = writeln!(err, "error: {}", notify_db_migrate::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
