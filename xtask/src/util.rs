@@ -1,7 +1,5 @@
 //! Small helpers shared by the xtask commands.
 
-use std::process::Command;
-
 use anyhow::{Context, Result};
 
 /// Sets up `tracing` output on stderr: human-readable or JSON lines; `RUST_LOG` filters.
@@ -26,7 +24,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 /// The workspace root, and running a command there (shared with the first step, xtask-boot).
-pub use xtask_boot::{root, run};
+pub use xtask_boot::{cargo_command, root, run};
 
 /// A current-thread tokio runtime for async work in a command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -52,30 +50,6 @@ impl Forwarded {
     pub fn ask_for_help(&self) -> bool {
         self.args.iter().any(|a| a == "-h" || a == "--help")
     }
-}
-
-/// A `cargo` command for a build inside xtask, without the variables `cargo run` set for xtask
-/// itself (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...). Build scripts such as ring's declare
-/// `rerun-if-env-changed` on them, so with xtask's values they would rebuild, and everything
-/// above them, on every switch between `cargo xtask test` and a plain `cargo build`.
-pub fn cargo_command(cargo: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(cargo);
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if ["CARGO_PKG_", "CARGO_MANIFEST_"]
-            .iter()
-            .any(|prefix| text.starts_with(prefix))
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&&*text)
-        {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd
 }
 
 /// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work

@@ -16,6 +16,30 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// A `cargo` command for a build inside `cargo xtask`, without the variables `cargo run` set for
+/// the running binary (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...). Build scripts such as ring's declare
+/// `rerun-if-env-changed` on them, so with xtask's values they would rebuild, and everything
+/// above them, on every switch between `cargo xtask test` and a plain `cargo build`.
+pub fn cargo_command(cargo: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_"]
+            .iter()
+            .any(|prefix| text.starts_with(prefix))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*text)
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// The workspace root (two levels above xtask/boot/).
 pub fn root() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -3,9 +3,8 @@
 //! `cargo run --package xtask` (which compiles the workspace).
 
 use std::os::unix::process::CommandExt;
-use std::process::Command;
 
-use xtask_boot::{CHECKED_CHORES, cargo, chore, prereq, root};
+use xtask_boot::{CHECKED_CHORES, cargo, cargo_command, chore, prereq, root};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,7 +16,7 @@ fn main() {
         std::process::exit(1);
     }
     // Replaces this process: signals and the exit code are the chore's own.
-    let err = Command::new(&cargo)
+    let err = cargo_command(&cargo)
         .args(["run", "--package", "xtask", "--"])
         .args(&args)
         .current_dir(root())
