@@ -7,14 +7,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use crate::layout::{MAX_REPLICAS, PRIMARY_ADDR, SUPERUSER, StopMode, replica_addr, replica_name};
 use crate::proc::{
     append, free_port, generate_password, make_dir, remove_stale, run, spawn_reaper, write_private,
 };
 use crate::user::{RunAs, run_as};
-use crate::{Endpoint, Error, bin};
+use crate::{Endpoint, Error, bin, replication};
 
 /// Options for a cluster: replica or not, extra server settings and files.
 #[derive(Clone, Debug, Default)]
@@ -280,7 +279,7 @@ impl Cluster {
     pub fn wait_for_replica(&self) -> Result<(), Error> {
         for r in &self.replicas {
             let (p, r) = (self.primary.endpoint.clone(), r.endpoint.clone());
-            crate::block_on(async move { crate::testdb::sync_replica(&p, &r).await })??;
+            crate::block_on(async move { replication::sync_replica(&p, &r).await })??;
         }
         Ok(())
     }
@@ -533,7 +532,7 @@ impl Cluster {
             )?;
             match r.start() {
                 Ok(()) => {
-                    wait_streaming(&self.primary, n + 1)?;
+                    replication::wait_streaming(&self.primary.endpoint, n + 1)?;
                     return Ok(r);
                 }
                 Err(e) => {
@@ -643,33 +642,4 @@ fn init_primary(p: &Server, opts: &ClusterBuilder) -> Result<(), Error> {
 fn primary_conninfo(socket_dir: &Path, port: u16) -> String {
     let host = socket_dir.display();
     format!("\nprimary_conninfo = 'host=''{host}'' port={port} user={SUPERUSER}'\n")
-}
-
-/// Waits until `replicas` replicas stream from `primary`.
-fn wait_streaming(primary: &Server, replicas: usize) -> Result<(), Error> {
-    let uri = primary.uri("postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = crate::block_on(async {
-            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-                    &[],
-                )
-                .await?;
-            Ok::<i64, tokio_postgres::Error>(row.get(0))
-        })?
-        .map_err(|e| Error::sql("checking pg_stat_replication", e))?;
-        if n >= replicas as i64 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout {
-                what: "replica to start streaming (pg_stat_replication)".into(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -19,6 +19,7 @@ pub mod majors;
 mod pgbouncer;
 mod proc;
 mod prometheus;
+mod replication;
 mod sql_dir;
 mod testdb;
 mod user;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use crate::{Cluster, ENV_PRIMARY, ENV_REPLICA, Endpoint, Error, block_on};
+use crate::{Cluster, ENV_PRIMARY, ENV_REPLICA, Endpoint, Error, block_on, replication};
 
 /// Prefix shared by every test database name.
 const PREFIX: &str = "test_notification_api_";
@@ -73,41 +73,10 @@ fn init_shared() -> Result<Shared, Error> {
     })
 }
 
-/// Waits until `replica` has replayed everything `primary` has written so far.
-pub(crate) async fn sync_replica(primary: &Endpoint, replica: &Endpoint) -> Result<(), Error> {
-    let p = primary.connect("postgres").await?;
-    let lsn: String = p
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-        .await
-        .map_err(|e| Error::sql("reading pg_current_wal_insert_lsn()", e))?
-        .get(0);
-    let r = replica.connect("postgres").await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let caught_up: bool = r
-            .query_one(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                &[&lsn],
-            )
-            .await
-            .map_err(|e| Error::sql("reading pg_last_wal_replay_lsn()", e))?
-            .get(0);
-        if caught_up {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout {
-                what: format!("the replica to replay up to {lsn}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 impl Shared {
     /// Waits until the replica has replayed everything the primary has written so far.
     pub async fn sync_replica(&self) -> Result<(), Error> {
-        sync_replica(&self.primary, &self.replica).await
+        replication::sync_replica(&self.primary, &self.replica).await
     }
 }
 
@@ -439,14 +408,14 @@ impl TestDb {
         let r = self.replica.as_ref().ok_or(Error::Timeout {
             what: "a replica (this database has none)".into(),
         })?;
-        sync_replica(&self.primary, r).await?;
+        replication::sync_replica(&self.primary, r).await?;
         r.connect(&self.name).await
     }
 
     /// Waits until the replica has replayed everything written on the primary so far.
     pub async fn sync_replica(&self) -> Result<(), Error> {
         match &self.replica {
-            Some(r) => sync_replica(&self.primary, r).await,
+            Some(r) => replication::sync_replica(&self.primary, r).await,
             None => Ok(()),
         }
     }
