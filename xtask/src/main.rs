@@ -4,7 +4,6 @@ mod demo;
 mod dev;
 mod doctor;
 mod dropdbs;
-mod fault_table;
 mod lint_migrations;
 mod majors;
 mod migrate;

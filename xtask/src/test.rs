@@ -5,7 +5,8 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use notify_db_testdb::{Cluster, ENV_PRIMARY, ENV_REPLICA, bin_dir_for_major, find_bin_dir};
 
-use crate::{fault_table, majors, prereq, util};
+use crate::{majors, prereq, util};
+use notify_db_faults::results;
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -42,7 +43,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         fmt_check(&cargo)?;
     }
     util::run(util::cargo_command(&cargo).args(["nextest", "run", "--workspace", "--no-run"]))?;
-    fault_table::clear()?;
+    results::clear(&results::results_dir(&util::root()))?;
     let mut outcomes = Vec::new();
     for run in &runs {
         let label = majors::label(run);
@@ -67,7 +68,13 @@ pub fn run(args: TestArgs) -> Result<()> {
         }));
     }
     // The durable fault scenarios' results table, also after a failed run (it says what failed).
-    fault_table::write()?;
+    let rows = results::results_dir(&util::root());
+    if let Some(table) = results::table(&rows)? {
+        println!("\nfault suite results:\n\n{table}");
+        let out = rows.with_file_name("fault-results.md");
+        std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
+        println!("written to {}", out.display());
+    }
     majors::report(&outcomes)?;
     if !args.no_lint {
         clippy(&cargo)?;

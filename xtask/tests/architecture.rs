@@ -203,3 +203,156 @@ fn library_crates_never_print() {
         found.join("\n")
     );
 }
+
+/// The `name -> deps` lines of the document's crate graph, `notify-db-` prefix restored.
+fn documented_graph(doc: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let full = |n: &str| -> String {
+        if n.starts_with("xtask") {
+            n.to_owned()
+        } else {
+            format!("notify-db-{n}")
+        }
+    };
+    let section = doc
+        .split("### The crate graph")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("docs/ARCHITECTURE.md has a crate graph section with a fenced list");
+    section
+        .lines()
+        .filter_map(|l| l.split_once("->"))
+        .map(|(name, deps)| {
+            let mut deps: Vec<String> = deps
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(full)
+                .collect();
+            deps.sort();
+            (full(name.trim()), deps)
+        })
+        .collect()
+}
+
+/// Every crate edge the document's crate graph draws is a normal dependency in `cargo
+/// metadata`, and every such dependency between workspace crates is drawn.
+#[test]
+fn the_documented_crate_graph_is_the_real_one() {
+    let root = root();
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md"))
+        .expect("reading docs/ARCHITECTURE.md");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let ours: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    let mut real = std::collections::BTreeMap::new();
+    for p in packages {
+        let mut deps: Vec<String> = p["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .filter(|d| ours.contains(d))
+            .map(str::to_owned)
+            .collect();
+        deps.sort();
+        deps.dedup();
+        real.insert(p["name"].as_str().expect("name").to_owned(), deps);
+    }
+    let documented = documented_graph(&doc);
+    assert!(documented.len() >= 10, "{documented:?}");
+    assert_eq!(
+        documented, real,
+        "docs/ARCHITECTURE.md's crate graph (left) against cargo metadata (right)"
+    );
+}
+
+/// Whether a line of code opens a PostgreSQL connection with tokio-postgres itself.
+fn opens_a_connection(line: &str) -> bool {
+    [
+        "tokio_postgres::connect(",
+        ".connect_raw(",
+        "connect(NoTls",
+        "connect(tokio_postgres::NoTls",
+        "MakeRustlsConnect::new(",
+    ]
+    .iter()
+    .any(|call| line.contains(call))
+}
+
+/// "Every connection goes through notify-db-connect": outside `crates/connect`, no source opens
+/// a connection with tokio-postgres itself. The test harness (`crates/testdb`, connecting to
+/// the servers it started) and the benchmarks' bare baseline (`bench/`) are the exceptions, by
+/// design: they must not depend on what they test or measure.
+#[test]
+fn only_the_connect_crate_opens_connections() {
+    assert!(opens_a_connection(
+        "let (c, conn) = tokio_postgres::connect(&uri, NoTls).await?;"
+    ));
+    assert!(opens_a_connection("config.connect(NoTls).await"));
+    assert!(!opens_a_connection(
+        "notify_db_connect::connect_one(&uri).await"
+    ));
+    let root = root();
+    let mut crates = library_crates(&root);
+    crates.extend(["xtask", "examples/service", "tests/faults"].map(PathBuf::from));
+    let exempt = [
+        Path::new("crates/connect"),
+        Path::new("crates/testdb"),
+        Path::new("bench"),
+    ];
+    let mut found = Vec::new();
+    let mut read = 0;
+    for krate in crates.iter().filter(|c| !exempt.contains(&c.as_path())) {
+        let mut files = Vec::new();
+        library_sources(&root.join(krate).join("src"), &mut files);
+        if krate.ends_with("xtask") || krate.ends_with("faults") {
+            // Their binaries are developer tools and fault injection over the same rule.
+            let bin = root.join(krate).join("src");
+            for name in ["main.rs", "bin"] {
+                let p = bin.join(name);
+                if p.is_file() {
+                    files.push(p);
+                } else if p.is_dir() {
+                    library_sources(&p, &mut files);
+                }
+            }
+        }
+        for file in files {
+            read += 1;
+            let text = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if opens_a_connection(line.split("//").next().unwrap_or_default()) {
+                    let rel = file.strip_prefix(&root).unwrap_or(&file);
+                    found.push(format!("{}:{}", rel.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(read >= 50, "only {read} source files read");
+    assert!(
+        found.is_empty(),
+        "connections opened outside crates/connect (use notify-db-connect):\n{}",
+        found.join("\n")
+    );
+}

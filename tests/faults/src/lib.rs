@@ -1,6 +1,9 @@
-//! What the fault suite's runner binary and its tests share: the crash matrix's migration set.
+//! What the fault suite's runner binary, its tests and `cargo xtask test` share: the crash
+//! matrix's migration set and the results table of the durable scenarios.
 
 #![deny(missing_docs)]
+
+pub mod results;
 
 use notify_db_migrate::{Migration, MigrationSet, SetError};
 

@@ -97,7 +97,9 @@ pub async fn finish(
         "note": note,
     });
     println!("{scenario}: {row}");
-    let dir = results_dir();
+    let dir = notify_db_faults::results::results_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    );
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join(format!("{scenario}.json")), format!("{row}\n")));
     if let Err(e) = written {
@@ -108,16 +110,6 @@ pub async fn finish(
     }
     verdict.assert_intact(scenario, lost_allowed);
     verdict
-}
-
-/// `<target>/fault-results`: `CARGO_TARGET_DIR` (relative to the workspace root) or the
-/// workspace's `target`; `cargo xtask test` reads the rows there.
-fn results_dir() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| root.join("target"), |d| root.join(d));
-    target.join("fault-results")
 }
 
 /// The commit the suite runs on (`git rev-parse HEAD`), or `unknown` outside a git checkout.
