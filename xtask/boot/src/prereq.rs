@@ -207,8 +207,10 @@ pub fn refusal(missing: &[Need], host: Host) -> String {
 /// Checks the prerequisites; installs the missing ones when it can, or stops naming them and
 /// the command that installs them.
 pub fn ensure(cargo: &str) -> Result<()> {
-    let need = missing(&probe(cargo));
+    let found = probe(cargo);
+    let need = missing(&found);
     if need.is_empty() {
+        eprintln!("{}", present(&found));
         return Ok(());
     }
     let host = Host::here();
@@ -229,11 +231,24 @@ pub fn ensure(cargo: &str) -> Result<()> {
         run(Command::new(cargo).args(args))
             .context("installing cargo-nextest (`cargo xtask test` always runs under it)")?;
     }
-    let still = missing(&probe(cargo));
+    let found = probe(cargo);
+    let still = missing(&found);
     if !still.is_empty() {
         bail!("still missing after installing: {}", refusal(&still, host));
     }
+    eprintln!("{}", present(&found));
     Ok(())
+}
+
+/// The report's line when nothing is missing: what the tests will use.
+fn present(found: &Found) -> String {
+    let nextest = found
+        .nextest
+        .map_or_else(String::new, |(a, b, c)| format!(" {a}.{b}.{c}"));
+    format!(
+        ">>> prerequisites present: PostgreSQL server and client tools, promtool and prometheus, \
+         tc, kill, pgbouncer, a server user, cargo-nextest{nextest}"
+    )
 }
 
 fn install_system(system: &[Need]) -> Result<()> {
