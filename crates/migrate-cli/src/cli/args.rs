@@ -150,8 +150,9 @@ pub enum Command {
     /// Lint the migrations' SQL, up and down (squawk's rules and ours; see --help).
     #[command(after_long_help = crate::lint::HELP)]
     Lint(LintArgs),
-    /// Write one linked .sql migration per revision of Alembic's offline SQL (`alembic upgrade
-    /// --sql A:B`, `flask db upgrade --sql`); A must be the directory's head (or base).
+    /// Write one linked migration (`ID.up.sql`, or `ID.rs` in a compiled set) per revision of
+    /// Alembic's offline SQL (`alembic upgrade --sql A:B`, `flask db upgrade --sql`); A must be
+    /// the set's head (or base).
     ImportAlembicSql {
         /// The offline SQL file.
         file: PathBuf,
