@@ -266,20 +266,16 @@ mod rdb6d;
 /// `Migration::new(file stem)`.
 fn compiled_all() -> Vec<notify_db_migrate::Migration> {
     use notify_db_migrate::Migration;
-    let defines: [(&str, fn(Migration) -> Migration); 8] = [
-        ("0001_create_users", r0001::define),
-        ("0002_empty", r0002::define),
-        ("0003_users_email_index", r0003::define),
-        ("0004_add_pending_status", r0004::define),
-        ("0005_services", r0005::define),
-        ("db6d9d9f06bc", rdb6d::define),
-        ("0007_templates", r0007::define),
-        ("0008_templates_service_index", r0008::define),
-    ];
-    defines
-        .into_iter()
-        .map(|(id, define)| define(Migration::new(id)))
-        .collect()
+    vec![
+        r0001::define(Migration::new("0001_create_users")),
+        r0002::define(Migration::new("0002_empty")),
+        r0003::define(Migration::new("0003_users_email_index")),
+        r0004::define(Migration::new("0004_add_pending_status")),
+        r0005::define(Migration::new("0005_services")),
+        rdb6d::define(Migration::new("db6d9d9f06bc")),
+        r0007::define(Migration::new("0007_templates")),
+        r0008::define(Migration::new("0008_templates_service_index")),
+    ]
 }
 
 /// Runs `import-alembic-sql file` through the library's command line on a compiled set's

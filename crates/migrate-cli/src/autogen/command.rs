@@ -9,7 +9,11 @@ use notify_db_config::DatabaseUri;
 use notify_db_connect::ConnectUri;
 use tokio_postgres::Client;
 
-use super::{AutogenError, Plan, catalog, plan, render_files};
+use super::catalog;
+use super::diff::plan;
+use super::error::AutogenError;
+use super::step::Plan;
+use super::write::render_files;
 use crate::FileKind;
 use crate::cli::error::CliError;
 use crate::cli::files::{checked_slug, write_new};

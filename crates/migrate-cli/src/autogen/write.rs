@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Step, step_id};
+use super::step::{Plan, Step, step_id};
 use crate::rust_file::{RustMigration, raw_literal};
 use notify_db_migrate::Direction;
 
