@@ -8,7 +8,8 @@ use super::pg_major::PgMajor;
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// The migration file, relative to the base directory given to [`lint`](crate::lint::lint) when under it.
+    /// The migration file, relative to the base directory given to
+    /// [`lint`](crate::lint::lint) when under it.
     pub file: String,
     /// The line in that file (1-based).
     pub line: usize,
