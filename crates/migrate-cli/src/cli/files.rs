@@ -58,3 +58,40 @@ pub(crate) fn write_new(files: &[(PathBuf, String)]) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_new;
+
+    #[test]
+    fn new_files_are_all_written_or_none_is() {
+        let dir = std::env::temp_dir().join(format!("notify-db-write-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        // The second file's folder is a file: its write fails after the first was written.
+        std::fs::write(dir.join("blocker"), "").expect("a file in the way");
+        let files = [
+            (dir.join("a.up.sql"), "SELECT 1".to_owned()),
+            (dir.join("blocker/b.up.sql"), "SELECT 2".to_owned()),
+        ];
+        let err = write_new(&files).expect_err("the second file cannot be written");
+        assert!(err.to_string().contains("blocker"), "{err}");
+        assert!(
+            !dir.join("a.up.sql").exists(),
+            "the first file was removed again"
+        );
+
+        let files = [
+            (dir.join("sub/a.up.sql"), "SELECT 1".to_owned()),
+            (dir.join("b.up.sql"), "SELECT 2".to_owned()),
+        ];
+        write_new(&files).expect("both written, the folder created");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("sub/a.up.sql")).expect("written"),
+            "SELECT 1"
+        );
+        let again = write_new(&files).expect_err("never over an existing file");
+        assert!(again.to_string().contains("already exists"), "{again}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
