@@ -25,6 +25,8 @@ use notify_db_migrate::Migration;
 use notify_db_migrate::lexer::{Kind, code_tokens, leading_words, split_statements};
 use notify_db_migrate::transaction_control;
 
+use crate::rust_file::{RustMigration, literal};
+
 /// Alembic's version table, as its offline output names it.
 const VERSION_TABLE: &str = "ALEMBIC_VERSION";
 
@@ -65,6 +67,26 @@ impl Revision {
         m
     }
 
+    /// What its file says about it: where it came from, and why it runs outside a transaction
+    /// or does nothing (comment lines, without the comment marker).
+    fn about(&self, source: &str) -> Vec<String> {
+        let mut lines = vec![format!(
+            "Alembic revision {}, imported from {source} (line {}).",
+            self.id, self.line
+        )];
+        if !self.transactional {
+            lines.push(
+                "It committed under Alembic (an autocommit block or a COMMIT of its own): it runs"
+                    .into(),
+            );
+            lines.push("outside a transaction, statement by statement.".into());
+        }
+        if self.statements.is_empty() {
+            lines.push("An empty revision: applying it only moves alembic_version.".into());
+        }
+        lines
+    }
+
     /// The text of its `ID.up.sql`: the header options (parent, no-transaction), where it came
     /// from, and its statements.
     pub fn sql_file(&self, source: &str) -> String {
@@ -75,19 +97,8 @@ impl Revision {
         if !self.transactional {
             text.push_str("-- notify-db: no-transaction\n");
         }
-        let _ = writeln!(
-            text,
-            "-- Alembic revision {}, imported from {source} (line {}).",
-            self.id, self.line
-        );
-        if !self.transactional {
-            text.push_str(
-                "-- It committed under Alembic (an autocommit block or a COMMIT of its own): it \
-                 runs\n-- outside a transaction, statement by statement.\n",
-            );
-        }
-        if self.statements.is_empty() {
-            text.push_str("-- An empty revision: applying it only moves alembic_version.\n");
+        for line in self.about(source) {
+            let _ = writeln!(text, "-- {line}");
         }
         for s in &self.statements {
             text.push('\n');
@@ -95,6 +106,31 @@ impl Revision {
             text.push_str(";\n");
         }
         text
+    }
+
+    /// The text of its `ID.rs`, for a compiled set: the same comment, and `define` declaring
+    /// what the header options declare (`.no_transaction()`, `.parent(A)`) before its statements.
+    pub fn rust_file(&self, source: &str) -> String {
+        RustMigration {
+            about: self.about(source),
+            doc: format!("Alembic revision {}.", self.id),
+            calls: (!self.transactional)
+                .then(|| ".no_transaction()".to_owned())
+                .into_iter()
+                .chain(
+                    self.parent
+                        .iter()
+                        .map(|p| format!(".parent({})", literal(p))),
+                )
+                .chain(
+                    self.statements
+                        .iter()
+                        .map(|s| format!(".up({})", literal(s))),
+                )
+                .collect(),
+            ..RustMigration::default()
+        }
+        .text()
     }
 }
 

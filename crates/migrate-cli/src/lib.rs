@@ -18,6 +18,7 @@ pub mod cli;
 pub mod doctor;
 pub mod drift;
 pub mod lint;
+mod rust_file;
 pub mod schema;
 pub mod stairway;
 

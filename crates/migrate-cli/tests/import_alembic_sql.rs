@@ -3,7 +3,8 @@
 //! renders it, one transaction per revision; a linear range without branch labels as Alembic's
 //! default `env.py` renders it, one transaction for the run; both with autocommit or explicitly
 //! committed revisions, the first with an empty revision) becomes linked `.sql` migrations that
-//! upgrade a database to what psql makes of the same SQL.
+//! upgrade a database to what psql makes of the same SQL; in a compiled set, `.rs` migrations
+//! (`fixtures/alembic_rs`, compiled into this test) that do the same.
 
 mod common;
 
@@ -240,4 +241,180 @@ async fn what_cannot_be_imported_is_refused_and_nothing_is_written() {
     let out = import(fixture(FROM_BASE)).await;
     assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(files_in(&dir), before);
+}
+
+// What `import-alembic-sql` writes into a compiled set (`.rs` files), compiled here: the test
+// fails when the written text differs from these files.
+#[path = "fixtures/alembic_rs/0001_create_users.rs"]
+mod r0001;
+#[path = "fixtures/alembic_rs/0002_empty.rs"]
+mod r0002;
+#[path = "fixtures/alembic_rs/0003_users_email_index.rs"]
+mod r0003;
+#[path = "fixtures/alembic_rs/0004_add_pending_status.rs"]
+mod r0004;
+#[path = "fixtures/alembic_rs/0005_services.rs"]
+mod r0005;
+#[path = "fixtures/alembic_rs/0007_templates.rs"]
+mod r0007;
+#[path = "fixtures/alembic_rs/0008_templates_service_index.rs"]
+mod r0008;
+#[path = "fixtures/alembic_rs/db6d9d9f06bc.rs"]
+mod rdb6d;
+
+/// Every fixture's migration, as `migrations/build.rs` registers a file: `define` on
+/// `Migration::new(file stem)`.
+fn compiled_all() -> Vec<notify_db_migrate::Migration> {
+    use notify_db_migrate::Migration;
+    vec![
+        r0001::define(Migration::new("0001_create_users")),
+        r0002::define(Migration::new("0002_empty")),
+        r0003::define(Migration::new("0003_users_email_index")),
+        r0004::define(Migration::new("0004_add_pending_status")),
+        r0005::define(Migration::new("0005_services")),
+        rdb6d::define(Migration::new("db6d9d9f06bc")),
+        r0007::define(Migration::new("0007_templates")),
+        r0008::define(Migration::new("0008_templates_service_index")),
+    ]
+}
+
+/// Runs `import-alembic-sql file` through the library's command line on a compiled set's
+/// project; returns what it printed.
+async fn import_into_rust_set(
+    dir: &Path,
+    set: notify_db_migrate::MigrationSet,
+    file: &Path,
+) -> String {
+    use notify_db_migrate_cli::cli::{self, FileKind, MigrateCli, Project};
+    let argv = [
+        "migrate",
+        "import-alembic-sql",
+        file.to_str().expect("utf-8 path"),
+    ];
+    let args: MigrateCli = clap::Parser::try_parse_from(argv).expect("arguments parse");
+    let project = Project {
+        set,
+        dir: dir.to_path_buf(),
+        kind: FileKind::Rust,
+    };
+    let mut out = Vec::new();
+    let settings = notify_db_config::Settings::load(None, &|_| None);
+    let code = cli::run(args, &project, settings, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("importing {} into a compiled set: {e}", file.display()));
+    assert_eq!(code, 0);
+    String::from_utf8(out).expect("utf-8 output")
+}
+
+#[tokio::test]
+async fn into_a_compiled_set_the_import_writes_rs_files_that_compile_and_apply() {
+    let run = async {
+        let (ours, theirs) = (db().await, db().await);
+        let dir = SqlDir::new("import-alembic-rs");
+        let all = compiled_all();
+        let shown = import_into_rust_set(
+            dir.path(),
+            notify_db_migrate::MigrationSet::new(vec![]).expect("an empty set"),
+            &fixture(FROM_BASE),
+        )
+        .await;
+        assert!(
+            shown.contains("0003_users_email_index.rs (no-transaction)")
+                && shown.contains("imported 5 revisions: base -> 0005_services"),
+            "{shown}"
+        );
+        // The second range continues the set the first one compiled into.
+        let first_five = notify_db_migrate::MigrationSet::new(all[..5].to_vec())
+            .expect("the first range's compiled migrations make a set");
+        let shown = import_into_rust_set(dir.path(), first_five, &fixture(RANGE)).await;
+        assert!(
+            shown.contains("imported 3 revisions: 0005_services -> 0008_templates_service_index"),
+            "{shown}"
+        );
+
+        // Written exactly as the compiled fixtures (a changed text fails here: update them).
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alembic_rs");
+        let actual_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("alembic_rs");
+        let mut changed = Vec::new();
+        for m in &all {
+            let name = format!("{}.rs", m.id());
+            let written = std::fs::read_to_string(dir.path().join(&name))
+                .unwrap_or_else(|e| panic!("{name} was not written: {e}"));
+            if std::fs::read_to_string(fixtures.join(&name))
+                .ok()
+                .as_deref()
+                != Some(&written)
+            {
+                std::fs::create_dir_all(&actual_dir).expect("a folder for the actual files");
+                std::fs::write(actual_dir.join(&name), &written).expect("write the actual file");
+                changed.push(name);
+            }
+        }
+        assert!(
+            changed.is_empty(),
+            "import-alembic-sql writes another text than tests/fixtures/alembic_rs/ for {changed:?} \
+             (written to {}): update the fixtures if the change is meant",
+            actual_dir.display()
+        );
+        let rs_files = std::fs::read_dir(dir.path())
+            .expect("the project's folder")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".rs"))
+            })
+            .count();
+        assert_eq!(
+            rs_files,
+            all.len(),
+            "one .rs file per revision, nothing else"
+        );
+
+        // The compiled files are the migrations the import validated: same statements, modes
+        // and links as the offline SQL read back.
+        let mut read_back = Vec::new();
+        for name in [FROM_BASE, RANGE] {
+            let path = fixture(name);
+            let sql = std::fs::read_to_string(&path).expect("the fixture");
+            let revisions = notify_db_migrate_cli::alembic_sql::parse(&sql, name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            read_back.extend(revisions.iter().map(|r| r.migration()));
+        }
+        for (c, r) in all.iter().zip(&read_back) {
+            assert_eq!(c.id(), r.id());
+            assert_eq!(c.checksum(), r.checksum(), "{}", c.id());
+            assert_eq!(c.is_transactional(), r.is_transactional(), "{}", c.id());
+            assert_eq!(c.declared_parent(), r.declared_parent(), "{}", c.id());
+        }
+        let by_id = |id: &str| all.iter().find(|m| m.id() == id).expect(id);
+        assert!(by_id("0002_empty").up_statements().is_empty());
+        assert!(!by_id("0003_users_email_index").is_transactional());
+        assert!(!by_id("0004_add_pending_status").is_transactional());
+
+        // The compiled set applies, to what psql makes of the same offline SQL.
+        let set = notify_db_migrate::MigrationSet::new(all).expect("the compiled files make a set");
+        let uri = notify_db_config::DatabaseUri::parse(&ours.primary_uri(), "the test database")
+            .expect("the test database's URI");
+        notify_db_migrate::Migrator::new(set, &uri)
+            .expect("a migrator")
+            .upgrade(&notify_db_migrate::Target::Head)
+            .await
+            .expect("the compiled set upgrades a fresh database");
+        psql_file(&theirs, &fixture(FROM_BASE)).await;
+        psql_file(&theirs, &fixture(RANGE)).await;
+        let (a, b) = (schema_of(&theirs).await, schema_of(&ours).await);
+        assert!(a.len() > 8, "the psql schema has only {} objects", a.len());
+        let diff = a.diff(&b);
+        assert!(diff.is_empty(), "{}", schema::render_diff(&diff));
+        let c_ours = ours.connect().await.expect("connect");
+        assert_eq!(version(&c_ours).await, [HEAD]);
+        let journaled = col(
+            &c_ours,
+            "SELECT count(*)::text FROM notify_db_migration_journal WHERE operation = 'upgrade'",
+        )
+        .await;
+        assert_eq!(journaled, [Some("8".to_owned())], "the empty revision too");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the .rs import test finished within 120 s");
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::catalog::{Column, Table};
+use crate::rust_file::RUSTFMT_WIDTH;
 
 /// One column as barrel writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +109,6 @@ impl BarrelColumn {
         barrel::types::custom(interned(&self.type_sql)).nullable(self.nullable)
     }
 }
-
-/// rustfmt's default `fn_call_width` and `chain_width`.
-pub(super) const RUSTFMT_WIDTH: usize = 60;
 
 /// barrel takes a type as `&'static str`: each distinct type text is kept once for the process.
 fn interned(s: &str) -> &'static str {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::AutogenError;
+use super::error::AutogenError;
 use crate::schema::sql::{
     COLUMNS, ENUM_VALUES, FUNCTIONS, INDEXES, LIVE_COLUMN, NOT_FROM_EXTENSION, Names, RELATIONS,
     STANDALONE_COMPOSITE, TABLE_CONSTRAINTS, TYPES, USER_NS, USER_TRIGGERS, qualified,

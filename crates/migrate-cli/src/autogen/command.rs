@@ -9,8 +9,15 @@ use notify_db_config::DatabaseUri;
 use notify_db_connect::ConnectUri;
 use tokio_postgres::Client;
 
-use super::{AutogenError, Plan, catalog, plan, render_files};
-use crate::cli::{CliError, FileKind, Project, checked_slug};
+use super::catalog;
+use super::diff::plan;
+use super::error::AutogenError;
+use super::step::Plan;
+use super::write::render_files;
+use crate::FileKind;
+use crate::cli::error::CliError;
+use crate::cli::files::{checked_slug, write_new};
+use crate::cli::project::Project;
 use notify_db_migrate::{Migrator, Target};
 
 /// Where the desired schema comes from.
@@ -160,21 +167,9 @@ pub fn write_plan(project: &Project, plan: &Plan, message: &str) -> Result<Vec<P
         &slug,
         message.trim().lines().next().unwrap_or(""),
     );
-    for f in &files {
-        if f.path.exists() {
-            return Err(CliError::Refused(format!(
-                "{} already exists",
-                f.path.display()
-            )));
-        }
-    }
-    for f in &files {
-        std::fs::write(&f.path, &f.text).map_err(|source| CliError::Io {
-            path: f.path.display().to_string(),
-            source,
-        })?;
-    }
-    let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
+    let files: Vec<(PathBuf, String)> = files.into_iter().map(|f| (f.path, f.text)).collect();
+    write_new(&files)?;
+    let paths: Vec<PathBuf> = files.into_iter().map(|(path, _)| path).collect();
     if project.kind == FileKind::Rust {
         rustfmt(&paths);
     }

@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 
 use super::barrel::BarrelChange;
+use super::builder::{Builder, DOWN_RESTORES, NOT_NULL_CHECK, Slot, Stmt};
 use super::catalog::{Catalog, Column, Constraint, Table};
-use super::diff::{
-    Builder, DOWN_RESTORES, NOT_NULL_CHECK, Slot, Stmt, add_constraint, concurrently, create_table,
-    drop_constraint, foreign_keys_of, unquoted_last,
+use super::ddl::{
+    add_constraint, concurrently, create_table, drop_constraint, foreign_keys_of, unquoted_last,
 };
 
 /// `CREATE TABLE` of `t`, with its barrel form when it has one.

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Step, step_id};
+use super::step::{Plan, Step, step_id};
+use crate::rust_file::{RustMigration, raw_literal};
 use notify_db_migrate::Direction;
 
 /// One file to write.
@@ -37,18 +38,9 @@ fn header(plan: &Plan, index: usize, step: Option<&Step>, message: &str) -> Vec<
     lines
 }
 
-/// A Rust string literal for `sql`: a raw string with enough `#`s.
-fn raw(sql: &str) -> String {
-    let mut hashes = String::from("#");
-    while sql.contains(&format!("\"{hashes}")) {
-        hashes.push('#');
-    }
-    format!("r{hashes}\"{sql}\"{hashes}")
-}
-
-/// The `use` lines and the `define` function of a `.rs` migration: barrel calls for the
-/// statements barrel writes exactly, raw SQL for the others.
-fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
+/// The `.rs` migration of `step`: barrel calls for the statements barrel writes exactly, raw
+/// SQL for the others.
+fn rust_file(step: &Step, parent: Option<&str>, head: &[String]) -> String {
     let barrel: Vec<(Direction, usize, &super::barrel::BarrelChange)> = [
         (Direction::Up, step.up.len()),
         (Direction::Down, step.down.len()),
@@ -56,65 +48,59 @@ fn rust_body(step: &Step, parent: Option<&str>, allows: &[String]) -> String {
     .into_iter()
     .flat_map(|(d, n)| (0..n).filter_map(move |i| step.barrel(d, i).map(|b| (d, i, b))))
     .collect();
-    let mut text = String::from("\n");
-    if barrel.iter().any(|(_, _, b)| b.uses_types()) {
-        text.push_str("use barrel::backend::Pg;\nuse barrel::types;\n");
+    let uses = if barrel.iter().any(|(_, _, b)| b.uses_types()) {
+        vec!["use barrel::backend::Pg;", "use barrel::types;"]
     } else if !barrel.is_empty() {
-        text.push_str("use barrel::backend::Pg;\n");
-    }
-    text.push_str("use notify_db_migrate::Migration;\n\n");
-    text.push_str(&format!(
-        "/// {} {}\n",
-        step.summary,
-        if barrel.is_empty() {
-            "Raw SQL, as the catalog spells it (the tests compare schemas built from it)."
-        } else {
-            "Barrel where it writes the change exactly; raw SQL, as the catalog spells it, \
-             elsewhere (the tests compare schemas built from both)."
-        }
-    ));
-    for a in allows {
-        text.push_str(a);
-    }
-    text.push_str("pub fn define(m: Migration) -> Migration {\n");
+        vec!["use barrel::backend::Pg;"]
+    } else {
+        vec![]
+    };
     let method = |d: Direction| if d == Direction::Up { "up" } else { "down" };
     let var = |d: Direction, i: usize| format!("{}{i}", method(d));
-    for (d, i, b) in &barrel {
-        text.push_str(&b.rust(&var(*d, *i)));
-    }
-    text.push_str("    m");
     let call = |d: Direction, i: usize, sql: &String| match step.barrel(d, i) {
         Some(_) => format!(".{}({}.make::<Pg>())", method(d), var(d, i)),
-        None => format!(".{}({})", method(d), raw(sql)),
+        None => format!(".{}({})", method(d), raw_literal(sql)),
     };
-    // rustfmt's chain shape: the first call on `m`'s line, one call per line after it.
-    let calls = step
-        .no_transaction
-        .then(|| ".no_transaction()".to_owned())
-        .into_iter()
-        .chain(parent.map(|p| format!(".parent({p:?})")))
-        .chain(
-            step.up
-                .iter()
-                .enumerate()
-                .map(|(i, s)| call(Direction::Up, i, s)),
-        )
-        .chain(
-            step.down
-                .iter()
-                .enumerate()
-                .map(|(i, s)| call(Direction::Down, i, s)),
-        );
-    let calls: Vec<String> = calls.collect();
-    // rustfmt keeps a chain that fits its width on one line.
-    let separator = if calls.iter().map(String::len).sum::<usize>() < super::barrel::RUSTFMT_WIDTH {
-        ""
-    } else {
-        "\n        "
-    };
-    text.push_str(&calls.join(separator));
-    text.push_str("\n}\n");
-    text
+    let (comments, about): (Vec<&String>, Vec<&String>) =
+        head.iter().partition(|l| l.starts_with("lint-allow:"));
+    RustMigration {
+        about: about.into_iter().cloned().collect(),
+        uses: uses.into_iter().map(str::to_owned).collect(),
+        doc: format!(
+            "{} {}",
+            step.summary,
+            if barrel.is_empty() {
+                "Raw SQL, as the catalog spells it (the tests compare schemas built from it)."
+            } else {
+                "Barrel where it writes the change exactly; raw SQL, as the catalog spells it, \
+                 elsewhere (the tests compare schemas built from both)."
+            }
+        ),
+        comments: comments.into_iter().cloned().collect(),
+        body: barrel
+            .iter()
+            .map(|(d, i, b)| b.rust(&var(*d, *i)))
+            .collect(),
+        calls: step
+            .no_transaction
+            .then(|| ".no_transaction()".to_owned())
+            .into_iter()
+            .chain(parent.map(|p| format!(".parent({p:?})")))
+            .chain(
+                step.up
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| call(Direction::Up, i, s)),
+            )
+            .chain(
+                step.down
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| call(Direction::Down, i, s)),
+            )
+            .collect(),
+    }
+    .text()
 }
 
 /// The files for `plan`, numbered from `first_number` in `dir`; the first declares `parent` when
@@ -191,21 +177,7 @@ pub fn render_files(
                 text: format!("{option}-- {message}\n\n{}\n", body(&step.down)),
             });
         } else {
-            let mut text = String::new();
-            let mut doc = head.iter();
-            if let Some(first) = doc.next() {
-                text.push_str(&format!("//! {first}\n"));
-            }
-            let mut allows = Vec::new();
-            for l in doc {
-                if l.starts_with("lint-allow:") {
-                    allows.push(format!("// {}\n", l.trim_end()));
-                } else {
-                    text.push_str(format!("//! {l}").trim_end());
-                    text.push('\n');
-                }
-            }
-            text.push_str(&rust_body(step, parent.filter(|_| i == 0), &allows));
+            let text = rust_file(step, parent.filter(|_| i == 0), &head);
             files.push(GeneratedFile {
                 path: dir.join(format!("{id}.rs")),
                 text,
@@ -274,11 +246,5 @@ mod tests {
         );
         assert!(!rs[1].text.contains(".parent("), "{}", rs[1].text);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn raw_strings_hold_quotes_and_hashes() {
-        assert_eq!(raw("SELECT 1"), "r#\"SELECT 1\"#");
-        assert_eq!(raw("a \"# b"), "r##\"a \"# b\"##");
     }
 }

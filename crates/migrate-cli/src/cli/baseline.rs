@@ -14,9 +14,13 @@ use notify_db_migrate::lexer::{code_tokens, leading_words, split_statements};
 use notify_db_migrate::{Migration, MigrationSet, VERSION_TABLE};
 
 use super::drift::versions;
-use super::{CliError, FileKind, Project, io};
+use super::error::{CliError, io};
+use super::files::write_new;
+use super::project::Project;
+use crate::FileKind;
 use crate::autogen::catalog::BOOKKEEPING;
 use crate::autogen::command::connect;
+use crate::rust_file::RustMigration;
 
 /// The folder of a compiled set's baseline SQL, beside its `.rs` files (the `.rs` file
 /// `include_str!`s it).
@@ -205,28 +209,20 @@ fn write(project: &Project, id: &str, about: &str, sql: &str) -> Result<Vec<Path
             ),
             (
                 project.dir.join(format!("{id}.rs")),
-                format!(
-                    "//! {about}\n\nuse notify_db_migrate::Migration;\n\n/// {about}\n\
-                     pub fn define(m: Migration) -> Migration {{\n    \
-                     m.baseline()\n        .up(include_str!(\"{BASELINE_DIR}/{id}.sql\"))\n}}\n"
-                ),
+                RustMigration {
+                    about: vec![about.to_owned()],
+                    doc: about.to_owned(),
+                    calls: vec![
+                        ".baseline()".to_owned(),
+                        format!(".up(include_str!(\"{BASELINE_DIR}/{id}.sql\"))"),
+                    ],
+                    ..RustMigration::default()
+                }
+                .text(),
             ),
         ],
     };
-    for (path, _) in &files {
-        if path.exists() {
-            return Err(CliError::Refused(format!(
-                "{} already exists",
-                path.display()
-            )));
-        }
-    }
-    for (path, text) in &files {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(path, text).map_err(io(path))?;
-    }
+    write_new(&files)?;
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
 

@@ -5,7 +5,8 @@ use std::io::Write;
 
 use notify_db_config::{ConfigError, Settings};
 
-use super::{CliError, Project};
+use super::error::CliError;
+use super::project::Project;
 use crate::doctor::{self, DoctorOptions};
 
 /// Runs every check and writes the report (with `metrics`: the metrics) to `out`.

@@ -7,7 +7,8 @@ use std::io::Write;
 use notify_db_config::DatabaseUri;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{CliError, Project, io};
+use super::error::{CliError, io};
+use super::project::Project;
 use crate::autogen::AutogenError;
 use crate::autogen::catalog::{self, Catalog};
 use crate::autogen::command::{Scratch, connect};

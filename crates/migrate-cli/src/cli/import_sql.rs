@@ -1,5 +1,6 @@
 //! `import-alembic-sql FILE`: Alembic's offline upgrade SQL ([`crate::alembic_sql`]) written
-//! into the project's `.sql` migration directory, one linked migration per revision. Nothing is
+//! into the project's directory, one linked migration per revision: `ID.up.sql` in a `.sql`
+//! directory, `ID.rs` in a compiled set (its build script registers every `.rs` file). Nothing is
 //! written unless every file can be, and the set they make with the directory's migrations is
 //! valid.
 
@@ -8,20 +9,14 @@ use std::path::Path;
 
 use notify_db_migrate::MigrationSet;
 
-use super::{CliError, FileKind, Project, io};
+use super::error::{CliError, io};
+use super::files::write_new;
+use super::project::Project;
+use crate::FileKind;
 use crate::alembic_sql;
 
 /// Imports `file` into `project`'s directory; prints one line per file written.
 pub(super) fn run(file: &Path, project: &Project, out: &mut dyn Write) -> Result<(), CliError> {
-    if project.kind != FileKind::Sql {
-        return Err(CliError::Refused(format!(
-            "import-alembic-sql writes .sql migrations, but this project's migrations are .rs \
-             files ({}): import into a directory of .sql migrations with `notify-db-migrate \
-             --source DIR import-alembic-sql {}`",
-            project.dir.display(),
-            file.display()
-        )));
-    }
     let text = std::fs::read_to_string(file).map_err(io(file))?;
     let source = file.file_name().map_or_else(
         || file.display().to_string(),
@@ -50,7 +45,16 @@ pub(super) fn run(file: &Path, project: &Project, out: &mut dyn Write) -> Result
     }
     let mut files = Vec::with_capacity(revisions.len());
     for r in &revisions {
-        let path = project.dir.join(format!("{}.up.sql", r.id));
+        let (path, text) = match project.kind {
+            FileKind::Sql => (
+                project.dir.join(format!("{}.up.sql", r.id)),
+                r.sql_file(&source),
+            ),
+            FileKind::Rust => (
+                project.dir.join(format!("{}.rs", r.id)),
+                r.rust_file(&source),
+            ),
+        };
         if path.exists() {
             return Err(CliError::Refused(format!(
                 "{} already exists: revision {} was imported before (nothing was written)",
@@ -58,20 +62,13 @@ pub(super) fn run(file: &Path, project: &Project, out: &mut dyn Write) -> Result
                 r.id
             )));
         }
-        files.push((path, r.sql_file(&source)));
+        files.push((path, text));
     }
     let mut all = project.set.migrations().to_vec();
     all.extend(revisions.iter().map(alembic_sql::Revision::migration));
     MigrationSet::new(all).map_err(notify_db_migrate::Error::from)?;
-    for (i, (path, text)) in files.iter().enumerate() {
-        if let Err(e) = std::fs::write(path, text) {
-            // All or nothing: a half-imported range would leave a head the file does not end at.
-            for (written, _) in &files[..=i] {
-                let _ = std::fs::remove_file(written);
-            }
-            return Err(io(path)(e));
-        }
-    }
+    // All or nothing: a half-imported range would leave a head the file does not end at.
+    write_new(&files)?;
     for ((path, _), r) in files.iter().zip(&revisions) {
         writeln!(
             out,
@@ -87,12 +84,17 @@ pub(super) fn run(file: &Path, project: &Project, out: &mut dyn Write) -> Result
     }
     writeln!(
         out,
-        "imported {} revision{}: {} -> {} (no down files: write them, or the migrations cannot \
-         be downgraded)",
+        "imported {} revision{}: {} -> {} ({})",
         revisions.len(),
         if revisions.len() == 1 { "" } else { "s" },
         first.parent.as_deref().unwrap_or("base"),
-        last.id
+        last.id,
+        match project.kind {
+            FileKind::Sql => "no down files: write them, or the migrations cannot be downgraded",
+            FileKind::Rust =>
+                "no downs: add `.down(...)` to each, or the migrations cannot be downgraded; \
+                 rebuild to compile them in",
+        }
     )
     .map_err(io(Path::new("<output>")))?;
     Ok(())

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{CliError, Project, io};
+use super::error::{CliError, io};
+use super::project::Project;
 use crate::lint::{self, Format, PgMajor, Source};
 
 /// Arguments of `lint`.

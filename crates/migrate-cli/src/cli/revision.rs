@@ -6,7 +6,18 @@ use std::path::PathBuf;
 
 use notify_db_config::{ConfigError, DatabaseUri, Settings};
 
-use super::{CliError, FileKind, HEAD_FILE, LOCAL_DB_NAME, MigrateCli, Project, io};
+use super::args::MigrateCli;
+use super::error::{CliError, io};
+use super::files::{checked_slug, write_new};
+use super::project::Project;
+use crate::FileKind;
+use crate::rust_file::{RustMigration, literal};
+
+/// Name of the file holding the head revision, next to the migrations.
+pub const HEAD_FILE: &str = ".current-alembic-head";
+
+/// The database whose runs update [`HEAD_FILE`].
+pub const LOCAL_DB_NAME: &str = "notification_api";
 
 /// `revision --autogenerate`: scratch databases go on the server of `--database-url`, else of
 /// `--from-db` (the development server), else (`--from-sql`) of `SQLALCHEMY_DATABASE_URI`.
@@ -69,35 +80,6 @@ pub fn check_head(project: &Project) -> Result<String, CliError> {
     Ok(head.to_owned())
 }
 
-/// A file-name slug from a message: lower case, `_` between words, at most 27 characters.
-pub fn slug(message: &str) -> String {
-    let mut s = String::new();
-    for c in message.trim().chars() {
-        if c.is_ascii_alphanumeric() {
-            s.push(c.to_ascii_lowercase());
-        } else if !s.ends_with('_') && !s.is_empty() {
-            s.push('_');
-        }
-    }
-    let mut s: String = s.chars().take(notify_db_migrate::MAX_ID_LEN - 5).collect();
-    while s.ends_with('_') {
-        s.pop();
-    }
-    s
-}
-
-/// The slug of `message`, refused when it has no letter or digit.
-pub fn checked_slug(message: &str) -> Result<String, CliError> {
-    let slug = slug(message);
-    if slug.is_empty() {
-        return Err(CliError::Refused(
-            "revision needs a message with at least one letter or digit: revision -m \"add foo\""
-                .into(),
-        ));
-    }
-    Ok(slug)
-}
-
 /// Writes the next numbered migration file(s); returns the (first) path.
 pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliError> {
     let slug = checked_slug(message)?;
@@ -107,12 +89,20 @@ pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliEr
     let files: Vec<(PathBuf, String)> = match project.kind {
         FileKind::Rust => vec![(
             project.dir.join(format!("{id}.rs")),
-            format!(
-                "//! {one_line}\n\nuse notify_db_migrate::Migration;\n\n/// {one_line}\n\
-                 pub fn define(m: Migration) -> Migration {{\n    m{}.up(\"-- write the upgrade SQL here\")\n        \
-                 .down(\"-- write the downgrade SQL here\")\n}}\n",
-                parent.map_or(String::new(), |p| format!(".parent({p:?})\n        "))
-            ),
+            RustMigration {
+                about: vec![one_line.clone()],
+                doc: one_line,
+                calls: parent
+                    .map(|p| format!(".parent({})", literal(p)))
+                    .into_iter()
+                    .chain([
+                        format!(".up({})", literal("-- write the upgrade SQL here")),
+                        format!(".down({})", literal("-- write the downgrade SQL here")),
+                    ])
+                    .collect(),
+                ..RustMigration::default()
+            }
+            .text(),
         )],
         FileKind::Sql => vec![
             (
@@ -128,16 +118,6 @@ pub fn write_revision(project: &Project, message: &str) -> Result<PathBuf, CliEr
             ),
         ],
     };
-    for (path, _) in &files {
-        if path.exists() {
-            return Err(CliError::Refused(format!(
-                "{} already exists",
-                path.display()
-            )));
-        }
-    }
-    for (path, text) in &files {
-        std::fs::write(path, text).map_err(io(path))?;
-    }
+    write_new(&files)?;
     Ok(files[0].0.clone())
 }

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use notify_db_config::DatabaseUri;
 
-use super::{CliError, Project};
+use super::error::CliError;
+use super::project::Project;
 use crate::stairway::{self, Mode};
 
 /// Runs the stairway test of the project's set on the empty database `uri`.

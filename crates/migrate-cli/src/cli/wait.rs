@@ -12,7 +12,7 @@ use notify_db_config::DatabaseUri;
 use notify_db_connect::{ConnectUri, error_text};
 use tokio_postgres::error::SqlState;
 
-use super::CliError;
+use super::error::CliError;
 
 /// Pause between two attempts.
 const RETRY_EVERY: Duration = Duration::from_secs(1);

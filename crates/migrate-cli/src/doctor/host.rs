@@ -5,7 +5,7 @@ use notify_db_config::{DatabaseUri, HostPort, Settings};
 use notify_db_connect::{Bind, ConnectFailure, PoolError, REPLICA_LAG_SQL, connect_one};
 use tokio_postgres::Client;
 
-use super::{DOC, DoctorOptions, Report};
+use super::report::{DOC, DoctorOptions, Report};
 
 /// The oldest supported major, for the messages.
 const MIN_MAJOR: i64 = notify_db_config::MIN_SERVER_VERSION_NUM / 10_000;

@@ -13,7 +13,8 @@ use notify_db_connect::{Bind, connect_one};
 use notify_db_migrate::{JOURNAL_TABLE, MigrationSet, Migrator, Options};
 use tokio_postgres::Client;
 
-use super::{DoctorError, DoctorOptions, DoctorReport, run};
+use super::report::{DoctorError, DoctorOptions, DoctorReport};
+use super::run;
 
 /// Gauge: how many doctor checks failed (0 when all passed).
 pub const CHECKS_FAILED: &str = "db_doctor_checks_failed";

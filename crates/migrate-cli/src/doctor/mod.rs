@@ -16,79 +16,11 @@ use notify_db_migrate::{Error as MigrateError, MigrationSet, Migrator, Options};
 
 mod host;
 pub mod metrics;
+mod report;
 
 use host::check_host;
-
-/// Where the suggested fixes are explained.
-const DOC: &str = "docs/operations.md";
-
-/// What doctor may accept.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DoctorOptions {
-    /// Replica lag (seconds) above which the lag check fails (30).
-    pub max_lag_seconds: f64,
-}
-
-impl Default for DoctorOptions {
-    fn default() -> DoctorOptions {
-        DoctorOptions {
-            max_lag_seconds: 30.0,
-        }
-    }
-}
-
-/// What doctor found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DoctorReport {
-    /// The checks that failed.
-    pub failed: usize,
-    /// The settings could not be loaded (so nothing else was checked).
-    pub settings_failed: bool,
-}
-
-impl DoctorReport {
-    /// `doctor found N problem(s)` when anything failed (the line a command ends with).
-    pub fn problems(&self) -> Option<String> {
-        match (self.failed, self.settings_failed) {
-            (0, _) => None,
-            (_, true) => Some("doctor found 1 problem".to_owned()),
-            (n, false) => Some(format!("doctor found {n} problem(s)")),
-        }
-    }
-}
-
-/// Doctor could not write its report.
-#[derive(Debug, thiserror::Error)]
-#[error("writing the doctor report: {0}")]
-pub struct DoctorError(#[source] pub std::io::Error);
-
-/// The checks' outcome so far, written line by line to `out`.
-struct Report<'a> {
-    out: &'a mut dyn Write,
-    failed: usize,
-    /// The first write that failed (the checks go on; the run reports it at the end).
-    write_error: Option<std::io::Error>,
-}
-
-impl Report<'_> {
-    fn line(&mut self, text: std::fmt::Arguments<'_>) {
-        if self.write_error.is_none()
-            && let Err(e) = writeln!(self.out, "{text}")
-        {
-            self.write_error = Some(e);
-        }
-    }
-
-    fn ok(&mut self, check: &str, detail: impl Display) {
-        self.line(format_args!("✓ {check}: {detail}"));
-    }
-
-    fn fail(&mut self, check: &str, detail: impl Display, fix: impl Display) {
-        self.line(format_args!("✗ {check}: {detail}"));
-        self.line(format_args!("    fix: {fix}"));
-        self.failed += 1;
-    }
-}
+use report::{DOC, Report};
+pub use report::{DoctorError, DoctorOptions, DoctorReport};
 
 /// Runs every check, writing one line per check to `out` (and `all checks passed` when none
 /// failed). `settings` and `set` are taken as loaded: a load error is a failed check.

@@ -1,7 +1,9 @@
 //! `lint-allow: rule: reason` exceptions: found in a migration's text, applied to its findings,
 //! and reported when they lack a reason, name an unknown rule or are not used.
 
-use super::*;
+use squawk_linter::Rule;
+
+use super::finding::Finding;
 
 /// An exception comment: `lint-allow: rule: reason`.
 pub(super) struct Allow {

@@ -4,25 +4,29 @@
 //! exceptions. Run by `notify-db-migrations lint` and `cargo xtask lint-migrations`.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use squawk_linter::{Linter, Rule};
-
 use crate::FileKind;
-use notify_db_migrate::{
-    Direction, Migration, MigrationSet, Migrator, Target, transaction_control,
-};
+use notify_db_migrate::{Direction, MigrationSet, Migrator, Target};
 
 mod allow;
+mod error;
+mod finding;
 mod output;
+mod pg_major;
 mod rules;
+mod squawk;
 
-use allow::*;
+use allow::{apply_allows, find_allows};
+pub use error::LintError;
+use finding::Ctx;
+pub use finding::{Finding, Report};
 pub use output::Format;
+use output::display_path;
 pub(crate) use output::json_str;
-use output::*;
-use rules::*;
+pub use pg_major::{DEFAULT_PG_MAJOR, PgMajor, server_major};
+use rules::own_findings;
+use squawk::squawk_findings;
 
 /// What the linter checks and how exceptions are written: the long help of the lint commands.
 pub const HELP: &str = "\
@@ -58,107 +62,6 @@ Output: one finding per line, `file:line: rule: message`, then an indented help 
 --format json, a JSON array of {file, line, rule, message, help, migration, direction}.
 Exit status 1 when anything is found.";
 
-/// Why linting failed (findings are [`LintError::Findings`]).
-#[derive(Debug, thiserror::Error)]
-pub enum LintError {
-    /// The linter found something (the findings were written out).
-    #[error(
-        "{findings} finding{} in {linted} migration{} linted",
-        if *findings == 1 { "" } else { "s" },
-        if *linted == 1 { "" } else { "s" }
-    )]
-    Findings {
-        /// How many findings.
-        findings: usize,
-        /// How many migrations were linted.
-        linted: usize,
-    },
-    /// A migration file could not be read.
-    #[error(
-        "{path}: cannot read the migration file (the linter reads it for line numbers and \
-         lint-allow exceptions): {source}"
-    )]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The engine could not render a migration's SQL.
-    #[error("rendering the SQL of {id} ({direction}): {source}")]
-    Render {
-        /// The migration.
-        id: String,
-        /// `upgrade` or `downgrade`.
-        direction: &'static str,
-        /// The engine's error.
-        #[source]
-        source: Box<notify_db_migrate::Error>,
-    },
-    /// Squawk refused the PostgreSQL version it is told to lint for.
-    #[error("PostgreSQL version for squawk: {0}")]
-    SquawkVersion(String),
-    /// `--since`: the changed migrations could not be found.
-    #[error(transparent)]
-    Changed(#[from] crate::changed::GitError),
-    /// The server whose version the linter should use could not be asked.
-    #[error(
-        "reading the server version of {server}: {why} (or give it: --pg-version / NOTIFY_DB_LINT_PG_VERSION)"
-    )]
-    ServerVersion {
-        /// The server (hosts and ports; never a password).
-        server: String,
-        /// What went wrong.
-        why: String,
-    },
-    /// The findings could not be written out.
-    #[error("writing the lint output: {0}")]
-    Output(#[source] std::io::Error),
-}
-
-/// The oldest supported major: the linter's PostgreSQL version when none is set and no server
-/// is asked (rules that hold there hold on every supported server).
-pub const DEFAULT_PG_MAJOR: u32 = (notify_db_config::MIN_SERVER_VERSION_NUM / 10_000) as u32;
-
-/// The PostgreSQL major squawk's rules are applied for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PgMajor(pub u32);
-
-impl Default for PgMajor {
-    fn default() -> Self {
-        PgMajor(DEFAULT_PG_MAJOR)
-    }
-}
-
-/// The major of the server `uri` points at (`server_version_num / 10000`), for the linter.
-pub async fn server_major(uri: &notify_db_config::DatabaseUri) -> Result<PgMajor, LintError> {
-    use notify_db_connect::ConnectUri;
-    let what = || uri.to_string();
-    let tls = uri.tls().map_err(|e| LintError::ServerVersion {
-        server: what(),
-        why: e.to_string(),
-    })?;
-    let ask = async {
-        let client = tls.connect(&uri.to_pg_config()).await?;
-        let row = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await?;
-        Ok::<i32, tokio_postgres::Error>(row.get(0))
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(10), ask).await {
-        Ok(Ok(num)) => Ok(PgMajor(num.max(0) as u32 / 10_000)),
-        Ok(Err(e)) => Err(LintError::ServerVersion {
-            server: what(),
-            why: e.to_string(),
-        }),
-        Err(_) => Err(LintError::ServerVersion {
-            server: what(),
-            why: "no answer within 10 s".into(),
-        }),
-    }
-}
-
 /// A migration set and where its files live.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -184,34 +87,6 @@ impl Source {
     fn sql_files(&self) -> bool {
         self.kind == FileKind::Sql
     }
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The migration file, relative to the base directory given to [`lint`] when under it.
-    pub file: String,
-    /// The line in that file (1-based).
-    pub line: usize,
-    /// The rule (squawk's name, or one of ours).
-    pub rule: String,
-    /// What is wrong, with the migration, direction, statement number and a snippet.
-    pub message: String,
-    /// How to fix it.
-    pub help: String,
-    /// The migration's id.
-    pub migration: String,
-    /// `up` or `down`.
-    pub direction: &'static str,
-}
-
-/// What a lint run found.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The findings, by file and line.
-    pub findings: Vec<Finding>,
-    /// How many migrations were linted.
-    pub linted: usize,
 }
 
 /// Lints `source` (only the migrations changed since git ref `since`, when given), writes the
@@ -335,175 +210,11 @@ fn read(path: &Path) -> Result<String, LintError> {
     })
 }
 
-/// What a rule check needs to know about one migration and direction.
-struct Ctx<'a> {
-    m: &'a Migration,
-    dir: Direction,
-    file: &'a str,
-    text: &'a str,
-    statements: &'a [String],
-    pg: PgMajor,
-}
-
-impl Ctx<'_> {
-    /// The line in the migration's file of byte `offset` in statement `idx`.
-    fn line_of(&self, idx: usize, offset: usize) -> usize {
-        let stmt = &self.statements[idx];
-        let line_at = |pos: usize| self.text[..pos.min(self.text.len())].lines().count().max(1);
-        if let Some(p) = self.text.find(stmt.as_str()) {
-            return line_at(p + offset + 1);
-        }
-        // Not verbatim in the file (barrel-generated, or a Rust string with `\` continuations):
-        // look for the offending line of the statement, then for its first words.
-        let start = stmt[..offset.min(stmt.len())]
-            .rfind('\n')
-            .map_or(0, |p| p + 1);
-        let end = stmt[start..].find('\n').map_or(stmt.len(), |p| start + p);
-        let line = stmt[start..end].trim();
-        if line.len() > 8
-            && let Some(p) = self.text.find(line)
-        {
-            return line_at(p + 1);
-        }
-        // Barrel quotes identifiers: find the column (or table) the finding is about in the
-        // file, e.g. `t.add_column("name", ...)` for a finding on `"name" VARCHAR(255)`.
-        let offset = offset.min(stmt.len());
-        let ident = match stmt[offset..].strip_prefix('"') {
-            Some(rest) => rest.split('"').next(),
-            None => {
-                let pre = &stmt[..offset];
-                pre.rfind('"')
-                    .and_then(|close| pre[..close].rfind('"').map(|open| &pre[open + 1..close]))
-            }
-        };
-        if let Some(id) = ident.filter(|i| !i.is_empty())
-            && let Some(p) = self.text.find(&format!("\"{id}\""))
-        {
-            return line_at(p + 1);
-        }
-        let words: Vec<&str> = stmt.split_whitespace().take(3).collect();
-        if let Some(p) = self.text.find(&words.join(" ")) {
-            return line_at(p + 1);
-        }
-        let call = match self.dir {
-            Direction::Up => ".up(",
-            Direction::Down => ".down(",
-        };
-        self.text
-            .lines()
-            .position(|l| l.contains(call))
-            .or_else(|| self.text.lines().position(|l| l.contains("fn define")))
-            .map_or(1, |p| p + 1)
-    }
-
-    fn finding(
-        &self,
-        idx: usize,
-        offset: usize,
-        rule: &str,
-        message: String,
-        help: String,
-    ) -> Finding {
-        let stmt = &self.statements[idx];
-        let snippet: String = stmt[offset.min(stmt.len())..]
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .take(80)
-            .collect();
-        Finding {
-            file: self.file.to_owned(),
-            line: self.line_of(idx, offset),
-            rule: rule.to_owned(),
-            message: format!(
-                "{message} [{} {}, statement {}: `{snippet}`]",
-                self.m.id(),
-                self.dir.as_str(),
-                idx + 1
-            ),
-            help,
-            migration: self.m.id().to_owned(),
-            direction: match self.dir {
-                Direction::Up => "up",
-                Direction::Down => "down",
-            },
-        }
-    }
-}
-
-/// Squawk's findings on the rendered script, kept only where they point into the migration's own
-/// statements (not the engine's version/journal bookkeeping).
-fn squawk_findings(ctx: &Ctx<'_>, rendered: &str) -> Result<Vec<Finding>, LintError> {
-    // Where each statement of the migration sits in the rendered script.
-    let marker = format!("\n-- {} (", ctx.m.id());
-    let mut cursor = rendered.find(&marker).unwrap_or(0);
-    let mut spans = Vec::new();
-    for (i, s) in ctx.statements.iter().enumerate() {
-        if let Some(p) = rendered[cursor..].find(s.as_str()) {
-            let start = cursor + p;
-            spans.push((start, start + s.len(), i));
-            cursor = start + s.len();
-        }
-    }
-    let parse = squawk_syntax::SourceFile::parse(rendered);
-    let mut linter = Linter::with_rules(
-        &[],
-        &[
-            Rule::RequireStatementTimeout,
-            Rule::RequireLockTimeout,
-            Rule::RequireTimeoutSettings,
-            Rule::BanConcurrentIndexCreationInTransaction,
-        ],
-    );
-    linter.settings.pg_version = ctx
-        .pg
-        .0
-        .to_string()
-        .parse()
-        .map_err(|e| LintError::SquawkVersion(format!("{e:?}")))?;
-    linter.settings.assume_in_transaction = false;
-    let mut out = Vec::new();
-    for e in parse.errors() {
-        let at: usize = e.range().start().into();
-        // A parse error may point just past the statement (where more was expected).
-        if let Some(&(start, _, idx)) = spans.iter().find(|(s, e, _)| *s <= at && at <= *e) {
-            out.push(ctx.finding(
-                idx,
-                at - start,
-                "syntax-error",
-                format!("squawk cannot parse this: {}", e.message()),
-                "fix the SQL (the rules cannot check what they cannot parse)".into(),
-            ));
-        }
-    }
-    for v in linter.lint(&parse, rendered) {
-        let at: usize = v.text_range.start().into();
-        let Some(&(start, _, idx)) = spans.iter().find(|(s, e, _)| *s <= at && at < *e) else {
-            continue;
-        };
-        let rule = v.code.to_string();
-        if ctx.dir == Direction::Down && undoes_its_up(&rule) {
-            continue;
-        }
-        let help = v.help.clone().unwrap_or_else(|| {
-            format!("see https://squawkhq.com/docs/{rule}, or add `lint-allow: {rule}: <reason>`")
-        });
-        out.push(ctx.finding(idx, at - start, &rule, v.message.clone(), help));
-    }
-    Ok(out)
-}
-
-/// Rules about breaking clients by dropping or renaming objects: a down that drops or renames back
-/// what its own up added breaks no client older than the migration, so they are not applied to
-/// downgrades (lock-related rules are).
-fn undoes_its_up(rule: &str) -> bool {
-    (rule.starts_with("ban-drop-") && rule != "ban-drop-database") || rule.starts_with("renaming-")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::rules::{refused_in_transaction, unbounded_dml};
     use super::*;
+    use notify_db_migrate::Migration;
 
     #[test]
     fn refused_statements_are_recognised() {

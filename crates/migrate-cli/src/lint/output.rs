@@ -1,6 +1,9 @@
 //! The findings as text (file:line rule message, then help) or JSON.
 
-use super::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::finding::{Finding, Report};
 
 /// How findings are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,7 +1,9 @@
 //! Our own rules, beside squawk's: statements refused inside a transaction, unbounded DML on
 //! a schema migration, transaction control (read with the crate's SQL lexer).
 
-use super::*;
+use notify_db_migrate::{Migration, transaction_control};
+
+use super::finding::{Ctx, Finding};
 use notify_db_migrate::lexer::{self, Kind, Token};
 
 /// The tokens of a statement, without comments.
