@@ -29,10 +29,11 @@ pub struct MigrateCli {
     /// default from the settings).
     #[arg(long, global = true, value_parser = humantime::parse_duration)]
     pub statement_timeout: Option<Duration>,
-    /// Attempts in all at a migration that hits lock timeouts (default from the settings: 10).
+    /// Attempts in all at a migration that hits lock timeouts (default from the settings,
+    /// `[migrations] max_attempts`).
     #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: Option<u32>,
-    /// Delay between attempts (default from the settings: 10s).
+    /// Delay between attempts (default from the settings, `[migrations] retry_delay`).
     #[arg(long, global = true, value_parser = humantime::parse_duration)]
     pub retry_delay: Option<Duration>,
     /// Give up waiting for another runner's advisory lock after this long (default: wait).
