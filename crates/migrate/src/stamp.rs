@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use crate::engine::{Migrator, Session, db, rows, runner_host, unlock};
 use crate::error::Error;
-use crate::migration::{Target, valid_id};
+use crate::migration::valid_id;
 use crate::render::{self, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Elapsed};
+use crate::set::Target;
 
 /// What a stamp did.
 #[derive(Debug, Clone, PartialEq, Eq)]

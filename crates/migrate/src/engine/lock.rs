@@ -3,9 +3,6 @@
 
 use super::*;
 
-/// How long a connection attempt may take in all (TCP, authentication).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long to wait between advisory-lock holder reports.
 const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -67,37 +64,6 @@ async fn lock_holders(client: &Client) -> String {
             .join("; "),
         Err(e) => format!("unknown ({e})"),
     }
-}
-
-/// Connects (with the URI's TLS), names the session `notify-db-migrate` unless the URI names it.
-pub(super) async fn connect(database: &Database) -> Result<(Client, String), Error> {
-    let (client, _, target) = connect_watched(database).await?;
-    Ok((client, target))
-}
-
-/// [`connect`], also returning the server notices the connection receives.
-pub(super) async fn connect_watched(
-    database: &Database,
-) -> Result<(Client, Notices, String), Error> {
-    let mut pg = database.pg.clone();
-    if pg.get_application_name().is_none() {
-        pg.application_name("notify-db-migrate");
-    }
-    let target = describe(&pg);
-    let connecting = txcontrol::connect(&pg, &database.tls);
-    let (client, notices) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(r) => r.map_err(|source| Error::Connect {
-            target: target.clone(),
-            source,
-        })?,
-        Err(_) => {
-            return Err(Error::ConnectTimeout {
-                target,
-                waited: CONNECT_TIMEOUT,
-            });
-        }
-    };
-    Ok((client, notices, target))
 }
 
 /// A run's first part, which needs no migration set: connect, and read the server version,

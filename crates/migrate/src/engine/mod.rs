@@ -6,81 +6,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use notify_db_config::{DatabaseUri, MigrationSettings};
-use notify_db_connect::{ConnectUri, Tls};
+use notify_db_config::DatabaseUri;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::{Error, StatementFailure};
 use crate::lock_guard;
-use crate::migration::{Migration, MigrationSet, Target};
-use crate::render::{
-    self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, NonTxScript,
-};
-use crate::txcontrol::{self, Notices};
+use crate::migration::{Direction, Migration};
+use crate::options::Options;
+use crate::render::{self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, NonTxScript};
+use crate::set::{MigrationSet, Target};
 
 mod apply;
+mod connection;
 mod lock;
 mod plan;
 mod state;
 
+use connection::{Database, Notices, connect, connect_watched};
+pub(crate) use connection::{describe, runner_host};
 use lock::*;
 use plan::*;
 use state::*;
 
 pub use lock::Prefetch;
 pub(crate) use lock::{Session, unlock};
-
-/// Runner options (from [`MigrationSettings`], or set by hand).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// `lock_timeout` for every migration that does not set its own (1 s).
-    pub lock_timeout: Duration,
-    /// `statement_timeout` for every migration that does not set its own; `None` (the default,
-    /// as Alembic's runner) runs migrations without one.
-    pub statement_timeout: Option<Duration>,
-    /// Attempts in all at a migration that hits lock timeouts (55P03), resuming at the failed
-    /// migration each time (10, as the reference's `retry_on_lock_error(max_retries=10)`).
-    pub max_attempts: u32,
-    /// Delay between those attempts (10 s).
-    pub retry_delay: Duration,
-    /// Give up waiting for the advisory lock after this long; `None` waits forever.
-    pub advisory_lock_wait: Option<Duration>,
-    /// Run even when an applied migration's SQL changed since (default: refuse).
-    pub allow_changed_checksums: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            lock_timeout: Duration::from_millis(1000),
-            statement_timeout: None,
-            max_attempts: 10,
-            retry_delay: Duration::from_secs(10),
-            advisory_lock_wait: None,
-            allow_changed_checksums: false,
-        }
-    }
-}
-
-impl Options {
-    /// Options from the project's migration settings.
-    pub fn from_settings(s: &MigrationSettings) -> Options {
-        Options {
-            lock_timeout: s.lock_timeout,
-            statement_timeout: s.statement_timeout,
-            max_attempts: s.max_attempts,
-            retry_delay: s.retry_delay,
-            advisory_lock_wait: s.advisory_lock_wait,
-            allow_changed_checksums: false,
-        }
-    }
-
-    /// What applies to a migration that sets no timeout of its own, e.g.
-    /// `lock_timeout 1000ms, statement_timeout none`.
-    pub fn describe_timeouts(&self) -> String {
-        render::describe_timeouts(self.lock_timeout, self.statement_timeout)
-    }
-}
 
 /// One migration applied or reverted.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,14 +90,6 @@ impl Status {
 
 type ProgressFn = dyn Fn(&Applied) + Send + Sync;
 
-/// The database a [`Migrator`] runs against: the URI's connection settings and the TLS
-/// connector its `sslmode` asks for, built together so neither goes without the other.
-#[derive(Clone)]
-pub(crate) struct Database {
-    pub(crate) pg: tokio_postgres::Config,
-    pub(crate) tls: Tls,
-}
-
 /// Runs a [`MigrationSet`] against a database.
 #[derive(Clone)]
 pub struct Migrator {
@@ -166,17 +107,6 @@ impl std::fmt::Debug for Migrator {
             .field("options", &self.options)
             .field("database", &self.database.as_ref().map(|d| describe(&d.pg)))
             .finish()
-    }
-}
-
-impl Database {
-    /// The URI's connection settings and TLS connector; fails when its TLS settings cannot be
-    /// used (e.g. an unreadable CA file).
-    pub(crate) fn of(uri: &DatabaseUri) -> Result<Database, Error> {
-        Ok(Database {
-            pg: uri.to_pg_config(),
-            tls: uri.tls()?,
-        })
     }
 }
 
@@ -344,35 +274,4 @@ pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error 
 
 fn unexpected(context: &'static str) -> Error {
     Error::NoRow { context }
-}
-
-/// host:port/dbname of a config, for messages (never the password).
-pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
-    let host = pg
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    let port = pg
-        .get_ports()
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
-}
-
-/// This machine's host name, for the journal.
-pub(crate) fn runner_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }

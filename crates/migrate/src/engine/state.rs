@@ -64,7 +64,7 @@ fn state_from(set: &MigrationSet, msgs: &[SimpleQueryMessage]) -> Result<State, 
         [] => (None, None),
         [v] => match set.position(v) {
             Some(i) => (Some(i), Some(v.clone())),
-            None => return Err(crate::order::unknown_revision(set, v)),
+            None => return Err(crate::order::unknown_revision(set.migrations(), v)),
         },
         many => {
             return Err(Error::UnknownRevision {
