@@ -1,5 +1,5 @@
 //! The migration connection: the database a runner connects to, the connection itself (with the
-//! URI's TLS, named `notify-db-migrate`), and the server notices it receives.
+//! URI's TLS, named `notify-db-migrate`), the server notices it receives, and reading its replies.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use notify_db_connect::{ConnectUri, Driver, Tls};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::DbError;
-use tokio_postgres::{AsyncMessage, Client, Connection};
+use tokio_postgres::{AsyncMessage, Client, Connection, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::error::Error;
 use crate::txcontrol::shorten;
@@ -72,6 +72,24 @@ pub(crate) async fn connect_watched(
         }
     };
     Ok((client, notices, target))
+}
+
+/// The rows of a simple query's reply.
+pub(crate) fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
+    msgs.iter().filter_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// A statement of the runner's own failed while `context`.
+pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
+    Error::Db { context, source }
+}
+
+/// A reply that should have had a row had none.
+pub(crate) fn unexpected(context: &'static str) -> Error {
+    Error::NoRow { context }
 }
 
 /// host:port/dbname of a config, for messages (never the password).
