@@ -160,8 +160,7 @@ impl Migrator {
         target: &Target,
         direction: Direction,
     ) -> Result<RunReport, Error> {
-        let mut connected = prefetch.into_result()?;
-        let first_read = std::mem::replace(&mut connected.first_read, Ok(Vec::new()));
+        let (connected, first_read) = prefetch.into_parts()?;
         let allow_changed = self.options.allow_changed_checksums;
         if let Some(report) =
             already_at_target(&self.set, allow_changed, first_read, target, direction)?

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify_db_config::DatabaseUri;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use super::connection::{Database, Notices, connect, connect_watched, db, rows, unexpected};
-use super::state::State;
+use super::state::{FirstRead, State};
 use crate::error::Error;
 use crate::lock_guard;
 use crate::options::Options;
@@ -23,17 +23,15 @@ const HOLDER_LOG_EVERY: Duration = Duration::from_secs(5);
 /// `alembic_version` and the journal without the lock. A command line starts it
 /// ([`Prefetch::start`]) while the set loads (a `.sql` directory of 1000 files takes about as
 /// long as connecting), then hands it to [`crate::Migrator::run_prefetched`].
-pub struct Prefetch(Result<Connected, Error>);
+pub struct Prefetch(Result<(Connected, FirstRead), Error>);
 
-/// What [`Prefetch`] got: the connection, and the first read's outcome.
+/// A migration connection, not locked yet.
 pub(super) struct Connected {
     database: Arc<Database>,
     client: Client,
     notices: Notices,
     /// host:port/dbname, for messages.
     target: String,
-    /// The reply to [`render::queries::unlocked_state`].
-    pub(super) first_read: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
 }
 
 impl Prefetch {
@@ -53,21 +51,21 @@ impl Prefetch {
                 let first_read = client
                     .simple_query(&render::queries::unlocked_state())
                     .await;
-                Ok(Connected {
+                let connected = Connected {
                     database,
                     client,
                     notices,
                     target,
-                    first_read,
-                })
+                };
+                Ok((connected, first_read))
             }
             Err(e) => Err(e),
         };
         Prefetch(connected)
     }
 
-    /// The connection and first read, or why there is none.
-    pub(super) fn into_result(self) -> Result<Connected, Error> {
+    /// The connection and its first read, or why there is none.
+    pub(super) fn into_parts(self) -> Result<(Connected, FirstRead), Error> {
         self.0
     }
 }
@@ -95,7 +93,13 @@ impl Session {
         wait: Option<Duration>,
     ) -> Result<Session, Error> {
         let (client, notices, target) = connect_watched(database).await?;
-        Session::lock_on(Arc::clone(database), client, notices, target, wait).await
+        let connected = Connected {
+            database: Arc::clone(database),
+            client,
+            notices,
+            target,
+        };
+        Session::lock(connected, wait).await
     }
 
     /// Takes the advisory lock on a [`Prefetch`]'s connection, polling with back-off, waiting at
@@ -109,19 +113,7 @@ impl Session {
             client,
             notices,
             target,
-            ..
         } = connected;
-        Session::lock_on(database, client, notices, target, wait).await
-    }
-
-    /// [`Session::lock`] on `client`, connected to `database` (`target` in messages).
-    async fn lock_on(
-        database: Arc<Database>,
-        client: Client,
-        notices: Notices,
-        target: String,
-        wait: Option<Duration>,
-    ) -> Result<Session, Error> {
         let q = render::queries::lock_probe();
         let msgs = client
             .simple_query(&q)

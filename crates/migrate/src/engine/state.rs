@@ -14,6 +14,10 @@ use crate::migration::Direction;
 use crate::order::unknown_revision;
 use crate::set::{MigrationSet, Target};
 
+/// A run's first read, without the lock: the reply to
+/// [`crate::render::queries::unlocked_state`].
+pub(super) type FirstRead = Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>;
+
 /// What the engine knows after connecting.
 pub(super) struct State {
     pub(super) current: Option<usize>,
@@ -162,7 +166,7 @@ pub(super) fn nothing_to_do(at: Option<String>) -> RunReport {
 pub(super) fn already_at_target(
     set: &MigrationSet,
     allow_changed_checksums: bool,
-    first_read: Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>,
+    first_read: FirstRead,
     target: &Target,
     direction: Direction,
 ) -> Result<Option<RunReport>, Error> {
