@@ -1,43 +1,40 @@
-//! The runner's options.
+//! The runner's options: the migration settings, defined once in `notify_db_config`.
 
 use std::time::Duration;
 
 use notify_db_config::MigrationSettings;
 
-/// Runner options (from [`MigrationSettings`], or set by hand).
+/// Runner options: the project's [`MigrationSettings`] (whose [`Default`] holds every default),
+/// plus what only a command line sets. Built with [`Options::from_settings`]; a field set by
+/// hand overrides one setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// `lock_timeout` for every migration that does not set its own (1 s).
+    /// [`MigrationSettings::lock_timeout`]: for every migration that does not set its own.
     pub lock_timeout: Duration,
-    /// `statement_timeout` for every migration that does not set its own; `None` (the default,
-    /// as Alembic's runner) runs migrations without one.
+    /// [`MigrationSettings::statement_timeout`]: for every migration that does not set its own;
+    /// `None` runs migrations without one.
     pub statement_timeout: Option<Duration>,
-    /// Attempts in all at a migration that hits lock timeouts (55P03), resuming at the failed
-    /// migration each time (10, as the reference's `retry_on_lock_error(max_retries=10)`).
+    /// [`MigrationSettings::max_attempts`]: attempts in all at a migration that hits lock
+    /// timeouts (55P03), resuming at the failed migration each time.
     pub max_attempts: u32,
-    /// Delay between those attempts (10 s).
+    /// [`MigrationSettings::retry_delay`]: the delay between those attempts.
     pub retry_delay: Duration,
-    /// Give up waiting for the advisory lock after this long; `None` waits forever.
+    /// [`MigrationSettings::advisory_lock_wait`]: give up waiting for the advisory lock after
+    /// this long; `None` waits forever.
     pub advisory_lock_wait: Option<Duration>,
     /// Run even when an applied migration's SQL changed since (default: refuse).
     pub allow_changed_checksums: bool,
 }
 
+/// The built-in [`MigrationSettings`], refusing changed checksums.
 impl Default for Options {
     fn default() -> Options {
-        Options {
-            lock_timeout: Duration::from_millis(1000),
-            statement_timeout: None,
-            max_attempts: 10,
-            retry_delay: Duration::from_secs(10),
-            advisory_lock_wait: None,
-            allow_changed_checksums: false,
-        }
+        Options::from_settings(&MigrationSettings::default())
     }
 }
 
 impl Options {
-    /// Options from the project's migration settings.
+    /// Options from the project's migration settings, refusing changed checksums.
     pub fn from_settings(s: &MigrationSettings) -> Options {
         Options {
             lock_timeout: s.lock_timeout,
