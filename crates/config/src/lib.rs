@@ -9,6 +9,7 @@
 
 mod error;
 mod file;
+mod migrations;
 mod redact;
 mod uri;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use migrations::MigrationSettings;
 pub use uri::{DatabaseUri, HostPort, SslMode};
 
 use file::{FileValue, Layer};
@@ -173,23 +175,6 @@ pub struct PoolSettings {
     pub long_hold_warning: Duration,
 }
 
-/// Migration runner settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationSettings {
-    /// `lock_timeout` while migrating (1000 ms).
-    pub lock_timeout: Duration,
-    /// `statement_timeout` while migrating; `None` (the default, as Alembic's runner, and for
-    /// `"0s"`) runs migrations without one.
-    pub statement_timeout: Option<Duration>,
-    /// Attempts in all at a migration that hits lock timeouts (10, as the reference's
-    /// `retry_on_lock_error(max_retries=10)`).
-    pub max_attempts: u32,
-    /// Delay between attempts (10 s).
-    pub retry_delay: Duration,
-    /// How long to wait for the advisory lock; `None` waits forever.
-    pub advisory_lock_wait: Option<Duration>,
-}
-
 impl Settings {
     /// Loads from the process environment and the `config` directory (`NOTIFY_CONFIG_DIR`, else
     /// the nearest `config/default.toml` found walking up from the current directory).
@@ -306,15 +291,23 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(30)),
         };
 
-        let migrations = MigrationSettings {
-            lock_timeout: src.file_duration("migrations.lock_timeout", Duration::from_millis(1000)),
-            statement_timeout: src
-                .duration(None, "migrations.statement_timeout")?
-                .filter(|d| !d.is_zero()),
-            max_attempts: src.count(None, "migrations.max_attempts", 1)?.unwrap_or(10),
-            retry_delay: src.file_duration("migrations.retry_delay", Duration::from_secs(10)),
-            advisory_lock_wait: src.duration(None, "migrations.advisory_lock_wait")?,
-        };
+        // The built-in defaults, each overridden by the files when they set it.
+        let mut migrations = MigrationSettings::default();
+        if let Some(v) = src.duration(None, "migrations.lock_timeout")? {
+            migrations.lock_timeout = v;
+        }
+        if let Some(v) = src.duration(None, "migrations.statement_timeout")? {
+            migrations.statement_timeout = Some(v).filter(|d| !d.is_zero());
+        }
+        if let Some(v) = src.count(None, "migrations.max_attempts", 1)? {
+            migrations.max_attempts = v;
+        }
+        if let Some(v) = src.duration(None, "migrations.retry_delay")? {
+            migrations.retry_delay = v;
+        }
+        if let Some(v) = src.duration(None, "migrations.advisory_lock_wait")? {
+            migrations.advisory_lock_wait = Some(v);
+        }
 
         Ok(Settings {
             environment,

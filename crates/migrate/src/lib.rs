@@ -38,22 +38,23 @@ mod error;
 pub mod lexer;
 mod lock_guard;
 mod migration;
+mod options;
 mod order;
 pub mod pending;
 mod render;
+mod set;
 mod sql_dir;
 mod sql_pack;
-mod stamp;
 mod txcontrol;
 
-pub use engine::{Applied, HistoryEntry, Migrator, Options, Prefetch, RunReport, Status};
+pub use engine::{Applied, HistoryEntry, Migrator, Prefetch, RunReport, StampReport, Status};
 pub use error::{Error, SetError, StatementFailure, one_line};
 pub use lock_guard::{LockHolder, lock_holders};
-pub use migration::{MAX_ID_LEN, Migration, MigrationSet, Target};
-pub use render::Direction;
+pub use migration::{Direction, MAX_ID_LEN, Migration};
+pub use options::Options;
 pub use render::queries::ADVISORY_LOCK_ID;
+pub use set::{MigrationSet, Target};
 pub use sql_pack::{PACK_ENV, PACK_FILE};
-pub use stamp::StampReport;
 pub use txcontrol::transaction_control;
 
 /// Name of the journal table the engine keeps next to `alembic_version`.

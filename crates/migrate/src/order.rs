@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, SetError};
-use crate::migration::{Migration, MigrationSet};
+use crate::migration::Migration;
 
 /// What `parent` means for a migration that starts the history.
 const BASE: &str = "base";
@@ -163,13 +163,13 @@ fn gaps(by_number: &BTreeMap<u32, usize>, migrations: &[Migration]) -> Vec<Strin
     warnings
 }
 
-/// The error for a database at revision `current`, which `set` does not have.
-pub(crate) fn unknown_revision(set: &MigrationSet, current: &str) -> Error {
+/// The error for a database at revision `current`, which the ordered `migrations` do not have.
+pub(crate) fn unknown_revision(migrations: &[Migration], current: &str) -> Error {
     let theirs = Migration::new(current).number();
-    let head = set.migrations().iter().filter_map(Migration::number).max();
+    let head = migrations.iter().filter_map(Migration::number).max();
     let ahead = matches!((theirs, head), (Some(t), Some(h)) if t > h)
         || (head.is_none() && theirs.is_some());
-    match set.baseline() {
+    match migrations.first().filter(|m| m.is_baseline()) {
         Some(b) if !ahead => Error::BeforeBaseline {
             current: current.to_owned(),
             baseline: b.id().to_owned(),
@@ -185,6 +185,7 @@ pub(crate) fn unknown_revision(set: &MigrationSet, current: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::set::MigrationSet;
 
     fn m(id: &str) -> Migration {
         Migration::new(id).up("SELECT 1")
@@ -282,7 +283,7 @@ mod tests {
             late.contains("0002_b") && late.contains("declares the parent 0001_a"),
             "{late}"
         );
-        let older = unknown_revision(&set, "0300_old").to_string();
+        let older = unknown_revision(set.migrations(), "0300_old").to_string();
         assert!(
             older.contains("0300_old")
                 && older.contains("baseline 0560_add_nhs_notify_org")
@@ -290,7 +291,7 @@ mod tests {
             "{older}"
         );
         assert!(matches!(
-            unknown_revision(&set, "0600_newer"),
+            unknown_revision(set.migrations(), "0600_newer"),
             Error::UnknownRevision { ahead: true, .. }
         ));
     }

@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::Options;
 use crate::lexer::{self, Kind};
-use crate::migration::Migration;
+use crate::migration::{Direction, Migration};
+use crate::options::Options;
 
 pub(crate) mod queries;
 
@@ -51,25 +51,6 @@ ADD CONSTRAINT notify_db_migration_journal_operation_check ",
     journal_operation_check!()
 );
 
-/// Which way a step goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Upgrade.
-    Up,
-    /// Downgrade.
-    Down,
-}
-
-impl Direction {
-    /// `upgrade` or `downgrade`, as journaled.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "upgrade",
-            Direction::Down => "downgrade",
-        }
-    }
-}
-
 /// A SQL literal.
 pub(crate) fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -95,20 +76,6 @@ pub(crate) fn session_setup(lock_timeout: Duration, statement_timeout: Option<Du
             "statement_timeout",
             statement_timeout.unwrap_or(Duration::ZERO)
         )
-    )
-}
-
-/// The runner's timeouts in words, e.g. `lock_timeout 1000ms, statement_timeout none`.
-pub(crate) fn describe_timeouts(
-    lock_timeout: Duration,
-    statement_timeout: Option<Duration>,
-) -> String {
-    format!(
-        "lock_timeout {}ms, statement_timeout {}",
-        lock_timeout.as_millis(),
-        statement_timeout
-            .filter(|d| !d.is_zero())
-            .map_or("none".to_owned(), |d| format!("{}ms", d.as_millis()))
     )
 }
 

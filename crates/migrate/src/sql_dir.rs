@@ -3,9 +3,10 @@
 //! directory on a few threads.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::error::{Error, SetError};
-use crate::migration::{Migration, header_options, parse_duration};
+use crate::migration::Migration;
 use crate::sql_pack::{Key, Pack, Packable};
 
 /// Reads `ID.up.sql` files (and, with `downs`, their `.down.sql` files) of `dir`.
@@ -186,6 +187,31 @@ fn read_migration(
     Ok(Loaded { migration: m, up })
 }
 
+/// Options from leading `-- notify-db: a, b` comment lines.
+pub(crate) fn header_options(sql: &str) -> Vec<String> {
+    sql.lines()
+        .map(str::trim)
+        .take_while(|l| l.starts_with("--") || l.is_empty())
+        .filter_map(|l| l.trim_start_matches('-').trim().strip_prefix("notify-db:"))
+        .flat_map(|rest| rest.split(',').map(|o| o.trim().to_owned()))
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// `250ms`, `5s`, `2m`, `3h`.
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
 /// Reads a UTF-8 file into `buf` (replacing its contents), reusing its capacity.
 fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
     use std::io::Read as _;
@@ -195,4 +221,25 @@ fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
         .take(u64::MAX)
         .read_to_string(buf)
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_options_are_read() {
+        assert_eq!(
+            header_options("-- notify-db: no-transaction, lock_timeout=5s\n-- x\nCREATE INDEX"),
+            vec!["no-transaction", "lock_timeout=5s"]
+        );
+        assert_eq!(
+            header_options("-- notify-db: parent=db6d9d9f06bc\n-- notify-db: baseline\nSELECT 1"),
+            vec!["parent=db6d9d9f06bc", "baseline"]
+        );
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("3h"), Some(Duration::from_secs(3 * 3600)));
+    }
 }

@@ -1,25 +1,14 @@
 //! Transaction control inside a migration. The runner wraps every transactional migration in ONE
 //! transaction with its version update, so a `COMMIT` (or `BEGIN`, `ROLLBACK`, ...) of the
 //! migration's own would commit part of it without the version update: such a set is refused
-//! when it loads ([`check_set`]). Whatever slips past (statements the runner cannot see, or a
+//! when it loads ([`check_migration`]). Whatever slips past (statements the runner cannot see, or a
 //! non-transactional migration ending a transaction it never started) shows up as a server
 //! WARNING or NOTICE about the transaction state (SQLSTATE class 25), which fails the migration
-//! ([`Notices`]).
+//! (the migration connection's notices, in `engine/connection.rs`).
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
-use tokio_postgres::error::DbError;
-use tokio_postgres::{AsyncMessage, Client, Connection};
-
-use notify_db_connect::{Driver, Tls};
-
-use crate::error::{Error, SetError};
+use crate::error::SetError;
 use crate::lexer::leading_words;
-use crate::migration::Migration;
-use crate::render::Direction;
+use crate::migration::{Direction, Migration};
 
 /// The transaction-control command `statement` is (`"COMMIT"`, `"START TRANSACTION"`, ...), or
 /// `None`. `SAVEPOINT`, `RELEASE [SAVEPOINT]` and `ROLLBACK [WORK] TO [SAVEPOINT]` are not: they
@@ -76,97 +65,11 @@ pub(crate) fn check_migration(m: &Migration) -> Result<(), SetError> {
 }
 
 /// A statement on one line, at most 120 characters, for a message.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(117) {
         Some((cut, _)) => format!("{}...", &one_line[..cut]),
         None => one_line,
-    }
-}
-
-/// The WARNINGs and NOTICEs about the transaction state (SQLSTATE class 25) a migration
-/// connection received, as the connection task hands them over: they arrive before the response
-/// of the statement that caused them, so once a statement has completed, its notices are here.
-/// Other notices are only logged (a migration may raise many).
-#[derive(Clone, Default)]
-pub(crate) struct Notices(Arc<Mutex<Vec<DbError>>>);
-
-impl Notices {
-    fn push(&self, notice: DbError) {
-        if notice.code().code().starts_with("25") {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(notice);
-        }
-    }
-
-    /// Forgets the notices received so far (they were logged when they arrived).
-    pub(crate) fn clear(&self) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    /// The error for the first notice about the transaction state (e.g. 25P01 "there is no
-    /// transaction in progress", 25001 "there is already a transaction in progress") received
-    /// since the last call or [`Notices::clear`], while migration `id` ran `statement` (empty
-    /// when the runner cannot tell which); clears them all.
-    pub(crate) fn state_error(&self, id: &str, statement: &str) -> Option<Error> {
-        let mut v = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = (!v.is_empty()).then(|| v.swap_remove(0));
-        v.clear();
-        first.map(|notice| Error::TransactionState {
-            id: id.to_owned(),
-            statement: shorten(statement),
-            severity: notice.severity().to_owned(),
-            message: notice.message().to_owned(),
-            code: notice.code().code().to_owned(),
-        })
-    }
-}
-
-/// Connects with `tls` and drives the connection on a spawned task that logs every server
-/// WARNING/NOTICE (at warn/info) and keeps those about the transaction state in the returned
-/// [`Notices`].
-pub(crate) async fn connect(
-    pg: &tokio_postgres::Config,
-    tls: &Tls,
-) -> Result<(Client, Notices), tokio_postgres::Error> {
-    let notices = Notices::default();
-    let (client, _task) = tls.connect_with(pg, notices.clone()).await?;
-    Ok((client, notices))
-}
-
-/// Polls the connection until it closes (when the client is dropped), collecting notices. Its
-/// errors surface on the client's next call.
-impl Driver for Notices {
-    fn drive<S, T>(self, mut conn: Connection<S, T>) -> JoinHandle<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notice(n)) => {
-                        if n.severity() == "WARNING" {
-                            tracing::warn!(code = n.code().code(), "server: {}", n.message());
-                        } else {
-                            tracing::info!(code = n.code().code(), "server: {}", n.message());
-                        }
-                        self.push(n);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!("migration connection closed: {e}");
-                        break;
-                    }
-                }
-            }
-        })
     }
 }
 

@@ -1,7 +1,219 @@
-//! Applying a plan: each migration in one round trip (or statement by statement when it is
+//! Applying a plan's step: a migration in one round trip (or statement by statement when it is
 //! non-transactional), with retry on a lock timeout.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::connection::{connect, db, rows};
+use super::plan::{PlanStep, id_at};
+use super::report::Applied;
+use super::session::Session;
+use crate::error::{Error, StatementFailure};
+use crate::migration::{Direction, Migration};
+use crate::options::Options;
+use crate::render::{self, Batch, NonTxScript};
+use crate::set::MigrationSet;
+
+/// Applies or reverts `step` of a plan in `direction` on `session`, retrying on lock timeouts
+/// (55P03) as `options` say, resuming at the failed migration; `host` is what the journal
+/// records.
+pub(super) async fn apply_step(
+    session: &mut Session,
+    set: &MigrationSet,
+    options: &Options,
+    step: &PlanStep,
+    direction: Direction,
+    host: &str,
+) -> Result<Applied, Error> {
+    let m = &set.migrations()[step.index];
+    // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
+    session.prepared &= !render::may_deallocate(render::statements(m, direction));
+    let started = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let r = if m.is_transactional() {
+            apply_transactional(session, set, options, m, direction, step, host).await
+        } else {
+            apply_non_transactional(session, set, options, m, direction, step, host).await
+        };
+        match r {
+            Ok(()) => break,
+            Err(StepError::LockTimeout { blockers }) if attempt < options.max_attempts => {
+                tracing::warn!(
+                    migration = m.id(),
+                    attempt,
+                    max_attempts = options.max_attempts,
+                    blockers = %blockers,
+                    "lock timeout (55P03); retrying in {:?}",
+                    options.retry_delay
+                );
+                tokio::time::sleep(options.retry_delay).await;
+                attempt += 1;
+            }
+            Err(StepError::LockTimeout { blockers }) => {
+                return Err(Error::LockTimeout {
+                    id: m.id().to_owned(),
+                    attempts: attempt,
+                    blockers,
+                });
+            }
+            Err(StepError::Fatal(e)) => return Err(e),
+        }
+    }
+    let done = Applied {
+        id: m.id().to_owned(),
+        direction,
+        duration: started.elapsed(),
+    };
+    tracing::info!(
+        migration = m.id(),
+        direction = direction.as_str(),
+        ms = %format_args!("{:.3}", done.duration.as_secs_f64() * 1000.0),
+        "migration {}",
+        if direction == Direction::Up {
+            "applied"
+        } else {
+            "reverted"
+        }
+    );
+    Ok(done)
+}
+
+async fn apply_transactional(
+    s: &mut Session,
+    set: &MigrationSet,
+    options: &Options,
+    m: &Migration,
+    dir: Direction,
+    step: &PlanStep,
+    host: &str,
+) -> Result<(), StepError> {
+    let batch = render::transactional_batch(
+        m,
+        dir,
+        id_at(set, step.from),
+        id_at(set, step.to),
+        host,
+        s.prepared,
+    );
+    let watch = m.own_lock_timeout().unwrap_or(options.lock_timeout);
+    s.notices.clear();
+    let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
+    if let Err(e) = r {
+        // The batch's explicit transaction stays open in the aborted state.
+        let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
+        let failure = step_error(m, dir, e, Some(&batch), blockers);
+        // "no transaction in progress" from that ROLLBACK: the migration ended ours.
+        return match (s.notices.state_error(m.id(), ""), failure) {
+            (Some(e), StepError::Fatal(f)) => {
+                tracing::error!(migration = m.id(), "{f}");
+                Err(e.into())
+            }
+            (_, failure) => Err(failure),
+        };
+    }
+    s.notices
+        .state_error(m.id(), "")
+        .map_or(Ok(()), |e| Err(e.into()))
+}
+
+async fn apply_non_transactional(
+    s: &mut Session,
+    set: &MigrationSet,
+    options: &Options,
+    m: &Migration,
+    dir: Direction,
+    step: &PlanStep,
+    host: &str,
+) -> Result<(), StepError> {
+    let started = Instant::now();
+    let ids = (id_at(set, step.from), id_at(set, step.to));
+    let script = NonTxScript::new(m, dir, ids, host, options);
+    let statements = script.statements();
+    let done = if dir == Direction::Up {
+        s.completed_steps(m.id()).await?
+    } else {
+        0
+    };
+    if done > 0 {
+        tracing::info!(
+            migration = m.id(),
+            completed = done,
+            total = statements.len(),
+            "resuming a non-transactional migration after its last completed statement"
+        );
+    }
+    if dir == Direction::Up {
+        drop_own_invalid_indexes(s, m, done).await?;
+    }
+    let lock_timeout = m.own_lock_timeout().unwrap_or(options.lock_timeout);
+    if let Some(own) = &script.own_settings {
+        s.exec(own, "setting the migration's own timeouts").await?;
+    }
+    let mut result = Ok(());
+    s.notices.clear();
+    for (i, stmt) in statements.iter().enumerate().skip(done) {
+        let t = Instant::now();
+        let (r, blockers) = exec_watched(s, stmt, lock_timeout).await;
+        if let Err(e) = r {
+            result = Err(step_error(m, dir, e, None, blockers).with_statement(stmt));
+            break;
+        }
+        if let Some(e) = s.notices.state_error(m.id(), stmt) {
+            result = Err(e.into());
+            break;
+        }
+        if let Some(j) = script.step_done(i, t.elapsed()) {
+            s.exec(&j, "journaling a completed statement").await?;
+        }
+    }
+    if let Some(restore) = &script.restore_settings {
+        s.exec(restore, "restoring the runner's timeouts").await?;
+    }
+    result?;
+    let v = script.version_batch(started.elapsed());
+    if let Err(e) = s.client.batch_execute(&v).await {
+        let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
+        return Err(step_error(m, dir, (e, 0), None, String::new()).with_statement(&v));
+    }
+    Ok(())
+}
+
+/// Drops INVALID indexes that pending statements of `m` create (left by a failed or killed
+/// `CREATE INDEX CONCURRENTLY`); reports other INVALID indexes.
+async fn drop_own_invalid_indexes(s: &Session, m: &Migration, done: usize) -> Result<(), Error> {
+    let msgs = s
+        .client
+        .simple_query(render::queries::INVALID_INDEXES)
+        .await
+        .map_err(|e| db("looking for INVALID indexes", e))?;
+    let ours: Vec<String> = m.up_statements()[done..]
+        .iter()
+        .filter_map(|s| render::created_index_name(s))
+        .collect();
+    for r in rows(&msgs) {
+        let (Some(schema), Some(name)) = (r.get(0), r.get(1)) else {
+            continue;
+        };
+        if ours.iter().any(|o| o == name) {
+            tracing::warn!(
+                migration = m.id(),
+                index = %format!("{schema}.{name}"),
+                "dropping the INVALID index a failed CREATE INDEX CONCURRENTLY of this migration left, before retrying"
+            );
+            let q = render::queries::drop_invalid_index(schema, name);
+            s.exec(&q, "dropping an INVALID index").await?;
+        } else {
+            tracing::warn!(
+                index = %format!("{schema}.{name}"),
+                "INVALID index present (a failed CREATE INDEX CONCURRENTLY, or one still building); not created by this migration, left alone"
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Why one attempt at a step failed.
 enum StepError {
@@ -124,265 +336,18 @@ async fn exec_watched(s: &mut Session, sql: &str, lock_timeout: Duration) -> (Ba
     }
 }
 
-async fn exec(client: &Client, sql: &str, context: &'static str) -> Result<(), Error> {
-    client.batch_execute(sql).await.map_err(|e| db(context, e))
-}
-
-impl Migrator {
-    /// Runs under the lock, which is then released explicitly (see [`lock_guard`]); a database
-    /// already at the target is seen before locking (see [`Migrator::already_at_target`]).
-    pub(crate) async fn run(
-        &self,
-        target: &Target,
-        direction: Direction,
-    ) -> Result<RunReport, Error> {
-        let database = self.database(direction.as_str())?;
-        let prefetch = Prefetch::of(Arc::clone(database)).await;
-        self.run_prefetched(prefetch, target, direction).await
-    }
-
-    /// Runs `direction` to `target` on the connection a [`Prefetch`] made (to the database it names).
-    pub async fn run_prefetched(
-        &self,
-        prefetch: Prefetch,
-        target: &Target,
-        direction: Direction,
-    ) -> Result<RunReport, Error> {
-        let c = prefetch.into_result()?;
-        if let Some(report) = self.already_at_target(c.first_read, target, direction)? {
-            return Ok(report);
-        }
-        let mut session = self
-            .lock_connected(c.database, c.client, c.notices, c.target)
-            .await?;
-        let result = self.run_locked(&mut session, target, direction).await;
-        unlock(session, result).await
-    }
-
-    async fn run_locked(
-        &self,
-        session: &mut Session,
-        target: &Target,
-        direction: Direction,
-    ) -> Result<RunReport, Error> {
-        let state = self.prepare(&session.client, session.tables).await?;
-        self.check_checksums(&state)?;
-        let plan = self.plan(state.current, target, direction)?;
-        let from = state.current_id.clone();
-        let host = runner_host();
-        let mut applied = Vec::with_capacity(plan.len());
-        if plan.is_empty() {
-            return Ok(nothing_to_do(from));
-        }
-        if self.wants_prepared(&plan) {
-            exec(
-                &session.client,
-                &render::prepare_bookkeeping(&host),
-                "preparing the version update and journal statements",
+/// The sessions of a [`render::queries::blockers_of`] reply, in words.
+fn describe_sessions(msgs: &[SimpleQueryMessage]) -> String {
+    rows(msgs)
+        .map(|r| {
+            format!(
+                "pid {} ({}, since {}): {}",
+                r.get(0).unwrap_or("?"),
+                r.get(1).unwrap_or("?"),
+                r.get(2).unwrap_or("?"),
+                r.get(3).unwrap_or("").replace('\n', " ")
             )
-            .await?;
-            session.prepared = true;
-        }
-        for step in &plan {
-            let m = &self.set.migrations()[step.index];
-            // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
-            session.prepared &= !render::may_deallocate(render::statements(m, direction));
-            let started = Instant::now();
-            let mut attempt = 1;
-            loop {
-                let r = if m.is_transactional() {
-                    self.apply_transactional(session, m, direction, step, &host)
-                        .await
-                } else {
-                    self.apply_non_transactional(session, m, direction, step, &host)
-                        .await
-                };
-                match r {
-                    Ok(()) => break,
-                    Err(StepError::LockTimeout { blockers })
-                        if attempt < self.options.max_attempts =>
-                    {
-                        tracing::warn!(
-                            migration = m.id(),
-                            attempt,
-                            max_attempts = self.options.max_attempts,
-                            blockers = %blockers,
-                            "lock timeout (55P03); retrying in {:?}",
-                            self.options.retry_delay
-                        );
-                        tokio::time::sleep(self.options.retry_delay).await;
-                        attempt += 1;
-                    }
-                    Err(StepError::LockTimeout { blockers }) => {
-                        return Err(Error::LockTimeout {
-                            id: m.id().to_owned(),
-                            attempts: attempt,
-                            blockers,
-                        });
-                    }
-                    Err(StepError::Fatal(e)) => return Err(e),
-                }
-            }
-            let done = Applied {
-                id: m.id().to_owned(),
-                direction,
-                duration: started.elapsed(),
-            };
-            tracing::info!(
-                migration = m.id(),
-                direction = direction.as_str(),
-                ms = %format_args!("{:.3}", done.duration.as_secs_f64() * 1000.0),
-                "migration {}",
-                if direction == Direction::Up {
-                    "applied"
-                } else {
-                    "reverted"
-                }
-            );
-            if let Some(p) = &self.progress {
-                p(&done);
-            }
-            applied.push(done);
-        }
-        let to = plan
-            .last()
-            .map_or(from.clone(), |s| self.id_at(s.to).map(str::to_owned));
-        Ok(RunReport { from, to, applied })
-    }
-
-    async fn apply_transactional(
-        &self,
-        s: &mut Session,
-        m: &Migration,
-        dir: Direction,
-        step: &PlanStep,
-        host: &str,
-    ) -> Result<(), StepError> {
-        let batch = render::transactional_batch(
-            m,
-            dir,
-            self.id_at(step.from),
-            self.id_at(step.to),
-            host,
-            s.prepared,
-        );
-        let watch = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
-        s.notices.clear();
-        let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
-        if let Err(e) = r {
-            // The batch's explicit transaction stays open in the aborted state.
-            let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
-            let failure = step_error(m, dir, e, Some(&batch), blockers);
-            // "no transaction in progress" from that ROLLBACK: the migration ended ours.
-            return match (s.notices.state_error(m.id(), ""), failure) {
-                (Some(e), StepError::Fatal(f)) => {
-                    tracing::error!(migration = m.id(), "{f}");
-                    Err(e.into())
-                }
-                (_, failure) => Err(failure),
-            };
-        }
-        s.notices
-            .state_error(m.id(), "")
-            .map_or(Ok(()), |e| Err(e.into()))
-    }
-
-    async fn apply_non_transactional(
-        &self,
-        s: &mut Session,
-        m: &Migration,
-        dir: Direction,
-        step: &PlanStep,
-        host: &str,
-    ) -> Result<(), StepError> {
-        let started = Instant::now();
-        let ids = (self.id_at(step.from), self.id_at(step.to));
-        let script = NonTxScript::new(m, dir, ids, host, &self.options);
-        let statements = script.statements();
-        let done = if dir == Direction::Up {
-            completed_steps(&s.client, m.id()).await?
-        } else {
-            0
-        };
-        if done > 0 {
-            tracing::info!(
-                migration = m.id(),
-                completed = done,
-                total = statements.len(),
-                "resuming a non-transactional migration after its last completed statement"
-            );
-        }
-        if dir == Direction::Up {
-            self.drop_own_invalid_indexes(&s.client, m, done).await?;
-        }
-        let lock_timeout = m.own_lock_timeout().unwrap_or(self.options.lock_timeout);
-        if let Some(own) = &script.own_settings {
-            exec(&s.client, own, "setting the migration's own timeouts").await?;
-        }
-        let mut result = Ok(());
-        s.notices.clear();
-        for (i, stmt) in statements.iter().enumerate().skip(done) {
-            let t = Instant::now();
-            let (r, blockers) = exec_watched(s, stmt, lock_timeout).await;
-            if let Err(e) = r {
-                result = Err(step_error(m, dir, e, None, blockers).with_statement(stmt));
-                break;
-            }
-            if let Some(e) = s.notices.state_error(m.id(), stmt) {
-                result = Err(e.into());
-                break;
-            }
-            if let Some(j) = script.step_done(i, t.elapsed()) {
-                exec(&s.client, &j, "journaling a completed statement").await?;
-            }
-        }
-        if let Some(restore) = &script.restore_settings {
-            exec(&s.client, restore, "restoring the runner's timeouts").await?;
-        }
-        result?;
-        let v = script.version_batch(started.elapsed());
-        if let Err(e) = s.client.batch_execute(&v).await {
-            let _ = s.client.batch_execute(render::queries::ROLLBACK).await;
-            return Err(step_error(m, dir, (e, 0), None, String::new()).with_statement(&v));
-        }
-        Ok(())
-    }
-
-    /// Drops INVALID indexes that pending statements of `m` create (left by a failed or killed
-    /// `CREATE INDEX CONCURRENTLY`); reports other INVALID indexes.
-    async fn drop_own_invalid_indexes(
-        &self,
-        client: &Client,
-        m: &Migration,
-        done: usize,
-    ) -> Result<(), Error> {
-        let msgs = client
-            .simple_query(render::queries::INVALID_INDEXES)
-            .await
-            .map_err(|e| db("looking for INVALID indexes", e))?;
-        let ours: Vec<String> = m.up_statements()[done..]
-            .iter()
-            .filter_map(|s| render::created_index_name(s))
-            .collect();
-        for r in rows(&msgs) {
-            let (Some(schema), Some(name)) = (r.get(0), r.get(1)) else {
-                continue;
-            };
-            if ours.iter().any(|o| o == name) {
-                tracing::warn!(
-                    migration = m.id(),
-                    index = %format!("{schema}.{name}"),
-                    "dropping the INVALID index a failed CREATE INDEX CONCURRENTLY of this migration left, before retrying"
-                );
-                let q = render::queries::drop_invalid_index(schema, name);
-                exec(client, &q, "dropping an INVALID index").await?;
-            } else {
-                tracing::warn!(
-                    index = %format!("{schema}.{name}"),
-                    "INVALID index present (a failed CREATE INDEX CONCURRENTLY, or one still building); not created by this migration, left alone"
-                );
-            }
-        }
-        Ok(())
-    }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,153 +1,38 @@
-//! The runner: connection, advisory lock, plan, execution with retry, status.
+//! The runner: one `impl Migrator` holding the verbs, each a sequence of named steps. The
+//! database work is in `session.rs` (connect, lock, bookkeeping tables, unlock) and `apply.rs`
+//! (a migration's SQL, with retry); what follows from the state without the database is in
+//! `state.rs` and `plan.rs`.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::StreamExt;
-use notify_db_config::{DatabaseUri, MigrationSettings};
-use notify_db_connect::{ConnectUri, Tls};
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use notify_db_config::DatabaseUri;
 
-use crate::error::{Error, StatementFailure};
-use crate::lock_guard;
-use crate::migration::{Migration, MigrationSet, Target};
-use crate::render::{
-    self, Batch, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Direction, NonTxScript,
-};
-use crate::txcontrol::{self, Notices};
+use crate::error::Error;
+use crate::migration::Direction;
+use crate::options::Options;
+use crate::set::{MigrationSet, Target};
 
 mod apply;
-mod lock;
+mod connection;
 mod plan;
+mod report;
+mod session;
+mod stamp;
 mod state;
 
-use lock::*;
-use plan::*;
-use state::*;
+use apply::apply_step;
+use connection::{Database, runner_host};
+use plan::{end_of, offline_script, plan, wants_prepared};
+use session::{Session, read_unlocked};
+use state::{already_at_target, nothing_to_do};
 
-pub use lock::Prefetch;
-pub(crate) use lock::{Session, unlock};
-
-/// Runner options (from [`MigrationSettings`], or set by hand).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// `lock_timeout` for every migration that does not set its own (1 s).
-    pub lock_timeout: Duration,
-    /// `statement_timeout` for every migration that does not set its own; `None` (the default,
-    /// as Alembic's runner) runs migrations without one.
-    pub statement_timeout: Option<Duration>,
-    /// Attempts in all at a migration that hits lock timeouts (55P03), resuming at the failed
-    /// migration each time (10, as the reference's `retry_on_lock_error(max_retries=10)`).
-    pub max_attempts: u32,
-    /// Delay between those attempts (10 s).
-    pub retry_delay: Duration,
-    /// Give up waiting for the advisory lock after this long; `None` waits forever.
-    pub advisory_lock_wait: Option<Duration>,
-    /// Run even when an applied migration's SQL changed since (default: refuse).
-    pub allow_changed_checksums: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            lock_timeout: Duration::from_millis(1000),
-            statement_timeout: None,
-            max_attempts: 10,
-            retry_delay: Duration::from_secs(10),
-            advisory_lock_wait: None,
-            allow_changed_checksums: false,
-        }
-    }
-}
-
-impl Options {
-    /// Options from the project's migration settings.
-    pub fn from_settings(s: &MigrationSettings) -> Options {
-        Options {
-            lock_timeout: s.lock_timeout,
-            statement_timeout: s.statement_timeout,
-            max_attempts: s.max_attempts,
-            retry_delay: s.retry_delay,
-            advisory_lock_wait: s.advisory_lock_wait,
-            allow_changed_checksums: false,
-        }
-    }
-
-    /// What applies to a migration that sets no timeout of its own, e.g.
-    /// `lock_timeout 1000ms, statement_timeout none`.
-    pub fn describe_timeouts(&self) -> String {
-        render::describe_timeouts(self.lock_timeout, self.statement_timeout)
-    }
-}
-
-/// One migration applied or reverted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
-    /// The migration id.
-    pub id: String,
-    /// Up or down.
-    pub direction: Direction,
-    /// Wall time, retries included.
-    pub duration: Duration,
-}
-
-/// What a run did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunReport {
-    /// Revision before the run (`None`: base).
-    pub from: Option<String>,
-    /// Revision after it.
-    pub to: Option<String>,
-    /// The migrations applied or reverted, in order.
-    pub applied: Vec<Applied>,
-}
-
-/// One line of `history`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The migration id.
-    pub id: String,
-    /// Whether the database is at or past it.
-    pub applied: bool,
-    /// When the journal says it was last applied (`None`: not applied, or applied before the journal existed).
-    pub applied_at: Option<String>,
-    /// `Some(false)` when the journal's checksum differs from the code's.
-    pub checksum_matches: Option<bool>,
-    /// True for a non-transactional migration.
-    pub no_transaction: bool,
-}
-
-/// A database's migration state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// What `alembic_version` holds (`None`: base or no table).
-    pub current: Option<String>,
-    /// Every migration of the set with its state.
-    pub history: Vec<HistoryEntry>,
-}
-
-impl Status {
-    /// Ids of the migrations not applied yet.
-    pub fn pending(&self) -> Vec<&str> {
-        self.history
-            .iter()
-            .filter(|h| !h.applied)
-            .map(|h| h.id.as_str())
-            .collect()
-    }
-}
+pub(crate) use connection::describe;
+pub use report::{Applied, HistoryEntry, RunReport, Status};
+pub use session::Prefetch;
+pub use stamp::StampReport;
 
 type ProgressFn = dyn Fn(&Applied) + Send + Sync;
-
-/// The database a [`Migrator`] runs against: the URI's connection settings and the TLS
-/// connector its `sslmode` asks for, built together so neither goes without the other.
-#[derive(Clone)]
-pub(crate) struct Database {
-    pub(crate) pg: tokio_postgres::Config,
-    pub(crate) tls: Tls,
-}
 
 /// Runs a [`MigrationSet`] against a database.
 #[derive(Clone)]
@@ -166,17 +51,6 @@ impl std::fmt::Debug for Migrator {
             .field("options", &self.options)
             .field("database", &self.database.as_ref().map(|d| describe(&d.pg)))
             .finish()
-    }
-}
-
-impl Database {
-    /// The URI's connection settings and TLS connector; fails when its TLS settings cannot be
-    /// used (e.g. an unreadable CA file).
-    pub(crate) fn of(uri: &DatabaseUri) -> Result<Database, Error> {
-        Ok(Database {
-            pg: uri.to_pg_config(),
-            tls: uri.tls()?,
-        })
     }
 }
 
@@ -203,11 +77,6 @@ impl Migrator {
             progress: None,
             database: None,
         }
-    }
-
-    /// The database this runner connects to, or [`Error::Offline`] naming `operation`.
-    pub(crate) fn database(&self, operation: &'static str) -> Result<&Arc<Database>, Error> {
-        self.database.as_ref().ok_or(Error::Offline { operation })
     }
 
     /// Replaces the options.
@@ -250,16 +119,9 @@ impl Migrator {
     /// The database's state against this set. Takes no lock, creates nothing; fails when the
     /// database is at a revision this set does not know.
     pub async fn status(&self) -> Result<Status, Error> {
-        let (client, _) = connect(self.database("read the migration state")?).await?;
-        let msgs = client
-            .simple_query(&render::queries::tables_exist())
-            .await
-            .map_err(|e| db("reading the migration tables", e))?;
-        let row = rows(&msgs).next();
-        let flag = |i| row.and_then(|r| r.get(i)) == Some("t");
-        let (has_version, has_journal) = (flag(0), flag(1));
-        let state = read_state(&client, &self.set, has_version, has_journal).await?;
-        Ok(self.status_from(&state))
+        let database = self.database("read the migration state")?;
+        let state = read_unlocked(database, &self.set).await?;
+        Ok(state.status(&self.set))
     }
 
     /// Renders the SQL an upgrade or downgrade from `from` (`None`: base) to `target` would run,
@@ -277,102 +139,96 @@ impl Migrator {
                 reason: "no migration of this set has that id".into(),
             })?),
         };
-        let plan = self.plan(current, target, direction)?;
+        let plan = plan(&self.set, current, target, direction)?;
         let host = runner_host();
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "-- notify-db-migrate {} {} -> {} (offline)",
-            direction.as_str(),
-            from.unwrap_or("base"),
-            self.id_at(plan.last().map_or(current, |s| s.to))
-                .unwrap_or("base")
-        );
-        let _ = writeln!(out, "{CREATE_VERSION_TABLE};\n{CREATE_JOURNAL_TABLE};");
-        let _ = writeln!(
-            out,
-            "-- timeouts: {} (a migration's own, where it sets one, applies to it alone)",
-            self.options.describe_timeouts()
-        );
-        out.push_str(&render::session_setup(
-            self.options.lock_timeout,
-            self.options.statement_timeout,
-        ));
-        let mut prepared = self.wants_prepared(&plan);
-        if prepared {
-            out.push_str(&render::prepare_bookkeeping(&host));
-        }
-        for step in &plan {
-            let m = &self.set.migrations()[step.index];
-            let (from_id, to_id) = (self.id_at(step.from), self.id_at(step.to));
-            // The same rule as `run`: after a migration that may DEALLOCATE, no EXECUTE.
-            prepared &= !render::may_deallocate(render::statements(m, direction));
-            if m.is_transactional() {
-                let _ = writeln!(out, "\n-- {} ({})", m.id(), direction.as_str());
-                let batch =
-                    render::transactional_batch(m, direction, from_id, to_id, &host, prepared);
-                out.push_str(&batch.sql);
-                out.push('\n');
-            } else {
-                let _ = writeln!(
-                    out,
-                    "\n-- {} ({}, no transaction: statement by statement)",
-                    m.id(),
-                    direction.as_str()
-                );
-                let script = NonTxScript::new(m, direction, (from_id, to_id), &host, &self.options);
-                for s in script.lines() {
-                    out.push_str(&s);
-                    out.push_str(";\n");
-                }
-            }
-        }
-        Ok(out)
+        Ok(offline_script(
+            &self.set,
+            &self.options,
+            (from, current),
+            &plan,
+            direction,
+            &host,
+        ))
     }
-}
 
-pub(crate) fn rows(msgs: &[SimpleQueryMessage]) -> impl Iterator<Item = &SimpleQueryRow> {
-    msgs.iter().filter_map(|m| match m {
-        SimpleQueryMessage::Row(r) => Some(r),
-        _ => None,
-    })
-}
+    /// Runs `direction` to `target` on the connection a [`Prefetch`] made (to the database it
+    /// names): ends there when the unlocked first read shows nothing to do; else locks, runs,
+    /// and releases the lock explicitly (through a pooler, closing the connection may not).
+    pub async fn run_prefetched(
+        &self,
+        prefetch: Prefetch,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
+        let (connected, first_read) = prefetch.into_parts()?;
+        let allow_changed = self.options.allow_changed_checksums;
+        if let Some(report) =
+            already_at_target(&self.set, allow_changed, first_read, target, direction)?
+        {
+            return Ok(report);
+        }
+        let wait = self.options.advisory_lock_wait;
+        let mut session = Session::lock(connected, wait).await?;
+        let result = self.run_locked(&mut session, target, direction).await;
+        session.unlock(result).await
+    }
 
-pub(crate) fn db(context: &'static str, source: tokio_postgres::Error) -> Error {
-    Error::Db { context, source }
-}
+    /// Writes `target` into `alembic_version` without running any migration: `head`, `base`, a
+    /// revision of the set (or a unique prefix of one), or, with `force`, any revision id (one
+    /// the set does not know, e.g. to hand the database back to Alembic). Relative targets are
+    /// refused. Takes the advisory lock and journals the stamp.
+    pub async fn stamp(&self, target: &Target, force: bool) -> Result<StampReport, Error> {
+        let to = stamp::revision(&self.set, target, force)?;
+        let started = Instant::now();
+        let database = self.database("stamp")?;
+        let session = Session::open(database, self.options.advisory_lock_wait).await?;
+        let result = stamp::write(&session, to, started).await;
+        session.unlock(result).await
+    }
 
-fn unexpected(context: &'static str) -> Error {
-    Error::NoRow { context }
-}
+    /// A run: the unlocked first read, then the locked run.
+    async fn run(&self, target: &Target, direction: Direction) -> Result<RunReport, Error> {
+        let database = self.database(direction.as_str())?;
+        let prefetch = Prefetch::of(Arc::clone(database)).await;
+        self.run_prefetched(prefetch, target, direction).await
+    }
 
-/// host:port/dbname of a config, for messages (never the password).
-pub(crate) fn describe(pg: &tokio_postgres::Config) -> String {
-    let host = pg
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    /// The run under the lock: ensure the tables and read the state, check the checksums,
+    /// plan, prepare the bookkeeping statements, apply each step.
+    async fn run_locked(
+        &self,
+        session: &mut Session,
+        target: &Target,
+        direction: Direction,
+    ) -> Result<RunReport, Error> {
+        let state = session.prepare(&self.set, &self.options).await?;
+        state.check_checksums(&self.set, self.options.allow_changed_checksums)?;
+        let plan = plan(&self.set, state.current, target, direction)?;
+        if plan.is_empty() {
+            return Ok(nothing_to_do(state.current_id));
+        }
+        let host = runner_host();
+        if wants_prepared(&self.set, &plan) {
+            session.prepare_bookkeeping(&host).await?;
+        }
+        let mut applied = Vec::with_capacity(plan.len());
+        for step in &plan {
+            let done =
+                apply_step(session, &self.set, &self.options, step, direction, &host).await?;
+            if let Some(progress) = &self.progress {
+                progress(&done);
+            }
+            applied.push(done);
+        }
+        Ok(RunReport {
+            from: state.current_id,
+            to: end_of(&self.set, state.current, &plan).map(str::to_owned),
+            applied,
         })
-        .collect::<Vec<_>>()
-        .join(",");
-    let port = pg
-        .get_ports()
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
-}
+    }
 
-/// This machine's host name, for the journal.
-pub(crate) fn runner_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
+    /// The database this runner connects to, or [`Error::Offline`] naming `operation`.
+    pub(crate) fn database(&self, operation: &'static str) -> Result<&Arc<Database>, Error> {
+        self.database.as_ref().ok_or(Error::Offline { operation })
+    }
 }
