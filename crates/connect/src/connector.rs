@@ -12,7 +12,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::{ConnectFailure, Driver, check_server_version, classify, error_text};
 
-use crate::error::PoolError;
+use crate::error::ConnectError;
 use crate::lag::{LagRouting, Route};
 use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, PoolObserver};
@@ -21,7 +21,7 @@ use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tap::ConnState;
 use crate::tls::Tls;
-use crate::transport::{Canceller, ConnectError, connect_tapped};
+use crate::transport::{self, Canceller, connect_tapped};
 
 /// Process-wide id of physical connections.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -115,7 +115,7 @@ impl Connector {
         settings: &Settings,
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
-    ) -> Result<Connector, PoolError> {
+    ) -> Result<Connector, ConnectError> {
         Connector::with_pooler(
             uri,
             settings,
@@ -133,8 +133,8 @@ impl Connector {
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
         through_pooler: bool,
-    ) -> Result<Connector, PoolError> {
-        let tls = Tls::for_uri(uri).map_err(|e| PoolError::Tls {
+    ) -> Result<Connector, ConnectError> {
+        let tls = Tls::for_uri(uri).map_err(|e| ConnectError::Tls {
             bind,
             path: e.path,
             cause: e.cause,
@@ -197,7 +197,7 @@ impl Connector {
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
     /// back-off only as a last resort.
-    pub async fn open(&self) -> Result<Opened, PoolError> {
+    pub async fn open(&self) -> Result<Opened, ConnectError> {
         if let Some(lag) = &self.lag
             && lag.on_fallback()
         {
@@ -267,19 +267,19 @@ impl Connector {
         {
             return Err(e);
         }
-        Err(PoolError::NoHost {
+        Err(ConnectError::NoHost {
             bind: self.bind,
             errors,
         })
     }
 
-    async fn open_host(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
+    async fn open_host(&self, host: &Host) -> Result<Opened, (ConnectFailure, ConnectError)> {
         let hp = &host.hp;
         match tokio::time::timeout(self.timeout, self.open_host_inner(host)).await {
             Ok(result) => result,
             Err(_) => Err((
                 ConnectFailure::Timeout,
-                PoolError::Connect {
+                ConnectError::Connect {
                     bind: self.bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -294,13 +294,13 @@ impl Connector {
         }
     }
 
-    async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
+    async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, ConnectError)> {
         let hp = &host.hp;
         let connect_err = |e: tokio_postgres::Error| {
             if let Some(limit) = limit_of(&e) {
                 return (
                     ConnectFailure::Limit,
-                    PoolError::ConnectionLimit {
+                    ConnectError::ConnectionLimit {
                         bind: self.bind,
                         host: hp.host.clone(),
                         port: hp.port,
@@ -312,7 +312,7 @@ impl Connector {
             let failure = classify(&e);
             (
                 failure,
-                PoolError::Connect {
+                ConnectError::Connect {
                     bind: self.bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -327,12 +327,12 @@ impl Connector {
             .password
             .config(&host.config, bind)
             .await
-            .map_err(|e| (ConnectFailure::Auth, PoolError::from(e)))?;
+            .map_err(|e| (ConnectFailure::Auth, ConnectError::from(e)))?;
         let tapped = connect_tapped(&config, &self.tls, LogErrors { bind })
             .await
             .map_err(|e| match e {
-                ConnectError::Driver(e) => connect_err(e),
-                ConnectError::Socket(e) => {
+                transport::ConnectError::Driver(e) => connect_err(e),
+                transport::ConnectError::Socket(e) => {
                     let failure = if e.kind() == std::io::ErrorKind::TimedOut {
                         ConnectFailure::Timeout
                     } else {
@@ -340,7 +340,7 @@ impl Connector {
                     };
                     (
                         failure,
-                        PoolError::Connect {
+                        ConnectError::Connect {
                             bind,
                             host: hp.host.clone(),
                             port: hp.port,
@@ -355,7 +355,7 @@ impl Connector {
         let setup_err = |cause: String| {
             (
                 ConnectFailure::Setup,
-                PoolError::Setup {
+                ConnectError::Setup {
                     bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -407,7 +407,7 @@ impl Connector {
         if let Err(too_old) = check_server_version(version_num, &version) {
             return Err((
                 ConnectFailure::TooOld,
-                PoolError::ServerTooOld {
+                ConnectError::ServerTooOld {
                     host: hp.host.clone(),
                     port: hp.port,
                     version: too_old.version,
@@ -493,7 +493,7 @@ pub async fn connect_one(
     uri: &DatabaseUri,
     settings: &Settings,
     bind: Bind,
-) -> Result<(Client, ConnInfo), PoolError> {
+) -> Result<(Client, ConnInfo), ConnectError> {
     let connector = Connector::new(uri, settings, bind, None)?;
     let opened = connector.open().await?;
     Ok((opened.client, opened.info))

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 use crate::REPLICA_LAG_SQL;
 
 use crate::connector::Connector;
-use crate::error::PoolError;
+use crate::error::ConnectError;
 use crate::observer::{Bind, PoolObserver};
 
 /// Where a connection was opened: a configured bulk host (by index) or the fallback primary.
@@ -63,7 +63,7 @@ pub fn attach(
     connector: &mut Connector,
     settings: &Settings,
     observer: Option<Arc<dyn PoolObserver>>,
-) -> Result<(), PoolError> {
+) -> Result<(), ConnectError> {
     let limit = settings.pool.max_replica_lag;
     if limit.is_zero() || settings.bulk_is_fallback || settings.bulk.hosts().len() < 2 {
         return Ok(());

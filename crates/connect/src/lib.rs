@@ -13,7 +13,7 @@
 //!   back-off and connection-limit back-off, lag-aware bulk routing, the one-round-trip session
 //!   setup, or through a transaction pooler the check that the server enforces it), and
 //!   [`connect_one`], one such connection outside any pool (the lag sampler, doctor).
-//!   Its errors are [`PoolError`]s, observed through [`PoolObserver`].
+//!   Its errors are [`ConnectError`]s, observed through [`PoolObserver`].
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +43,7 @@ mod tls;
 mod transport;
 
 pub use connector::{Connector, Opened, connect_one};
-pub use error::PoolError;
+pub use error::ConnectError;
 pub use failure::{ConnectFailure, classify, error_text};
 pub use lag::{LagRouting, Route, attach as attach_lag_routing};
 pub use observer::{

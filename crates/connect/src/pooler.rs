@@ -17,7 +17,7 @@ use notify_db_config::{DatabaseUri, HostPort, Settings, VAR_URI_BULK_POOLER, VAR
 use tokio_postgres::Client;
 
 use crate::connector::ServerFacts;
-use crate::error::PoolError;
+use crate::error::ConnectError;
 use crate::observer::Bind;
 
 /// The check a pool runs on each new client connection through a pooler: the same facts as the
@@ -163,8 +163,8 @@ impl Expected {
 }
 
 /// The error for a setting the server behind the pooler does not enforce.
-pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> PoolError {
-    PoolError::PoolerSettingNotEnforced {
+pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> ConnectError {
+    ConnectError::PoolerSettingNotEnforced {
         bind,
         host: hp.host.clone(),
         port: hp.port,
@@ -180,12 +180,12 @@ pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> PoolError {
 }
 
 /// The error for a pooled URI that carries startup `options`.
-pub(crate) fn options_refused(uri: &DatabaseUri, bind: Bind) -> PoolError {
+pub(crate) fn options_refused(uri: &DatabaseUri, bind: Bind) -> ConnectError {
     let (host, port) = uri
         .hosts()
         .first()
         .map_or((String::new(), 0), |hp| (hp.host.clone(), hp.port));
-    PoolError::Setup {
+    ConnectError::Setup {
         bind,
         host,
         port,

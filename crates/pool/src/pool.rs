@@ -17,9 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, Canceller, ConnInfo, ConnState, Connector, LagRouting, PasswordProvider, PoolError,
+    Bind, Canceller, ConnInfo, ConnState, ConnectError, Connector, LagRouting, PasswordProvider,
     PoolObserver, Route,
 };
+
+use crate::error::PoolError;
 
 use crate::holds::{self, HoldSlot, Holds};
 use crate::reset;
@@ -237,7 +239,7 @@ impl Pool {
             })
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| PoolError::Setup {
+            .map_err(|e| ConnectError::Setup {
                 bind,
                 host: String::new(),
                 port: 0,
@@ -324,12 +326,12 @@ impl Pool {
                 }
             }
             managed::PoolError::Closed => PoolError::Closed { bind: self.bind },
-            other => PoolError::Setup {
+            other => PoolError::Connect(ConnectError::Setup {
                 bind: self.bind,
                 host: String::new(),
                 port: 0,
                 cause: other.to_string(),
-            },
+            }),
         }
     }
 
