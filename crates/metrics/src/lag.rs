@@ -100,7 +100,7 @@ async fn run(
 #[derive(Debug, thiserror::Error)]
 enum SampleError {
     #[error(transparent)]
-    Connect(#[from] notify_db_pool::ConnectError),
+    Connect(#[from] notify_db_connect::ConnectError),
     #[error(transparent)]
     Query(#[from] tokio_postgres::Error),
 }
