@@ -16,7 +16,7 @@ use crate::error::ConnectError;
 use crate::lag::{LagRouting, Route};
 use crate::limit::{LimitBackoff, limit_of};
 use crate::observer::{Bind, ConnInfo, PoolObserver};
-use crate::password::{PasswordProvider, PasswordSource};
+use crate::password::PasswordSource;
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tap::ConnState;
@@ -73,11 +73,13 @@ pub struct Connector {
     backoff: Duration,
     /// Told of every connect failure (and, for lag routing, of replica lag).
     pub observer: Option<Arc<dyn PoolObserver>>,
-    /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
-    /// back to when all do.
+    /// Bulk with several replicas and a lag limit: which hosts lag (given at build, see
+    /// [`Connector::builder`]).
     pub lag: Option<Arc<LagRouting>>,
+    /// With `lag`: opens bulk (read-only) sessions on the primary URI while every replica lags.
+    pub(crate) fallback: Option<Box<Connector>>,
     /// Where the password of each new connection comes from (the URI's by default).
-    password: PasswordSource,
+    pub(crate) password: PasswordSource,
 }
 
 /// A freshly opened, set-up connection.
@@ -180,29 +182,19 @@ impl Connector {
             backoff: pool.host_backoff,
             observer,
             lag: None,
+            fallback: None,
             password: PasswordSource::for_bind(settings, bind),
         })
-    }
-
-    /// Logs in with the password `provider` gives for every new connection (over a password
-    /// file or the URI's password).
-    pub fn set_password_provider(&mut self, provider: Arc<dyn PasswordProvider>) {
-        self.password = PasswordSource::Provider(provider);
-    }
-
-    /// Uses the same password source as `other` (the lag routing's own connectors).
-    pub(crate) fn inherit_password(&mut self, other: &Connector) {
-        self.password = other.password.clone();
     }
 
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
     /// back-off only as a last resort.
     pub async fn open(&self) -> Result<Opened, ConnectError> {
-        if let Some(lag) = &self.lag
+        if let (Some(lag), Some(fallback)) = (&self.lag, &self.fallback)
             && lag.on_fallback()
         {
             // Boxed: the fallback connector's future is as large as this one's.
-            let mut opened = Box::pin(lag.fallback.open()).await?;
+            let mut opened = Box::pin(fallback.open()).await?;
             opened.route = Route::Fallback;
             return Ok(opened);
         }

@@ -16,6 +16,7 @@ use crate::REPLICA_LAG_SQL;
 use crate::connector::Connector;
 use crate::error::ConnectError;
 use crate::observer::{Bind, PoolObserver};
+use crate::password::PasswordSource;
 
 /// Where a connection was opened: a configured bulk host (by index) or the fallback primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +30,6 @@ pub enum Route {
 /// The lag state the bulk connector and the pool's recycle step read.
 pub struct LagRouting {
     lagging: Vec<AtomicBool>,
-    /// Opens bulk (read-only) sessions on the primary URI.
-    pub(crate) fallback: Connector,
 }
 
 impl LagRouting {
@@ -56,29 +55,21 @@ impl LagRouting {
     }
 }
 
-/// Sets up lag routing on the bulk `connector` when the settings ask for it (a lag limit above
-/// 0 and a bulk URI of its own with several hosts), and starts the sampler (one connection per
-/// bulk host, reporting `replica_lag` to the observer); it stops when the pool is dropped.
-pub fn attach(
-    connector: &mut Connector,
+/// Starts lag routing when the settings ask for it (a lag limit above 0 and a bulk URI of its
+/// own with several hosts): the sampler (one connection per bulk host, logging in with
+/// `password`, reporting `replica_lag` to the observer) runs until the routing is dropped.
+pub(crate) fn start(
     settings: &Settings,
     observer: Option<Arc<dyn PoolObserver>>,
-) -> Result<(), ConnectError> {
+    password: &PasswordSource,
+) -> Result<Option<Arc<LagRouting>>, ConnectError> {
     let limit = settings.pool.max_replica_lag;
     if limit.is_zero() || settings.bulk_is_fallback || settings.bulk.hosts().len() < 2 {
-        return Ok(());
+        return Ok(None);
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return Ok(());
+        return Ok(None);
     };
-    let mut fallback = Connector::with_pooler(
-        &settings.primary,
-        settings,
-        Bind::Bulk,
-        observer.clone(),
-        settings.pooler.default,
-    )?;
-    fallback.inherit_password(connector);
     // Told apart from the pool's own sessions in pg_stat_activity (unless the URI names them).
     let mut sampling = settings.clone();
     sampling.pool.application_name = format!("{}-lag", settings.pool.application_name);
@@ -90,7 +81,7 @@ pub fn attach(
             Bind::Bulk,
             None,
         )?;
-        sampler.inherit_password(connector);
+        sampler.password = password.clone();
         samplers.push(Sampler {
             hp: hp.clone(),
             connector: sampler,
@@ -99,7 +90,6 @@ pub fn attach(
     }
     let routing = Arc::new(LagRouting {
         lagging: samplers.iter().map(|_| AtomicBool::new(false)).collect(),
-        fallback,
     });
     let every = settings
         .pool
@@ -115,8 +105,7 @@ pub fn attach(
         query_timeout,
         observer,
     ));
-    connector.lag = Some(routing);
-    Ok(())
+    Ok(Some(routing))
 }
 
 /// One bulk host's sampling connection (not taken from the pool).

@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod builder;
 mod connector;
 mod error;
 mod failure;
@@ -42,10 +43,11 @@ mod tap;
 mod tls;
 mod transport;
 
+pub use builder::ConnectorBuilder;
 pub use connector::{Connector, Opened, connect_one};
 pub use error::ConnectError;
 pub use failure::{ConnectFailure, classify, error_text};
-pub use lag::{LagRouting, Route, attach as attach_lag_routing};
+pub use lag::{LagRouting, Route};
 pub use observer::{
     Bind, CheckoutToken, ConnInfo, HoldContext, PoolObserver, ResetReason, log_long_hold,
 };

@@ -212,13 +212,11 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
-        let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
-        if let Some(provider) = password {
-            connector.set_password_provider(provider);
-        }
-        if bind == Bind::Bulk {
-            notify_db_connect::attach_lag_routing(&mut connector, settings, observer.clone())?;
-        }
+        let connector = Connector::builder(uri, settings, bind)
+            .observer(observer.clone())
+            .password_provider(password)
+            .lag_routing(true)
+            .build()?;
         let manager = Manager {
             connector,
             through_pooler: notify_db_connect::is_pooled(settings, bind),
