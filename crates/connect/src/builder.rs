@@ -7,10 +7,10 @@ use notify_db_config::{DatabaseUri, Settings};
 
 use crate::connector::Connector;
 use crate::error::ConnectError;
-use crate::lag;
 use crate::observer::{Bind, PoolObserver};
 use crate::password::{PasswordProvider, PasswordSource};
 use crate::pooler;
+use crate::sampler;
 
 /// Builds a [`Connector`] for one bind (see [`Connector::builder`]).
 #[must_use]
@@ -90,7 +90,9 @@ impl ConnectorBuilder<'_> {
         if !(lag_routing && bind == Bind::Bulk) {
             return Ok(connector);
         }
-        let Some(routing) = lag::start(settings, observer.clone(), &connector.password)? else {
+        let Some(routing) =
+            sampler::start_routing(settings, observer.clone(), &connector.password)?
+        else {
             return Ok(connector);
         };
         let mut fallback = Connector::with_pooler(

@@ -8,7 +8,8 @@
 //!   ([`notify_db_config::MIN_SERVER_VERSION_NUM`]).
 //! - [`ConnectFailure`], [`classify`], [`error_text`]: what kind of connect failure an error is,
 //!   and its text with the driver's hidden causes.
-//! - [`REPLICA_LAG_SQL`]: one definition of a server's replay lag.
+//! - [`REPLICA_LAG_SQL`]: one definition of a server's replay lag; [`LagSampler`], the one
+//!   sampler of it (lag routing's, and the metric's).
 //! - [`Connector`]: opens set-up connections for one bind of the pools (host choice with
 //!   back-off and connection-limit back-off, lag-aware bulk routing, the one-round-trip session
 //!   setup, or through a transaction pooler the check that the server enforces it), and
@@ -37,6 +38,7 @@ mod observer;
 mod password;
 mod pg_config;
 mod pooler;
+mod sampler;
 mod server;
 mod session;
 mod tap;
@@ -53,6 +55,7 @@ pub use observer::{
 };
 pub use password::{PasswordError, PasswordFuture, PasswordProvider, PasswordProviderError};
 pub use pooler::{is_pooled, pooler_variable};
+pub use sampler::LagSampler;
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
 pub use tap::{ConnState, Tap, TapTls, TxStatus};
 pub use tls::{Driver, Tls, TlsError};
