@@ -2,19 +2,20 @@
 //! session setup.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify_db_config::{DatabaseUri, HostPort, Settings};
+use notify_db_config::{DatabaseUri, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::{ConnectFailure, Driver, check_server_version, classify, error_text};
 
 use crate::error::ConnectError;
+use crate::host::{Host, ServerFacts};
 use crate::lag::{LagRouting, Route};
-use crate::limit::{LimitBackoff, limit_of};
+use crate::limit::limit_of;
 use crate::observer::{Bind, ConnInfo, PoolObserver};
 use crate::password::PasswordSource;
 use crate::pooler::{self, Expected};
@@ -32,29 +33,6 @@ enum Role {
     Any,
     Primary,
     Replica,
-}
-
-/// One configured host and its back-off state.
-struct Host {
-    hp: HostPort,
-    config: tokio_postgres::Config,
-    down_until: Mutex<Option<Instant>>,
-    limit: LimitBackoff,
-}
-
-impl Host {
-    fn backed_off(&self, now: Instant) -> bool {
-        match self.down_until.lock() {
-            Ok(guard) => guard.is_some_and(|until| now < until),
-            Err(_) => false,
-        }
-    }
-
-    fn mark(&self, until: Option<Instant>) {
-        if let Ok(mut guard) = self.down_until.lock() {
-            *guard = until;
-        }
-    }
 }
 
 /// Opens set-up connections for one bind.
@@ -96,17 +74,6 @@ pub struct Opened {
     pub state: Arc<ConnState>,
     /// Sends a CancelRequest to the same address with the same TLS.
     pub canceller: Canceller,
-}
-
-/// What the setup (or, through a pooler, the check) query read from the server.
-pub(crate) struct ServerFacts {
-    pub(crate) in_recovery: bool,
-    pub(crate) server_addr: Option<IpAddr>,
-    pub(crate) version_num: i64,
-    pub(crate) version: String,
-    pub(crate) backend_pid: i32,
-    /// `transaction_read_only` or `default_transaction_read_only` was on (direct setup only).
-    pub(crate) read_only: bool,
 }
 
 impl Connector {
@@ -161,11 +128,11 @@ impl Connector {
         let hosts = uri
             .hosts()
             .iter()
-            .map(|hp| Host {
-                hp: hp.clone(),
-                config: host_config(uri, hp, settings, timeout, through_pooler),
-                down_until: Mutex::new(None),
-                limit: LimitBackoff::default(),
+            .map(|hp| {
+                Host::new(
+                    hp.clone(),
+                    host_config(uri, hp, settings, timeout, through_pooler),
+                )
             })
             .collect();
         Ok(Connector {
@@ -489,4 +456,33 @@ pub async fn connect_one(
     let connector = Connector::new(uri, settings, bind, None)?;
     let opened = connector.open().await?;
     Ok((opened.client, opened.info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pooled_uri_with_startup_options_is_refused() {
+        let vars = [("DATABASE_URI_TRANSACTION_POOLER", "true")];
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let s = Settings::load(None, &get).expect("settings");
+        let with_options = DatabaseUri::parse(
+            "postgresql://u:p@bouncer:6432/x?options=-c%20work_mem%3D64MB",
+            "TEST",
+        )
+        .expect("uri");
+        let err = Connector::new(&with_options, &s, Bind::Default, None)
+            .err()
+            .expect("options through a pooler are refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("`options`") && text.contains("DATABASE_URI_TRANSACTION_POOLER=true"),
+            "{text}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use notify_db_config::{VAR_URI_BULK_POOLER, VAR_URI_POOLER};
+
 use crate::ConnectFailure;
 
 use crate::observer::Bind;
@@ -15,7 +17,7 @@ pub enum ConnectError {
     /// (08P01), the message names the setting that declares the pooler instead of the usual checks.
     #[error(
         "{bind} pool: could not connect to {host}:{port}: {cause}; {}",
-        crate::pooler::connect_advice(*bind, cause)
+        connect_advice(*bind, cause)
     )]
     Connect {
         /// The pool.
@@ -98,7 +100,7 @@ pub enum ConnectError {
          connection other clients share): have the server enforce it, either with \
          `ALTER ROLE {role} SET {setting} = {expected}` (new sessions of that role get it), or \
          in PgBouncer's [databases] entry with connect_query='SET {setting} = {expected}'",
-        flag = crate::pooler::pooler_variable(*bind)
+        flag = pooler_variable(*bind)
     )]
     PoolerSettingNotEnforced {
         /// The pool.
@@ -151,6 +153,33 @@ impl ConnectError {
             ConnectError::Password { source } => Some(source.bind()),
             ConnectError::ServerTooOld { .. } => None,
         }
+    }
+}
+
+/// The setting that says `bind` goes through a pooler.
+pub fn pooler_variable(bind: Bind) -> &'static str {
+    match bind {
+        Bind::Default => VAR_URI_POOLER,
+        Bind::Bulk => VAR_URI_BULK_POOLER,
+    }
+}
+
+/// What to check after a failed connect of `bind` whose server answered `cause`. A pooler that
+/// refuses the startup `options` (PgBouncer's default: `unsupported startup parameter: options`,
+/// SQLSTATE 08P01) is a pooler nobody declared: the fix is the setting, not the server.
+fn connect_advice(bind: Bind, cause: &str) -> String {
+    if cause.contains("unsupported startup parameter") && cause.contains("08P01") {
+        format!(
+            "the server is a connection pooler (PgBouncer?) that refuses the startup options the \
+             pool sends to a direct server: if this URI goes through a transaction pooler, set \
+             {}=true, and have the server enforce the session settings (docs/operations.md, \
+             section \"Behind PgBouncer\")",
+            pooler_variable(bind)
+        )
+    } else {
+        "check that the server is running and accepts TCP connections on that address \
+         (connection refused), the user name and password, pg_hba.conf, and sslmode"
+            .to_owned()
     }
 }
 

@@ -32,6 +32,7 @@ mod builder;
 mod connector;
 mod error;
 mod failure;
+mod host;
 mod lag;
 mod limit;
 mod observer;
@@ -47,14 +48,14 @@ mod transport;
 
 pub use builder::ConnectorBuilder;
 pub use connector::{Connector, Opened, connect_one};
-pub use error::ConnectError;
+pub use error::{ConnectError, pooler_variable};
 pub use failure::{ConnectFailure, classify, error_text};
 pub use lag::{LagRouting, Route};
 pub use observer::{
     Bind, CheckoutToken, ConnInfo, HoldContext, PoolObserver, ResetReason, log_long_hold,
 };
 pub use password::{PasswordError, PasswordFuture, PasswordProvider, PasswordProviderError};
-pub use pooler::{is_pooled, pooler_variable};
+pub use pooler::is_pooled;
 pub use sampler::LagSampler;
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
 pub use tap::{ConnState, Tap, TapTls, TxStatus};
