@@ -120,7 +120,10 @@ async fn the_pools_refuse_14_naming_host_port_and_version() {
         .expect_err("PostgreSQL 14 must be refused");
     let text = err.to_string();
     assert!(
-        matches!(err, notify_db_pool::PoolError::ServerTooOld { .. }),
+        matches!(
+            err,
+            notify_db_pool::PoolError::Connect(notify_db_pool::ConnectError::ServerTooOld { .. })
+        ),
         "{err:?}"
     );
     for part in [

@@ -2,26 +2,27 @@
 //! session setup.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify_db_config::{DatabaseUri, HostPort, Settings};
+use notify_db_config::{DatabaseUri, Settings};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::{ConnectFailure, Driver, check_server_version, classify, error_text};
 
-use crate::error::PoolError;
+use crate::error::ConnectError;
+use crate::host::{Host, ServerFacts};
 use crate::lag::{LagRouting, Route};
-use crate::limit::{LimitBackoff, limit_of};
+use crate::limit::limit_of;
 use crate::observer::{Bind, ConnInfo, PoolObserver};
-use crate::password::{PasswordProvider, PasswordSource};
+use crate::password::PasswordSource;
 use crate::pooler::{self, Expected};
 use crate::session::{host_config, setup_sql};
 use crate::tap::ConnState;
 use crate::tls::Tls;
-use crate::transport::{Canceller, ConnectError, connect_tapped};
+use crate::transport::{self, Canceller, connect_tapped};
 
 /// Process-wide id of physical connections.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -32,29 +33,6 @@ enum Role {
     Any,
     Primary,
     Replica,
-}
-
-/// One configured host and its back-off state.
-struct Host {
-    hp: HostPort,
-    config: tokio_postgres::Config,
-    down_until: Mutex<Option<Instant>>,
-    limit: LimitBackoff,
-}
-
-impl Host {
-    fn backed_off(&self, now: Instant) -> bool {
-        match self.down_until.lock() {
-            Ok(guard) => guard.is_some_and(|until| now < until),
-            Err(_) => false,
-        }
-    }
-
-    fn mark(&self, until: Option<Instant>) {
-        if let Ok(mut guard) = self.down_until.lock() {
-            *guard = until;
-        }
-    }
 }
 
 /// Opens set-up connections for one bind.
@@ -73,11 +51,13 @@ pub struct Connector {
     backoff: Duration,
     /// Told of every connect failure (and, for lag routing, of replica lag).
     pub observer: Option<Arc<dyn PoolObserver>>,
-    /// Bulk with several replicas and a lag limit: which hosts lag, and the primary to fall
-    /// back to when all do.
+    /// Bulk with several replicas and a lag limit: which hosts lag (given at build, see
+    /// [`Connector::builder`]).
     pub lag: Option<Arc<LagRouting>>,
+    /// With `lag`: opens bulk (read-only) sessions on the primary URI while every replica lags.
+    pub(crate) fallback: Option<Box<Connector>>,
     /// Where the password of each new connection comes from (the URI's by default).
-    password: PasswordSource,
+    pub(crate) password: PasswordSource,
 }
 
 /// A freshly opened, set-up connection.
@@ -96,17 +76,6 @@ pub struct Opened {
     pub canceller: Canceller,
 }
 
-/// What the setup (or, through a pooler, the check) query read from the server.
-pub(crate) struct ServerFacts {
-    pub(crate) in_recovery: bool,
-    pub(crate) server_addr: Option<IpAddr>,
-    pub(crate) version_num: i64,
-    pub(crate) version: String,
-    pub(crate) backend_pid: i32,
-    /// `transaction_read_only` or `default_transaction_read_only` was on (direct setup only).
-    pub(crate) read_only: bool,
-}
-
 impl Connector {
     /// Prepares everything that does not change between connects: per-host configs, TLS,
     /// setup SQL.
@@ -115,7 +84,7 @@ impl Connector {
         settings: &Settings,
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
-    ) -> Result<Connector, PoolError> {
+    ) -> Result<Connector, ConnectError> {
         Connector::with_pooler(
             uri,
             settings,
@@ -133,8 +102,8 @@ impl Connector {
         bind: Bind,
         observer: Option<Arc<dyn PoolObserver>>,
         through_pooler: bool,
-    ) -> Result<Connector, PoolError> {
-        let tls = Tls::for_uri(uri).map_err(|e| PoolError::Tls {
+    ) -> Result<Connector, ConnectError> {
+        let tls = Tls::for_uri(uri).map_err(|e| ConnectError::Tls {
             bind,
             path: e.path,
             cause: e.cause,
@@ -159,11 +128,11 @@ impl Connector {
         let hosts = uri
             .hosts()
             .iter()
-            .map(|hp| Host {
-                hp: hp.clone(),
-                config: host_config(uri, hp, settings, timeout, through_pooler),
-                down_until: Mutex::new(None),
-                limit: LimitBackoff::default(),
+            .map(|hp| {
+                Host::new(
+                    hp.clone(),
+                    host_config(uri, hp, settings, timeout, through_pooler),
+                )
             })
             .collect();
         Ok(Connector {
@@ -180,29 +149,19 @@ impl Connector {
             backoff: pool.host_backoff,
             observer,
             lag: None,
+            fallback: None,
             password: PasswordSource::for_bind(settings, bind),
         })
     }
 
-    /// Logs in with the password `provider` gives for every new connection (over a password
-    /// file or the URI's password).
-    pub fn set_password_provider(&mut self, provider: Arc<dyn PasswordProvider>) {
-        self.password = PasswordSource::Provider(provider);
-    }
-
-    /// Uses the same password source as `other` (the lag routing's own connectors).
-    pub(crate) fn inherit_password(&mut self, other: &Connector) {
-        self.password = other.password.clone();
-    }
-
     /// Opens one set-up connection: healthy hosts first (round robin for bulk), hosts in
     /// back-off only as a last resort.
-    pub async fn open(&self) -> Result<Opened, PoolError> {
-        if let Some(lag) = &self.lag
+    pub async fn open(&self) -> Result<Opened, ConnectError> {
+        if let (Some(lag), Some(fallback)) = (&self.lag, &self.fallback)
             && lag.on_fallback()
         {
             // Boxed: the fallback connector's future is as large as this one's.
-            let mut opened = Box::pin(lag.fallback.open()).await?;
+            let mut opened = Box::pin(fallback.open()).await?;
             opened.route = Route::Fallback;
             return Ok(opened);
         }
@@ -267,19 +226,19 @@ impl Connector {
         {
             return Err(e);
         }
-        Err(PoolError::NoHost {
+        Err(ConnectError::NoHost {
             bind: self.bind,
             errors,
         })
     }
 
-    async fn open_host(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
+    async fn open_host(&self, host: &Host) -> Result<Opened, (ConnectFailure, ConnectError)> {
         let hp = &host.hp;
         match tokio::time::timeout(self.timeout, self.open_host_inner(host)).await {
             Ok(result) => result,
             Err(_) => Err((
                 ConnectFailure::Timeout,
-                PoolError::Connect {
+                ConnectError::Connect {
                     bind: self.bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -294,13 +253,13 @@ impl Connector {
         }
     }
 
-    async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, PoolError)> {
+    async fn open_host_inner(&self, host: &Host) -> Result<Opened, (ConnectFailure, ConnectError)> {
         let hp = &host.hp;
         let connect_err = |e: tokio_postgres::Error| {
             if let Some(limit) = limit_of(&e) {
                 return (
                     ConnectFailure::Limit,
-                    PoolError::ConnectionLimit {
+                    ConnectError::ConnectionLimit {
                         bind: self.bind,
                         host: hp.host.clone(),
                         port: hp.port,
@@ -312,7 +271,7 @@ impl Connector {
             let failure = classify(&e);
             (
                 failure,
-                PoolError::Connect {
+                ConnectError::Connect {
                     bind: self.bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -327,12 +286,12 @@ impl Connector {
             .password
             .config(&host.config, bind)
             .await
-            .map_err(|e| (ConnectFailure::Auth, PoolError::from(e)))?;
+            .map_err(|e| (ConnectFailure::Auth, ConnectError::from(e)))?;
         let tapped = connect_tapped(&config, &self.tls, LogErrors { bind })
             .await
             .map_err(|e| match e {
-                ConnectError::Driver(e) => connect_err(e),
-                ConnectError::Socket(e) => {
+                transport::ConnectError::Driver(e) => connect_err(e),
+                transport::ConnectError::Socket(e) => {
                     let failure = if e.kind() == std::io::ErrorKind::TimedOut {
                         ConnectFailure::Timeout
                     } else {
@@ -340,7 +299,7 @@ impl Connector {
                     };
                     (
                         failure,
-                        PoolError::Connect {
+                        ConnectError::Connect {
                             bind,
                             host: hp.host.clone(),
                             port: hp.port,
@@ -355,7 +314,7 @@ impl Connector {
         let setup_err = |cause: String| {
             (
                 ConnectFailure::Setup,
-                PoolError::Setup {
+                ConnectError::Setup {
                     bind,
                     host: hp.host.clone(),
                     port: hp.port,
@@ -407,7 +366,7 @@ impl Connector {
         if let Err(too_old) = check_server_version(version_num, &version) {
             return Err((
                 ConnectFailure::TooOld,
-                PoolError::ServerTooOld {
+                ConnectError::ServerTooOld {
                     host: hp.host.clone(),
                     port: hp.port,
                     version: too_old.version,
@@ -493,8 +452,37 @@ pub async fn connect_one(
     uri: &DatabaseUri,
     settings: &Settings,
     bind: Bind,
-) -> Result<(Client, ConnInfo), PoolError> {
+) -> Result<(Client, ConnInfo), ConnectError> {
     let connector = Connector::new(uri, settings, bind, None)?;
     let opened = connector.open().await?;
     Ok((opened.client, opened.info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pooled_uri_with_startup_options_is_refused() {
+        let vars = [("DATABASE_URI_TRANSACTION_POOLER", "true")];
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let s = Settings::load(None, &get).expect("settings");
+        let with_options = DatabaseUri::parse(
+            "postgresql://u:p@bouncer:6432/x?options=-c%20work_mem%3D64MB",
+            "TEST",
+        )
+        .expect("uri");
+        let err = Connector::new(&with_options, &s, Bind::Default, None)
+            .err()
+            .expect("options through a pooler are refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("`options`") && text.contains("DATABASE_URI_TRANSACTION_POOLER=true"),
+            "{text}"
+        );
+    }
 }

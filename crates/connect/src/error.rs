@@ -1,38 +1,23 @@
-//! Typed pool errors. No variant ever carries a password; each message says what to check.
+//! Typed connect errors. No variant ever carries a password; each message says what to check.
 
 use std::path::PathBuf;
-use std::time::Duration;
+
+use notify_db_config::{VAR_URI_BULK_POOLER, VAR_URI_POOLER};
 
 use crate::ConnectFailure;
 
 use crate::observer::Bind;
 
-/// Everything that can go wrong getting a connection from a pool or opening one.
+/// Everything that can go wrong opening a set-up connection (for a pool's bind or for
+/// [`crate::connect_one`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum PoolError {
-    /// Every connection stayed checked out for the whole wait timeout.
-    #[error(
-        "pool exhausted: all {size} connections of the {bind} pool stayed checked out for \
-         {timeout:?} ({waiting} callers waiting); check for slow queries or long transactions \
-         holding connections, connections held across slow non-database work, and \
-         SQLALCHEMY_POOL_SIZE"
-    )]
-    Exhausted {
-        /// The pool.
-        bind: Bind,
-        /// Its maximum size.
-        size: usize,
-        /// How many `get()` calls were waiting when this one gave up.
-        waiting: usize,
-        /// The wait timeout that ran out.
-        timeout: Duration,
-    },
+pub enum ConnectError {
     /// Opening a connection to one host failed. When a pooler refused the startup `options`
     /// (08P01), the message names the setting that declares the pooler instead of the usual checks.
     #[error(
         "{bind} pool: could not connect to {host}:{port}: {cause}; {}",
-        crate::pooler::connect_advice(*bind, cause)
+        connect_advice(*bind, cause)
     )]
     Connect {
         /// The pool.
@@ -75,7 +60,7 @@ pub enum PoolError {
         /// The pool.
         bind: Bind,
         /// One error per host tried, in order.
-        errors: Vec<PoolError>,
+        errors: Vec<ConnectError>,
     },
     /// The server is older than PostgreSQL 15.
     #[error(
@@ -115,7 +100,7 @@ pub enum PoolError {
          connection other clients share): have the server enforce it, either with \
          `ALTER ROLE {role} SET {setting} = {expected}` (new sessions of that role get it), or \
          in PgBouncer's [databases] entry with connect_query='SET {setting} = {expected}'",
-        flag = crate::pooler::pooler_variable(*bind)
+        flag = pooler_variable(*bind)
     )]
     PoolerSettingNotEnforced {
         /// The pool.
@@ -133,29 +118,6 @@ pub enum PoolError {
         /// The role the pool logs in as (`current_user`).
         role: String,
     },
-    /// A named prepared statement was asked for on a connection through a transaction pooler,
-    /// where it would not outlive the transaction.
-    #[error(
-        "{bind} pool goes through a transaction pooler ({flag}=true): prepare_cached is refused, \
-         because a named prepared statement stays on one server connection while the next \
-         transaction may run on another (`prepared statement ... does not exist`); use \
-         query_typed / execute_typed (unnamed, one round trip)"
-    )]
-    NamedStatementThroughPooler {
-        /// The pool.
-        bind: Bind,
-        /// The setting that says the URI goes through a pooler.
-        flag: &'static str,
-    },
-    /// A statement the pool sent on behalf of the caller failed.
-    #[error("{bind} pool: {source}")]
-    Query {
-        /// The pool.
-        bind: Bind,
-        /// The server's or the client's error.
-        #[source]
-        source: std::sync::Arc<tokio_postgres::Error>,
-    },
     /// The TLS settings (`sslmode`, `sslrootcert`) cannot be used.
     #[error(
         "{bind} pool: TLS configuration: {cause}{}; check sslmode and sslrootcert in the URI",
@@ -169,26 +131,6 @@ pub enum PoolError {
         /// What is wrong.
         cause: String,
     },
-    /// The connection failed after COMMIT (or a single autocommit statement) was sent and
-    /// before the server answered: the transaction may or may not have committed. The
-    /// connection is discarded.
-    #[error(
-        "{bind} pool: the connection to {host}:{port} (backend pid {backend_pid}) failed after \
-         COMMIT was sent and before the server answered ({cause}): the transaction may or may \
-         not have committed; check whether its writes are there before retrying"
-    )]
-    CommitOutcomeUnknown {
-        /// The pool.
-        bind: Bind,
-        /// The host the connection went to.
-        host: String,
-        /// Its port.
-        port: u16,
-        /// The server process that ran the transaction (`pg_backend_pid()`).
-        backend_pid: i32,
-        /// How the connection failed.
-        cause: String,
-    },
     /// The password for a new connection could not be had (password file or provider).
     #[error(transparent)]
     Password {
@@ -196,32 +138,48 @@ pub enum PoolError {
         #[from]
         source: crate::password::PasswordError,
     },
-    /// The pool was closed with [`crate::Pool::close`].
-    #[error("the {bind} pool is closed")]
-    Closed {
-        /// The pool.
-        bind: Bind,
-    },
 }
 
-impl PoolError {
+impl ConnectError {
     /// The bind this error is about, when it is about one.
     pub fn bind(&self) -> Option<Bind> {
         match self {
-            PoolError::Exhausted { bind, .. }
-            | PoolError::Connect { bind, .. }
-            | PoolError::ConnectionLimit { bind, .. }
-            | PoolError::NoHost { bind, .. }
-            | PoolError::Setup { bind, .. }
-            | PoolError::PoolerSettingNotEnforced { bind, .. }
-            | PoolError::NamedStatementThroughPooler { bind, .. }
-            | PoolError::Query { bind, .. }
-            | PoolError::Tls { bind, .. }
-            | PoolError::CommitOutcomeUnknown { bind, .. }
-            | PoolError::Closed { bind } => Some(*bind),
-            PoolError::Password { source } => Some(source.bind()),
-            PoolError::ServerTooOld { .. } => None,
+            ConnectError::Connect { bind, .. }
+            | ConnectError::ConnectionLimit { bind, .. }
+            | ConnectError::NoHost { bind, .. }
+            | ConnectError::Setup { bind, .. }
+            | ConnectError::PoolerSettingNotEnforced { bind, .. }
+            | ConnectError::Tls { bind, .. } => Some(*bind),
+            ConnectError::Password { source } => Some(source.bind()),
+            ConnectError::ServerTooOld { .. } => None,
         }
+    }
+}
+
+/// The setting that says `bind` goes through a pooler.
+pub fn pooler_variable(bind: Bind) -> &'static str {
+    match bind {
+        Bind::Default => VAR_URI_POOLER,
+        Bind::Bulk => VAR_URI_BULK_POOLER,
+    }
+}
+
+/// What to check after a failed connect of `bind` whose server answered `cause`. A pooler that
+/// refuses the startup `options` (PgBouncer's default: `unsupported startup parameter: options`,
+/// SQLSTATE 08P01) is a pooler nobody declared: the fix is the setting, not the server.
+fn connect_advice(bind: Bind, cause: &str) -> String {
+    if cause.contains("unsupported startup parameter") && cause.contains("08P01") {
+        format!(
+            "the server is a connection pooler (PgBouncer?) that refuses the startup options the \
+             pool sends to a direct server: if this URI goes through a transaction pooler, set \
+             {}=true, and have the server enforce the session settings (docs/operations.md, \
+             section \"Behind PgBouncer\")",
+            pooler_variable(bind)
+        )
+    } else {
+        "check that the server is running and accepts TCP connections on that address \
+         (connection refused), the user name and password, pg_hba.conf, and sslmode"
+            .to_owned()
     }
 }
 
@@ -231,7 +189,7 @@ mod tests {
 
     #[test]
     fn messages_name_what_to_check() {
-        let old = PoolError::ServerTooOld {
+        let old = ConnectError::ServerTooOld {
             host: "db1".into(),
             port: 5433,
             version: "14.9".into(),
@@ -241,22 +199,7 @@ mod tests {
             text.contains("db1:5433") && text.contains("14.9") && text.contains("15"),
             "{text}"
         );
-        let exhausted = PoolError::Exhausted {
-            bind: Bind::Bulk,
-            size: 5,
-            waiting: 3,
-            timeout: Duration::from_secs(30),
-        };
-        let text = exhausted.to_string();
-        assert!(
-            text.contains("pool exhausted")
-                && text.contains("bulk")
-                && text.contains("all 5 connections")
-                && text.contains("3 callers waiting")
-                && text.contains("30s"),
-            "{text}"
-        );
-        let refused = PoolError::Connect {
+        let refused = ConnectError::Connect {
             bind: Bind::Default,
             host: "10.0.0.9".into(),
             port: 5432,
@@ -268,7 +211,7 @@ mod tests {
             text.contains("10.0.0.9:5432") && text.contains("connection refused"),
             "{text}"
         );
-        let none = PoolError::NoHost {
+        let none = ConnectError::NoHost {
             bind: Bind::Bulk,
             errors: vec![refused.clone(), refused],
         };
@@ -280,7 +223,7 @@ mod tests {
     #[test]
     fn a_pooler_refusing_the_startup_options_names_the_setting_per_bind() {
         let refused = |bind| {
-            PoolError::Connect {
+            ConnectError::Connect {
                 bind,
                 host: "pgbouncer".into(),
                 port: 6432,

@@ -8,12 +8,13 @@
 //!   ([`notify_db_config::MIN_SERVER_VERSION_NUM`]).
 //! - [`ConnectFailure`], [`classify`], [`error_text`]: what kind of connect failure an error is,
 //!   and its text with the driver's hidden causes.
-//! - [`REPLICA_LAG_SQL`]: one definition of a server's replay lag.
+//! - [`REPLICA_LAG_SQL`]: one definition of a server's replay lag; [`LagSampler`], the one
+//!   sampler of it (lag routing's, and the metric's).
 //! - [`Connector`]: opens set-up connections for one bind of the pools (host choice with
 //!   back-off and connection-limit back-off, lag-aware bulk routing, the one-round-trip session
 //!   setup, or through a transaction pooler the check that the server enforces it), and
 //!   [`connect_one`], one such connection outside any pool (the lag sampler, doctor).
-//!   Its errors are [`PoolError`]s, observed through [`PoolObserver`].
+//!   Its errors are [`ConnectError`]s, observed through [`PoolObserver`].
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,30 +28,35 @@
 
 #![deny(missing_docs)]
 
+mod builder;
 mod connector;
 mod error;
 mod failure;
+mod host;
 mod lag;
 mod limit;
 mod observer;
 mod password;
 mod pg_config;
 mod pooler;
+mod sampler;
 mod server;
 mod session;
 mod tap;
 mod tls;
 mod transport;
 
+pub use builder::ConnectorBuilder;
 pub use connector::{Connector, Opened, connect_one};
-pub use error::PoolError;
+pub use error::{ConnectError, pooler_variable};
 pub use failure::{ConnectFailure, classify, error_text};
-pub use lag::{LagRouting, Route, attach as attach_lag_routing};
+pub use lag::{LagRouting, Route};
 pub use observer::{
     Bind, CheckoutToken, ConnInfo, HoldContext, PoolObserver, ResetReason, log_long_hold,
 };
 pub use password::{PasswordError, PasswordFuture, PasswordProvider, PasswordProviderError};
-pub use pooler::{is_pooled, pooler_variable};
+pub use pooler::is_pooled;
+pub use sampler::LagSampler;
 pub use server::{REPLICA_LAG_SQL, ServerTooOld, check_server_version};
 pub use tap::{ConnState, Tap, TapTls, TxStatus};
 pub use tls::{Driver, Tls, TlsError};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 
-use crate::error::PoolError;
+use crate::error::ConnectError;
 
 /// First back-off after a limit error.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -47,12 +47,12 @@ pub(crate) struct LimitBackoff {
 struct State {
     until: Instant,
     streak: u32,
-    error: PoolError,
+    error: ConnectError,
 }
 
 impl LimitBackoff {
     /// The last limit error while the back-off lasts.
-    pub(crate) fn active(&self, now: Instant) -> Option<PoolError> {
+    pub(crate) fn active(&self, now: Instant) -> Option<ConnectError> {
         let guard = self.state.lock().ok()?;
         guard
             .as_ref()
@@ -61,7 +61,7 @@ impl LimitBackoff {
     }
 
     /// Records a limit error: the next back-off is twice the last, at most `max`.
-    pub(crate) fn hit(&self, error: PoolError, max: Duration) -> Duration {
+    pub(crate) fn hit(&self, error: ConnectError, max: Duration) -> Duration {
         let Ok(mut guard) = self.state.lock() else {
             return Duration::ZERO;
         };
@@ -88,13 +88,14 @@ impl LimitBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observer::Bind;
 
     #[test]
     fn back_off_doubles_up_to_the_maximum_and_is_cleared_by_a_success() {
         let b = LimitBackoff::default();
-        let err = || PoolError::Closed {
-            bind: Bind::Default,
+        let err = || ConnectError::ServerTooOld {
+            host: "db1".into(),
+            port: 5432,
+            version: "14.9".into(),
         };
         let max = Duration::from_millis(500);
         let waits: Vec<Duration> = (0..5).map(|_| b.hit(err(), max)).collect();

@@ -13,11 +13,11 @@
 //!   round trip), so no named statement has to outlive a transaction; and refuses
 //!   the pool's `PooledConnection::prepare_cached`.
 
-use notify_db_config::{DatabaseUri, HostPort, Settings, VAR_URI_BULK_POOLER, VAR_URI_POOLER};
+use notify_db_config::{DatabaseUri, HostPort, Settings};
 use tokio_postgres::Client;
 
-use crate::connector::ServerFacts;
-use crate::error::PoolError;
+use crate::error::{ConnectError, pooler_variable};
+use crate::host::ServerFacts;
 use crate::observer::Bind;
 
 /// The check a pool runs on each new client connection through a pooler: the same facts as the
@@ -35,33 +35,6 @@ pub fn is_pooled(settings: &Settings, bind: Bind) -> bool {
     match bind {
         Bind::Default => settings.pooler.default,
         Bind::Bulk => settings.pooler.bulk,
-    }
-}
-
-/// The setting that says `bind` goes through a pooler.
-pub fn pooler_variable(bind: Bind) -> &'static str {
-    match bind {
-        Bind::Default => VAR_URI_POOLER,
-        Bind::Bulk => VAR_URI_BULK_POOLER,
-    }
-}
-
-/// What to check after a failed connect of `bind` whose server answered `cause`. A pooler that
-/// refuses the startup `options` (PgBouncer's default: `unsupported startup parameter: options`,
-/// SQLSTATE 08P01) is a pooler nobody declared: the fix is the setting, not the server.
-pub(crate) fn connect_advice(bind: Bind, cause: &str) -> String {
-    if cause.contains("unsupported startup parameter") && cause.contains("08P01") {
-        format!(
-            "the server is a connection pooler (PgBouncer?) that refuses the startup options the \
-             pool sends to a direct server: if this URI goes through a transaction pooler, set \
-             {}=true, and have the server enforce the session settings (docs/operations.md, \
-             section \"Behind PgBouncer\")",
-            pooler_variable(bind)
-        )
-    } else {
-        "check that the server is running and accepts TCP connections on that address \
-         (connection refused), the user name and password, pg_hba.conf, and sslmode"
-            .to_owned()
     }
 }
 
@@ -163,8 +136,8 @@ impl Expected {
 }
 
 /// The error for a setting the server behind the pooler does not enforce.
-pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> PoolError {
-    PoolError::PoolerSettingNotEnforced {
+pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> ConnectError {
+    ConnectError::PoolerSettingNotEnforced {
         bind,
         host: hp.host.clone(),
         port: hp.port,
@@ -180,12 +153,12 @@ pub(crate) fn not_enforced(bind: Bind, hp: &HostPort, m: Missing) -> PoolError {
 }
 
 /// The error for a pooled URI that carries startup `options`.
-pub(crate) fn options_refused(uri: &DatabaseUri, bind: Bind) -> PoolError {
+pub(crate) fn options_refused(uri: &DatabaseUri, bind: Bind) -> ConnectError {
     let (host, port) = uri
         .hosts()
         .first()
         .map_or((String::new(), 0), |hp| (hp.host.clone(), hp.port));
-    PoolError::Setup {
+    ConnectError::Setup {
         bind,
         host,
         port,

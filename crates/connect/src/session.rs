@@ -93,7 +93,6 @@ pub(crate) fn setup_sql(settings: &Settings, bind: Bind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connector::Connector;
 
     fn settings(vars: &[(&str, &str)]) -> Settings {
         let get = |k: &str| {
@@ -157,19 +156,6 @@ mod tests {
         assert_eq!(
             c.get_application_name(),
             Some(s.pool.application_name.as_str())
-        );
-        let with_options = DatabaseUri::parse(
-            "postgresql://u:p@bouncer:6432/x?options=-c%20work_mem%3D64MB",
-            "TEST",
-        )
-        .expect("uri");
-        let err = Connector::new(&with_options, &s, Bind::Default, None)
-            .err()
-            .expect("options through a pooler are refused");
-        let text = err.to_string();
-        assert!(
-            text.contains("`options`") && text.contains("DATABASE_URI_TRANSACTION_POOLER=true"),
-            "{text}"
         );
     }
 

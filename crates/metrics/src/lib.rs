@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`PoolObserver`]: notify_db_pool::PoolObserver
+//! [`PoolObserver`]: notify_db_connect::PoolObserver
 
 #![deny(missing_docs)]
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{
     Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
 };
-use notify_db_pool::{
+use notify_db_connect::{
     Bind, CheckoutToken, ConnInfo, ConnectFailure, HoldContext, PoolObserver, ResetReason,
     log_long_hold,
 };

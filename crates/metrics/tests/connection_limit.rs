@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use notify_db_config::Settings;
 use notify_db_metrics::{MetricsHandle, names};
-use notify_db_pool::{Bind, Databases, PoolError};
+use notify_db_pool::{Bind, ConnectError, Databases, PoolError};
 use notify_db_testdb::Cluster;
 
 use common::parse;
@@ -46,7 +46,7 @@ async fn a_server_at_max_connections_gives_a_typed_error_a_back_off_and_reason_l
         others.push(ep.connect("postgres").await.expect("a direct session"));
     }
     let limited = |e: &PoolError| {
-        matches!(e, PoolError::ConnectionLimit { bind: Bind::Default, host, limit, .. }
+        matches!(e, PoolError::Connect(ConnectError::ConnectionLimit { bind: Bind::Default, host, limit, .. })
             if host == "127.0.0.1" && limit.contains("max_connections"))
     };
     let err = tokio::time::timeout(Duration::from_secs(10), dbs.default().get())

@@ -6,11 +6,12 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use notify_db_connect::{ConnInfo, ConnState, PoolError};
+use notify_db_connect::{ConnInfo, ConnState};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, ToStatement};
 
+use crate::error::PoolError;
 use crate::pool::PooledConnection;
 
 /// A transaction on a pooled connection: a `tokio_postgres::Transaction` (it derefs to one)

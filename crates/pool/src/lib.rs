@@ -9,16 +9,18 @@
 #![warn(missing_docs)]
 
 mod commit;
+mod error;
 mod holds;
 mod pool;
 mod reset;
 
 // The connect path (notify-db-connect), re-exported for services that use only this crate.
 pub use commit::Transaction;
+pub use error::PoolError;
 pub use notify_db_connect::ResetReason;
 pub use notify_db_connect::{
-    Bind, CheckoutToken, ConnInfo, ConnectFailure, HoldContext, PasswordError, PasswordFuture,
-    PasswordProvider, PasswordProviderError, PoolError, PoolObserver, REPLICA_LAG_SQL, connect_one,
-    log_long_hold,
+    Bind, CheckoutToken, ConnInfo, ConnectError, ConnectFailure, HoldContext, PasswordError,
+    PasswordFuture, PasswordProvider, PasswordProviderError, PoolObserver, REPLICA_LAG_SQL,
+    connect_one, log_long_hold,
 };
 pub use pool::{Databases, DatabasesBuilder, Pool, PoolStatus, PooledConnection};

@@ -17,9 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use notify_db_connect::{
-    Bind, Canceller, ConnInfo, ConnState, Connector, LagRouting, PasswordProvider, PoolError,
+    Bind, Canceller, ConnInfo, ConnState, ConnectError, Connector, LagRouting, PasswordProvider,
     PoolObserver, Route,
 };
+
+use crate::error::PoolError;
 
 use crate::holds::{self, HoldSlot, Holds};
 use crate::reset;
@@ -210,13 +212,11 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         let p = &settings.pool;
         let size = p.size.max(1);
-        let mut connector = Connector::new(uri, settings, bind, observer.clone())?;
-        if let Some(provider) = password {
-            connector.set_password_provider(provider);
-        }
-        if bind == Bind::Bulk {
-            notify_db_connect::attach_lag_routing(&mut connector, settings, observer.clone())?;
-        }
+        let connector = Connector::builder(uri, settings, bind)
+            .observer(observer.clone())
+            .password_provider(password)
+            .lag_routing(true)
+            .build()?;
         let manager = Manager {
             connector,
             through_pooler: notify_db_connect::is_pooled(settings, bind),
@@ -237,7 +237,7 @@ impl Pool {
             })
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| PoolError::Setup {
+            .map_err(|e| ConnectError::Setup {
                 bind,
                 host: String::new(),
                 port: 0,
@@ -324,12 +324,12 @@ impl Pool {
                 }
             }
             managed::PoolError::Closed => PoolError::Closed { bind: self.bind },
-            other => PoolError::Setup {
+            other => PoolError::Connect(ConnectError::Setup {
                 bind: self.bind,
                 host: String::new(),
                 port: 0,
                 cause: other.to_string(),
-            },
+            }),
         }
     }
 

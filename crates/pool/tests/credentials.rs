@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::settings_from;
-use notify_db_pool::{Bind, Databases, PasswordError, PasswordProviderError, PoolError};
+use notify_db_pool::{
+    Bind, ConnectError, Databases, PasswordError, PasswordProviderError, PoolError,
+};
 use notify_db_testdb::TestDb;
 
 const NEED_PG: &str = "a test database on the shared primary (notify-db-testdb needs \
@@ -201,9 +203,9 @@ async fn a_rotated_password_file_is_used_by_new_connections_without_a_restart() 
     assert!(
         matches!(
             &missing,
-            PoolError::Password {
+            PoolError::Connect(ConnectError::Password {
                 source: PasswordError::File { .. }
-            }
+            })
         ),
         "{missing:?}"
     );
@@ -281,12 +283,12 @@ async fn the_password_provider_is_asked_for_every_new_connection() {
     assert!(
         matches!(
             &failed,
-            PoolError::Password {
+            PoolError::Connect(ConnectError::Password {
                 source: PasswordError::Provider {
                     bind: Bind::Default,
                     ..
                 }
-            }
+            })
         ),
         "{failed:?}"
     );

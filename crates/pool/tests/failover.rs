@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Recorder, settings_from};
-use notify_db_pool::{Databases, PoolError};
+use notify_db_pool::{ConnectError, Databases, PoolError};
 use notify_db_testdb::Cluster;
 use tokio_postgres::error::SqlState;
 
@@ -86,7 +86,7 @@ async fn a_primary_turned_read_only_is_left_and_rejoined_without_a_restart() {
                 }
                 other => panic!("a write on the read-only server: {other:?}"),
             },
-            Err(PoolError::Setup { cause, .. }) => {
+            Err(PoolError::Connect(ConnectError::Setup { cause, .. })) => {
                 assert!(cause.contains("read-only"), "{cause}");
                 refused += 1;
             }

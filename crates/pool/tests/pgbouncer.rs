@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::settings_from;
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, Databases, PoolError};
+use notify_db_pool::{Bind, ConnectError, Databases, PoolError};
 use notify_db_testdb::{Endpoint, PgBouncer, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -234,13 +234,13 @@ async fn a_pool_refuses_to_start_when_the_server_behind_the_pooler_does_not_enfo
         .expect_err("no server-side statement_timeout");
     let text = err.to_string();
     match &err {
-        PoolError::PoolerSettingNotEnforced {
+        PoolError::Connect(ConnectError::PoolerSettingNotEnforced {
             bind,
             setting,
             expected,
             actual,
             ..
-        } => {
+        }) => {
             assert_eq!(*bind, Bind::Default);
             assert_eq!(*setting, "statement_timeout");
             assert_eq!(expected, PRIMARY_TIMEOUT_MS);
@@ -275,11 +275,11 @@ async fn a_pool_refuses_to_start_when_the_server_behind_the_pooler_does_not_enfo
     assert!(
         matches!(
             &err,
-            PoolError::PoolerSettingNotEnforced {
+            PoolError::Connect(ConnectError::PoolerSettingNotEnforced {
                 bind: Bind::Bulk,
                 setting: "default_transaction_read_only",
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -454,7 +454,7 @@ async fn a_pooler_refusing_clients_is_a_connection_limit_error() {
     assert!(
         matches!(
             &err,
-            PoolError::ConnectionLimit { bind: Bind::Default, limit, .. }
+            PoolError::Connect(ConnectError::ConnectionLimit { bind: Bind::Default, limit, .. })
                 if limit.contains("max_client_conn")
         ),
         "{err:?}"

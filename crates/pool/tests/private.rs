@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::settings_from;
-use notify_db_pool::{ConnectFailure, Databases, PoolError};
+use notify_db_pool::{ConnectError, ConnectFailure, Databases, PoolError};
 use notify_db_testdb::{Cluster, StopMode, TestCa};
 
 const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs PostgreSQL 15+ \
@@ -160,10 +160,10 @@ async fn tls_modes_against_a_server_with_ssl_on() {
         assert!(
             matches!(
                 err,
-                PoolError::Connect {
+                PoolError::Connect(ConnectError::Connect {
                     failure: ConnectFailure::Tls,
                     ..
-                }
+                })
             ),
             "{query}: {err:?}"
         );
@@ -201,10 +201,10 @@ async fn tls_modes_against_a_server_with_ssl_on() {
     assert!(
         matches!(
             err,
-            PoolError::Connect {
+            PoolError::Connect(ConnectError::Connect {
                 failure: ConnectFailure::Tls,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Recorder, closed_port, settings_from};
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, Databases, PoolError, connect_one};
+use notify_db_pool::{Bind, ConnectError, Databases, PoolError, connect_one};
 use notify_db_testdb::TestDb;
 use tokio_postgres::error::SqlState;
 
@@ -477,10 +477,10 @@ async fn errors_name_the_host_and_never_the_password() {
     assert!(
         matches!(
             err,
-            PoolError::Connect {
+            PoolError::Connect(ConnectError::Connect {
                 failure: notify_db_pool::ConnectFailure::Auth,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -499,11 +499,11 @@ async fn errors_name_the_host_and_never_the_password() {
     assert!(
         matches!(
             err,
-            PoolError::Connect {
+            PoolError::Connect(ConnectError::Connect {
                 failure: notify_db_pool::ConnectFailure::Refused,
                 port,
                 ..
-            } if port == dead
+            }) if port == dead
         ),
         "{err:?}"
     );

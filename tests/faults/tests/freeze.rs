@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Frozen;
-use notify_db_pool::{Databases, PoolError};
+use notify_db_pool::{ConnectError, Databases, PoolError};
 use notify_db_testdb::Cluster;
 
 const WAIT: Duration = Duration::from_secs(1);
@@ -68,7 +68,7 @@ async fn frozen_replica_times_out_and_recovers() {
                 );
                 timeouts += 1;
             }
-            Err(e @ PoolError::Connect { .. }) => {
+            Err(e @ PoolError::Connect(ConnectError::Connect { .. })) => {
                 let took = t.elapsed();
                 assert!(
                     took < WAIT + settings.pool.connect_timeout + Duration::from_secs(1),

@@ -2,7 +2,7 @@
 //! version, role, replica lag, session settings and room for this process's pool.
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
-use notify_db_connect::{Bind, ConnectFailure, PoolError, REPLICA_LAG_SQL, connect_one};
+use notify_db_connect::{Bind, ConnectError, ConnectFailure, REPLICA_LAG_SQL, connect_one};
 use tokio_postgres::Client;
 
 use super::report::{DOC, DoctorOptions, Report};
@@ -274,9 +274,9 @@ pub(super) async fn check_host(
 }
 
 /// What a failed connect means and what to do, in the words of docs/operations.md.
-fn explain(e: &PoolError, var: &str, hp: &HostPort) -> (String, String) {
+fn explain(e: &ConnectError, var: &str, hp: &HostPort) -> (String, String) {
     match e {
-        PoolError::Connect { failure, cause, .. } => match failure {
+        ConnectError::Connect { failure, cause, .. } => match failure {
             ConnectFailure::Auth if cause.contains("28000") || cause.contains("pg_hba") => (
                 format!("pg_hba rejected: {cause}"),
                 "the server's pg_hba.conf has no line for this client, user and database: add one (host ... scram-sha-256), or use the right user/database".to_owned(),
@@ -296,15 +296,15 @@ fn explain(e: &PoolError, var: &str, hp: &HostPort) -> (String, String) {
             ),
             _ => (format!("{}: {cause}", failure.as_str()), format!("see the server's log and {DOC}#troubleshooting")),
         },
-        PoolError::ServerTooOld { version, .. } => (
+        ConnectError::ServerTooOld { version, .. } => (
             format!("PostgreSQL {version} is too old"),
             format!("notify-db needs PostgreSQL {MIN_MAJOR} or later: upgrade the server or point the URI at a newer one"),
         ),
-        PoolError::Setup { cause, .. } => (
+        ConnectError::Setup { cause, .. } => (
             format!("session setup failed: {cause}"),
             "check DATABASE_STATEMENT_TIMEOUT_MS, DATABASE_MAX_PARALLEL_WORKERS... and the server's role (primary or replica)".to_owned(),
         ),
-        PoolError::Tls { .. } => (e.to_string(), format!("check sslmode and sslrootcert in {var}")),
+        ConnectError::Tls { .. } => (e.to_string(), format!("check sslmode and sslrootcert in {var}")),
         other => (other.to_string(), format!("see {DOC}#troubleshooting")),
     }
 }

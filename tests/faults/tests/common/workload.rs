@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use notify_db_pool::{Pool, PoolError};
+use notify_db_pool::{ConnectError, Pool, PoolError};
 
 /// Tasks writing at once (issue 23's default).
 pub const TASKS: usize = 16;
@@ -92,7 +92,9 @@ fn label(e: &(dyn std::error::Error + 'static)) -> String {
     }
     match e.downcast_ref::<PoolError>() {
         Some(PoolError::Exhausted { .. }) => "pool exhausted".to_owned(),
-        Some(PoolError::Connect { .. } | PoolError::NoHost { .. }) => "connect failed".to_owned(),
+        Some(PoolError::Connect(ConnectError::Connect { .. } | ConnectError::NoHost { .. })) => {
+            "connect failed".to_owned()
+        }
         _ => "other".to_owned(),
     }
 }
