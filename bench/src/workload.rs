@@ -78,7 +78,7 @@ pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
 /// Seconds of each pgbench round that are run but not measured: its logins and its cold
 /// backends' first statements. Our pools are opened and warmed before their rounds, so both
 /// sides are measured warm, over a steady window.
-const PGBENCH_WARM_UP: u64 = 1;
+pub(super) const PGBENCH_WARM_UP: u64 = 1;
 
 /// (a): `pgbench -S -M <mode> -c N -j 2 -P 1 -T warm-up + seconds` (mode `prepared` here,
 /// `extended` through PgBouncer). The window measured is the progress reports after the first
