@@ -222,7 +222,8 @@ async fn every_case(
         // need, and every case but the dropped Transaction needed one.
         assert!(
             !resets.is_empty() || matches!(case, Case::DroppedTransaction),
-            "{bind} {case:?}: a reset reported: {resets:?}"
+            "{bind} {case:?}: a reset reported; the last events: {:?}",
+            &events[events.len().saturating_sub(8)..]
         );
         for r in &resets {
             let reason = r.rsplit(' ').next().unwrap_or_default();
