@@ -87,6 +87,18 @@ async fn clean(conn: &Conn) -> Result<ResetReason, String> {
         if state.wait_answered(GRACE).await {
             reason = Some(ResetReason::Drained);
         } else {
+            if conn.through_pooler && state.pending() > 1 {
+                // PgBouncer 1.18 (Debian 12's; fixed upstream by pgbouncer/pgbouncer#927) exits
+                // with FATAL "server in bad state: 11" when the server it is cancelling a
+                // statement on answers a request queued behind that statement (tokio-postgres
+                // queues a Close + Sync behind a COPY or a query from a `&str`). Closing the
+                // connection is safe: PgBouncer then closes its server connection.
+                return Err(
+                    "a request is queued behind the running one: no CancelRequest through \
+                     the pooler"
+                        .into(),
+                );
+            }
             state.clear_canceled();
             conn.canceller.cancel().await?;
             if !state.wait_answered(conn.reset_limit).await {
