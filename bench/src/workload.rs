@@ -78,12 +78,12 @@ pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
 /// Seconds of each pgbench round that are run but not measured: its logins and its cold
 /// backends' first statements. Our pools are opened and warmed before their rounds, so both
 /// sides are measured warm, over a steady window.
-const PGBENCH_WARM_UP: u64 = 1;
+pub(super) const PGBENCH_WARM_UP: u64 = 1;
 
-/// (a): `pgbench -S -M <mode> -c N -j 2 -P 1 -T warm-up + seconds` (mode `prepared` here,
+/// (a): `pgbench -S -M <mode> -c N -j 2 -P 1 -T warm-up + seconds + 1` (mode `prepared` here,
 /// `extended` through PgBouncer). The window measured is the progress reports after the first
 /// [`PGBENCH_WARM_UP`] seconds: the mean of their TPS, and the CPU of pgbench (read live from
-/// `/proc/<pid>`) and of the server between the first and the last of them.
+/// `/proc/<pid>`) and of the server from the report before the first of them to the last.
 pub(super) fn pgbench_select(
     pgbench: &std::path::Path,
     ep: &Endpoint,
@@ -98,7 +98,9 @@ pub(super) fn pgbench_select(
             "-j",
             if n > 1 { "2" } else { "1" },
             "-T",
-            &(seconds + PGBENCH_WARM_UP).to_string(),
+            // One second more than measured: pgbench often ends before printing its last
+            // report.
+            &(seconds + PGBENCH_WARM_UP + 1).to_string(),
             "postgres",
         ])
         .stdout(Stdio::piped())
@@ -113,21 +115,17 @@ pub(super) fn pgbench_select(
         cpu
     };
     let stderr = child.stderr.take().context("pgbench's stderr")?;
-    let (mut start, mut end, mut tps_sum, mut reports) = (None, None, 0.0, 0u32);
+    // Every progress report with the CPU sampled when it was read.
+    let mut reports = Vec::new();
     let mut other = String::new();
     for line in BufReader::new(stderr).lines() {
         let line = line.context("reading pgbench's progress")?;
-        let Some((at, tps)) = progress(&line) else {
-            other.push_str(&line);
-            other.push('\n');
-            continue;
-        };
-        if at < (PGBENCH_WARM_UP as f64) + 0.5 {
-            start = Some(sample());
-        } else if start.is_some() {
-            tps_sum += tps;
-            reports += 1;
-            end = Some(sample());
+        match progress(&line) {
+            Some((at, tps)) => reports.push((at, tps, sample())),
+            None => {
+                other.push_str(&line);
+                other.push('\n');
+            }
         }
     }
     let out = child.wait_with_output().context("waiting for pgbench")?;
@@ -138,12 +136,23 @@ pub(super) fn pgbench_select(
             other.trim()
         );
     }
-    let (Some(before), Some(after)) = (start, end) else {
+    // The window: the reports after the warm-up, with the CPU counted from the report before
+    // the first of them (on a loaded machine the first report may come late: then it only
+    // opens the window).
+    let warm = PGBENCH_WARM_UP as f64 + 0.5;
+    let first = reports.iter().position(|r| r.0 > warm).map(|i| i.max(1));
+    let Some(first) = first.filter(|&i| i < reports.len()) else {
         bail!(
-            "pgbench -S printed no progress after its warm-up second: {}",
+            "pgbench -S printed {} progress report(s), none after its warm-up second: {}",
+            reports.len(),
             other.trim()
         );
     };
+    let before = reports[first - 1].2;
+    let after = reports[reports.len() - 1].2;
+    let measured = &reports[first..];
+    let tps_sum: f64 = measured.iter().map(|r| r.1).sum();
+    let reports = measured.len() as u32;
     let tps = tps_sum / f64::from(reports);
     let txns = tps_sum; // one report per second
     let (client_us, server_us) = cpu_per_txn(before, after, true, txns);

@@ -3,6 +3,13 @@
 //! `PQtransactionStatus` does: requests in flight, the transaction status of the last
 //! ReadyForQuery, and the SQLSTATEs that mean the server is failing over.
 //!
+//! A request made only of Close, Flush and Sync messages (what tokio-postgres sends when a
+//! statement prepared from a `&str` is dropped) runs nothing: the tap tells it apart from one
+//! that does (Parse, Bind, Execute, Query, COPY), so that a connection returned with only such a
+//! request in flight still counts as clean. tokio-postgres pipelines requests on one connection
+//! and hands each answer to its own request in order, so the next holder's first request just
+//! queues behind that CloseComplete + ReadyForQuery.
+//!
 //! tokio-postgres keeps all of this private. The tap is armed after startup, so that both
 //! directions start at a message boundary (the startup packet has no type byte, and the answer
 //! to an SSLRequest is one bare byte). Its cost per message is a few byte compares and, for a
@@ -37,6 +44,10 @@ pub struct ConnState {
     pending: AtomicI64,
     /// Requests written since the connection was opened (never decreases).
     written: AtomicU64,
+    /// Requests answered by a ReadyForQuery since the connection was opened.
+    answered: AtomicU64,
+    /// The `written` count of the last request that runs something (not only Close/Flush/Sync).
+    busy_upto: AtomicU64,
     /// The status byte of the last ReadyForQuery: `I`, `T` or `E` (0 before the first one).
     status: AtomicU8,
     /// `SAW_*` flags.
@@ -87,10 +98,26 @@ impl ConnState {
         }
     }
 
-    /// Idle, outside a transaction, nothing in flight: the one state a connection may be handed
-    /// to someone else in. Two atomic loads.
+    /// Nothing in flight runs anything: no request at all, or only requests made of Close,
+    /// Flush and Sync messages (a dropped statement's Close + Sync) after the last one that did.
+    pub fn nothing_running(&self) -> bool {
+        match self.pending() {
+            0 => true,
+            // Requests are answered in order: once the last one that runs something is
+            // answered, what remains only closes statements.
+            n if n > 0 => {
+                let busy_upto = self.busy_upto.load(Ordering::Acquire);
+                self.answered.load(Ordering::Acquire) >= busy_upto
+            }
+            _ => false,
+        }
+    }
+
+    /// Idle, outside a transaction, nothing running: the one state a connection may be handed
+    /// to someone else in (a Close + Sync still in flight is answered before anything the next
+    /// holder sends). Two atomic loads in the common case.
     pub fn is_clean(&self) -> bool {
-        self.pending() == 0 && self.status.load(Ordering::Acquire) == b'I'
+        self.status.load(Ordering::Acquire) == b'I' && self.nothing_running()
     }
 
     /// The server answered 25006 (read-only SQL transaction) on this connection.
@@ -142,10 +169,20 @@ impl ConnState {
         answered
     }
 
-    fn on_frontend(&self, kind: u8) {
-        if matches!(kind, b'Q' | b'S') {
-            self.written.fetch_add(1, Ordering::AcqRel);
-            self.pending.fetch_add(1, Ordering::AcqRel);
+    /// One frontend message; `busy` says whether the request it belongs to (up to its Sync)
+    /// has a message that runs something so far.
+    fn on_frontend(&self, kind: u8, busy: &mut bool) {
+        match kind {
+            b'Q' | b'S' => {
+                let n = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+                if std::mem::take(busy) || kind == b'Q' {
+                    self.busy_upto.store(n, Ordering::Release);
+                }
+                self.pending.fetch_add(1, Ordering::AcqRel);
+            }
+            // Close (a statement or portal) and Flush run nothing.
+            b'C' | b'H' => {}
+            _ => *busy = true,
         }
     }
 
@@ -159,6 +196,7 @@ impl ConnState {
                 if let Some(&status) = body.first() {
                     self.status.store(status, Ordering::Release);
                 }
+                self.answered.fetch_add(answered as u64, Ordering::AcqRel);
                 self.pending.fetch_sub(answered, Ordering::SeqCst);
                 if self.watched.load(Ordering::SeqCst) {
                     self.ready.notify_one();
@@ -275,6 +313,8 @@ pub struct Tap<S> {
     reads: Framer,
     writes: Framer,
     copy_in: bool,
+    /// The request being written has a message that runs something.
+    request_busy: bool,
 }
 
 impl<S> Tap<S> {
@@ -286,6 +326,7 @@ impl<S> Tap<S> {
             reads: Framer::default(),
             writes: Framer::default(),
             copy_in: false,
+            request_busy: false,
         }
     }
 }
@@ -334,12 +375,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
             inner,
             state,
             writes,
+            request_busy,
             ..
         } = &mut *self;
         let result = Pin::new(inner).poll_write(cx, buf);
         if let Some(state) = armed(state) {
             match &result {
-                Poll::Ready(Ok(n)) => writes.feed(&buf[..*n], |kind, _| state.on_frontend(kind)),
+                Poll::Ready(Ok(n)) => {
+                    writes.feed(&buf[..*n], |kind, _| state.on_frontend(kind, request_busy))
+                }
                 Poll::Ready(Err(_)) => state.on_io_error(),
                 Poll::Pending => {}
             }
@@ -404,8 +448,58 @@ mod tests {
 
     fn frontend(state: &ConnState, bytes: &[u8], chunk: usize) {
         let mut framer = Framer::default();
+        let mut busy = false;
         for part in bytes.chunks(chunk) {
-            framer.feed(part, |k, _| state.on_frontend(k));
+            framer.feed(part, |k, _| state.on_frontend(k, &mut busy));
+        }
+    }
+
+    #[test]
+    fn a_close_and_sync_in_flight_runs_nothing_but_what_follows_it_does() {
+        for chunk in [1, 3, 4096] {
+            let state = ConnState::default();
+            state.arm();
+            // A query from a `&str`: Parse + Describe + Sync, then Bind + Execute + Sync.
+            let mut sent = message(b'P', b"s1\0SELECT 1\0\0\0");
+            sent.extend(message(b'D', b"Ss1\0"));
+            sent.extend(message(b'S', b""));
+            sent.extend(message(b'B', b"\0s1\0\0\0\0\0\0\0"));
+            sent.extend(message(b'E', b"\0\0\0\0\0"));
+            sent.extend(message(b'S', b""));
+            frontend(&state, &sent, chunk);
+            assert!(!state.is_clean(), "chunk {chunk}: running");
+            backend(&state, &message(b'Z', b"I"), chunk);
+            assert!(
+                !state.is_clean(),
+                "chunk {chunk}: the Execute is still running"
+            );
+            backend(&state, &message(b'Z', b"I"), chunk);
+            assert!(state.is_clean());
+            // The dropped statement: Close + Sync, and a Flush for good measure.
+            let mut close = message(b'C', b"Ss1\0");
+            close.extend(message(b'H', b""));
+            close.extend(message(b'S', b""));
+            frontend(&state, &close, chunk);
+            assert_eq!(state.pending(), 1);
+            assert!(state.nothing_running() && state.is_clean(), "chunk {chunk}");
+            // Something that runs, queued behind the close.
+            frontend(&state, &message(b'Q', b"SELECT 1\0"), chunk);
+            assert!(
+                !state.is_clean(),
+                "chunk {chunk}: a query queued behind the close"
+            );
+            backend(&state, &message(b'Z', b"I"), chunk);
+            assert!(
+                !state.is_clean(),
+                "chunk {chunk}: only the close was answered"
+            );
+            backend(&state, &message(b'Z', b"I"), chunk);
+            assert!(state.is_clean() && state.pending() == 0);
+            // A close inside a transaction leaves it dirty: the transaction is open.
+            frontend(&state, &message(b'Q', b"BEGIN\0"), chunk);
+            backend(&state, &message(b'Z', b"T"), chunk);
+            frontend(&state, &close, chunk);
+            assert!(state.nothing_running() && !state.is_clean());
         }
     }
 

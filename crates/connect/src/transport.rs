@@ -127,22 +127,75 @@ impl std::fmt::Debug for Canceller {
 }
 
 impl Canceller {
-    /// Sends the CancelRequest; the server does not say whether anything was cancelled.
+    /// Sends the CancelRequest and waits until the other end closes the cancel connection,
+    /// which it does once it has handled the request (as libpq's `PQcancel` waits). The server
+    /// does not say whether anything was cancelled.
     pub async fn cancel(&self) -> Result<(), String> {
         let socket = self
             .options
             .open(&self.peer)
             .await
             .map_err(|e| format!("cannot open the cancel connection: {e}"))?;
+        let socket = UntilClosed(socket);
         let sent = match &self.tls {
             Tls::Off => self.token.cancel_query_raw(socket, NoTls).await,
             Tls::Rustls(make) => {
                 let Ok(connect) =
-                    MakeTlsConnect::<Socket>::make_tls_connect(&mut make.clone(), &self.host);
+                    MakeTlsConnect::<UntilClosed>::make_tls_connect(&mut make.clone(), &self.host);
                 self.token.cancel_query_raw(socket, connect).await
             }
         };
         sent.map_err(|e| crate::error_text(&e))
+    }
+}
+
+/// The cancel connection's socket. tokio-postgres shuts the write side down right after the
+/// CancelRequest; PgBouncer (1.18 at least) reads that end of stream as the client going away
+/// before its request was forwarded and drops the request, so a cancel through PgBouncer never
+/// reached the server. Here shutting down means waiting for the other end to close instead:
+/// PostgreSQL and PgBouncer both close the connection once the request is handled.
+#[derive(Debug)]
+struct UntilClosed(Socket);
+
+impl AsyncRead for UntilClosed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UntilClosed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// Reads (and drops) whatever comes until the other end closes the connection.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.0).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                // A reset is the other end closing too.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 

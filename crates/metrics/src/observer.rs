@@ -188,6 +188,9 @@ struct Cached {
     first_conns: [OnceLock<(Option<IpAddr>, ConnHandles)>; 2],
     conns: Cache<(Bind, Option<IpAddr>), ConnHandles>,
     durations: Cache<DurationKey, Histogram>,
+    /// The open-duration histogram of checkouts outside any request or job context, per bind,
+    /// for the first server address seen (as `first_conns`): no lock and no hashing.
+    unknown_durations: [OnceLock<(Option<IpAddr>, Histogram)>; 2],
 }
 
 fn bind_index(bind: Bind) -> usize {
@@ -268,6 +271,7 @@ impl DbMetrics {
             first_conns: [OnceLock::new(), OnceLock::new()],
             conns: Cache::new(),
             durations: Cache::new(),
+            unknown_durations: [OnceLock::new(), OnceLock::new()],
         });
         DbMetrics {
             target,
@@ -364,6 +368,18 @@ impl DbMetrics {
                 .histogram(&Key::from_parts(names::OPEN_DURATION, labels))
         };
         match &self.cached {
+            Some(c) if Arc::ptr_eq(&ctx, &self.unknown) => {
+                let (first_addr, first) =
+                    c.unknown_durations[bind_index(bind)].get_or_init(|| (addr, make(&ctx)));
+                if *first_addr == addr {
+                    return first.clone();
+                }
+                c.durations.with(
+                    DurationKey { ctx, bind, addr },
+                    || make(&self.unknown),
+                    Histogram::clone,
+                )
+            }
             Some(c) => {
                 let for_make = Arc::clone(&ctx);
                 c.durations.with(
@@ -380,7 +396,10 @@ impl DbMetrics {
         if let Some(ctx) = context::current_shared() {
             return ctx;
         }
-        if !self.warned_no_context.swap(true, Ordering::Relaxed) {
+        // A load first: the swap (a read-modify-write) only until the warning is given.
+        if !self.warned_no_context.load(Ordering::Relaxed)
+            && !self.warned_no_context.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
                 "database connection checked out outside any request or job context: \
                  method/host/path labels are \"unknown\" (logged once)"

@@ -8,10 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::WeakPool;
 use notify_db_connect::{Bind, CheckoutToken, ConnInfo, PoolObserver, log_long_hold};
-
-use crate::pool::Manager;
 
 /// How often the longest checkout is sampled (and long holds looked for) at most.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -100,10 +97,10 @@ impl Holds {
     }
 }
 
-/// Samples `holds` until the pool is gone: reports the longest checkout to the observer and
+/// Samples `holds` while `pool_open()` (the pool is neither dropped nor closed): reports the longest checkout to the observer and
 /// warns about each checkout held past `threshold`, once.
 pub(crate) fn spawn_sampler(
-    pool: WeakPool<Manager>,
+    pool_open: impl Fn() -> bool + Send + 'static,
     holds: Arc<Holds>,
     bind: Bind,
     threshold: Duration,
@@ -123,9 +120,8 @@ pub(crate) fn spawn_sampler(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match pool.upgrade() {
-                Some(p) if !p.is_closed() => {}
-                _ => return,
+            if !pool_open() {
+                return;
             }
             let longest =
                 holds.sample(

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod commit;
+mod conn;
 mod error;
 mod holds;
 mod pool;

@@ -1,171 +1,24 @@
-//! The pools: a deadpool `Manager` over [`Connector`], max lifetime in the recycle step, and the
-//! checkout wrapper that reports to the observer.
+//! The pools over the `Manager` of `conn.rs`, and the checkout wrapper that reports to the
+//! observer and hands the connection to the reset on return.
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
-use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
+use deadpool::managed::{self, QueueMode, Timeouts};
 use notify_db_config::{DatabaseUri, Settings};
-use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
-use notify_db_connect::{
-    Bind, Canceller, ConnInfo, ConnState, ConnectError, Connector, LagRouting, PasswordProvider,
-    PoolObserver, Route,
-};
+use notify_db_connect::{Bind, ConnInfo, ConnectError, Connector, PasswordProvider, PoolObserver};
 
 use crate::error::PoolError;
 
-use crate::holds::{self, HoldSlot, Holds};
+use crate::conn::{Conn, Manager};
+use crate::holds;
 use crate::reset;
-
-/// One physical connection in a pool. Dropping it closes it and tells the observer.
-pub(crate) struct Conn {
-    pub(crate) client: Client,
-    task: JoinHandle<()>,
-    pub(crate) info: ConnInfo,
-    expires_at: Instant,
-    pub(crate) observer: Option<Arc<dyn PoolObserver>>,
-    /// What the tap on the byte stream knows (requests in flight, transaction status).
-    pub(crate) state: Arc<ConnState>,
-    /// The CancelRequest for this connection (same address, same TLS).
-    pub(crate) canceller: Canceller,
-    /// How long a reset on return may take before the connection is closed instead.
-    pub(crate) reset_limit: Duration,
-    /// The connection goes through a transaction pooler: no named statements.
-    through_pooler: bool,
-    /// Where it was opened, and the lag state that may retire it (bulk with a lag limit).
-    route: Route,
-    lag: Option<Arc<LagRouting>>,
-    /// Statements prepared on this connection by [`PooledConnection::prepare_cached`].
-    statements: Mutex<HashMap<Box<str>, Statement>>,
-    /// When it was checked out, for the long-hold gauge and warning (`holds.rs`).
-    hold: Arc<HoldSlot>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.task.abort();
-        if let Some(o) = &self.observer {
-            o.closed(&self.info);
-        }
-        tracing::debug!(
-            bind = self.info.bind.as_str(),
-            host = self.info.host.as_str(),
-            backend_pid = self.info.backend_pid,
-            "connection closed"
-        );
-    }
-}
-
-/// Creates and recycles [`Conn`]s.
-pub(crate) struct Manager {
-    connector: Connector,
-    through_pooler: bool,
-    max_lifetime: Duration,
-    /// Ping a connection not checked out for this long before handing it out.
-    ping_idle_after: Duration,
-    /// How long that ping may take (and a reset on return).
-    ping_timeout: Duration,
-    /// The checkout slots of this pool's connections.
-    holds: Arc<Holds>,
-}
-
-impl managed::Manager for Manager {
-    /// Boxed: deadpool moves its objects on every checkout; a pointer is cheaper to move.
-    type Type = Box<Conn>;
-    type Error = PoolError;
-
-    async fn create(&self) -> Result<Box<Conn>, PoolError> {
-        // Boxed: the connect future is kilobytes, and deadpool's `get()` future (moved on every
-        // checkout) would otherwise embed it.
-        let opened = Box::pin(self.connector.open()).await?;
-        let created = Instant::now();
-        let observer = self.connector.observer.clone();
-        if let Some(o) = &observer {
-            o.connected(&opened.info);
-        }
-        let hold = self.holds.register(&opened.info);
-        Ok(Box::new(Conn {
-            expires_at: created + self.max_lifetime - jitter(self.max_lifetime, opened.info.id),
-            client: opened.client,
-            task: opened.task,
-            info: opened.info,
-            observer,
-            through_pooler: self.through_pooler,
-            route: opened.route,
-            lag: self.connector.lag.clone(),
-            statements: Mutex::new(HashMap::new()),
-            state: opened.state,
-            canceller: opened.canceller,
-            reset_limit: self.ping_timeout,
-            hold,
-        }))
-    }
-
-    /// A closed connection or one past its lifetime is discarded (and a new one made); one not
-    /// checked out for `ping_idle_after` must answer an empty query within `ping_timeout` first
-    /// (a server that vanished without closing the socket looks open). A connection in steady
-    /// use costs no round trip. Session settings are never reset.
-    async fn recycle(&self, conn: &mut Box<Conn>, metrics: &Metrics) -> RecycleResult<PoolError> {
-        if conn.client.is_closed() {
-            return Err(RecycleError::Message("connection closed".into()));
-        }
-        if Instant::now() >= conn.expires_at {
-            return Err(RecycleError::Message("max lifetime reached".into()));
-        }
-        // The return checked this too; a request the last holder queued in the same poll in
-        // which it dropped the connection is only written (and seen) after that.
-        if !conn.state.is_clean() || reset::must_close(conn).is_some() {
-            return Err(RecycleError::Message(
-                "not idle when handed out again".into(),
-            ));
-        }
-        if let Some(why) = conn.lag.as_ref().and_then(|l| l.should_retire(conn.route)) {
-            tracing::debug!(
-                host = conn.info.host.as_str(),
-                backend_pid = conn.info.backend_pid,
-                "bulk connection retired: {why}"
-            );
-            return Err(RecycleError::Message(why.into()));
-        }
-        if metrics.last_used() >= self.ping_idle_after {
-            let why =
-                match tokio::time::timeout(self.ping_timeout, conn.client.simple_query("")).await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(e)) => format!("ping failed: {e}"),
-                    Err(_) => format!("no answer to a ping within {:?}", self.ping_timeout),
-                };
-            tracing::warn!(
-                bind = conn.info.bind.as_str(),
-                host = conn.info.host.as_str(),
-                backend_pid = conn.info.backend_pid,
-                idle = ?metrics.last_used(),
-                "idle connection replaced: {why}"
-            );
-            return Err(RecycleError::Message(why.into()));
-        }
-        Ok(())
-    }
-}
-
-/// Up to a tenth of the lifetime (at most 30 s), so connections made together expire apart.
-fn jitter(lifetime: Duration, id: u64) -> Duration {
-    let max = (lifetime / 10).min(Duration::from_secs(30)).as_nanos() as u64;
-    if max == 0 {
-        return Duration::ZERO;
-    }
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(id);
-    Duration::from_nanos(h.finish() % max)
-}
 
 /// Counts of a pool, like deadpool's `Status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,8 +101,9 @@ impl Pool {
         }
         spawn_reaper(inner.weak(), p.max_lifetime);
         let holds = Arc::clone(&inner.manager().holds);
+        let weak = inner.weak();
         holds::spawn_sampler(
-            inner.weak(),
+            move || weak.upgrade().is_some_and(|p| !p.is_closed()),
             holds,
             bind,
             p.long_hold_warning,
@@ -572,25 +426,5 @@ impl DatabasesBuilder {
             drop(bulk.get().await?);
         }
         Ok(Databases { default, bulk })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_under_a_tenth_of_the_lifetime() {
-        let lifetime = Duration::from_secs(300);
-        let values: Vec<Duration> = (0..200).map(|id| jitter(lifetime, id)).collect();
-        assert!(values.iter().all(|j| *j < Duration::from_secs(30)));
-        let distinct: std::collections::HashSet<_> = values.iter().collect();
-        assert!(
-            distinct.len() > 150,
-            "jitter must spread: {}",
-            distinct.len()
-        );
-        assert_eq!(jitter(Duration::ZERO, 7), Duration::ZERO);
-        assert!(jitter(Duration::from_secs(1), 7) < Duration::from_millis(100));
     }
 }

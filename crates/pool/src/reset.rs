@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use deadpool::managed::Object;
-use notify_db_connect::{Bind, ResetReason, TxStatus};
+use notify_db_connect::{ResetReason, TxStatus};
 
-use crate::pool::{Conn, Manager};
+use crate::conn::{Conn, Manager, must_close};
 
 /// How long a request still in flight gets to finish by itself before it is cancelled: a
 /// dropped `Transaction`'s ROLLBACK, the Close + Sync tokio-postgres sends when a statement
@@ -17,25 +17,6 @@ use crate::pool::{Conn, Manager};
 /// short on a loaded 2-core machine: harmless closes were cancelled and their connections
 /// closed. The slot stays taken meanwhile, so the next holder never waits behind it.
 const GRACE: Duration = Duration::from_millis(500);
-
-/// Why `conn` must be closed rather than reused, whatever its transaction state.
-pub(crate) fn must_close(conn: &Conn) -> Option<ResetReason> {
-    let state = &conn.state;
-    if state.saw_io_error() || conn.client.is_closed() {
-        return Some(ResetReason::Broken);
-    }
-    if conn.info.bind == Bind::Default {
-        // The "primary" behind the address is read-only or going away: a new connection
-        // re-checks it (and refuses it while it stays read-only).
-        if state.saw_read_only() {
-            return Some(ResetReason::ReadOnly);
-        }
-        if state.saw_shutdown() {
-            return Some(ResetReason::ServerShutdown);
-        }
-    }
-    None
-}
 
 /// Called by `PooledConnection`'s `Drop`: returns a clean connection, closes one that must not
 /// be reused, and resets the others on a spawned task (closing them when no runtime runs).
@@ -106,6 +87,18 @@ async fn clean(conn: &Conn) -> Result<ResetReason, String> {
         if state.wait_answered(GRACE).await {
             reason = Some(ResetReason::Drained);
         } else {
+            if conn.through_pooler && state.pending() > 1 {
+                // PgBouncer 1.18 (Debian 12's; fixed upstream by pgbouncer/pgbouncer#927) exits
+                // with FATAL "server in bad state: 11" when the server it is cancelling a
+                // statement on answers a request queued behind that statement (tokio-postgres
+                // queues a Close + Sync behind a COPY or a query from a `&str`). Closing the
+                // connection is safe: PgBouncer then closes its server connection.
+                return Err(
+                    "a request is queued behind the running one: no CancelRequest through \
+                     the pooler"
+                        .into(),
+                );
+            }
             state.clear_canceled();
             conn.canceller.cancel().await?;
             if !state.wait_answered(conn.reset_limit).await {
