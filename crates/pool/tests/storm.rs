@@ -63,7 +63,7 @@ async fn writer(pool: Pool, writer: i32, deadline: Instant) -> Result<Tally, Str
             let tx = c.transaction().await.map_err(|e| format!("BEGIN: {e}"))?;
             tx.execute("INSERT INTO storm VALUES ($1, true)", &[&writer])
                 .await
-                .map_err(|e| format!("insert: {e}"))?;
+                .map_err(|e| format!("insert: {}", notify_db_connect::error_text(&e)))?;
             tx.commit().await.map_err(|e| format!("commit: {e}"))?;
             tally.committed += 1;
             continue;
@@ -81,7 +81,7 @@ async fn writer(pool: Pool, writer: i32, deadline: Instant) -> Result<Tally, Str
             1 => {
                 tx.execute("INSERT INTO storm VALUES ($1, false)", &[&writer])
                     .await
-                    .map_err(|e| format!("insert: {e}"))?;
+                    .map_err(|e| format!("insert: {}", notify_db_connect::error_text(&e)))?;
             }
             // Inside COPY.
             _ => {

@@ -240,23 +240,29 @@ async fn migration_with_create_index_concurrently_and_a_lock_timeout_retry_under
             .batch_execute("COMMIT")
             .await
             .expect("reader commits");
+        std::time::Instant::now()
     });
     let report = migrator
         .upgrade(&Target::Head)
         .await
         .expect("0003 succeeds once the reader is gone, after lock_timeout retries");
+    let finished = std::time::Instant::now();
     let to = load.now();
-    reader.await.expect("reader task");
+    let committed = reader.await.expect("reader task");
     let alter = report
         .applied
         .iter()
         .find(|a| a.id == "0003_fault_writes_note")
         .expect("0003 applied");
+    // One attempt waits at most lock_timeout; longer means it timed out and was retried, and
+    // it could only succeed once the reader had let go of the table.
     assert!(
-        alter.duration >= READER - Duration::from_millis(300) && alter.duration > LOCK_TIMEOUT,
-        "0003 took {:?}: with the reader holding the table for {READER:?} and lock_timeout \
-         {LOCK_TIMEOUT:?} it must have timed out and been retried",
-        alter.duration
+        alter.duration > LOCK_TIMEOUT && committed <= finished,
+        "0003 took {:?} and ended {:?} after the reader committed: with the reader holding the \
+         table for {READER:?} and lock_timeout {LOCK_TIMEOUT:?} it must have timed out, been \
+         retried, and succeeded after the reader's COMMIT",
+        alter.duration,
+        finished.checked_duration_since(committed)
     );
     let valid: bool = primary
         .connect("postgres")
