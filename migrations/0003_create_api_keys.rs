@@ -6,7 +6,7 @@ use notify_db_migrate::Migration;
 use crate::{created_at, id_key, pg, reference, timestamp};
 
 /// API keys: a service authenticates its API calls with one of these.
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("api_keys", |t| {
         t.add_column("id", id_key());

@@ -6,7 +6,7 @@ use notify_db_migrate::Migration;
 use crate::{created_at, id_key, pg, reference, timestamp};
 
 /// Jobs: a CSV file of recipients sent with one template.
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("jobs", |t| {
         t.add_column("id", id_key());

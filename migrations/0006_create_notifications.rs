@@ -7,7 +7,7 @@ use crate::{created_at, id_key, pg, reference, timestamp};
 
 /// Notifications: one row per message, with its delivery status (an enum: barrel has no
 /// `CREATE TYPE`, so that part is raw SQL).
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("notifications", |t| {
         t.add_column("id", id_key());

@@ -7,7 +7,7 @@ use crate::{pg, reference, timestamp};
 
 /// Notification history: notifications without the recipient, kept after the retention period.
 /// Its id is the notification's id (copied, not generated).
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.create_table("notification_history", |t| {
         t.add_column("id", types::custom("bigint PRIMARY KEY"));

@@ -8,7 +8,7 @@ use crate::pg;
 /// Step one of adding a derived column without downtime: a nullable column, and a check that
 /// new and updated rows keep it right, added NOT VALID so it does not scan the table under lock.
 /// 0010 backfills it and validates the check.
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     let mut up = barrel::Migration::new();
     up.change_table("users", |t| {
         t.add_column("email_address_lower", types::text().nullable(true));

@@ -8,7 +8,7 @@ use notify_db_migrate::Migration;
 /// rows still NULL. The check added NOT VALID by 0009 is validated afterwards
 /// (SHARE UPDATE EXCLUSIVE: reads and writes continue).
 // lint-allow: prefer-robust-stmts: both statements are safe to rerun (the backfill only touches rows still NULL, VALIDATE CONSTRAINT on a valid check is a no-op) and the engine resumes after the last completed one
-pub fn define(m: Migration) -> Migration {
+pub(crate) fn define(m: Migration) -> Migration {
     m.no_transaction()
         .up("DO $backfill$
 DECLARE

@@ -25,7 +25,7 @@ const ROUNDS: usize = 5;
 const RENDERS: usize = 2_000;
 
 /// Runs the metrics-overhead benchmark (in an optimised build).
-pub fn run() -> Result<Vec<Figure>> {
+pub(crate) fn run() -> Result<Vec<Figure>> {
     super::optimised("metrics", measure)
 }
 

@@ -25,7 +25,7 @@ use super::workload::client_runtime;
 use super::{Figure, history, median, root};
 
 /// Runs the migration benchmarks.
-pub fn run() -> Result<Vec<Figure>> {
+pub(crate) fn run() -> Result<Vec<Figure>> {
     let n: usize = env_number("NOTIFY_BENCH_MIGRATIONS", 1000).min(9999);
     let repeat: usize = env_number("NOTIFY_BENCH_REPEAT", 5);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -36,7 +36,7 @@ const TIMEOUT_MS: u64 = 1_200_000;
 const BULK_DB: &str = "postgres_bulk";
 
 /// Runs the PgBouncer benchmark, in an optimised build.
-pub fn run() -> Result<Vec<Figure>> {
+pub(crate) fn run() -> Result<Vec<Figure>> {
     super::optimised("pgbouncer", measure)
 }
 

@@ -46,7 +46,7 @@ const CLIENTS: [usize; 3] = [1, 8, 32];
 const CONNECTS: usize = 60;
 
 /// Runs the pool benchmarks, in an optimised build (see [`super::optimised`]).
-pub fn run() -> Result<Vec<Figure>> {
+pub(crate) fn run() -> Result<Vec<Figure>> {
     super::optimised("pool", measure)
 }
 

@@ -69,7 +69,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Runs the template database benchmark.
-pub fn run() -> Result<Vec<Figure>> {
+pub(crate) fn run() -> Result<Vec<Figure>> {
     let workers: usize = std::env::var("NOTIFY_BENCH_TEMPLATE_DBS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -10,6 +10,7 @@ use notify_db_migrate_cli::autogen::catalog::{Catalog, Column, Table};
 use notify_db_migrate_cli::autogen::{Plan, plan, render_files};
 
 #[path = "fixtures/autogen_barrel.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod written;
 
 /// The fixture's path, from the crate root.

@@ -19,14 +19,14 @@ use crate::util;
 
 /// Arguments of `cargo xtask demo`.
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Exit after the workload instead of serving /metrics until Ctrl-C.
     #[arg(long)]
     no_wait: bool,
 }
 
 /// Runs the demo.
-pub fn run(args: DemoArgs) -> Result<()> {
+pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let configured = std::env::var("SQLALCHEMY_DATABASE_URI").is_ok_and(|v| !v.trim().is_empty());
     // Our own throwaway clusters unless the user configured a database.
     let mut cluster = None;

@@ -11,7 +11,7 @@ use crate::util;
 
 /// Arguments of `cargo xtask dev`.
 #[derive(clap::Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     #[command(subcommand)]
     cmd: DevCmd,
 }
@@ -37,12 +37,12 @@ enum DevCmd {
 }
 
 /// Where the development cluster lives.
-pub fn dev_dir() -> PathBuf {
+pub(crate) fn dev_dir() -> PathBuf {
     base_dir().join("dev")
 }
 
 /// Starts or reuses the persistent development cluster.
-pub fn up() -> Result<Cluster> {
+pub(crate) fn up() -> Result<Cluster> {
     let cluster = Cluster::builder()
         .replica(true)
         .persistent(dev_dir())
@@ -135,7 +135,7 @@ fn pgbouncer_export_lines(cluster: &Cluster, bouncer: &PgBouncer) -> String {
 
 /// The shell lines that point SQLALCHEMY_DATABASE_URI(_BULK) at the dev cluster; the password is
 /// read from its file when the line is evaluated, so it is never printed.
-pub fn export_lines(cluster: &Cluster) -> String {
+pub(crate) fn export_lines(cluster: &Cluster) -> String {
     let pw = dev_dir().join("password");
     let p = cluster.primary().endpoint();
     let mut out = format!(
@@ -159,7 +159,7 @@ pub fn export_lines(cluster: &Cluster) -> String {
 }
 
 /// Runs `cargo xtask dev ...`.
-pub fn run(args: DevArgs) -> Result<()> {
+pub(crate) fn run(args: DevArgs) -> Result<()> {
     match args.cmd {
         DevCmd::Up { pgbouncer } => {
             let cluster = up()?;

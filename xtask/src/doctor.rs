@@ -9,7 +9,7 @@ use crate::util;
 
 /// Arguments of `cargo xtask doctor`.
 #[derive(clap::Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Replica lag (seconds) above which the lag check fails.
     #[arg(long, default_value_t = 30.0)]
     max_lag_seconds: f64,
@@ -20,7 +20,7 @@ pub struct DoctorArgs {
 }
 
 /// Runs `cargo xtask doctor`.
-pub fn run(args: DoctorArgs) -> Result<()> {
+pub(crate) fn run(args: DoctorArgs) -> Result<()> {
     let settings = Settings::from_env();
     let set = notify_db_migrations::set();
     let options = DoctorOptions {

@@ -11,14 +11,14 @@ use crate::util;
 
 /// Arguments of `cargo xtask drop-test-dbs`.
 #[derive(clap::Args)]
-pub struct DropArgs {
+pub(crate) struct DropArgs {
     /// Run the drop through `docker compose exec primary psql` instead of connecting directly.
     #[arg(long)]
     in_docker: bool,
 }
 
 /// Drops test databases on the configured primary (or the docker-compose one).
-pub fn run(args: DropArgs) -> Result<()> {
+pub(crate) fn run(args: DropArgs) -> Result<()> {
     if args.in_docker {
         return in_docker();
     }

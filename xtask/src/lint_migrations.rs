@@ -11,7 +11,7 @@ use notify_db_migrate_cli::lint::{self, Source};
 /// Arguments of `cargo xtask lint-migrations`.
 #[derive(clap::Args)]
 #[command(after_long_help = lint::HELP)]
-pub struct LintMigrationsArgs {
+pub(crate) struct LintMigrationsArgs {
     /// Lint a directory of SQL migrations (`NNNN_slug.up.sql` + `NNNN_slug.down.sql`) instead of
     /// the project's migrations/.
     #[arg(long, value_name = "PATH")]
@@ -22,7 +22,7 @@ pub struct LintMigrationsArgs {
 
 /// Runs `cargo xtask lint-migrations`: findings on stdout (file names relative to the workspace
 /// root), failing when there are any.
-pub fn run(args: LintMigrationsArgs) -> Result<()> {
+pub(crate) fn run(args: LintMigrationsArgs) -> Result<()> {
     // Transaction control is a finding here, not a load error.
     let source = match &args.dir {
         Some(dir) => Source {

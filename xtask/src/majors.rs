@@ -15,7 +15,7 @@ use notify_db_testdb::{bin_dir_for_major, find_bin_dir};
 
 /// How much of the suite one major runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Every test.
     Whole,
     /// The tests that read catalogs or depend on the server's major ([`SUBSET_FILTER`]).
@@ -26,7 +26,7 @@ pub enum Scope {
 /// the whole suite on the oldest supported major (Debian's 15) and on the newest (18), and
 /// [`SUBSET_FILTER`] on 16 and 17 (about 2 minutes each; four whole runs would pass CI's 30
 /// minutes on 2 cores). The build is done once and only the test runs repeat.
-pub const CI_PLAN: [(u32, Scope); 4] = [
+pub(crate) const CI_PLAN: [(u32, Scope); 4] = [
     (15, Scope::Whole),
     (16, Scope::Subset),
     (17, Scope::Subset),
@@ -35,13 +35,13 @@ pub const CI_PLAN: [(u32, Scope); 4] = [
 
 /// The nextest filter of [`Scope::Subset`]: migrate, autogenerate, stairway, schema capture,
 /// doctor (the migration crates), the pool and the connect path, and PgBouncer.
-pub const SUBSET_FILTER: &str = "package(notify-db-migrate) | package(notify-db-migrate-cli) | \
+pub(crate) const SUBSET_FILTER: &str = "package(notify-db-migrate) | package(notify-db-migrate-cli) | \
      package(notify-db-migrations) | package(notify-db-pool) | package(notify-db-connect) | \
      test(/pgbouncer/) | binary(doctor)";
 
 /// One suite run: a major (`None`: the binaries `PG_BIN` or the search finds) and its scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Run {
+pub(crate) struct Run {
     /// The major, when chosen.
     pub major: Option<u32>,
     /// Whole suite or subset.
@@ -50,7 +50,7 @@ pub struct Run {
 
 /// The runs of `cargo xtask test`: `--pg` (each major given), else `NOTIFY_DB_PG_MAJOR`, else
 /// `PG_BIN` alone, else [`CI_PLAN`].
-pub fn plan(pg: &[u32], subset: bool) -> Result<Vec<Run>> {
+pub(crate) fn plan(pg: &[u32], subset: bool) -> Result<Vec<Run>> {
     let scope = if subset { Scope::Subset } else { Scope::Whole };
     let whole = |m: u32| -> Result<Run> {
         if !SUPPORTED_MAJORS.contains(&m) {
@@ -88,7 +88,7 @@ fn majors_text() -> String {
 
 /// Makes sure every major of `runs` (and 14, which the refusal tests start) is installed or
 /// fetched, and that each server was built with SSL: before anything is compiled.
-pub fn prepare(runs: &[Run]) -> Result<()> {
+pub(crate) fn prepare(runs: &[Run]) -> Result<()> {
     let mut wanted: Vec<u32> = runs.iter().filter_map(|r| r.major).collect();
     wanted.push(REFUSED_MAJOR);
     crate::prereq::ensure_fetchers(&wanted)?;
@@ -105,7 +105,7 @@ pub fn prepare(runs: &[Run]) -> Result<()> {
 }
 
 /// What one run gave.
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The major's label (`PostgreSQL 18`, or the `PG_BIN` binaries').
     pub label: String,
     /// Seconds the run took (clusters started and stopped included).
@@ -117,7 +117,7 @@ pub struct Outcome {
 }
 
 /// The label of a run: its major, or that of the binaries found.
-pub fn label(run: &Run) -> String {
+pub(crate) fn label(run: &Run) -> String {
     let major = run.major.or_else(|| {
         find_bin_dir()
             .ok()
@@ -131,14 +131,14 @@ pub fn label(run: &Run) -> String {
 }
 
 /// Sets the environment of a test command for `run` (the major the tests' harness picks).
-pub fn env(run: &Run, cmd: &mut Command) {
+pub(crate) fn env(run: &Run, cmd: &mut Command) {
     if let Some(m) = run.major {
         cmd.env(ENV_PG_MAJOR, m.to_string());
     }
 }
 
 /// Runs `cmd` with its stderr passed through, and returns nextest's summary line.
-pub fn run_capturing_summary(cmd: &mut Command) -> (Option<String>, Result<()>) {
+pub(crate) fn run_capturing_summary(cmd: &mut Command) -> (Option<String>, Result<()>) {
     let name = format!("{:?}", cmd.get_program());
     let child = cmd
         .current_dir(crate::util::root())
@@ -169,7 +169,7 @@ pub fn run_capturing_summary(cmd: &mut Command) -> (Option<String>, Result<()>) 
 }
 
 /// Times `body`, the run of one major.
-pub fn timed(label: String, body: impl FnOnce() -> (Option<String>, Result<()>)) -> Outcome {
+pub(crate) fn timed(label: String, body: impl FnOnce() -> (Option<String>, Result<()>)) -> Outcome {
     let start = Instant::now();
     let (summary, result) = body();
     Outcome {
@@ -181,7 +181,7 @@ pub fn timed(label: String, body: impl FnOnce() -> (Option<String>, Result<()>))
 }
 
 /// Prints one line per major and fails naming every major that failed.
-pub fn report(outcomes: &[Outcome]) -> Result<()> {
+pub(crate) fn report(outcomes: &[Outcome]) -> Result<()> {
     eprintln!(">>> test runs per PostgreSQL major:");
     for o in outcomes {
         eprintln!(

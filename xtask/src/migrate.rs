@@ -10,14 +10,14 @@ use crate::util;
 /// Arguments of `cargo xtask migrate` (all passed on, `--help` included, so it shows the migration CLI's help).
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// Arguments passed to the migration CLI.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
 
 /// Runs the migration CLI.
-pub fn run(args: MigrateArgs) -> Result<()> {
+pub(crate) fn run(args: MigrateArgs) -> Result<()> {
     let cli = match MigrateCli::try_parse_from(
         std::iter::once("cargo xtask migrate".to_owned()).chain(args.args),
     ) {

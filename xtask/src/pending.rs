@@ -18,7 +18,7 @@ use crate::util;
     `no`, 1 for `yes`. An error (database unreachable, or ahead of this code) prints no answer and \
     exits 1, or 2 with --exit-code so that scripts can tell it from `yes`."
 )]
-pub struct PendingArgs {
+pub(crate) struct PendingArgs {
     /// The database (default: SQLALCHEMY_DATABASE_URI, through the settings).
     #[arg(long, hide_env_values = true)]
     database_url: Option<String>,
@@ -34,7 +34,7 @@ pub struct PendingArgs {
 }
 
 /// Runs `cargo xtask check-if-migrations-to-run`.
-pub fn run(args: PendingArgs) -> Result<()> {
+pub(crate) fn run(args: PendingArgs) -> Result<()> {
     match pending(&args) {
         Ok(pending) => {
             println!("{}", if pending { "yes" } else { "no" });

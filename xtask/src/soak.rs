@@ -8,7 +8,7 @@ use crate::{prereq, test, util};
 
 /// Arguments of `cargo xtask soak`.
 #[derive(clap::Args)]
-pub struct SoakArgs {
+pub(crate) struct SoakArgs {
     /// How long the load runs, in minutes.
     #[arg(long, default_value_t = 30.0)]
     minutes: f64,
@@ -21,7 +21,7 @@ const FILTER: &str = "package(notify-db-faults) & binary(soak)";
 const ENV_SECS: &str = "FAULTS_SOAK_SECS";
 
 /// Runs the soak for `--minutes`.
-pub fn run(args: SoakArgs) -> Result<()> {
+pub(crate) fn run(args: SoakArgs) -> Result<()> {
     ensure!(
         args.minutes.is_finite() && args.minutes > 0.0,
         "--minutes must be a positive number of minutes, not {}",

@@ -14,7 +14,7 @@ use crate::util;
 
 /// Arguments of `cargo xtask test-migration-downgrade`.
 #[derive(clap::Args)]
-pub struct StairwayArgs {
+pub(crate) struct StairwayArgs {
     /// An EMPTY database to run on (refused when it has tables or applied migrations). Default:
     /// SQLALCHEMY_DATABASE_URI when set, else a throwaway test database on the harness clusters.
     #[arg(long, env = "SQLALCHEMY_DATABASE_URI", hide_env_values = true)]
@@ -34,7 +34,7 @@ pub struct StairwayArgs {
 }
 
 /// Runs `cargo xtask test-migration-downgrade`.
-pub fn run(args: StairwayArgs) -> Result<()> {
+pub(crate) fn run(args: StairwayArgs) -> Result<()> {
     let (set, dir) = match &args.dir {
         Some(d) => (
             MigrationSet::from_dir(d)

@@ -10,7 +10,7 @@ use notify_db_faults::results;
 
 /// Arguments of `cargo xtask test`.
 #[derive(clap::Args)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     /// Skip `cargo fmt --check` and clippy.
     #[arg(long)]
     no_lint: bool,
@@ -29,11 +29,11 @@ pub struct TestArgs {
 }
 
 /// The cargo that runs xtask (shared with the first step, xtask-boot).
-pub use xtask_boot::cargo;
+pub(crate) use xtask_boot::cargo;
 
 /// Checks (and installs) the prerequisites, starts the shared clusters, runs the workspace tests
 /// against them under cargo-nextest, then the static checks.
-pub fn run(args: TestArgs) -> Result<()> {
+pub(crate) fn run(args: TestArgs) -> Result<()> {
     let cargo = cargo();
     // First, before anything is built: a machine that lacks something hears it in seconds.
     prereq::ensure(&cargo)?;
@@ -85,7 +85,7 @@ pub fn run(args: TestArgs) -> Result<()> {
 /// Runs `cargo <build>` (the tests `cmd` runs, built first so that compile time does not count
 /// against the clusters' lifetime), starts the shared primary + replica, runs `cmd` with their
 /// URIs in its environment, and removes them.
-pub fn under_shared_clusters(
+pub(crate) fn under_shared_clusters(
     label: &str,
     cargo: &str,
     build: &[&str],
@@ -149,7 +149,7 @@ fn clippy(cargo: &str) -> Result<()> {
 }
 
 /// `cargo fmt --check` and clippy with `-D warnings`.
-pub fn lint() -> Result<()> {
+pub(crate) fn lint() -> Result<()> {
     let cargo = cargo();
     fmt_check(&cargo)?;
     clippy(&cargo)?;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 
 /// Sets up `tracing` output on stderr: human-readable or JSON lines; `RUST_LOG` filters.
-pub fn init_logging(json: bool) {
+pub(crate) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
@@ -19,15 +19,15 @@ pub fn init_logging(json: bool) {
 }
 
 /// An error and its causes on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     notify_db_migrate::one_line(e.as_ref())
 }
 
 /// The workspace root, and running a command there (shared with the first step, xtask-boot).
-pub use xtask_boot::{cargo_command, root, run};
+pub(crate) use xtask_boot::{cargo_command, root, run};
 
 /// A current-thread tokio runtime for async work in a command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,7 +39,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 /// binary's `--help` lists them).
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// Arguments of the binary (`--help` shows them).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<std::ffi::OsString>,
@@ -47,7 +47,7 @@ pub struct Forwarded {
 
 impl Forwarded {
     /// Whether they ask for the binary's help (`-h`, `--help`), which needs no optimised build.
-    pub fn ask_for_help(&self) -> bool {
+    pub(crate) fn ask_for_help(&self) -> bool {
         self.args.iter().any(|a| a == "-h" || a == "--help")
     }
 }
@@ -55,7 +55,7 @@ impl Forwarded {
 /// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work
 /// lives in another workspace binary (`selection` names the package, binary and profile). When
 /// the binary fails, xtask exits with its code: the binary has printed its own error.
-pub fn cargo_run(selection: &[&str], forwarded: Forwarded) -> Result<()> {
+pub(crate) fn cargo_run(selection: &[&str], forwarded: Forwarded) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = cargo_command(cargo)
         .args(["run", "-q"])

@@ -246,20 +246,28 @@ async fn what_cannot_be_imported_is_refused_and_nothing_is_written() {
 // What `import-alembic-sql` writes into a compiled set (`.rs` files), compiled here: the test
 // fails when the written text differs from these files.
 #[path = "fixtures/alembic_rs/0001_create_users.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0001;
 #[path = "fixtures/alembic_rs/0002_empty.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0002;
 #[path = "fixtures/alembic_rs/0003_users_email_index.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0003;
 #[path = "fixtures/alembic_rs/0004_add_pending_status.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0004;
 #[path = "fixtures/alembic_rs/0005_services.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0005;
 #[path = "fixtures/alembic_rs/0007_templates.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0007;
 #[path = "fixtures/alembic_rs/0008_templates_service_index.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod r0008;
 #[path = "fixtures/alembic_rs/db6d9d9f06bc.rs"]
+#[allow(unreachable_pub)] // written as in a migrations crate, where `define` is public
 mod rdb6d;
 
 /// Every fixture's migration, as `migrations/build.rs` registers a file: `define` on

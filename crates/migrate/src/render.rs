@@ -323,7 +323,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Turns a 1-based character position in the batch into one inside statement `index`.
-    pub fn position_in(&self, index: usize, position: u32) -> Option<u32> {
+    pub(crate) fn position_in(&self, index: usize, position: u32) -> Option<u32> {
         let start = *self.starts.get(index)?;
         let within = (position as usize).checked_sub(start)?;
         u32::try_from(within).ok().filter(|&w| w > 0)

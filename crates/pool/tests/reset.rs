@@ -171,10 +171,10 @@ async fn abandon(pool: &Pool, case: Case, write: bool) {
 /// A COPY row as the sink's buffer type.
 mod bytes_of {
     /// The buffer type of the copy sink.
-    pub type Bytes = std::io::Cursor<Vec<u8>>;
+    pub(crate) type Bytes = std::io::Cursor<Vec<u8>>;
 
     /// One row of `abandoned` in COPY text format.
-    pub fn row() -> Bytes {
+    pub(crate) fn row() -> Bytes {
         std::io::Cursor::new(b"7\n".to_vec())
     }
 }

@@ -9,7 +9,7 @@ type Labels = BTreeMap<String, String>;
 
 /// A family's `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Histogram,
@@ -18,7 +18,7 @@ pub enum Kind {
 
 /// A histogram's samples for one label set.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// `(le, cumulative count)`, in file order.
     pub buckets: Vec<(f64, f64)>,
     pub sum: Option<f64>,
@@ -27,28 +27,28 @@ pub struct Histogram {
 
 /// One sample's value: a number, or a whole histogram.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Number(f64),
     Histogram(Histogram),
 }
 
 /// One sample (a gauge/counter value or a whole histogram) with its labels.
 #[derive(Debug)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub labels: Labels,
     pub value: Value,
 }
 
 /// A parsed metric family.
 #[derive(Debug)]
-pub struct Family {
+pub(crate) struct Family {
     pub kind: Kind,
     pub help: String,
     pub samples: Vec<Sample>,
 }
 
 /// The parsed payload: families by name.
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub families: BTreeMap<String, Family>,
 }
 
@@ -141,7 +141,7 @@ fn family_of(name: &str, families: &BTreeMap<String, Family>) -> String {
 
 /// Parses `text` (the exporter's output, Prometheus text format 0.0.4). Panics on anything
 /// malformed; `promtool_check` validates the same text independently.
-pub fn parse(text: &str) -> Parsed {
+pub(crate) fn parse(text: &str) -> Parsed {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let fail = |why: String| -> ! { panic!("line {}: {why}: {line}\n{text}", n + 1) };
@@ -228,7 +228,7 @@ fn label_map(labels: &[(&str, &str)]) -> Labels {
 
 impl Parsed {
     /// All label sets of family `name`, sorted.
-    pub fn label_sets(&self, name: &str) -> Vec<Labels> {
+    pub(crate) fn label_sets(&self, name: &str) -> Vec<Labels> {
         let mut sets: Vec<_> = self
             .families
             .get(name)
@@ -239,7 +239,7 @@ impl Parsed {
     }
 
     /// The family names, sorted.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.families.keys().cloned().collect()
     }
 
@@ -256,7 +256,7 @@ impl Parsed {
     }
 
     /// The value of the gauge `name` with exactly these labels.
-    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let f = self.families.get(name)?;
         assert_eq!(f.kind, Kind::Gauge, "{name} is not a gauge");
         match self.find(name, labels)? {
@@ -266,7 +266,7 @@ impl Parsed {
     }
 
     /// The value of the counter `name` with exactly these labels.
-    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let f = self.families.get(name)?;
         assert_eq!(f.kind, Kind::Counter, "{name} is not a counter");
         match self.find(name, labels)? {
@@ -283,22 +283,22 @@ impl Parsed {
     }
 
     /// The cumulative buckets `(le, count)` of histogram `name` with exactly these labels.
-    pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Option<Vec<(f64, f64)>> {
+    pub(crate) fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Option<Vec<(f64, f64)>> {
         Some(self.histogram(name, labels)?.buckets.clone())
     }
 
     /// `<name>_count` of a histogram with exactly these labels.
-    pub fn hist_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn hist_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.histogram(name, labels)?.count
     }
 
     /// `<name>_sum` of a histogram with exactly these labels.
-    pub fn hist_sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn hist_sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.histogram(name, labels)?.sum
     }
 
     /// Every gauge sample of `name` summed (0 when absent).
-    pub fn gauge_total(&self, name: &str) -> f64 {
+    pub(crate) fn gauge_total(&self, name: &str) -> f64 {
         let Some(f) = self.families.get(name) else {
             return 0.0;
         };
@@ -312,7 +312,7 @@ impl Parsed {
     }
 
     /// Asserts no gauge sample of `name` is negative.
-    pub fn assert_no_negative(&self, name: &str) {
+    pub(crate) fn assert_no_negative(&self, name: &str) {
         let Some(f) = self.families.get(name) else {
             return;
         };
@@ -325,7 +325,7 @@ impl Parsed {
 }
 
 /// Runs `promtool check metrics` on `text`; panics (never skips) when promtool is missing.
-pub fn promtool_check(text: &str) {
+pub(crate) fn promtool_check(text: &str) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-pub use notify_db_testdb::SqlDir;
+pub(crate) use notify_db_testdb::SqlDir;
 use notify_db_testdb::{TestDb, find_bin_dir};
 use tokio::io::AsyncWriteExt;
 
 /// A fresh database on the shared test cluster; fails with the harness's reason when PostgreSQL is unavailable.
-pub async fn db() -> TestDb {
+pub(crate) async fn db() -> TestDb {
     match TestDb::create().await {
         Ok(db) => db,
         Err(e) => {
@@ -21,7 +21,7 @@ pub async fn db() -> TestDb {
 }
 
 /// The `notify-db-migrate` binary, pointed at `dir` and `db`.
-pub fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
+pub(crate) fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
     c.arg("--source")
         .arg(dir)
@@ -37,11 +37,11 @@ pub fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
 }
 
 /// How long one run of the binary may take: a deadlock fails the test instead of hanging it.
-pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// Waits for a spawned binary to finish, at most [`RUN_LIMIT`]; past it the test fails and the
 /// child is killed (`kill_on_drop`).
-pub async fn finish(child: tokio::process::Child) -> Output {
+pub(crate) async fn finish(child: tokio::process::Child) -> Output {
     tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("notify-db-migrate did not finish within {RUN_LIMIT:?}"))
@@ -49,7 +49,7 @@ pub async fn finish(child: tokio::process::Child) -> Output {
 }
 
 /// Runs the binary with `args` to completion (at most [`RUN_LIMIT`]).
-pub async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+pub(crate) async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
     finish(
         bin(dir, db)
             .args(args)
@@ -60,7 +60,7 @@ pub async fn run(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
 }
 
 /// stdout + stderr as text, for assertion messages.
-pub fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {}\n--- stdout\n{}--- stderr\n{}",
         o.status,
@@ -70,7 +70,7 @@ pub fn text(o: &Output) -> String {
 }
 
 /// The first column of every row of `sql`, as text.
-pub async fn col(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+pub(crate) async fn col(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
     c.simple_query(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -83,7 +83,7 @@ pub async fn col(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
 }
 
 /// What `alembic_version` holds.
-pub async fn version(c: &tokio_postgres::Client) -> Vec<String> {
+pub(crate) async fn version(c: &tokio_postgres::Client) -> Vec<String> {
     col(c, "SELECT version_num FROM alembic_version")
         .await
         .into_iter()
@@ -92,12 +92,12 @@ pub async fn version(c: &tokio_postgres::Client) -> Vec<String> {
 }
 
 /// Whether a relation exists.
-pub async fn exists(c: &tokio_postgres::Client, name: &str) -> bool {
+pub(crate) async fn exists(c: &tokio_postgres::Client, name: &str) -> bool {
     col(c, &format!("SELECT to_regclass('{name}') IS NOT NULL")).await == vec![Some("t".to_owned())]
 }
 
 /// Waits (up to 20 s) until `sql` returns `t`.
-pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, what: &str) {
+pub(crate) async fn wait_for(c: &tokio_postgres::Client, sql: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if col(c, sql).await == vec![Some("t".to_owned())] {
@@ -109,11 +109,11 @@ pub async fn wait_for(c: &tokio_postgres::Client, sql: &str, what: &str) {
 }
 
 /// A statement that sleeps for `notify.slow` seconds (a database-level setting the test sets and resets).
-pub const SLOW: &str =
+pub(crate) const SLOW: &str =
     "SELECT pg_sleep(coalesce(nullif(current_setting('notify.slow', true), ''), '0')::float8)";
 
 /// Runs a psql script against `db` over one connection, stopping at the first error.
-pub async fn psql(db: &TestDb, script: &str) {
+pub(crate) async fn psql(db: &TestDb, script: &str) {
     let bin = find_bin_dir().expect("the PostgreSQL binaries (psql) for the comparison run");
     let mut child = tokio::process::Command::new(bin.join("psql"))
         .args([

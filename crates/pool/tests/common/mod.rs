@@ -9,7 +9,7 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver, ResetReason};
 
 /// Settings from an environment map (no config files), like a service would get them.
-pub fn settings_from(vars: &[(&str, String)]) -> Settings {
+pub(crate) fn settings_from(vars: &[(&str, String)]) -> Settings {
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("NOTIFY_ENVIRONMENT".into(), "test".into());
     for (k, v) in vars {
@@ -20,16 +20,16 @@ pub fn settings_from(vars: &[(&str, String)]) -> Settings {
 
 /// Records every observer call, for assertions.
 #[derive(Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub events: Mutex<Vec<String>>,
 }
 
 impl Recorder {
-    pub fn events(&self) -> Vec<String> {
+    pub(crate) fn events(&self) -> Vec<String> {
         self.events.lock().expect("recorder lock").clone()
     }
 
-    pub fn count(&self, prefix: &str) -> usize {
+    pub(crate) fn count(&self, prefix: &str) -> usize {
         self.events()
             .iter()
             .filter(|e| e.starts_with(prefix))
@@ -84,7 +84,7 @@ impl PoolObserver for Recorder {
 }
 
 /// A loopback port with nothing listening on it.
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
     l.local_addr().expect("probe port address").port()
 }

@@ -11,16 +11,21 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// A minimal HTTP/1.1 client: one request per connection, returns (status, body).
-pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+pub(crate) async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect to service");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: notify.test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(req.as_bytes()).await.expect("send the request");
     let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
+    s.read_to_string(&mut raw).await.expect("read the response");
     let status = raw
         .split_whitespace()
         .nth(1)
@@ -34,7 +39,7 @@ pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (
 }
 
 /// Starts the built service on `db` (primary and replica), migrating on start; see [`start_with`].
-pub async fn start(db: &TestDb) -> (Child, String) {
+pub(crate) async fn start(db: &TestDb) -> (Child, String) {
     start_with(&[
         ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
         (
@@ -47,7 +52,7 @@ pub async fn start(db: &TestDb) -> (Child, String) {
 
 /// Starts the built service (killed when the `Child` drops) with `env` over the test
 /// environment, migrating on start, and returns it with its address.
-pub async fn start_with(env: &[(&str, String)]) -> (Child, String) {
+pub(crate) async fn start_with(env: &[(&str, String)]) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_notify-db-example-service"));
     cmd.env("NOTIFY_ENVIRONMENT", "test")
         .env("LISTEN_ADDR", "127.0.0.1:0")

@@ -12,14 +12,14 @@ use notify_db_testdb::{Cluster, Endpoint};
 use super::workload::{TABLE_SQL, Verdict, Writes, verify};
 
 /// Load before the fault (the rate it must come back to).
-pub const BEFORE: Duration = Duration::from_secs(2);
+pub(crate) const BEFORE: Duration = Duration::from_secs(2);
 /// Load after the repair (recovery is measured in it).
-pub const AFTER: Duration = Duration::from_secs(3);
+pub(crate) const AFTER: Duration = Duration::from_secs(3);
 /// The pools' timeouts: connect, TCP user timeout and wait for a free connection.
-pub const TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A private durable cluster (with a streaming replica when asked), or a failure saying why.
-pub fn cluster(label: &str, replica: bool) -> Cluster {
+pub(crate) fn cluster(label: &str, replica: bool) -> Cluster {
     Cluster::builder()
         .label(label)
         .durable(true)
@@ -29,7 +29,7 @@ pub fn cluster(label: &str, replica: bool) -> Cluster {
 }
 
 /// Creates the workload's table in database `postgres` on `server`.
-pub async fn create_table(server: &Endpoint) {
+pub(crate) async fn create_table(server: &Endpoint) {
     server
         .connect("postgres")
         .await
@@ -41,7 +41,7 @@ pub async fn create_table(server: &Endpoint) {
 
 /// Settings for a `default` bind on `uri` with [`TIMEOUT`] everywhere (so a fault ends work
 /// within seconds) and a short host back-off.
-pub fn settings(uri: &str, scenario: &str) -> Settings {
+pub(crate) fn settings(uri: &str, scenario: &str) -> Settings {
     let mut s = super::settings(uri, None);
     s.pool.size = 5;
     s.pool.wait_timeout = TIMEOUT;
@@ -53,7 +53,7 @@ pub fn settings(uri: &str, scenario: &str) -> Settings {
 }
 
 /// The pools for `settings`, built without a first connection.
-pub async fn pools(settings: &Settings) -> Databases {
+pub(crate) async fn pools(settings: &Settings) -> Databases {
     Databases::builder(settings)
         .check_on_build(false)
         .build()
@@ -64,7 +64,7 @@ pub async fn pools(settings: &Settings) -> Databases {
 /// Verifies the writes against `server` (the primary after the fault), prints and records the
 /// scenario's results row, then asserts the zero-loss promises (at most `lost_allowed`
 /// acknowledged rows lost).
-pub async fn finish(
+pub(crate) async fn finish(
     scenario: &str,
     server: &Endpoint,
     writes: &Writes,

@@ -3,8 +3,8 @@
 //! `workload` and `durable`: the counted writes and the scaffolding of the durable scenarios.
 #![allow(dead_code)]
 
-pub mod durable;
-pub mod workload;
+pub(crate) mod durable;
+pub(crate) mod workload;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,7 +18,7 @@ use notify_db_pool::{Bind, ConnInfo, ConnectFailure, PoolObserver};
 use notify_db_testdb::{Endpoint, Server};
 
 /// Settings for `primary` (and `bulk` when given) in the test environment.
-pub fn settings(primary: &str, bulk: Option<&str>) -> Settings {
+pub(crate) fn settings(primary: &str, bulk: Option<&str>) -> Settings {
     let mut env = HashMap::new();
     env.insert("NOTIFY_ENVIRONMENT".to_owned(), "test".to_owned());
     env.insert("SQLALCHEMY_DATABASE_URI".to_owned(), primary.to_owned());
@@ -29,7 +29,7 @@ pub fn settings(primary: &str, bulk: Option<&str>) -> Settings {
 }
 
 /// A URI listing several servers (same credentials), e.g. for a bulk bind over two servers.
-pub fn multi_host_uri(endpoints: &[&Endpoint], db: &str, query: &str) -> String {
+pub(crate) fn multi_host_uri(endpoints: &[&Endpoint], db: &str, query: &str) -> String {
     let first = endpoints[0];
     let hosts: Vec<String> = endpoints
         .iter()
@@ -49,12 +49,12 @@ pub fn multi_host_uri(endpoints: &[&Endpoint], db: &str, query: &str) -> String 
 }
 
 /// A unique application_name for this test process, to count our backends in pg_stat_activity.
-pub fn app_name(scenario: &str) -> String {
+pub(crate) fn app_name(scenario: &str) -> String {
     format!("faults-{scenario}-{}", std::process::id())
 }
 
 /// Number of client backends with this application_name, seen from `client`'s server.
-pub async fn backends(client: &tokio_postgres::Client, app: &str) -> i64 {
+pub(crate) async fn backends(client: &tokio_postgres::Client, app: &str) -> i64 {
     client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
@@ -66,7 +66,7 @@ pub async fn backends(client: &tokio_postgres::Client, app: &str) -> i64 {
 }
 
 /// Sum of one metric's samples (every label set) in a Prometheus text payload.
-pub fn metric_sum(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
@@ -78,7 +78,7 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 }
 
 /// Resident set size of this process in KiB, from /proc/self/status.
-pub fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     status
         .lines()
@@ -88,11 +88,11 @@ pub fn rss_kib() -> u64 {
 }
 
 /// xorshift64*: a tiny seeded generator (the seed is printed so a run can be repeated).
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// From `FAULTS_SEED` when set, else from the clock; prints the seed.
-    pub fn from_env(what: &str) -> Rng {
+    pub(crate) fn from_env(what: &str) -> Rng {
         let seed = std::env::var("FAULTS_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -107,12 +107,12 @@ impl Rng {
     }
 
     /// From a given seed, without printing it.
-    pub fn quiet(seed: u64) -> Rng {
+    pub(crate) fn quiet(seed: u64) -> Rng {
         Rng(seed | 1)
     }
 
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -122,7 +122,7 @@ impl Rng {
     }
 
     /// A value in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -153,7 +153,7 @@ fn sh(args: &[&str]) -> Result<String, String> {
 /// like a network black hole; dropping the server's replies does (the client's probes and
 /// retransmissions leave, nothing comes back). Serialized between processes by a file lock;
 /// removed on drop.
-pub struct BlackHole {
+pub(crate) struct BlackHole {
     _lock: File,
 }
 
@@ -161,11 +161,11 @@ const TC_LOCK: &str = "/tmp/notify-db-faults-tc.lock";
 const CLASS: &str = "1:66";
 
 /// The right to change lo's qdisc (a file lock shared by every process of this suite).
-pub struct TcLock(File);
+pub(crate) struct TcLock(File);
 
 impl TcLock {
     /// Waits for the lock.
-    pub fn acquire() -> Result<TcLock, String> {
+    pub(crate) fn acquire() -> Result<TcLock, String> {
         let lock = File::create(TC_LOCK).map_err(|e| format!("cannot open {TC_LOCK}: {e}"))?;
         lock.lock()
             .map_err(|e| format!("cannot lock {TC_LOCK}: {e}"))?;
@@ -175,7 +175,7 @@ impl TcLock {
 
 impl BlackHole {
     /// Installs the drop rule for packets from `addr:port`.
-    pub fn start(lock: TcLock, addr: Ipv4Addr, port: u16) -> Result<BlackHole, String> {
+    pub(crate) fn start(lock: TcLock, addr: Ipv4Addr, port: u16) -> Result<BlackHole, String> {
         let lock = lock.0;
         let current = sh(&["tc", "qdisc", "show", "dev", "lo"])?;
         if current.contains("qdisc htb 1: root") {
@@ -229,7 +229,7 @@ impl BlackHole {
     }
 
     /// Packets dropped so far by the black hole (from `tc -s qdisc`).
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         let Ok(out) = sh(&["tc", "-s", "qdisc", "show", "dev", "lo"]) else {
             return 0;
         };
@@ -326,7 +326,7 @@ fn gone(pid: u32) -> bool {
 /// container whose PID 1 does not), it stays a zombie that still answers `kill(pid, 0)`, and
 /// the next postmaster would take its lock files (`postmaster.pid`, the socket's `.lock`) for a
 /// live server's: then those stale files are removed, as an operator would.
-pub fn kill_postmaster(server: &Server) -> Result<(), String> {
+pub(crate) fn kill_postmaster(server: &Server) -> Result<(), String> {
     let postmaster = server
         .postmaster_pid()
         .map_err(|e| format!("the postmaster's pid: {e}"))?;
@@ -359,14 +359,14 @@ pub fn kill_postmaster(server: &Server) -> Result<(), String> {
 }
 
 /// A server frozen with SIGSTOP (postmaster and all its children); SIGCONT on drop.
-pub struct Frozen {
+pub(crate) struct Frozen {
     postmaster: u32,
     since: Instant,
 }
 
 impl Frozen {
     /// Stops `postmaster` and every child process; an error when a signal was not delivered.
-    pub fn start(postmaster: u32) -> Result<Frozen, String> {
+    pub(crate) fn start(postmaster: u32) -> Result<Frozen, String> {
         let frozen = Frozen {
             postmaster,
             since: Instant::now(),
@@ -379,7 +379,7 @@ impl Frozen {
     }
 
     /// How long it has been frozen.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.since.elapsed()
     }
 }
@@ -400,7 +400,7 @@ impl Drop for Frozen {
 
 /// One recorded pool event.
 #[derive(Clone, Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A connection was opened.
     Connected {
         at: Instant,
@@ -425,14 +425,14 @@ pub enum Event {
 
 /// A pool observer that records connection events (no metrics).
 #[derive(Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// Every event, in order.
     pub events: Mutex<Vec<Event>>,
 }
 
 impl Recorder {
     /// A copy of the events so far.
-    pub fn snapshot(&self) -> Vec<Event> {
+    pub(crate) fn snapshot(&self) -> Vec<Event> {
         self.events.lock().expect("events lock").clone()
     }
 }
@@ -475,6 +475,6 @@ impl PoolObserver for Recorder {
 }
 
 /// Runs blocking server control (pg_ctl) off the async workers.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }

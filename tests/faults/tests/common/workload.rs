@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use notify_db_pool::{ConnectError, Pool, PoolError};
 
 /// Tasks writing at once (issue 23's default).
-pub const TASKS: usize = 16;
+pub(crate) const TASKS: usize = 16;
 
 /// The table every write goes to. `write_id` is deliberately not unique: a write applied twice
 /// must show up as a duplicate, not be hidden by a constraint error.
-pub const TABLE_SQL: &str = "CREATE TABLE fault_writes (\
+pub(crate) const TABLE_SQL: &str = "CREATE TABLE fault_writes (\
      seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
      write_id bigint NOT NULL, \
      payload text NOT NULL, \
@@ -31,7 +31,7 @@ const WRITE_LIMIT: Duration = Duration::from_secs(30);
 
 /// What happened to one write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// COMMIT was answered OK: the row must be on the server.
     Acknowledged,
     /// An error before COMMIT was sent, or the server answered COMMIT with an ERROR: the row
@@ -43,7 +43,7 @@ pub enum Outcome {
 
 /// One attempted write.
 #[derive(Clone, Debug)]
-pub struct Write {
+pub(crate) struct Write {
     /// Unique id: task number in the high 32 bits, the task's sequence number in the low.
     pub id: i64,
     /// Checksum of the payload written.
@@ -68,7 +68,7 @@ fn payload(id: i64) -> String {
 }
 
 /// FNV-1a of the payload, as the signed 64-bit integer stored in `checksum`.
-pub fn checksum(payload: &str) -> i64 {
+pub(crate) fn checksum(payload: &str) -> i64 {
     payload
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -177,7 +177,7 @@ async fn task(pool: Pool, n: usize, start: Instant, stop: Arc<AtomicBool>) -> Ve
 }
 
 /// The running workload.
-pub struct Workload {
+pub(crate) struct Workload {
     start: Instant,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Write>>>,
@@ -185,7 +185,7 @@ pub struct Workload {
 
 impl Workload {
     /// Starts [`TASKS`] writing tasks on `pool` (the `default` bind).
-    pub fn start(pool: &Pool) -> Workload {
+    pub(crate) fn start(pool: &Pool) -> Workload {
         let start = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..TASKS)
@@ -195,12 +195,12 @@ impl Workload {
     }
 
     /// Time since the workload started (to mark the fault's start and end).
-    pub fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         self.start.elapsed()
     }
 
     /// Stops the tasks and collects every write; an error when a task panicked.
-    pub async fn stop(self) -> Writes {
+    pub(crate) async fn stop(self) -> Writes {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         for t in self.tasks {
@@ -214,7 +214,7 @@ impl Workload {
 }
 
 /// Every write of a run.
-pub struct Writes {
+pub(crate) struct Writes {
     /// Every attempted write, task by task.
     pub all: Vec<Write>,
     /// When the workload stopped, since it started.
@@ -223,12 +223,12 @@ pub struct Writes {
 
 impl Writes {
     /// How many writes had this outcome.
-    pub fn count(&self, outcome: Outcome) -> usize {
+    pub(crate) fn count(&self, outcome: Outcome) -> usize {
         self.all.iter().filter(|w| w.outcome == outcome).count()
     }
 
     /// Writes not acknowledged, by error label.
-    pub fn errors(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn errors(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for e in self.all.iter().filter_map(|w| w.error.as_ref()) {
             *out.entry(e.clone()).or_insert(0) += 1;
@@ -249,7 +249,7 @@ impl Writes {
     /// Throughput before `fault.0`, between `fault.0` and `fault.1`, after `fault.1`, and the
     /// recovery time: from the fault's start to the start of the first 500 ms window (in steps
     /// of 100 ms) at 80 % or more of the rate before; `None` when it never got there.
-    pub fn throughput(&self, fault: (Duration, Duration)) -> Throughput {
+    pub(crate) fn throughput(&self, fault: (Duration, Duration)) -> Throughput {
         let warm_up = Duration::from_millis(500).min(fault.0);
         let before = self.rate(warm_up, fault.0);
         let window = Duration::from_millis(500);
@@ -273,7 +273,7 @@ impl Writes {
 
 /// Acknowledged writes per second around a fault.
 #[derive(Clone, Copy, Debug)]
-pub struct Throughput {
+pub(crate) struct Throughput {
     /// Before the fault (after a short warm-up).
     pub before: f64,
     /// While the fault lasted.
@@ -286,7 +286,7 @@ pub struct Throughput {
 
 /// What the server kept, compared with what the client was told.
 #[derive(Debug, Default)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Writes acknowledged.
     pub acknowledged: usize,
     /// Writes failed.
@@ -308,7 +308,7 @@ pub struct Verdict {
 }
 
 /// Reads `fault_writes` on `server` (the primary after the fault) and compares it with `writes`.
-pub async fn verify(server: &tokio_postgres::Client, writes: &Writes) -> Verdict {
+pub(crate) async fn verify(server: &tokio_postgres::Client, writes: &Writes) -> Verdict {
     let rows = server
         .query("SELECT write_id, payload, checksum FROM fault_writes", &[])
         .await
@@ -366,7 +366,7 @@ impl Verdict {
     /// The zero-loss promises, with at most `lost_allowed` acknowledged rows lost (0 but for
     /// asynchronous failover): every other acknowledged row present with its checksum, no failed
     /// row present, no duplicate, nothing nobody wrote.
-    pub fn assert_intact(&self, scenario: &str, lost_allowed: usize) {
+    pub(crate) fn assert_intact(&self, scenario: &str, lost_allowed: usize) {
         assert!(
             self.acknowledged > 0,
             "{scenario}: no write was acknowledged at all"
