@@ -3,12 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
+mod workspace;
+
+use workspace::{members, root};
 
 /// The back-quoted words of `text`.
 fn quoted(text: &str) -> Vec<&str> {
@@ -111,33 +108,10 @@ fn paths_are_told_apart_from_other_words() {
 /// The workspace members that are library crates (a `src/lib.rs`), relative to the root; xtask
 /// and xtask/boot are the developer tool (the boot library only shares code with xtask's binary).
 fn library_crates(root: &Path) -> Vec<PathBuf> {
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("reading Cargo.toml");
-    let list = manifest
-        .split("members")
-        .nth(1)
-        .and_then(|s| s.split(['[', ']']).nth(1))
-        .expect("Cargo.toml lists its workspace members");
-    let mut out = Vec::new();
-    for member in list
-        .split(',')
-        .map(|m| m.trim().trim_matches('"'))
-        .filter(|m| !m.is_empty())
-    {
-        let dirs: Vec<PathBuf> = match member.strip_suffix("/*") {
-            Some(parent) => std::fs::read_dir(root.join(parent))
-                .unwrap_or_else(|e| panic!("reading member folder {parent}: {e}"))
-                .flatten()
-                .map(|e| PathBuf::from(parent).join(e.file_name()))
-                .collect(),
-            None => vec![PathBuf::from(member)],
-        };
-        out.extend(
-            dirs.into_iter()
-                .filter(|d| !d.starts_with("xtask") && root.join(d).join("src/lib.rs").is_file()),
-        );
-    }
-    out.sort();
-    out
+    members(root)
+        .into_iter()
+        .filter(|d| !d.starts_with("xtask") && root.join(d).join("src/lib.rs").is_file())
+        .collect()
 }
 
 /// The `.rs` files under `dir`, binaries (`bin/`, `main.rs`) left out.

@@ -9,12 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
+mod workspace;
+
+use workspace::{members, root};
 
 /// A module path inside one crate (`["engine", "lock"]`; the root is empty).
 type ModPath = Vec<String>;
@@ -301,25 +298,11 @@ fn loops(src: &Path) -> Vec<Vec<String>> {
 
 /// The `src` folders of the workspace's crates.
 fn crate_sources(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in ["crates", "."] {
-        for entry in std::fs::read_dir(root.join(dir))
-            .expect("reading the workspace")
-            .flatten()
-        {
-            let src = entry.path().join("src");
-            if src.is_dir() && entry.path().join("Cargo.toml").is_file() {
-                out.push(src);
-            }
-        }
-    }
-    for extra in ["xtask/boot/src", "examples/service/src", "tests/faults/src"] {
-        if root.join(extra).is_dir() {
-            out.push(root.join(extra));
-        }
-    }
-    out.sort();
-    out
+    members(root)
+        .into_iter()
+        .map(|m| root.join(m).join("src"))
+        .filter(|src| src.is_dir())
+        .collect()
 }
 
 #[test]

@@ -11,45 +11,9 @@ use std::path::{Path, PathBuf};
 const XTASK_MAX_LINES: usize = 2_000;
 /// The most lines of non-test source one file may hold.
 const FILE_MAX_LINES: usize = 700;
+mod workspace;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
-
-/// The workspace members of the root Cargo.toml (`dir/*` patterns expanded), relative to the root.
-fn members(root: &Path) -> Vec<PathBuf> {
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("reading Cargo.toml");
-    let list = manifest
-        .split("members")
-        .nth(1)
-        .and_then(|s| s.split(['[', ']']).nth(1))
-        .expect("Cargo.toml lists its workspace members");
-    let mut out = Vec::new();
-    for m in list
-        .split(',')
-        .map(|m| m.trim().trim_matches('"'))
-        .filter(|m| !m.is_empty())
-    {
-        match m.strip_suffix("/*") {
-            Some(parent) => {
-                let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(parent))
-                    .unwrap_or_else(|e| panic!("reading member folder {parent}: {e}"))
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.join("Cargo.toml").is_file())
-                    .map(|p| p.strip_prefix(root).expect("under the root").to_path_buf())
-                    .collect();
-                dirs.sort();
-                out.extend(dirs);
-            }
-            None => out.push(PathBuf::from(m)),
-        }
-    }
-    out
-}
+use workspace::{members, root};
 
 /// The `.rs` files under `dir`, recursively, sorted.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
