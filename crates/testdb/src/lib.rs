@@ -20,6 +20,7 @@ mod pgbouncer;
 mod proc;
 mod prometheus;
 mod replication;
+mod server;
 mod sql_dir;
 mod testdb;
 mod user;
@@ -29,13 +30,14 @@ use std::fmt;
 pub use bin::{bin_dir_for_major, find_bin_dir, server_major};
 #[cfg(feature = "certs")]
 pub use certs::{ServerCert, TestCa};
-pub use cluster::{Cluster, ClusterBuilder, Server, base_dir};
+pub use cluster::{Cluster, ClusterBuilder, base_dir};
 pub use layout::{MAX_REPLICAS, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, StopMode};
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use proc::{append, free_port};
 pub use prometheus::{
     ENV_PROMETHEUS, PROMETHEUS_ADDR, Prometheus, PrometheusBuilder, find_prometheus,
 };
+pub use server::Server;
 pub use sql_dir::SqlDir;
 pub use testdb::{
     BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
