@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Recorder, settings_from};
+use common::{Recorder, recorded, settings_from};
 use futures_util::{SinkExt, StreamExt};
-use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, Pool};
 use notify_db_testdb::{PgBouncer, TestDb};
 use tokio_postgres::error::SqlState;
@@ -285,16 +283,6 @@ async fn test_db() -> TestDb {
     db
 }
 
-async fn pools(s: &Settings) -> (Databases, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("both pools");
-    (dbs, recorder)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dirty_return_is_reset_on_both_binds_directly() {
     let db = test_db().await;
@@ -305,7 +293,7 @@ async fn every_dirty_return_is_reset_on_both_binds_directly() {
     if let Some(r) = db.replica_uri() {
         vars.push(("SQLALCHEMY_DATABASE_URI_BULK", r));
     }
-    let (dbs, recorder) = pools(&settings_from(&vars)).await;
+    let (dbs, recorder) = recorded(&settings_from(&vars)).await;
     for bind in [Bind::Default, Bind::Bulk] {
         every_case(&dbs, &recorder, bind, &db, &ALL, false).await;
     }
@@ -333,7 +321,7 @@ async fn every_dirty_return_is_reset_on_both_binds_through_pgbouncer() {
         ("DATABASE_STATEMENT_TIMEOUT_REPLICA_MS", "7000".to_owned()),
         ("SQLALCHEMY_POOL_SIZE", "1".to_owned()),
     ]);
-    let (dbs, recorder) = pools(&s).await;
+    let (dbs, recorder) = recorded(&s).await;
     // Every case, the cancelled ones too: PgBouncer forwards the CancelRequest (sent to it,
     // with the key it gave this client) to the server connection the client is linked to. The
     // COPY TO, with a request queued behind it, is closed instead (see `Case::reasons`).
@@ -350,7 +338,7 @@ async fn every_dirty_return_is_reset_on_both_binds_through_pgbouncer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_return_right_after_a_query_from_a_str_is_not_reset() {
     let db = test_db().await;
-    let (dbs, recorder) = pools(&settings_from(&[
+    let (dbs, recorder) = recorded(&settings_from(&[
         ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
         ("SQLALCHEMY_POOL_SIZE", "1".to_owned()),
     ]))

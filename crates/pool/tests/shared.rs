@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Recorder, closed_port, settings_from};
+use common::{Recorder, closed_port, recorded, settings_from};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, ConnectError, Databases, PoolError, connect_one};
 use notify_db_testdb::TestDb;
@@ -36,17 +36,6 @@ fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
         vars.push((k, (*v).to_owned()));
     }
     settings_from(&vars)
-}
-
-/// Both pools for `s`, with an observer that records every event.
-async fn recorded(s: &Settings) -> (Databases, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("connecting both pools");
-    (dbs, recorder)
 }
 
 /// `SHOW`-style value of a setting in its base unit (ms for timeouts).

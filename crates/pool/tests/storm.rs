@@ -9,12 +9,10 @@
 //! and both binds through one PgBouncer at once), so that the suite stays fast.
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Recorder, settings_from};
+use common::{Recorder, recorded, settings_from};
 use futures_util::{SinkExt, StreamExt};
-use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, Pool};
 use notify_db_testdb::{PgBouncer, TestDb};
 
@@ -284,16 +282,6 @@ async fn storm_db() -> (TestDb, tokio_postgres::Client) {
     (db, admin)
 }
 
-async fn pools(s: &Settings) -> (Databases, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("pools");
-    (dbs, recorder)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_on_the_bulk_bind_directly_leaves_all_idle_and_reads_its_own_answers() {
     let (db, _) = storm_db().await;
@@ -305,7 +293,7 @@ async fn a_storm_on_the_bulk_bind_directly_leaves_all_idle_and_reads_its_own_ans
         ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
         ("SQLALCHEMY_DATABASE_URI_BULK", replica),
     ]);
-    let (dbs, recorder) = pools(&s).await;
+    let (dbs, recorder) = recorded(&s).await;
     let admin = db.connect_replica().await.expect(NEED_PG);
     storm(
         &dbs,
@@ -349,7 +337,7 @@ async fn a_storm_on_both_binds_through_pgbouncer_commits_nothing_abandoned_and_l
             BOUNCER_TIMEOUT_MS.to_string(),
         ),
     ]);
-    let (dbs, recorder) = pools(&s).await;
+    let (dbs, recorder) = recorded(&s).await;
     let wait = s.pool.wait_timeout;
     // Both binds at once: one PgBouncer, twice the load, the time of one.
     tokio::join!(
@@ -378,7 +366,7 @@ async fn a_storm_on_both_binds_through_pgbouncer_commits_nothing_abandoned_and_l
 async fn a_storm_of_cancelled_checkouts_commits_nothing_abandoned_and_leaves_all_idle() {
     let (db, admin) = storm_db().await;
     let s = settings_from(&[("SQLALCHEMY_DATABASE_URI", db.primary_uri())]);
-    let (dbs, recorder) = pools(&s).await;
+    let (dbs, recorder) = recorded(&s).await;
     let wait = s.pool.wait_timeout;
     storm(
         &dbs,

@@ -2,11 +2,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify_db_config::Settings;
-use notify_db_pool::{Bind, CheckoutToken, ConnInfo, ConnectFailure, PoolObserver, ResetReason};
+use notify_db_pool::{
+    Bind, CheckoutToken, ConnInfo, ConnectFailure, Databases, PoolObserver, ResetReason,
+};
 
 /// Settings from an environment map (no config files), like a service would get them.
 pub(crate) fn settings_from(vars: &[(&str, String)]) -> Settings {
@@ -87,4 +89,15 @@ impl PoolObserver for Recorder {
 pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a probe port");
     l.local_addr().expect("probe port address").port()
+}
+
+/// Both pools for `s`, with an observer that records every event.
+pub(crate) async fn recorded(s: &Settings) -> (Databases, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let dbs = Databases::builder(s)
+        .observer(recorder.clone())
+        .build()
+        .await
+        .expect("connecting both pools");
+    (dbs, recorder)
 }
