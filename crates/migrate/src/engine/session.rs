@@ -182,6 +182,19 @@ impl Session {
         })
     }
 
+    /// Appends the `CREATE TABLE IF NOT EXISTS` of the bookkeeping tables this session found
+    /// missing (IF NOT EXISTS still guards a table another runner created after we looked).
+    pub(super) fn push_missing_tables(&self, sql: &mut String) {
+        if !self.tables.0 {
+            sql.push_str(CREATE_VERSION_TABLE);
+            sql.push_str(";\n");
+        }
+        if !self.tables.1 {
+            sql.push_str(CREATE_JOURNAL_TABLE);
+            sql.push_str(";\n");
+        }
+    }
+
     /// Session settings, tables, and the current state, in one round trip.
     pub(super) async fn prepare(
         &self,
@@ -191,15 +204,7 @@ impl Session {
         let mut q = render::session_setup(options.lock_timeout, options.statement_timeout);
         q.push_str(render::queries::CONNECTION_CHECK);
         q.push_str(";\n");
-        // IF NOT EXISTS still guards a table created by another runner after we looked.
-        if !self.tables.0 {
-            q.push_str(CREATE_VERSION_TABLE);
-            q.push_str(";\n");
-        }
-        if !self.tables.1 {
-            q.push_str(CREATE_JOURNAL_TABLE);
-            q.push_str(";\n");
-        }
+        self.push_missing_tables(&mut q);
         q.push_str(&render::queries::read_version());
         q.push_str(";\n");
         q.push_str(&render::queries::read_journal(false));

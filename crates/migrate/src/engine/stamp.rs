@@ -11,7 +11,7 @@ use super::connection::{db, rows, runner_host};
 use super::session::Session;
 use crate::error::Error;
 use crate::migration::valid_id;
-use crate::render::{self, CREATE_JOURNAL_TABLE, CREATE_VERSION_TABLE, Elapsed};
+use crate::render::{self, Elapsed};
 use crate::set::{MigrationSet, Target};
 
 /// What a stamp did.
@@ -35,14 +35,7 @@ pub(super) async fn write(
 ) -> Result<StampReport, Error> {
     let client = &session.client;
     let mut setup = String::new();
-    if !session.tables.0 {
-        setup.push_str(CREATE_VERSION_TABLE);
-        setup.push_str(";\n");
-    }
-    if !session.tables.1 {
-        setup.push_str(CREATE_JOURNAL_TABLE);
-        setup.push_str(";\n");
-    }
+    session.push_missing_tables(&mut setup);
     setup.push_str(&render::queries::read_versions());
     let msgs = client
         .simple_query(&setup)
