@@ -12,6 +12,8 @@ pub(super) struct Cpu {
     pub(super) children: u64,
     /// The server: the postmaster with its reaped children, plus its live backends.
     pub(super) server: u64,
+    /// The machine: ticks of every CPU idle (idle + iowait) and in all, from `/proc/stat`.
+    pub(super) machine: (u64, u64),
 }
 
 /// (utime + stime, cutime + cstime, ppid) of a process from `/proc/<pid>/stat`.
@@ -45,6 +47,34 @@ pub(super) fn cpu_now(postmaster: u32) -> Cpu {
         own,
         children,
         server: pm + pm_children + backends,
+        machine: machine_ticks().unwrap_or_default(),
+    }
+}
+
+/// (idle + iowait, all) ticks summed over every CPU: the `cpu` line of `/proc/stat` (user nice
+/// system idle iowait irq softirq steal; guest time is already in user).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((fields.get(3)? + fields.get(4)?, fields.iter().sum()))
+}
+
+/// The share of the machine's CPU time that was idle between two snapshots: what a client too
+/// slow to keep the server busy leaves unused (0 when unknown).
+pub(super) fn idle_share(before: Cpu, after: Cpu) -> f64 {
+    let idle = after.machine.0.saturating_sub(before.machine.0);
+    let all = after.machine.1.saturating_sub(before.machine.1);
+    if all == 0 {
+        0.0
+    } else {
+        idle as f64 / all as f64
     }
 }
 

@@ -22,7 +22,7 @@ use tokio_postgres::types::Type;
 
 use super::workload::{
     ROUNDS, Round, SELECT, bench_cluster, bench_seconds, client_runtime, count_until_stop, drive,
-    pgbench_init, pgbench_select, warm,
+    pgbench_init, pgbench_select, pgbench_threads, warm,
 };
 use super::{Figure, median};
 
@@ -75,9 +75,29 @@ fn measure() -> Result<Vec<Figure>> {
         let ours_direct = rt.block_on(pool(&direct, n, false))?;
         let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            a.push(pgbench_select(&pgbench, &via, n, round_secs, pm, "extended")?.tps);
+            a.push(
+                pgbench_select(
+                    &pgbench,
+                    &via,
+                    (n, pgbench_threads(n)),
+                    round_secs,
+                    pm,
+                    "extended",
+                )?
+                .tps,
+            );
             b.push(rt.block_on(ours(&ours_via, n, round, pm))?.tps);
-            c.push(pgbench_select(&pgbench, &direct, n, round_secs, pm, "extended")?.tps);
+            c.push(
+                pgbench_select(
+                    &pgbench,
+                    &direct,
+                    (n, pgbench_threads(n)),
+                    round_secs,
+                    pm,
+                    "extended",
+                )?
+                .tps,
+            );
             d.push(rt.block_on(ours(&ours_direct, n, round, pm))?.tps);
         }
         drop((ours_via, ours_direct));

@@ -19,10 +19,12 @@
 //! `NOTIFY_BENCH_CLIENTS` (default `1,8,32`), `NOTIFY_BENCH_RUNTIME=multi` (client runtime of
 //! (b) and (c) with 2 workers when N > 1; by default current-thread, see [`runtime`]).
 //!
-//! For N > 1, (c2) runs our pool in pgbench `-j 2`'s shape: two threads, each with a
-//! current-thread runtime, its own pool of N/2 and N/2 clients. Every method also reports its
-//! client and server CPU per transaction (from `/proc`), which says where a throughput gap
-//! comes from when the client and the server share 2 cores.
+//! For N > 1, pgbench runs with `-j 2` (a) and also with `-j 1` (a1), the shape of (c): one
+//! thread driving every connection; and (c2) runs our pool in pgbench `-j 2`'s shape: two
+//! threads, each with a current-thread runtime, its own pool of N/2 and N/2 clients. Every
+//! method also reports its client and server CPU per transaction (from `/proc`) and the share of
+//! the machine's CPU left idle, which say where a throughput gap comes from when the client and
+//! the server share 2 cores.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -33,10 +35,11 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
 use notify_db_testdb::Endpoint;
 
-use super::cpu::{cpu_now, cpu_per_txn};
+use super::cpu::{cpu_now, cpu_per_txn, idle_share};
 use super::workload::{
     MEASURE, PGBENCH_WARM_UP, ROUNDS, Round, SCALE, SELECT, STOP, WARMUP, bench_cluster,
-    bench_seconds, client_runtime, count_until_stop, drive, pgbench_init, pgbench_select, warm,
+    bench_seconds, client_runtime, count_until_stop, drive, pgbench_init, pgbench_select,
+    pgbench_threads, warm,
 };
 use super::{Figure, median};
 
@@ -85,14 +88,17 @@ fn measure() -> Result<Vec<Figure>> {
         let pool_b = rt_b.block_on(bare_pool(&ep, n))?;
         let rt_c = runtime(n)?;
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
-        let (mut a, mut b, mut c, mut c2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut a1, mut b, mut c, mut c2) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let pgbench_j =
+            |threads| pgbench_select(&pgbench, &ep, (n, threads), round_secs, pm, "prepared");
         for _ in 0..ROUNDS {
-            a.push(pgbench_select(
-                &pgbench, &ep, n, round_secs, pm, "prepared",
-            )?);
+            a.push(pgbench_j(pgbench_threads(n))?);
             b.push(rt_b.block_on(bare_deadpool(&pool_b, n, round, pm))?);
             c.push(rt_c.block_on(ours(&pool_c, n, round, pm))?);
             if n > 1 {
+                // (c)'s shape: one thread drives every connection.
+                a1.push(pgbench_j(1)?);
                 c2.push(ours_two_threads(&ep, n, round, pm)?);
             }
         }
@@ -105,8 +111,9 @@ fn measure() -> Result<Vec<Figure>> {
                 .join(" ")
         };
         eprintln!(
-            "bench pool: N={n} rounds (tps): a [{}] b [{}] c [{}] c2 [{}]",
+            "bench pool: N={n} rounds (tps): a [{}] a1 [{}] b [{}] c [{}] c2 [{}]",
             show(&a),
+            show(&a1),
             show(&b),
             show(&c),
             show(&c2)
@@ -117,21 +124,32 @@ fn measure() -> Result<Vec<Figure>> {
             (
                 median(v.iter().map(|r| r.client_us).collect()),
                 median(v.iter().map(|r| r.server_us).collect()),
+                median(v.iter().map(|r| r.idle).collect()),
             )
         };
-        let (cpu_a, cpu_b, cpu_c, cpu_c2) = (cpu(&a), cpu(&b), cpu(&c), cpu(&c2));
+        let (cpu_a, cpu_a1, cpu_b, cpu_c, cpu_c2) = (cpu(&a), cpu(&a1), cpu(&b), cpu(&c), cpu(&c2));
         let tps = |v: Vec<Round>| median(v.into_iter().map(|r| r.tps).collect());
         let has_c2 = !c2.is_empty();
-        let (a, b, c, c2) = (tps(a), tps(b), tps(c), tps(c2));
+        let (a, a1, b, c, c2) = (tps(a), tps(a1), tps(b), tps(c), tps(c2));
         figures.push(bench(
             format!("N={n} (a) pgbench -S -M prepared"),
             a,
             "tps",
             None,
             &format!(
-                "baseline, warm: first {PGBENCH_WARM_UP} s of each run discarded (median of rounds)"
+                "baseline, -j {}, warm: first {PGBENCH_WARM_UP} s of each run discarded (median of rounds)",
+                pgbench_threads(n)
             ),
         ));
+        if has_c2 {
+            figures.push(bench(
+                format!("N={n} (a1) pgbench -S -M prepared -j 1"),
+                a1,
+                "tps",
+                Some(a1 / a),
+                "a1/a: (c)'s shape, one thread driving every connection",
+            ));
+        }
         figures.push(bench(
             format!("N={n} (b) bare deadpool-postgres"),
             b,
@@ -146,6 +164,15 @@ fn measure() -> Result<Vec<Figure>> {
             Some(c / a),
             "c/a, target >= 0.90",
         ));
+        if has_c2 {
+            figures.push(bench(
+                format!("N={n} (c) ours vs pgbench -j 1"),
+                c,
+                "tps",
+                Some(c / a1),
+                "c/a1: the same shape, one thread",
+            ));
+        }
         figures.push(bench(
             format!("N={n} (c) ours vs deadpool"),
             c,
@@ -162,23 +189,24 @@ fn measure() -> Result<Vec<Figure>> {
                 "c2/a: pgbench -j 2's shape (a current-thread runtime and a pool per thread)",
             ));
         }
-        let mut cpus = vec![
-            ("(a) pgbench", cpu_a),
-            ("(b) deadpool", cpu_b),
-            ("(c) ours", cpu_c),
-        ];
+        let mut cpus = vec![("(a) pgbench", cpu_a)];
+        if has_c2 {
+            cpus.push(("(a1) pgbench -j 1", cpu_a1));
+        }
+        cpus.extend([("(b) deadpool", cpu_b), ("(c) ours", cpu_c)]);
         if has_c2 {
             cpus.push(("(c2) ours, 2 threads", cpu_c2));
         }
-        for (label, (client, server)) in cpus {
+        for (label, (client, server, idle)) in cpus {
             figures.push(bench(
                 format!("N={n} {label} client CPU"),
                 client,
                 "us/txn",
                 Some(client / cpu_a.0),
                 &format!(
-                    "/ pgbench's; server CPU {server:.1} us/txn ({:.2} of pgbench's); medians of rounds",
-                    server / cpu_a.1
+                    "/ pgbench's; server CPU {server:.1} us/txn ({:.2} of pgbench's); CPUs idle {:.1} %; medians of rounds",
+                    server / cpu_a.1,
+                    idle * 100.0
                 ),
             ));
         }
@@ -420,6 +448,7 @@ fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32
         tps: total as f64 / elapsed.as_secs_f64(),
         client_us,
         server_us,
+        idle: idle_share(before, after),
     })
 }
 

@@ -12,7 +12,7 @@ use notify_db_config::Settings;
 use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::cpu::{cpu_now, cpu_per_txn, proc_times};
+use super::cpu::{cpu_now, cpu_per_txn, idle_share, proc_times};
 
 /// The pgbench -S statement.
 pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -80,14 +80,19 @@ pub(super) fn pgbench_cmd(pgbench: &std::path::Path, ep: &Endpoint) -> Command {
 /// sides are measured warm, over a steady window.
 pub(super) const PGBENCH_WARM_UP: u64 = 1;
 
-/// (a): `pgbench -S -M <mode> -c N -j 2 -P 1 -T warm-up + seconds + 1` (mode `prepared` here,
-/// `extended` through PgBouncer). The window measured is the progress reports after the first
-/// [`PGBENCH_WARM_UP`] seconds: the mean of their TPS, and the CPU of pgbench (read live from
-/// `/proc/<pid>`) and of the server from the report before the first of them to the last.
+/// pgbench's usual thread count for `n` clients: `-j 2` (one per core here) when N > 1.
+pub(super) fn pgbench_threads(n: usize) -> usize {
+    n.min(2)
+}
+
+/// (a): `pgbench -S -M <mode> -c N -j <threads> -P 1 -T warm-up + seconds + 1` (mode `prepared`
+/// here, `extended` through PgBouncer). The window measured is the progress reports after the
+/// first [`PGBENCH_WARM_UP`] seconds: the mean of their TPS, and the CPU of pgbench (read live
+/// from `/proc/<pid>`) and of the server from the report before the first of them to the last.
 pub(super) fn pgbench_select(
     pgbench: &std::path::Path,
     ep: &Endpoint,
-    n: usize,
+    (n, threads): (usize, usize),
     seconds: u64,
     postmaster: u32,
     mode: &str,
@@ -96,7 +101,7 @@ pub(super) fn pgbench_select(
         .args(["-n", "-S", "-M", mode, "-c", &n.to_string(), "-P", "1"])
         .args([
             "-j",
-            if n > 1 { "2" } else { "1" },
+            &threads.to_string(),
             "-T",
             // One second more than measured: pgbench often ends before printing its last
             // report.
@@ -160,6 +165,7 @@ pub(super) fn pgbench_select(
         tps,
         client_us,
         server_us,
+        idle: idle_share(before, after),
     })
 }
 
@@ -177,6 +183,8 @@ pub(super) struct Round {
     pub(super) tps: f64,
     pub(super) client_us: f64,
     pub(super) server_us: f64,
+    /// The share of the machine's CPU time left idle during the round.
+    pub(super) idle: f64,
 }
 
 /// A tiny xorshift for account ids, one per client.
@@ -249,6 +257,7 @@ where
         tps: total as f64 / elapsed.as_secs_f64(),
         client_us,
         server_us,
+        idle: idle_share(before, after),
     })
 }
 
