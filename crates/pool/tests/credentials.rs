@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::settings_from;
+use common::{NEED_PG, settings_from};
 use notify_db_pool::{
     Bind, ConnectError, Databases, PasswordError, PasswordProviderError, PoolError,
 };
 use notify_db_testdb::TestDb;
 
-const NEED_PG: &str = "a test database on the shared primary (notify-db-testdb needs \
-                       PostgreSQL 15+ binaries; see crates/testdb)";
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A value no other test uses: role names and passwords.

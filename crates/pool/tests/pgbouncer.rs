@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::settings_from;
+use common::{NEED_PG, settings_from};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, ConnectError, Databases, PoolError};
 use notify_db_testdb::{Endpoint, PgBouncer, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
-const NEED_PG: &str = "a test database on the shared primary/replica (notify-db-testdb needs \
-                       PostgreSQL 15+ binaries; see crates/testdb)";
 const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian package \
                             `pgbouncer`, or point PGBOUNCER at the binary)";
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Recorder, closed_port, recorded, settings_from};
+use common::{Recorder, closed_port, recorded, replicated_db, settings_from};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, ConnectError, Databases, PoolError, connect_one};
 use notify_db_testdb::TestDb;
@@ -15,17 +15,6 @@ use tokio_postgres::error::SqlState;
 
 /// Environment overrides, then the expected value on default and on bulk.
 type Case<'a> = (&'a [(&'a str, &'a str)], String, String);
-
-const NEED_PG: &str = "a test database on the shared primary/replica (notify-db-testdb needs \
-                       PostgreSQL 15+ binaries; see crates/testdb)";
-
-async fn test_db() -> TestDb {
-    let db = TestDb::create().await.expect(NEED_PG);
-    db.sync_replica()
-        .await
-        .expect("replica to replay the new test database");
-    db
-}
 
 fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
     let mut vars = vec![("SQLALCHEMY_DATABASE_URI", db.primary_uri())];
@@ -49,7 +38,7 @@ async fn setting(client: &tokio_postgres::Client, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_reaches_primary_and_bulk_reaches_replica_with_their_timeouts() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let s = settings(
         &db,
         &[
@@ -89,7 +78,7 @@ async fn default_reaches_primary_and_bulk_reaches_replica_with_their_timeouts() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_longer_than_the_timeout_is_cancelled_on_each_bind() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let s = settings(
         &db,
         &[
@@ -115,7 +104,7 @@ async fn a_statement_longer_than_the_timeout_is_cancelled_on_each_bind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_bulk_fail_read_only_on_replica_and_on_fallback_primary() {
-    let db = test_db().await;
+    let db = replicated_db().await;
 
     // Bulk on the replica.
     let dbs = Databases::connect(&settings(&db, &[]))
@@ -161,7 +150,7 @@ async fn writes_on_bulk_fail_read_only_on_replica_and_on_fallback_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_workers_set_when_configured_zero_when_disabled_untouched_otherwise() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let plain = db.connect().await.expect("plain connection");
     let server_default = setting(&plain, "max_parallel_workers_per_gather").await;
     assert!(
@@ -214,7 +203,7 @@ async fn parallel_workers_set_when_configured_zero_when_disabled_untouched_other
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_past_its_lifetime_is_replaced() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db, &[]);
     s.pool.max_lifetime = Duration::from_secs(1);
     s.pool.size = 1;
@@ -249,7 +238,7 @@ async fn a_connection_past_its_lifetime_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_settings_survive_many_recycles() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(
         &db,
         &[
@@ -289,7 +278,7 @@ async fn session_settings_survive_many_recycles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_fails_after_the_wait_timeout_with_a_typed_error() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db, &[]);
     s.pool.size = 1;
     s.pool.wait_timeout = Duration::from_millis(300);
@@ -330,80 +319,8 @@ async fn an_exhausted_pool_fails_after_the_wait_timeout_with_a_typed_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_skips_a_dead_host_and_remembers_it() {
-    let db = test_db().await;
-    let replica = db.replica().expect("the shared cluster has a replica");
-    let dead = closed_port();
-    let uri = format!(
-        "postgresql://{}:{}@127.0.0.1:{dead},{}:{}/{}",
-        replica.user,
-        replica.password,
-        replica.host,
-        replica.port,
-        db.name()
-    );
-    let mut s = settings_from(&[
-        ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
-        ("SQLALCHEMY_DATABASE_URI_BULK", uri),
-    ]);
-    s.pool.size = 4;
-    s.pool.host_backoff = Duration::from_secs(60);
-    let recorder = Arc::new(Recorder::default());
-    let dbs = Databases::builder(&s)
-        .observer(recorder.clone())
-        .build()
-        .await
-        .expect("bulk must connect through the second host");
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let c = dbs.bulk().get().await.expect("bulk connection");
-        let one: i32 = c.query_one("SELECT 1", &[]).await.expect("query").get(0);
-        assert_eq!(one, 1);
-        assert!(c.in_recovery());
-        assert_eq!(c.info().port, replica.port);
-        held.push(c);
-    }
-    let failed = format!("connect_failed bulk 127.0.0.1:{dead}");
-    assert_eq!(
-        recorder.count(&failed),
-        1,
-        "the dead host was tried again during its back-off: {:?}",
-        recorder.events()
-    );
-    assert!(
-        recorder
-            .events()
-            .iter()
-            .any(|e| e == &format!("{failed} refused")),
-        "{:?}",
-        recorder.events()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_with_several_hosts_picks_the_read_write_one() {
-    let db = test_db().await;
-    let (p, r) = (db.primary(), db.replica().expect("replica"));
-    let uri = format!(
-        "postgresql://{}:{}@{}:{},{}:{}/{}",
-        p.user,
-        p.password,
-        r.host,
-        r.port,
-        p.host,
-        p.port,
-        db.name()
-    );
-    let s = settings_from(&[("SQLALCHEMY_DATABASE_URI", uri)]);
-    let dbs = Databases::connect(&s).await.expect("connecting both pools");
-    let c = dbs.default().get().await.expect("default connection");
-    assert!(!c.in_recovery());
-    assert_eq!(c.info().port, p.port);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observer_sees_connect_checkout_return_and_close() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let recorder = Arc::new(Recorder::default());
     let s = settings(&db, &[]);
     let dbs = Databases::builder(&s)
@@ -448,7 +365,7 @@ async fn observer_sees_connect_checkout_return_and_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_the_host_and_never_the_password() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let p = db.primary();
     let wrong = "not-the-password-4711";
     let uri = format!(
@@ -501,7 +418,7 @@ async fn errors_name_the_host_and_never_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_one_sets_up_a_single_connection() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let s = settings(&db, &[("DATABASE_STATEMENT_TIMEOUT_REPLICA_MS", "9999")]);
     let (client, info) = connect_one(&s.bulk, &s, Bind::Bulk)
         .await
@@ -522,7 +439,7 @@ async fn connect_one_sets_up_a_single_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_cached_prepares_once_per_connection() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db, &[]);
     s.pool.size = 1;
     let dbs = Databases::connect(&s).await.expect("connecting both pools");
@@ -554,55 +471,6 @@ async fn prepare_cached_prepares_once_per_connection() {
     assert_eq!(n, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_spreads_new_connections_over_its_hosts() {
-    let db = test_db().await;
-    let (p, r) = (db.primary(), db.replica().expect("replica"));
-    let uri = format!(
-        "postgresql://{}:{}@{}:{},{}:{}/{}",
-        r.user,
-        r.password,
-        r.host,
-        r.port,
-        p.host,
-        p.port,
-        db.name()
-    );
-    let mut s = settings_from(&[
-        ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
-        ("SQLALCHEMY_DATABASE_URI_BULK", uri),
-    ]);
-    s.pool.size = 4;
-    let dbs = Databases::builder(&s)
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("building both pools");
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(dbs.bulk().get().await.expect("bulk connection"));
-    }
-    let ports: Vec<u16> = held.iter().map(|c| c.info().port).collect();
-    assert_eq!(
-        ports.iter().filter(|&&port| port == r.port).count(),
-        2,
-        "{ports:?}"
-    );
-    assert_eq!(
-        ports.iter().filter(|&&port| port == p.port).count(),
-        2,
-        "{ports:?}"
-    );
-    for c in &held {
-        let ro: String = c
-            .query_one("SHOW default_transaction_read_only", &[])
-            .await
-            .expect("query")
-            .get(0);
-        assert_eq!(ro, "on");
-    }
-}
-
 /// Resumes a SIGSTOPped backend when dropped (also when the test fails), so that the shared
 /// server can still shut down.
 struct Stopped(i32);
@@ -624,7 +492,7 @@ impl Drop for Stopped {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_whose_backend_stopped_answering_is_pinged_and_replaced() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db, &[]);
     s.pool.size = 1;
     s.pool.ping_idle_after = Duration::from_millis(400);

@@ -11,13 +11,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Recorder, recorded, settings_from};
+use common::{NEED_PG, Recorder, recorded, settings_from};
 use futures_util::{SinkExt, StreamExt};
 use notify_db_pool::{Bind, Databases, Pool};
 use notify_db_testdb::{PgBouncer, TestDb};
 
-const NEED_PG: &str = "a test database on the shared primary/replica (notify-db-testdb needs \
-                       PostgreSQL 15+ binaries; see crates/testdb)";
 const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian package \
                             `pgbouncer`, or point PGBOUNCER at the binary)";
 const TASKS: i32 = 32;

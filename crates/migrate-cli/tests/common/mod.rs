@@ -145,3 +145,10 @@ pub(crate) async fn psql(db: &TestDb, script: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A set of `n` small migrations, each creating table `t_<i>` after a short sleep.
+pub(crate) fn small_set(label: &str, n: usize) -> SqlDir {
+    SqlDir::tables(label, n, |i| {
+        format!("SELECT pg_sleep(0.05);\nCREATE TABLE t_{i} (id bigint PRIMARY KEY)")
+    })
+}

@@ -9,6 +9,20 @@ use notify_db_config::Settings;
 use notify_db_pool::{
     Bind, CheckoutToken, ConnInfo, ConnectFailure, Databases, PoolObserver, ResetReason,
 };
+use notify_db_testdb::TestDb;
+
+/// What a test needs when the harness cannot give it a database: said in its failure.
+pub(crate) const NEED_PG: &str = "a test database on the shared primary/replica \
+                                  (notify-db-testdb needs PostgreSQL 15+ binaries; see crates/testdb)";
+
+/// A fresh test database on the shared cluster, already replayed by its replica.
+pub(crate) async fn replicated_db() -> TestDb {
+    let db = TestDb::create().await.expect(NEED_PG);
+    db.sync_replica()
+        .await
+        .expect("replica to replay the new test database");
+    db
+}
 
 /// Settings from an environment map (no config files), like a service would get them.
 pub(crate) fn settings_from(vars: &[(&str, String)]) -> Settings {
