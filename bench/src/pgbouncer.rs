@@ -74,30 +74,21 @@ fn measure() -> Result<Vec<Figure>> {
         let ours_via = rt.block_on(pool(&via, n, true))?;
         let ours_direct = rt.block_on(pool(&direct, n, false))?;
         let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let pgbench_on = |ep| {
+            pgbench_select(
+                &pgbench,
+                ep,
+                (n, pgbench_threads(n)),
+                round_secs,
+                pm,
+                "extended",
+            )
+            .map(|r| r.tps)
+        };
         for _ in 0..ROUNDS {
-            a.push(
-                pgbench_select(
-                    &pgbench,
-                    &via,
-                    (n, pgbench_threads(n)),
-                    round_secs,
-                    pm,
-                    "extended",
-                )?
-                .tps,
-            );
+            a.push(pgbench_on(&via)?);
             b.push(rt.block_on(ours(&ours_via, n, round, pm))?.tps);
-            c.push(
-                pgbench_select(
-                    &pgbench,
-                    &direct,
-                    (n, pgbench_threads(n)),
-                    round_secs,
-                    pm,
-                    "extended",
-                )?
-                .tps,
-            );
+            c.push(pgbench_on(&direct)?);
             d.push(rt.block_on(ours(&ours_direct, n, round, pm))?.tps);
         }
         drop((ours_via, ours_direct));
