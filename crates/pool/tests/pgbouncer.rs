@@ -7,15 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{NEED_PG, settings_from};
+use common::{NEED_BOUNCER, NEED_PG, settings_from};
 use notify_db_config::Settings;
 use notify_db_pool::{Bind, ConnectError, Databases, PoolError};
 use notify_db_testdb::{Endpoint, PgBouncer, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-
-const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian package \
-                            `pgbouncer`, or point PGBOUNCER at the binary)";
 
 /// The statement timeouts these tests configure (and the server enforces).
 const PRIMARY_TIMEOUT_MS: &str = "7000";

@@ -8,14 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{NEED_PG, Recorder, recorded, settings_from};
+use common::{NEED_PG, Recorder, recorded, settings_from, through_bouncer};
 use futures_util::{SinkExt, StreamExt};
 use notify_db_pool::{Bind, Databases, Pool};
-use notify_db_testdb::{PgBouncer, TestDb};
+use notify_db_testdb::TestDb;
 use tokio_postgres::error::SqlState;
-
-const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian package \
-                            `pgbouncer`, or point PGBOUNCER at the binary)";
 
 /// The statement the cancelled cases abandon: far longer than any test may wait.
 const SLOW: &str = "SELECT pg_sleep(30)";
@@ -300,25 +297,7 @@ async fn every_dirty_return_is_reset_on_both_binds_directly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dirty_return_is_reset_on_both_binds_through_pgbouncer() {
     let db = test_db().await;
-    let p = db.primary();
-    let b = PgBouncer::builder()
-        .pool_size(2)
-        .database("primary", p, db.name())
-        .connect_query("SET statement_timeout = 7000")
-        .database("bulk", p, db.name())
-        .connect_query("SET statement_timeout = 7000; SET default_transaction_read_only = on")
-        .start()
-        .expect(NEED_BOUNCER);
-    let uri = |name: &str| b.endpoint(&p.user, &p.password).uri(name);
-    let s = settings_from(&[
-        ("SQLALCHEMY_DATABASE_URI", uri("primary")),
-        ("SQLALCHEMY_DATABASE_URI_BULK", uri("bulk")),
-        ("DATABASE_URI_TRANSACTION_POOLER", "true".to_owned()),
-        ("DATABASE_URI_BULK_TRANSACTION_POOLER", "true".to_owned()),
-        ("DATABASE_STATEMENT_TIMEOUT_MS", "7000".to_owned()),
-        ("DATABASE_STATEMENT_TIMEOUT_REPLICA_MS", "7000".to_owned()),
-        ("SQLALCHEMY_POOL_SIZE", "1".to_owned()),
-    ]);
+    let (_bouncer, s) = through_bouncer(&db, 2, 7000, &[("SQLALCHEMY_POOL_SIZE", "1".to_owned())]);
     let (dbs, recorder) = recorded(&s).await;
     // Every case, the cancelled ones too: PgBouncer forwards the CancelRequest (sent to it,
     // with the key it gave this client) to the server connection the client is linked to. The

@@ -11,13 +11,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{NEED_PG, Recorder, recorded, settings_from};
+use common::{NEED_PG, Recorder, recorded, settings_from, through_bouncer};
 use futures_util::{SinkExt, StreamExt};
 use notify_db_pool::{Bind, Databases, Pool};
-use notify_db_testdb::{PgBouncer, TestDb};
+use notify_db_testdb::TestDb;
 
-const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian package \
-                            `pgbouncer`, or point PGBOUNCER at the binary)";
 const TASKS: i32 = 32;
 /// The default bind, directly: the issue's 20 s.
 const RUN: Duration = Duration::from_secs(20);
@@ -308,33 +306,7 @@ async fn a_storm_on_the_bulk_bind_directly_leaves_all_idle_and_reads_its_own_ans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_on_both_binds_through_pgbouncer_commits_nothing_abandoned_and_leaves_all_idle() {
     let (db, admin) = storm_db().await;
-    let p = db.primary();
-    let timeout = format!("SET statement_timeout = {BOUNCER_TIMEOUT_MS}");
-    let b = PgBouncer::builder()
-        .pool_size(8)
-        .database("primary", p, db.name())
-        .connect_query(&timeout)
-        .database("bulk", p, db.name())
-        .connect_query(&format!(
-            "{timeout}; SET default_transaction_read_only = on"
-        ))
-        .start()
-        .expect(NEED_BOUNCER);
-    let uri = |name: &str| b.endpoint(&p.user, &p.password).uri(name);
-    let s = settings_from(&[
-        ("SQLALCHEMY_DATABASE_URI", uri("primary")),
-        ("SQLALCHEMY_DATABASE_URI_BULK", uri("bulk")),
-        ("DATABASE_URI_TRANSACTION_POOLER", "true".to_owned()),
-        ("DATABASE_URI_BULK_TRANSACTION_POOLER", "true".to_owned()),
-        (
-            "DATABASE_STATEMENT_TIMEOUT_MS",
-            BOUNCER_TIMEOUT_MS.to_string(),
-        ),
-        (
-            "DATABASE_STATEMENT_TIMEOUT_REPLICA_MS",
-            BOUNCER_TIMEOUT_MS.to_string(),
-        ),
-    ]);
+    let (_bouncer, s) = through_bouncer(&db, 8, BOUNCER_TIMEOUT_MS, &[]);
     let (dbs, recorder) = recorded(&s).await;
     let wait = s.pool.wait_timeout;
     // Both binds at once: one PgBouncer, twice the load, the time of one.

@@ -9,7 +9,7 @@ use notify_db_config::Settings;
 use notify_db_pool::{
     Bind, CheckoutToken, ConnInfo, ConnectFailure, Databases, PoolObserver, ResetReason,
 };
-use notify_db_testdb::TestDb;
+use notify_db_testdb::{PgBouncer, TestDb};
 
 /// What a test needs when the harness cannot give it a database: said in its failure.
 pub(crate) const NEED_PG: &str = "a test database on the shared primary/replica \
@@ -22,6 +22,49 @@ pub(crate) async fn replicated_db() -> TestDb {
         .await
         .expect("replica to replay the new test database");
     db
+}
+
+/// What a test needs when the harness cannot start a PgBouncer: said in its failure.
+pub(crate) const NEED_BOUNCER: &str = "a PgBouncer from notify-db-testdb (install the Debian \
+                                       package `pgbouncer`, or point PGBOUNCER at the binary)";
+
+/// A PgBouncer in transaction mode in front of the test database on the primary, as `primary`
+/// and as a read-only `bulk`, with `server_connections` per database, each running
+/// `SET statement_timeout = timeout_ms`; and settings that reach both binds through it, flagged
+/// as a transaction pooler, with that statement timeout, and `extra` after them.
+pub(crate) fn through_bouncer(
+    db: &TestDb,
+    server_connections: u32,
+    timeout_ms: u32,
+    extra: &[(&str, String)],
+) -> (PgBouncer, Settings) {
+    let p = db.primary();
+    let timeout = format!("SET statement_timeout = {timeout_ms}");
+    let b = PgBouncer::builder()
+        .pool_size(server_connections)
+        .database("primary", p, db.name())
+        .connect_query(&timeout)
+        .database("bulk", p, db.name())
+        .connect_query(&format!(
+            "{timeout}; SET default_transaction_read_only = on"
+        ))
+        .start()
+        .expect(NEED_BOUNCER);
+    let uri = |name: &str| b.endpoint(&p.user, &p.password).uri(name);
+    let mut vars = vec![
+        ("SQLALCHEMY_DATABASE_URI", uri("primary")),
+        ("SQLALCHEMY_DATABASE_URI_BULK", uri("bulk")),
+        ("DATABASE_URI_TRANSACTION_POOLER", "true".to_owned()),
+        ("DATABASE_URI_BULK_TRANSACTION_POOLER", "true".to_owned()),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", timeout_ms.to_string()),
+        (
+            "DATABASE_STATEMENT_TIMEOUT_REPLICA_MS",
+            timeout_ms.to_string(),
+        ),
+    ];
+    vars.extend(extra.iter().cloned());
+    let s = settings_from(&vars);
+    (b, s)
 }
 
 /// Settings from an environment map (no config files), like a service would get them.
