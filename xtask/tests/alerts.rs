@@ -2,23 +2,15 @@
 //! (fires, only pending before its `for:`), and every alert's runbook is a section of
 //! docs/operations.md.
 
+mod workspace;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
+use workspace::{read, root};
 
 fn yaml(rel: &str) -> Yaml {
     YamlLoader::load_from_str(&read(rel))

@@ -1,24 +1,16 @@
 //! docker-compose.yml, its scripts and the Dockerfile are checked here: Docker's engine is not on
 //! the development and CI machines, so the file is parsed and its shape verified instead of run.
 
+mod workspace;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::Parser as _;
 use notify_db_config::{DatabaseUri, Settings};
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
+use workspace::{read, root};
 
 /// The shipped migration binary (migrations/Cargo.toml's `[[bin]]`) and the features it requires.
 fn migration_binary() -> (String, Vec<String>) {

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use notify_db_config::Settings;
-use notify_db_metrics::{MetricsHandle, names};
-use notify_db_pool::{Bind, ConnectError, Databases, PoolError};
+use notify_db_metrics::names;
+use notify_db_pool::{Bind, ConnectError, PoolError};
 use notify_db_testdb::Cluster;
 
-use common::parse;
+use common::{observed_pools, parse};
 
 const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs PostgreSQL 15+ \
                             binaries; see crates/testdb)";
@@ -32,13 +32,7 @@ async fn a_server_at_max_connections_gives_a_typed_error_a_back_off_and_reason_l
     env.insert("SQLALCHEMY_DATABASE_URI".into(), ep.uri("postgres"));
     env.insert("SQLALCHEMY_POOL_SIZE".into(), "8".into());
     let settings = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&settings)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("building the pools");
+    let (handle, dbs) = observed_pools(&settings).await;
 
     // Every slot taken by other clients.
     let mut others = Vec::new();

@@ -12,10 +12,9 @@ use notify_db_config::Settings;
 use notify_db_metrics::{
     MetricsHandle, RequestContext, names, with_job_context, with_request_context,
 };
-use notify_db_pool::Databases;
 use notify_db_testdb::TestDb;
 
-use common::parse;
+use common::{observed_pools, parse, replicated_db};
 
 /// The warning's own words (`log_long_hold`).
 const WARNING: &str = "checked out for longer than the long-hold warning";
@@ -79,22 +78,11 @@ async fn a_long_hold_is_warned_once_with_its_route_and_shown_by_the_gauge_until_
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let db = TestDb::create()
-        .await
-        .unwrap_or_else(|e| panic!("these tests need PostgreSQL from the test harness: {e}"));
-    db.sync_replica()
-        .await
-        .expect("the replica replays the new database");
+    let db = replicated_db().await;
     let threshold = Duration::from_millis(300);
     let s = settings(&db, "300");
     assert_eq!(s.pool.long_hold_warning, threshold);
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("building both pools");
+    let (handle, dbs) = observed_pools(&s).await;
 
     let route = RequestContext::new("POST", "api.notify.test", "/v2/notifications/sms");
     let held = with_request_context(route, dbs.default().get())

@@ -10,10 +10,9 @@ use notify_db_config::Settings;
 use notify_db_metrics::{
     MetricsHandle, RequestContext, names, with_job_context, with_request_context,
 };
-use notify_db_pool::Databases;
 use notify_db_testdb::{PRIMARY_ADDR, REPLICA_ADDR, TestDb};
 
-use common::{Parsed, parse, promtool_check};
+use common::{Parsed, observed_pools, parse, promtool_check, replicated_db};
 
 fn settings(db: &TestDb) -> Settings {
     let mut env: HashMap<String, String> = HashMap::new();
@@ -22,17 +21,6 @@ fn settings(db: &TestDb) -> Settings {
     let replica = db.replica_uri().expect("the shared cluster has a replica");
     env.insert("SQLALCHEMY_DATABASE_URI_BULK".into(), replica);
     Settings::load(None, &|k| env.get(k).cloned()).expect("settings from the test environment")
-}
-
-async fn test_db() -> TestDb {
-    let db = TestDb::create()
-        .await
-        .unwrap_or_else(|e| panic!("these tests need PostgreSQL from the test harness: {e}"));
-    // The new database must have reached the replica before the bulk pool connects to it.
-    db.sync_replica()
-        .await
-        .expect("the replica replays the new database");
-    db
 }
 
 fn primary() -> String {
@@ -67,16 +55,10 @@ async fn eventually(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_sequence_on_real_pools() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db);
     s.pool.size = 4;
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     let (p, r) = (primary(), replica());
     let lbl_d = [("bind", "default"), ("inet_server_addr", p.as_str())];
     let lbl_b = [("bind", "bulk"), ("inet_server_addr", r.as_str())];
@@ -218,16 +200,10 @@ fn with<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifetime_expiry_closes_and_counts_down() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db);
     s.pool.max_lifetime = Duration::from_secs(1);
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     let p = primary();
     let lbl_d = [("bind", "default"), ("inet_server_addr", p.as_str())];
     with_job_context("test", "expiry", async {
@@ -262,15 +238,9 @@ async fn lifetime_expiry_closes_and_counts_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_or_panicking_holders_leave_checked_out_correct() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let s = settings(&db);
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     let p = primary();
     let lbl_d = [("bind", "default"), ("inet_server_addr", p.as_str())];
 
@@ -336,17 +306,11 @@ async fn cancelled_or_panicking_holders_leave_checked_out_correct() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_counts_a_timeout_and_its_wait() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut s = settings(&db);
     s.pool.size = 1;
     s.pool.wait_timeout = Duration::from_millis(300);
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     with_job_context("test", "exhaust", async {
         let held = dbs.default().get().await.expect("the only connection");
         let err = dbs
@@ -389,7 +353,7 @@ async fn exhausted_pool_counts_a_timeout_and_its_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_bulk_host_is_counted_by_host_and_reason() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("probe port")
         .local_addr()
@@ -403,13 +367,7 @@ async fn refused_bulk_host_is_counted_by_host_and_reason() {
         format!("postgresql://postgres:pw@127.0.0.1:{port}/x"),
     );
     let s = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     with_job_context("test", "refused", async {
         dbs.bulk().get().await.expect_err("nothing listens there");
     })
@@ -435,19 +393,13 @@ async fn refused_bulk_host_is_counted_by_host_and_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_falling_back_to_the_primary_is_labelled_with_the_primary_address() {
-    let db = test_db().await;
+    let db = replicated_db().await;
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("NOTIFY_ENVIRONMENT".into(), "test".into());
     env.insert("SQLALCHEMY_DATABASE_URI".into(), db.primary_uri());
     let s = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
     assert!(s.bulk_is_fallback);
-    let handle = MetricsHandle::new();
-    let dbs = Databases::builder(&s)
-        .observer(handle.observer())
-        .check_on_build(false)
-        .build()
-        .await
-        .expect("pools");
+    let (handle, dbs) = observed_pools(&s).await;
     with_job_context("test", "fallback", async {
         let c = dbs.bulk().get().await.expect("bulk on the primary");
         c.simple_query("SELECT 1").await.expect("read");

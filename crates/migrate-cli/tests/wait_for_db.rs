@@ -8,7 +8,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{SqlDir, db, finish, text};
+use common::{SqlDir, bin_at, db, finish, text};
 use notify_db_testdb::{Cluster, Server, StopMode, append, free_port};
 
 const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs PostgreSQL 15+ \
@@ -16,18 +16,8 @@ const NEED_CLUSTER: &str = "a private PostgreSQL cluster (notify-db-testdb needs
 
 /// The migration binary on `dir` against `uri`, with `args`.
 fn bin(dir: &SqlDir, uri: &str, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
-    c.arg("--source")
-        .arg(dir.path())
-        .arg("--database-url")
-        .arg(uri)
-        .args(args)
-        .env("NOTIFY_ENVIRONMENT", "test")
-        .env("RUST_LOG", "info")
-        .env_remove("SQLALCHEMY_DATABASE_URI")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    let mut c = bin_at(dir.path(), uri);
+    c.args(args);
     c
 }
 

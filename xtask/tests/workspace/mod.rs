@@ -1,4 +1,6 @@
-//! The workspace as the xtask tests read it: its root and its members.
+//! The workspace as the xtask tests read it: its root, its files and its members.
+// Each test binary uses some of these.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,11 @@ pub(crate) fn root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace root")
         .to_path_buf()
+}
+
+/// The text of the file at `rel` below the workspace root.
+pub(crate) fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }
 
 /// The workspace members of the root Cargo.toml (`dir/*` patterns expanded), relative to the root.

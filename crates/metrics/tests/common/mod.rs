@@ -1,4 +1,5 @@
-//! Helpers shared by the tests: parse the exposition text and look samples up by exact label set.
+//! Helpers shared by the tests: parse the exposition text and look samples up by exact label set;
+//! build pools observed by a fresh `MetricsHandle`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -348,4 +349,31 @@ pub(crate) fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Both pools of `settings`, observed by a new handle; no server check on build, so a test
+/// controls every connection the pools open.
+pub(crate) async fn observed_pools(
+    settings: &notify_db_config::Settings,
+) -> (notify_db_metrics::MetricsHandle, notify_db_pool::Databases) {
+    let handle = notify_db_metrics::MetricsHandle::new();
+    let dbs = notify_db_pool::Databases::builder(settings)
+        .observer(handle.observer())
+        .check_on_build(false)
+        .build()
+        .await
+        .expect("building the observed pools");
+    (handle, dbs)
+}
+
+/// A new database on the harness' shared primary, already replayed on its replica (the bulk pool
+/// connects to it there).
+pub(crate) async fn replicated_db() -> notify_db_testdb::TestDb {
+    let db = notify_db_testdb::TestDb::create()
+        .await
+        .unwrap_or_else(|e| panic!("these tests need PostgreSQL from the test harness: {e}"));
+    db.sync_replica()
+        .await
+        .expect("the replica replays the new database");
+    db
 }

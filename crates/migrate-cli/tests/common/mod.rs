@@ -22,11 +22,16 @@ pub(crate) async fn db() -> TestDb {
 
 /// The `notify-db-migrate` binary, pointed at `dir` and `db`.
 pub(crate) fn bin(dir: &Path, db: &TestDb) -> tokio::process::Command {
+    bin_at(dir, &db.primary_uri())
+}
+
+/// The `notify-db-migrate` binary, pointed at `dir` and the database at `uri`.
+pub(crate) fn bin_at(dir: &Path, uri: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_notify-db-migrate"));
     c.arg("--source")
         .arg(dir)
         .arg("--database-url")
-        .arg(db.primary_uri())
+        .arg(uri)
         .env("NOTIFY_ENVIRONMENT", "test")
         .env("RUST_LOG", "info")
         .env_remove("SQLALCHEMY_DATABASE_URI")
