@@ -443,6 +443,17 @@ mod tests {
         write_head_if_local(&p, LOCAL_DB_NAME).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "0002_b\n");
         assert_eq!(check_head(&p).unwrap(), "0002_b");
+        // A run that finds the file already right leaves it untouched.
+        let modified =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().modified().unwrap();
+        let before = modified(&path);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_head_if_local(&p, LOCAL_DB_NAME).unwrap();
+        assert_eq!(
+            modified(&path),
+            before,
+            "an unchanged head is not rewritten"
+        );
         std::fs::write(&path, "0002_other\n").unwrap();
         let err = check_head(&p).unwrap_err().to_string();
         assert!(

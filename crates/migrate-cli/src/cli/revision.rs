@@ -49,7 +49,8 @@ pub(super) async fn autogenerate(
     command::run(project, &server, &desired, message, out).await
 }
 
-/// Writes the set's head and `\n` to [`HEAD_FILE`] when the database is `notification_api`.
+/// Writes the set's head and `\n` to [`HEAD_FILE`] when the database is `notification_api` and
+/// the file does not already say so.
 pub(super) fn write_head_if_local(project: &Project, dbname: &str) -> Result<(), CliError> {
     if dbname != LOCAL_DB_NAME {
         return Ok(());
@@ -58,7 +59,13 @@ pub(super) fn write_head_if_local(project: &Project, dbname: &str) -> Result<(),
         return Ok(());
     };
     let path = project.dir.join(HEAD_FILE);
-    std::fs::write(&path, format!("{head}\n")).map_err(io(&path))?;
+    let text = format!("{head}\n");
+    // Left untouched when it already names the head: rewriting it would change the migration
+    // directory's mtime, which rebuilds everything built from that directory.
+    if std::fs::read_to_string(&path).is_ok_and(|recorded| recorded == text) {
+        return Ok(());
+    }
+    std::fs::write(&path, text).map_err(io(&path))?;
     tracing::info!(file = %path.display(), head, "head file written");
     Ok(())
 }
