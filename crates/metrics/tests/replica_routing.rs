@@ -101,10 +101,7 @@ async fn a_lagging_replica_gets_no_new_bulk_sessions_and_all_lagging_falls_back_
     env.insert("SQLALCHEMY_DATABASE_URI".into(), p.uri("postgres"));
     env.insert(
         "SQLALCHEMY_DATABASE_URI_BULK".into(),
-        format!(
-            "postgresql://{}:{}@{}:{},{}:{}/postgres",
-            p.user, p.password, r1.host, r1.port, r2.host, r2.port
-        ),
+        p.uri_over(&[(&r1.host, r1.port), (&r2.host, r2.port)], "postgres"),
     );
     let mut settings = Settings::load(None, &|k| env.get(k).cloned()).expect("settings");
     settings.pool.max_replica_lag = LIMIT;

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use common::{SqlDir, bin, col, db, exists, finish, run, small_set, text, version, wait_for};
 
-/// A table `t` at 0001 and a 0002 that alters it.
-async fn contention_setup(label: &str) -> (notify_db_testdb::TestDb, SqlDir) {
+/// A table `t` at 0001, a 0002 that alters it (`header` first: its directives), and a session
+/// holding `t`'s ACCESS EXCLUSIVE lock in an open transaction.
+async fn contention_setup(
+    label: &str,
+    header: &str,
+) -> (notify_db_testdb::TestDb, SqlDir, tokio_postgres::Client) {
     let db = db().await;
     let dir = SqlDir::new(label);
     dir.add(
@@ -19,22 +23,22 @@ async fn contention_setup(label: &str) -> (notify_db_testdb::TestDb, SqlDir) {
     );
     dir.add(
         "0002_alter_t",
-        "ALTER TABLE t ADD COLUMN x bigint",
+        &format!("{header}ALTER TABLE t ADD COLUMN x bigint"),
         Some("ALTER TABLE t DROP COLUMN x"),
     );
     let out = run(dir.path(), &db, &["upgrade", "0001"]).await;
     assert!(out.status.success(), "{}", text(&out));
-    (db, dir)
-}
-
-#[tokio::test]
-async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
-    let (db, dir) = contention_setup("contention-ok").await;
     let holder = db.connect().await.expect("connect");
     holder
         .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("lock");
+    (db, dir, holder)
+}
+
+#[tokio::test]
+async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
+    let (db, dir, holder) = contention_setup("contention-ok", "").await;
     let child = bin(dir.path(), &db)
         .args([
             "--lock-timeout",
@@ -76,29 +80,8 @@ async fn lock_contention_logs_the_blocker_retries_and_succeeds_once_released() {
 
 #[tokio::test]
 async fn a_migration_with_its_own_lock_timeout_waits_longer_without_retrying() {
-    let db = db().await;
-    let dir = SqlDir::new("own-timeout");
-    dir.add(
-        "0001_t",
-        "CREATE TABLE t (id bigint PRIMARY KEY)",
-        Some("DROP TABLE t"),
-    );
-    dir.add(
-        "0002_alter_t",
-        "-- notify-db: lock_timeout=5s\nALTER TABLE t ADD COLUMN x bigint",
-        Some("ALTER TABLE t DROP COLUMN x"),
-    );
-    assert!(
-        run(dir.path(), &db, &["upgrade", "0001"])
-            .await
-            .status
-            .success()
-    );
-    let holder = db.connect().await.expect("connect");
-    holder
-        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let (db, dir, holder) =
+        contention_setup("own-timeout", "-- notify-db: lock_timeout=5s\n").await;
     let child = bin(dir.path(), &db)
         .args(["--lock-timeout", "200ms", "--max-attempts", "1", "upgrade"])
         .spawn()
@@ -120,12 +103,7 @@ async fn a_migration_with_its_own_lock_timeout_waits_longer_without_retrying() {
 
 #[tokio::test]
 async fn lock_never_released_gives_up_after_the_configured_attempts() {
-    let (db, dir) = contention_setup("contention-fail").await;
-    let holder = db.connect().await.expect("connect");
-    holder
-        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    let (db, dir, holder) = contention_setup("contention-fail", "").await;
     let out = run(
         dir.path(),
         &db,

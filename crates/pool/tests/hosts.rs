@@ -15,13 +15,9 @@ async fn bulk_skips_a_dead_host_and_remembers_it() {
     let db = replicated_db().await;
     let replica = db.replica().expect("the shared cluster has a replica");
     let dead = closed_port();
-    let uri = format!(
-        "postgresql://{}:{}@127.0.0.1:{dead},{}:{}/{}",
-        replica.user,
-        replica.password,
-        replica.host,
-        replica.port,
-        db.name()
+    let uri = replica.uri_over(
+        &[("127.0.0.1", dead), (&replica.host, replica.port)],
+        db.name(),
     );
     let mut s = settings_from(&[
         ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
@@ -65,16 +61,7 @@ async fn bulk_skips_a_dead_host_and_remembers_it() {
 async fn default_with_several_hosts_picks_the_read_write_one() {
     let db = replicated_db().await;
     let (p, r) = (db.primary(), db.replica().expect("replica"));
-    let uri = format!(
-        "postgresql://{}:{}@{}:{},{}:{}/{}",
-        p.user,
-        p.password,
-        r.host,
-        r.port,
-        p.host,
-        p.port,
-        db.name()
-    );
+    let uri = p.uri_over(&[(&r.host, r.port), (&p.host, p.port)], db.name());
     let s = settings_from(&[("SQLALCHEMY_DATABASE_URI", uri)]);
     let dbs = Databases::connect(&s).await.expect("connecting both pools");
     let c = dbs.default().get().await.expect("default connection");
@@ -86,16 +73,7 @@ async fn default_with_several_hosts_picks_the_read_write_one() {
 async fn bulk_spreads_new_connections_over_its_hosts() {
     let db = replicated_db().await;
     let (p, r) = (db.primary(), db.replica().expect("replica"));
-    let uri = format!(
-        "postgresql://{}:{}@{}:{},{}:{}/{}",
-        r.user,
-        r.password,
-        r.host,
-        r.port,
-        p.host,
-        p.port,
-        db.name()
-    );
+    let uri = r.uri_over(&[(&r.host, r.port), (&p.host, p.port)], db.name());
     let mut s = settings_from(&[
         ("SQLALCHEMY_DATABASE_URI", db.primary_uri()),
         ("SQLALCHEMY_DATABASE_URI_BULK", uri),

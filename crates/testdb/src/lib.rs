@@ -180,9 +180,19 @@ impl fmt::Debug for Endpoint {
 impl Endpoint {
     /// `postgresql://user:password@host:port/db` (holds the password: never log it).
     pub fn uri(&self, db: &str) -> String {
+        self.uri_over(&[(&self.host, self.port)], db)
+    }
+
+    /// This endpoint's login on several hosts in one URI, tried in order:
+    /// `postgresql://user:password@h1:p1,h2:p2/db` (holds the password: never log it).
+    pub fn uri_over(&self, hosts: &[(&str, u16)], db: &str) -> String {
+        let hosts: Vec<String> = hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         format!(
-            "postgresql://{}:{}@{}:{}/{}",
-            self.user, self.password, self.host, self.port, db
+            "postgresql://{}:{}@{}/{}",
+            self.user,
+            self.password,
+            hosts.join(","),
+            db
         )
     }
 
