@@ -35,7 +35,7 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
 use notify_db_testdb::Endpoint;
 
-use super::cpu::{cpu_now, cpu_per_txn, idle_share};
+use super::cpu::cpu_now;
 use super::workload::{
     MEASURE, PGBENCH_WARM_UP, ROUNDS, Round, SCALE, SELECT, STOP, WARMUP, bench_cluster,
     bench_seconds, client_runtime, count_until_stop, drive, pgbench_init, pgbench_select,
@@ -443,13 +443,7 @@ fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32
             .join()
             .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??;
     }
-    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
-    Ok(Round {
-        tps: total as f64 / elapsed.as_secs_f64(),
-        client_us,
-        server_us,
-        idle: idle_share(before, after),
-    })
+    Ok(Round::of_clients(total, elapsed, (before, after)))
 }
 
 /// Checkouts per method for the checkout-cost figure.

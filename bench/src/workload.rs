@@ -12,7 +12,7 @@ use notify_db_config::Settings;
 use notify_db_pool::Databases;
 use notify_db_testdb::{Cluster, Endpoint, find_bin_dir};
 
-use super::cpu::{cpu_now, cpu_per_txn, idle_share, proc_times};
+use super::cpu::{Cpu, cpu_now, cpu_per_txn, idle_share, proc_times};
 
 /// The pgbench -S statement.
 pub(super) const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -160,13 +160,7 @@ pub(super) fn pgbench_select(
     let reports = measured.len() as u32;
     let tps = tps_sum / f64::from(reports);
     let txns = tps_sum; // one report per second
-    let (client_us, server_us) = cpu_per_txn(before, after, true, txns);
-    Ok(Round {
-        tps,
-        client_us,
-        server_us,
-        idle: idle_share(before, after),
-    })
+    Ok(Round::measured(tps, txns, (before, after), true))
 }
 
 /// `(seconds, tps)` of a pgbench `-P` line: `progress: 2.0 s, 41234.5 tps, lat ...`.
@@ -185,6 +179,35 @@ pub(super) struct Round {
     pub(super) server_us: f64,
     /// The share of the machine's CPU time left idle during the round.
     pub(super) idle: f64,
+}
+
+impl Round {
+    /// `txns` transactions at `tps`, with the CPU per transaction and the idle share between two
+    /// snapshots (`client_is_child`: the client is a child process of ours, as pgbench is).
+    pub(super) fn measured(
+        tps: f64,
+        txns: f64,
+        (before, after): (Cpu, Cpu),
+        client_is_child: bool,
+    ) -> Round {
+        let (client_us, server_us) = cpu_per_txn(before, after, client_is_child, txns);
+        Round {
+            tps,
+            client_us,
+            server_us,
+            idle: idle_share(before, after),
+        }
+    }
+
+    /// `total` transactions of our own client tasks over `elapsed`.
+    pub(super) fn of_clients(total: u64, elapsed: Duration, cpu: (Cpu, Cpu)) -> Round {
+        Round::measured(
+            total as f64 / elapsed.as_secs_f64(),
+            total as f64,
+            cpu,
+            false,
+        )
+    }
 }
 
 /// A tiny xorshift for account ids, one per client.
@@ -252,13 +275,7 @@ where
     for t in tasks {
         total += t.await.context("a benchmark client panicked")??;
     }
-    let (client_us, server_us) = cpu_per_txn(before, after, false, total as f64);
-    Ok(Round {
-        tps: total as f64 / elapsed.as_secs_f64(),
-        client_us,
-        server_us,
-        idle: idle_share(before, after),
-    })
+    Ok(Round::of_clients(total, elapsed, (before, after)))
 }
 
 /// Our pools with `settings`, the `default` pool of size `n` with all `n` connections opened.
