@@ -70,6 +70,11 @@ pub(crate) fn up() -> Result<Cluster> {
         }
         anyhow::Ok(())
     })?;
+    // The replica must have replayed CREATE DATABASE before anything is pointed at it: the
+    // exports are used at once, and a login to a database not yet replayed is refused.
+    cluster
+        .wait_for_replica()
+        .context("waiting for the replica to replay the primary")?;
     Ok(cluster)
 }
 

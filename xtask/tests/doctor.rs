@@ -1,11 +1,12 @@
 //! `cargo xtask doctor` against the harness' real primary + replica: a good configuration passes
-//! every check; a closed port, a wrong password, an unknown host, a replica as primary and pending
-//! migrations each give a ✗ line with a fix line, and a non-zero exit. No password is ever shown.
+//! every check; a closed port, a wrong password, an unknown host, a missing database, a replica as
+//! primary and pending migrations each give a ✗ line with a fix line, and a non-zero exit. No
+//! password is ever shown.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use notify_db_testdb::TestDb;
+use notify_db_testdb::{PgBouncer, TestDb};
 
 /// Variables of SPEC.md that must not leak in from the environment running the tests.
 const VARS: [&str; 11] = [
@@ -243,6 +244,59 @@ async fn wrong_password_and_unknown_host_are_named() {
         !text.contains(wrong) && !text.contains(&p.password),
         "password leaked:\n{text}"
     );
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named_directly_and_through_pgbouncer() {
+    let db = TestDb::create().await.expect("test database");
+    let p = db.primary();
+    let missing = format!("{}_missing", db.name());
+    // PostgreSQL answers 3D000 directly; PgBouncer relays the server's refusal as 08P01.
+    let bouncer = PgBouncer::builder()
+        .database("bulk", p, &missing)
+        .start()
+        .expect("a PgBouncer from notify-db-testdb (install the Debian package `pgbouncer`)");
+    let primary = p.uri(&missing);
+    let bulk = bouncer.endpoint(&p.user, &p.password).uri("bulk");
+    let (out, text) = xtask(
+        &["doctor"],
+        &[
+            ("SQLALCHEMY_DATABASE_URI", &primary),
+            ("SQLALCHEMY_DATABASE_URI_BULK", &bulk),
+            ("DATABASE_URI_BULK_TRANSACTION_POOLER", "true"),
+        ],
+    );
+    assert!(!out.status.success(), "{text}");
+    let hosts = [
+        (
+            "default",
+            p.host.clone(),
+            p.port,
+            "SQLALCHEMY_DATABASE_URI:",
+            "3D000",
+        ),
+        (
+            "bulk",
+            bouncer.endpoint("", "").host,
+            bouncer.port(),
+            "SQLALCHEMY_DATABASE_URI_BULK:",
+            "08P01",
+        ),
+    ];
+    for (bind, host, port, var, code) in hosts {
+        let (line, fix) = line_and_next(&text, &format!("✗ {bind} {host}:{port} reachable"));
+        assert!(
+            line.contains(&format!(
+                "no such database: database \"{missing}\" does not exist"
+            )) && line.contains(code),
+            "{line}"
+        );
+        assert!(
+            fix.contains(var) && fix.contains("database name at the end of the URI"),
+            "{fix}"
+        );
+    }
+    assert!(!text.contains(&p.password), "password leaked:\n{text}");
 }
 
 #[tokio::test]

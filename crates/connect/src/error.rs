@@ -164,6 +164,17 @@ pub fn pooler_variable(bind: Bind) -> &'static str {
     }
 }
 
+/// What to check when the database named at the end of a URI does not exist where it leads.
+pub const MISSING_DATABASE_ADVICE: &str = "check the database name at the end of the URI: it \
+     must exist on the server it leads to (on a replica, once the primary's CREATE DATABASE has \
+     been replayed; behind PgBouncer, in the [databases] entry for that name)";
+
+/// Whether a failed connect's `cause` says the URI's database does not exist: PostgreSQL answers
+/// SQLSTATE 3D000, and PgBouncer relays a server's refusal with the same words as 08P01.
+pub fn is_missing_database(cause: &str) -> bool {
+    cause.contains("database \"") && cause.contains("\" does not exist")
+}
+
 /// What to check after a failed connect of `bind` whose server answered `cause`. A pooler that
 /// refuses the startup `options` (PgBouncer's default: `unsupported startup parameter: options`,
 /// SQLSTATE 08P01) is a pooler nobody declared: the fix is the setting, not the server.
@@ -176,6 +187,8 @@ fn connect_advice(bind: Bind, cause: &str) -> String {
              section \"Behind PgBouncer\")",
             pooler_variable(bind)
         )
+    } else if is_missing_database(cause) {
+        MISSING_DATABASE_ADVICE.to_owned()
     } else {
         "check that the server is running and accepts TCP connections on that address \
          (connection refused), the user name and password, pg_hba.conf, and sslmode"
@@ -240,5 +253,31 @@ mod tests {
             "{text}"
         );
         assert!(refused(Bind::Bulk).contains("DATABASE_URI_BULK_TRANSACTION_POOLER=true"));
+    }
+
+    #[test]
+    fn a_missing_database_is_told_from_an_unreachable_server() {
+        let missing = |cause: &str| {
+            ConnectError::Connect {
+                bind: Bind::Bulk,
+                host: "127.0.0.1".into(),
+                port: 6432,
+                cause: cause.into(),
+                failure: ConnectFailure::Other,
+            }
+            .to_string()
+        };
+        for cause in [
+            "database \"notification_api\" does not exist (SQLSTATE 3D000)",
+            "database \"notification_api\" does not exist (SQLSTATE 08P01)",
+        ] {
+            let text = missing(cause);
+            assert!(
+                text.contains(MISSING_DATABASE_ADVICE) && !text.contains("connection refused"),
+                "{text}"
+            );
+        }
+        let other = missing("role \"x\" does not exist (SQLSTATE 28000)");
+        assert!(!other.contains(MISSING_DATABASE_ADVICE), "{other}");
     }
 }

@@ -48,7 +48,7 @@ mod transport;
 
 pub use builder::ConnectorBuilder;
 pub use connector::{Connector, Opened, connect_one};
-pub use error::{ConnectError, pooler_variable};
+pub use error::{ConnectError, MISSING_DATABASE_ADVICE, is_missing_database, pooler_variable};
 pub use failure::{ConnectFailure, classify, error_text};
 pub use lag::{LagRouting, Route};
 pub use observer::{

@@ -2,7 +2,10 @@
 //! version, role, replica lag, session settings and room for this process's pool.
 
 use notify_db_config::{DatabaseUri, HostPort, Settings};
-use notify_db_connect::{Bind, ConnectError, ConnectFailure, REPLICA_LAG_SQL, connect_one};
+use notify_db_connect::{
+    Bind, ConnectError, ConnectFailure, MISSING_DATABASE_ADVICE, REPLICA_LAG_SQL, connect_one,
+    is_missing_database,
+};
 use tokio_postgres::Client;
 
 use super::report::{DOC, DoctorOptions, Report};
@@ -293,6 +296,10 @@ fn explain(e: &ConnectError, var: &str, hp: &HostPort) -> (String, String) {
             ConnectFailure::Timeout => (
                 format!("timeout: {cause}"),
                 format!("the server is slow to accept logins or the network drops packets ({DOC}#connection-refused)"),
+            ),
+            _ if is_missing_database(cause) => (
+                format!("no such database: {cause}"),
+                format!("in {var}: {MISSING_DATABASE_ADVICE}"),
             ),
             _ => (format!("{}: {cause}", failure.as_str()), format!("see the server's log and {DOC}#troubleshooting")),
         },
