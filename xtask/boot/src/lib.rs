@@ -1,6 +1,7 @@
 //! The first step of `cargo xtask`, with no workspace crate but `notify-db-hostprobe` (std only):
 //! the prerequisite check of `cargo xtask test` and `soak`, and running the xtask chore.
 
+pub mod build;
 pub mod prereq;
 
 use std::path::PathBuf;

@@ -1,21 +1,31 @@
 //! `cargo xtask` (the alias in .cargo/config.toml runs this binary): for `test` and `soak`, the
-//! prerequisite report first, in seconds on a fresh machine; then the chore itself, by
-//! `cargo run --package xtask` (which compiles the workspace).
+//! prerequisite report first, in seconds on a fresh machine, then the whole workspace's build and
+//! the xtask binary it made; for the other chores, `cargo run --package xtask`.
 
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 
-use xtask_boot::{CHECKED_CHORES, cargo, cargo_command, chore, prereq, root};
+use xtask_boot::{CHECKED_CHORES, build, cargo, cargo_command, chore, prereq, root};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cargo = cargo();
-    if chore(&args).is_some_and(|c| CHECKED_CHORES.contains(&c))
-        && let Err(e) = prereq::ensure(&cargo)
-    {
-        eprintln!("error: {e:#}");
+    let checked = chore(&args).is_some_and(|c| CHECKED_CHORES.contains(&c));
+    if checked {
+        if let Err(e) = prereq::ensure(&cargo) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        match build::workspace_with_xtask(&cargo) {
+            // Replaces this process: signals and the exit code are the chore's own.
+            Ok(xtask) => {
+                let err = Command::new(&xtask).args(&args).current_dir(root()).exec();
+                eprintln!("error: running {}: {err}", xtask.display());
+            }
+            Err(e) => eprintln!("error: {e:#}"),
+        }
         std::process::exit(1);
     }
-    // Replaces this process: signals and the exit code are the chore's own.
     let err = cargo_command(&cargo)
         .args(["run", "--package", "xtask", "--"])
         .args(&args)
