@@ -10,21 +10,21 @@ use xtask_boot::{CHECKED_CHORES, build, cargo, cargo_command, chore, prereq, roo
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cargo = cargo();
-    let checked = chore(&args).is_some_and(|c| CHECKED_CHORES.contains(&c));
-    if checked {
-        if let Err(e) = prereq::ensure(&cargo) {
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
-        }
-        match build::workspace_with_xtask(&cargo) {
+    if chore(&args).is_some_and(|c| CHECKED_CHORES.contains(&c)) {
+        let built = prereq::ensure(&cargo).and_then(|()| build::workspace_with_xtask(&cargo));
+        match built {
             // Replaces this process: signals and the exit code are the chore's own.
-            Ok(xtask) => {
+            Ok(Some(xtask)) => {
                 let err = Command::new(&xtask).args(&args).current_dir(root()).exec();
                 eprintln!("error: running {}: {err}", xtask.display());
+                std::process::exit(1);
             }
-            Err(e) => eprintln!("error: {e:#}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
         }
-        std::process::exit(1);
     }
     let err = cargo_command(&cargo)
         .args(["run", "--package", "xtask", "--"])
