@@ -5,7 +5,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use notify_db_config::Settings;
 use notify_db_connect::{Bind, connect_one};
-use notify_db_testdb::{is_test_db_name, quote_ident};
+use notify_db_testdb::{drop_database_sql, is_test_db_name};
 
 use crate::util;
 
@@ -17,80 +17,71 @@ pub(crate) struct DropArgs {
     in_docker: bool,
 }
 
+/// The database list, in one column.
+const LIST_SQL: &str = "SELECT datname FROM pg_database ORDER BY datname";
+
 /// Drops test databases on the configured primary (or the docker-compose one).
 pub(crate) fn run(args: DropArgs) -> Result<()> {
-    if args.in_docker {
-        return in_docker();
-    }
-    let settings = Settings::from_env()?;
-    let primary = settings.primary.clone();
-    util::runtime()?.block_on(async move {
-        // Connect to the maintenance database: the configured one may be a test database itself.
-        // Through notify-db-connect, as every connection: TLS per the URI's sslmode.
-        let maintenance = primary.with_dbname("postgres");
-        let client = match connect_one(&maintenance, &settings, Bind::Default).await {
-            Ok((client, _)) => client,
-            Err(_) => {
-                connect_one(&primary, &settings, Bind::Default)
+    let dropped = if args.in_docker {
+        drop_each(psql(LIST_SQL)?.lines(), |sql| psql(sql).map(drop))?
+    } else {
+        let settings = Settings::from_env()?;
+        let primary = settings.primary.clone();
+        let rt = util::runtime()?;
+        let client = rt.block_on(async {
+            // The maintenance database: the configured one may be a test database itself.
+            // Through notify-db-connect, as every connection: TLS per the URI's sslmode.
+            let maintenance = primary.with_dbname("postgres");
+            match connect_one(&maintenance, &settings, Bind::Default).await {
+                Ok((client, _)) => Ok(client),
+                Err(_) => connect_one(&primary, &settings, Bind::Default)
                     .await
-                    .with_context(|| format!("connecting to {primary}"))?
-                    .0
+                    .map(|(client, _)| client)
+                    .with_context(|| format!("connecting to {primary}")),
             }
-        };
-        let rows = client
-            .query("SELECT datname FROM pg_database ORDER BY datname", &[])
-            .await?;
-        let mut dropped = 0;
-        for row in rows {
-            let name: String = row.get(0);
-            if !is_test_db_name(&name) {
-                continue;
-            }
-            client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&name)
-                ))
-                .await
-                .with_context(|| format!("dropping {name}"))?;
-            println!("dropped {name}");
-            dropped += 1;
-        }
-        println!("{dropped} test database(s) dropped");
-        Ok(())
-    })
+        })?;
+        let rows = rt.block_on(client.query(LIST_SQL, &[]))?;
+        let names = rows.iter().map(|row| row.get::<_, &str>(0));
+        drop_each(names, |sql| Ok(rt.block_on(client.batch_execute(sql))?))?
+    };
+    println!("{dropped} test database(s) dropped");
+    Ok(())
 }
 
-fn in_docker() -> Result<()> {
-    let psql = |sql: &str| -> Result<String> {
-        let out = Command::new("docker")
-            .args([
-                "compose", "exec", "-T", "primary", "psql", "-U", "postgres", "-d", "postgres",
-                "-At", "-c", sql,
-            ])
-            .current_dir(util::root())
-            .output()
-            .context(
-                "running docker compose exec (is Docker running and `docker compose up` done?)",
-            )?;
-        if !out.status.success() {
-            bail!(
-                "docker compose exec primary psql failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let list = psql("SELECT datname FROM pg_database")?;
+/// Runs `execute` with the drop of each test database among `names`, saying which; the number
+/// dropped.
+fn drop_each<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    mut execute: impl FnMut(&str) -> Result<()>,
+) -> Result<usize> {
     let mut dropped = 0;
-    for name in list.lines().map(str::trim).filter(|n| is_test_db_name(n)) {
-        psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))?;
+    for name in names
+        .into_iter()
+        .map(str::trim)
+        .filter(|n| is_test_db_name(n))
+    {
+        execute(&drop_database_sql(name)).with_context(|| format!("dropping {name}"))?;
         println!("dropped {name}");
         dropped += 1;
     }
-    println!("{dropped} test database(s) dropped");
-    Ok(())
+    Ok(dropped)
+}
+
+/// Runs `sql` with psql in the docker-compose primary; its unaligned output.
+fn psql(sql: &str) -> Result<String> {
+    let out = Command::new("docker")
+        .args([
+            "compose", "exec", "-T", "primary", "psql", "-U", "postgres", "-d", "postgres", "-At",
+            "-c", sql,
+        ])
+        .current_dir(util::root())
+        .output()
+        .context("running docker compose exec (is Docker running and `docker compose up` done?)")?;
+    if !out.status.success() {
+        bail!(
+            "docker compose exec primary psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

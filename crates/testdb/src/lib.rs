@@ -13,6 +13,7 @@ mod bin;
 #[cfg(feature = "certs")]
 mod certs;
 mod cluster;
+mod exporter;
 pub mod history;
 mod layout;
 pub mod majors;
@@ -31,6 +32,7 @@ pub use bin::{bin_dir_for_major, find_bin_dir, server_major};
 #[cfg(feature = "certs")]
 pub use certs::{ServerCert, TestCa};
 pub use cluster::{Cluster, ClusterBuilder, base_dir};
+pub use exporter::serve_exposition;
 pub use layout::{MAX_REPLICAS, PRIMARY_ADDR, REPLICA_ADDR, SUPERUSER, StopMode};
 pub use pgbouncer::{ENV_PGBOUNCER, PGBOUNCER_ADDR, PgBouncer, PgBouncerBuilder, find_pgbouncer};
 pub use proc::{append, free_port};
@@ -40,8 +42,8 @@ pub use prometheus::{
 pub use server::Server;
 pub use sql_dir::SqlDir;
 pub use testdb::{
-    BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, is_test_db_name,
-    quote_ident, shared,
+    BoxError, CopyStrategy, MASTER_DB, Shared, TEMPLATE_STRATEGY, TestDb, drop_database_sql,
+    is_test_db_name, quote_ident, shared,
 };
 pub use user::{DEFAULT_PG_USER, ENV_PG_USER, check_server_user, is_root, server_user_name};
 

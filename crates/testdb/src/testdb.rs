@@ -26,6 +26,11 @@ pub fn is_test_db_name(name: &str) -> bool {
 /// whatever its case, spaces or quotes, is one identifier in the statements built from it.
 pub use postgres_protocol::escape::escape_identifier as quote_ident;
 
+/// The statement that drops database `name`, ending the sessions still in it.
+pub fn drop_database_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
+}
+
 /// The primary and streaming replica shared by the tests of this run.
 #[derive(Debug)]
 pub struct Shared {
@@ -208,7 +213,7 @@ where
         let built = async {
             // Two statements: neither may run inside the implicit transaction of a multi-statement query.
             for sql in [
-                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(MASTER_DB)),
+                drop_database_sql(MASTER_DB),
                 format!("CREATE DATABASE {}", quote_ident(MASTER_DB)),
             ] {
                 admin
@@ -240,12 +245,7 @@ where
         .await;
         if built.is_err() {
             // Never leave a half-built template that a later run would take for a good one.
-            let _ = admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(MASTER_DB)
-                ))
-                .await;
+            let _ = admin.batch_execute(&drop_database_sql(MASTER_DB)).await;
         }
         let _ = admin
             .query("SELECT pg_advisory_unlock($1)", &[&MASTER_LOCK])
@@ -430,10 +430,7 @@ impl Drop for TestDb {
             );
             return;
         }
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&self.name)
-        );
+        let sql = drop_database_sql(&self.name);
         let primary = self.primary.clone();
         let res = block_on(async move {
             let c = primary.connect("postgres").await?;
