@@ -13,7 +13,7 @@ use notify_db_config::Settings;
 use notify_db_metrics::{MetricsHandle, RequestContext, with_job_context, with_request_context};
 use notify_db_migrate::{Migrator, Options, Target};
 use notify_db_pool::{Databases, REPLICA_LAG_SQL};
-use notify_db_testdb::{Cluster, Prometheus};
+use notify_db_testdb::{Cluster, Prometheus, serve_exposition};
 
 use crate::util;
 
@@ -190,10 +190,16 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     // 4. /metrics on a loopback port, scraped by a Prometheus with the alert rules.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let serving = tokio::spawn(serve_metrics(listener, Arc::clone(&metrics)));
+    let exposition = Arc::clone(&metrics);
+    let serving = tokio::spawn(serve_exposition(listener, move || {
+        let body = exposition.render().into_bytes();
+        async move { body }
+    }));
     let prom = start_prometheus(&addr.to_string())?;
     if no_wait {
-        wait_for_scrape(&prom).await?;
+        prom.wait_for_scrape(DEMO_JOB, Duration::from_secs(30))
+            .await?;
+        println!("  Prometheus scraped the demo's /metrics");
         serving.abort();
         return Ok(());
     }
@@ -204,24 +210,6 @@ async fn main_job(settings: &Settings, no_wait: bool) -> Result<()> {
     drop(prom);
     println!("stopped Prometheus");
     Ok(())
-}
-
-/// Answers every request with the current `/metrics` text.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<MetricsHandle>) {
-    while let Ok((mut sock, _)) = listener.accept().await {
-        let body = metrics.render();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut buf = [0u8; 1024];
-            let _ = sock.read(&mut buf).await;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(head.as_bytes()).await;
-            let _ = sock.write_all(body.as_bytes()).await;
-        });
-    }
 }
 
 /// The queries the graph page opens with: pool use against its size, wait time, replica lag.
@@ -258,21 +246,3 @@ fn start_prometheus(target: &str) -> Result<Prometheus> {
 
 /// The job name of the demo's scrape target.
 const DEMO_JOB: &str = "notify-db-demo";
-
-/// Waits (at most 30 s) until Prometheus has scraped the demo once.
-async fn wait_for_scrape(prom: &Prometheus) -> Result<()> {
-    let up = format!("up{{job=\"{DEMO_JOB}\"}} == 1");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if prom.query(&up)?.contains("\"value\"") {
-            println!("  Prometheus scraped the demo's /metrics");
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "Prometheus did not scrape the demo within 30 s (log: {})",
-            prom.log_file().display()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}

@@ -144,6 +144,24 @@ impl Prometheus {
         Ok(body)
     }
 
+    /// Waits, at most `within`, until it has scraped the target of `job` once.
+    pub async fn wait_for_scrape(&self, job: &str, within: Duration) -> Result<(), Error> {
+        let up = format!("up{{job=\"{job}\"}} == 1");
+        let deadline = Instant::now() + within;
+        while !self.query(&up)?.contains("\"value\"") {
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "Prometheus to scrape job {job} (log: {})",
+                        self.log_file().display()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(())
+    }
+
     fn start(opts: PrometheusBuilder) -> Result<Prometheus, Error> {
         let binary = find_prometheus()?;
         let base = base_dir();

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use common::{http, start_with};
 use notify_db_config::Settings;
 use notify_db_migrate_cli::doctor::{DoctorOptions, metrics::metrics as doctor_metrics};
-use notify_db_testdb::{Cluster, Endpoint, Prometheus, StopMode};
+use notify_db_testdb::{Cluster, Endpoint, Prometheus, StopMode, serve_exposition};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The `for:` of every alert in the test copy of the rules (the real file's are minutes).
 const TEST_FOR: &str = "3s";
@@ -96,21 +95,17 @@ fn serve_doctor_metrics(settings: Settings) -> String {
             .build()
             .expect("a runtime for the exporter");
         rt.block_on(async {
-            listener.set_nonblocking(true).expect("nonblocking listener");
+            listener
+                .set_nonblocking(true)
+                .expect("nonblocking listener");
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let mut buf = [0u8; 2048];
-                let _ = sock.read(&mut buf).await;
+            serve_exposition(listener, || async {
                 let mut body = Vec::new();
                 let options = DoctorOptions::default();
                 let _ = doctor_metrics(Ok(&settings), Ok(&set), &options, &mut body).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(&body).await;
-            }
+                body
+            })
+            .await;
         });
     });
     addr
