@@ -77,17 +77,10 @@ fn main() {
         Cmd::DropTestDbs(a) => dropdbs::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Migrate(a) => migrate::run(a),
-        Cmd::Bench(a) => {
-            // Measuring needs the optimised build; printing the help does not.
-            let profile = if a.ask_for_help() {
-                "--profile=dev"
-            } else {
-                "--release"
-            };
-            util::cargo_run(&[profile, "-p", "notify-db-bench"], a)
-        }
+        // Measuring needs the optimised build; printing the help does not.
+        Cmd::Bench(a) => util::run_bin("notify-db-bench", "notify-db-bench", !a.ask_for_help(), a),
         Cmd::Doctor(a) => doctor::run(a),
-        Cmd::PitrDrill(a) => util::cargo_run(&["-p", "notify-db-faults", "--bin", "pitr-drill"], a),
+        Cmd::PitrDrill(a) => util::run_bin("notify-db-faults", "pitr-drill", false, a),
         Cmd::LintMigrations(a) => lint_migrations::run(a),
         Cmd::TestMigrationDowngrade(a) => stairway::run(a),
         Cmd::CheckIfMigrationsToRun(a) => pending::run(a),

@@ -52,19 +52,28 @@ impl Forwarded {
     }
 }
 
-/// Runs `cargo run -q <selection> -- <forwarded>` in the workspace root: a dev chore whose work
-/// lives in another workspace binary (`selection` names the package, binary and profile). When
-/// the binary fails, xtask exits with its code: the binary has printed its own error.
-pub(crate) fn cargo_run(selection: &[&str], forwarded: Forwarded) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = cargo_command(cargo)
-        .args(["run", "-q"])
-        .args(selection)
-        .arg("--")
+/// Runs binary `bin` of package `package` with `forwarded`, in the workspace root: a dev chore
+/// whose work lives in another workspace binary. Built in release, or else taken from the dev
+/// build of every target (the test build: nothing is compiled a second time for it). When the
+/// binary fails, xtask exits with its code: the binary has printed its own error.
+pub(crate) fn run_bin(package: &str, bin: &str, release: bool, forwarded: Forwarded) -> Result<()> {
+    let cargo = xtask_boot::cargo();
+    let dev_build = (!release).then(|| xtask_boot::build::workspace_binary(&cargo, bin));
+    let mut cmd = dev_build
+        .transpose()?
+        .flatten()
+        .map(std::process::Command::new)
+        .unwrap_or_else(|| {
+            let mut run = cargo_command(&cargo);
+            run.args(["run", "-q", "--package", package, "--bin", bin]);
+            run.args(release.then_some("--release")).arg("--");
+            run
+        });
+    let status = cmd
         .args(forwarded.args)
         .current_dir(root())
         .status()
-        .with_context(|| format!("running cargo run {}", selection.join(" ")))?;
+        .with_context(|| format!("running {bin}"))?;
     if !status.success() {
         std::process::exit(status.code().unwrap_or(1));
     }

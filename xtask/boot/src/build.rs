@@ -1,7 +1,7 @@
-//! The build of `test` and `soak`: every target of the workspace in one `cargo build`, which
-//! yields the xtask binary too. `cargo run --package xtask` would resolve xtask's dependencies
-//! alone, to fewer features (serde, regex, ...), and compile them and every workspace crate
-//! above them a second time for the tests: about a minute more on a fresh 2-core machine.
+//! The dev build of `test`, `soak` and the chores that run another workspace binary: every
+//! target of the workspace in one `cargo build`, which yields those binaries too. `cargo run
+//! --package x` would resolve x's dependencies alone, to other features (serde, regex, ...), and
+//! compile them and every workspace crate above them again: about a minute each on 2 cores.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,9 +15,9 @@ use crate::{cargo_command, root};
 const BUILD: &str = "cargo build --workspace --all-targets";
 
 /// Builds every target of the workspace with the features `cargo nextest run --workspace`
-/// resolves (so the test build finds it all fresh), and returns the `xtask` binary it made;
-/// `None` when its path is not plain in cargo's JSON (then `cargo run` finds it, a little later).
-pub fn workspace_with_xtask(cargo: &str) -> Result<Option<PathBuf>> {
+/// resolves (so the test build finds it all fresh), and returns its binary `name`; `None` when
+/// its path is not plain in cargo's JSON (then `cargo run` finds it, a little later).
+pub fn workspace_binary(cargo: &str, name: &str) -> Result<Option<PathBuf>> {
     let mut child = cargo_command(cargo)
         .args(["build", "--workspace", "--all-targets"])
         .arg("--message-format=json-render-diagnostics")
@@ -26,11 +26,11 @@ pub fn workspace_with_xtask(cargo: &str) -> Result<Option<PathBuf>> {
         .spawn()
         .with_context(|| format!("running {BUILD}"))?;
     let messages = BufReader::new(child.stdout.take().context("no pipe from cargo build")?);
-    let xtask = messages
+    let binary = messages
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| executable(&line))
-        .filter(|path| path.ends_with("xtask"))
+        .filter(|path| path.ends_with(name))
         .last();
     let status = child
         .wait()
@@ -38,7 +38,7 @@ pub fn workspace_with_xtask(cargo: &str) -> Result<Option<PathBuf>> {
     if !status.success() {
         bail!("{BUILD} failed with {status}");
     }
-    Ok(xtask)
+    Ok(binary)
 }
 
 /// The `"executable"` of one of cargo's JSON messages (an artifact that is a binary or a test),

@@ -11,7 +11,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cargo = cargo();
     if chore(&args).is_some_and(|c| CHECKED_CHORES.contains(&c)) {
-        let built = prereq::ensure(&cargo).and_then(|()| build::workspace_with_xtask(&cargo));
+        let built = prereq::ensure(&cargo).and_then(|()| build::workspace_binary(&cargo, "xtask"));
         match built {
             // Replaces this process: signals and the exit code are the chore's own.
             Ok(Some(xtask)) => {
