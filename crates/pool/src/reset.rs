@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use deadpool::managed::Object;
-use notify_db_connect::{ResetReason, TxStatus};
+use notify_db_connect::{ConnState, ResetReason, TxStatus};
 
 use crate::conn::{Conn, Manager, must_close};
 
@@ -17,6 +17,14 @@ use crate::conn::{Conn, Manager, must_close};
 /// short on a loaded 2-core machine: harmless closes were cancelled and their connections
 /// closed. The slot stays taken meanwhile, so the next holder never waits behind it.
 const GRACE: Duration = Duration::from_millis(500);
+
+/// Through a transaction pooler, how long a return inside a transaction with nothing in flight
+/// waits for a request the driver still holds (a dropped `Transaction`'s ROLLBACK, queued in the
+/// very poll the connection was dropped) to be written, before the pool sends its own ROLLBACK.
+/// Sent back to back, PgBouncer 1.18 releases the server connection at the first one's
+/// ReadyForQuery and drops the second one's answer, or hands it to the next client linked to
+/// that server, whose requests and answers then no longer match.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Called by `PooledConnection`'s `Drop`: returns a clean connection, closes one that must not
 /// be reused, and resets the others on a spawned task (closing them when no runtime runs).
@@ -83,6 +91,9 @@ async fn clean(conn: &Conn) -> Result<ResetReason, String> {
     if state.pending() < 0 {
         return Err("the tap lost count of the requests in flight".into());
     }
+    if conn.through_pooler && state.pending() == 0 && state.tx_status() != TxStatus::Idle {
+        settle(state).await;
+    }
     if state.pending() > 0 {
         if state.wait_answered(GRACE).await {
             reason = Some(ResetReason::Drained);
@@ -132,4 +143,13 @@ async fn clean(conn: &Conn) -> Result<ResetReason, String> {
         return Err("requests still in flight after the reset".into());
     }
     Ok(reason.unwrap_or(ResetReason::Drained))
+}
+
+/// Waits up to [`SETTLE`] for one more request to be written.
+async fn settle(state: &ConnState) {
+    let written = state.written();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while state.written() == written && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

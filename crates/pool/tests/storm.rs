@@ -2,7 +2,8 @@
 //! point (inside a query, between the statements of a transaction, inside COPY). Afterwards no
 //! row is committed that its writer did not commit (rows counted per writer), no checkout
 //! waited longer than the wait timeout, every connection is idle outside a transaction
-//! (pg_stat_activity), and every reader read its own answers.
+//! (pg_stat_activity), every reader read its own answers, and PgBouncer never got an answer
+//! it could not route to a client.
 //!
 //! On both binds, directly and through PgBouncer in transaction mode. The default bind directly
 //! storms for 20 s as the issue asks; the other variants for 8 s each (the bulk one directly,
@@ -306,7 +307,7 @@ async fn a_storm_on_the_bulk_bind_directly_leaves_all_idle_and_reads_its_own_ans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_on_both_binds_through_pgbouncer_commits_nothing_abandoned_and_leaves_all_idle() {
     let (db, admin) = storm_db().await;
-    let (_bouncer, s) = through_bouncer(&db, 8, BOUNCER_TIMEOUT_MS, &[]);
+    let (bouncer, s) = through_bouncer(&db, 8, BOUNCER_TIMEOUT_MS, &[]);
     let (dbs, recorder) = recorded(&s).await;
     let wait = s.pool.wait_timeout;
     // Both binds at once: one PgBouncer, twice the load, the time of one.
@@ -329,6 +330,19 @@ async fn a_storm_on_both_binds_through_pgbouncer_commits_nothing_abandoned_and_l
             wait,
             &admin
         ),
+    );
+    // No request was pipelined behind the end of a transaction: PgBouncer would have released
+    // the server at the first ReadyForQuery and dropped the next answer, or handed it to the
+    // next client of that server (whose requests and answers would then no longer match).
+    let log = std::fs::read_to_string(bouncer.log_file()).expect("PgBouncer's log");
+    let stray: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("when not linked"))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "answers PgBouncer could not route:\n{}",
+        stray.join("\n")
     );
 }
 
