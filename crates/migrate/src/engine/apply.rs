@@ -30,13 +30,20 @@ pub(super) async fn apply_step(
     let m = &set.migrations()[step.index];
     // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
     session.prepared &= !render::may_deallocate(render::statements(m, direction));
+    let this = Step {
+        m,
+        dir: direction,
+        ids: (id_at(set, step.from), id_at(set, step.to)),
+        host,
+        options,
+    };
     let started = Instant::now();
     let mut attempt = 1;
     loop {
         let r = if m.is_transactional() {
-            apply_transactional(session, set, options, m, direction, step, host).await
+            apply_transactional(session, &this).await
         } else {
-            apply_non_transactional(session, set, options, m, direction, step, host).await
+            apply_non_transactional(session, &this).await
         };
         match r {
             Ok(()) => break,
@@ -81,24 +88,30 @@ pub(super) async fn apply_step(
     Ok(done)
 }
 
-async fn apply_transactional(
-    s: &mut Session,
-    set: &MigrationSet,
-    options: &Options,
-    m: &Migration,
+/// One attempt at one migration of a plan's step: what both ways of applying it need.
+struct Step<'a> {
+    m: &'a Migration,
     dir: Direction,
-    step: &PlanStep,
-    host: &str,
-) -> Result<(), StepError> {
-    let batch = render::transactional_batch(
-        m,
-        dir,
-        id_at(set, step.from),
-        id_at(set, step.to),
-        host,
-        s.prepared,
-    );
-    let watch = m.own_lock_timeout().unwrap_or(options.lock_timeout);
+    /// The revisions the journal moves from and to.
+    ids: (Option<&'a str>, Option<&'a str>),
+    /// What the journal records as the host.
+    host: &'a str,
+    options: &'a Options,
+}
+
+impl Step<'_> {
+    /// The lock timeout the migration's statements are watched with: its own, or the runner's.
+    fn lock_timeout(&self) -> Duration {
+        self.m
+            .own_lock_timeout()
+            .unwrap_or(self.options.lock_timeout)
+    }
+}
+
+async fn apply_transactional(s: &mut Session, step: &Step<'_>) -> Result<(), StepError> {
+    let Step { m, dir, ids, .. } = *step;
+    let batch = render::transactional_batch(m, dir, ids.0, ids.1, step.host, s.prepared);
+    let watch = step.lock_timeout();
     s.notices.clear();
     let (r, blockers) = exec_watched(s, &batch.sql, watch).await;
     if let Err(e) = r {
@@ -119,18 +132,10 @@ async fn apply_transactional(
         .map_or(Ok(()), |e| Err(e.into()))
 }
 
-async fn apply_non_transactional(
-    s: &mut Session,
-    set: &MigrationSet,
-    options: &Options,
-    m: &Migration,
-    dir: Direction,
-    step: &PlanStep,
-    host: &str,
-) -> Result<(), StepError> {
+async fn apply_non_transactional(s: &mut Session, step: &Step<'_>) -> Result<(), StepError> {
+    let Step { m, dir, ids, .. } = *step;
     let started = Instant::now();
-    let ids = (id_at(set, step.from), id_at(set, step.to));
-    let script = NonTxScript::new(m, dir, ids, host, options);
+    let script = NonTxScript::new(m, dir, ids, step.host, step.options);
     let statements = script.statements();
     let done = if dir == Direction::Up {
         s.completed_steps(m.id()).await?
@@ -148,7 +153,7 @@ async fn apply_non_transactional(
     if dir == Direction::Up {
         drop_own_invalid_indexes(s, m, done).await?;
     }
-    let lock_timeout = m.own_lock_timeout().unwrap_or(options.lock_timeout);
+    let lock_timeout = step.lock_timeout();
     if let Some(own) = &script.own_settings {
         s.exec(own, "setting the migration's own timeouts").await?;
     }
