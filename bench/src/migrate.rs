@@ -364,7 +364,7 @@ fn write_rust_set(dir: &Path, n: usize) -> Result<()> {
     for i in 1..=n {
         let path = dir.join(format!("{}.rs", id(i)));
         let text = format!(
-            "//! Bench migration {i}.\n\n/// Creates t_{i}.\npub fn define(m: notify_db_migrate::Migration) -> notify_db_migrate::Migration {{\n    \
+            "//! Bench migration {i}.\n\n/// Creates t_{i}.\npub(crate) fn define(m: notify_db_migrate::Migration) -> notify_db_migrate::Migration {{\n    \
              m.up(\"CREATE TABLE t_{i} (id bigint primary key)\").down(\"DROP TABLE t_{i}\")\n}}\n"
         );
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

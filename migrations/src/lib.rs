@@ -1,6 +1,6 @@
 //! The notify-db migration set: every `migrations/NNNN_slug.rs` file, registered by `build.rs`.
 //!
-//! Each file defines `pub fn define(m: Migration) -> Migration` adding its up and down SQL (built
+//! Each file defines `pub(crate) fn define(m: Migration) -> Migration` adding its up and down SQL (built
 //! with `barrel` where barrel can express it, raw SQL where it cannot) and its options.
 
 #![deny(missing_docs)]

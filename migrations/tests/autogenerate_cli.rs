@@ -109,7 +109,7 @@ async fn from_db_writes_rust_migrations_one_per_phase() {
     assert!(out.contains("not compared:"), "{out}");
     let first = std::fs::read_to_string(dir.join(&files[0])).expect("read");
     assert!(
-        first.contains("pub fn define(m: Migration) -> Migration"),
+        first.contains("pub(crate) fn define(m: Migration) -> Migration"),
         "{first}"
     );
     // A plain nullable column: barrel writes it.

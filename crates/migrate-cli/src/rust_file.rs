@@ -1,6 +1,8 @@
-//! The text of a `.rs` migration file, `pub fn define(m: Migration) -> Migration`, in the one
-//! shape `revision`, `revision --baseline`, `revision --autogenerate` and `import-alembic-sql`
-//! write: laid out as `cargo fmt` leaves it, so a written file is format-clean as it stands.
+//! The text of a `.rs` migration file, `pub(crate) fn define(m: Migration) -> Migration`, in
+//! the one shape `revision`, `revision --baseline`, `revision --autogenerate` and
+//! `import-alembic-sql` write: laid out as `cargo fmt` leaves it, so a written file is
+//! format-clean as it stands. `pub(crate)` because the file is a private module of the crate
+//! that registers it: `pub` would add nothing there but an `unreachable_pub` warning.
 
 use std::fmt::Write as _;
 
@@ -41,7 +43,7 @@ impl RustMigration {
         for c in &self.comments {
             let _ = writeln!(text, "// {}", c.trim_end());
         }
-        text.push_str("pub fn define(m: Migration) -> Migration {\n");
+        text.push_str("pub(crate) fn define(m: Migration) -> Migration {\n");
         text.push_str(&self.body);
         // rustfmt's chain shape: on `m`'s line when the calls fit its width, else the first
         // call on `m`'s line and one call per line after it.
@@ -103,7 +105,7 @@ mod tests {
         assert_eq!(
             file(&[".up(\"SELECT 1\")"]).text(),
             "//! About.\n//!\n//! More.\n\nuse notify_db_migrate::Migration;\n\n/// Doc.\n\
-             pub fn define(m: Migration) -> Migration {\n    m.up(\"SELECT 1\")\n}\n"
+             pub(crate) fn define(m: Migration) -> Migration {\n    m.up(\"SELECT 1\")\n}\n"
         );
         assert!(
             file(&[

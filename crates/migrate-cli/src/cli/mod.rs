@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(path.file_name().unwrap(), "0003_add_the_foo_column.rs");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.contains("pub fn define(m: Migration) -> Migration"),
+            text.contains("pub(crate) fn define(m: Migration) -> Migration"),
             "{text}"
         );
         let again = write_revision(&p, "Add the foo column")
