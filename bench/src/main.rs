@@ -9,6 +9,7 @@ mod pgbouncer;
 mod pool;
 mod template;
 mod timed;
+mod two_threads;
 mod workload;
 
 use std::path::PathBuf;

@@ -21,13 +21,15 @@
 //!
 //! For N > 1, pgbench runs with `-j 2` (a) and also with `-j 1` (a1), the shape of (c): one
 //! thread driving every connection; and (c2) runs our pool in pgbench `-j 2`'s shape: two
-//! threads, each with a current-thread runtime, its own pool of N/2 and N/2 clients. Every
+//! threads, each with a current-thread runtime, its own pool of N/2 and N/2 clients; (t2) runs
+//! tokio-postgres alone in that shape, one connection per client and no pool, the most any
+//! pool on this driver can reach. Every
 //! method also reports its client and server CPU per transaction (from `/proc`) and the share of
 //! the machine's CPU left idle, which say where a throughput gap comes from when the client and
 //! the server share 2 cores.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -35,11 +37,10 @@ use notify_db_config::Settings;
 use notify_db_pool::{Bind, Databases, connect_one};
 use notify_db_testdb::Endpoint;
 
-use super::cpu::cpu_now;
+use super::two_threads::two_threads;
 use super::workload::{
-    MEASURE, PGBENCH_WARM_UP, ROUNDS, Round, SCALE, SELECT, STOP, WARMUP, bench_cluster,
-    bench_seconds, client_runtime, count_until_stop, drive, pgbench_init, pgbench_select,
-    pgbench_threads, warm,
+    PGBENCH_WARM_UP, ROUNDS, Round, SCALE, SELECT, bench_cluster, bench_seconds, client_runtime,
+    count_until_stop, drive, pgbench_init, pgbench_select, pgbench_threads, warm,
 };
 use super::{Figure, median};
 
@@ -88,8 +89,14 @@ fn measure() -> Result<Vec<Figure>> {
         let pool_b = rt_b.block_on(bare_pool(&ep, n))?;
         let rt_c = runtime(n)?;
         let pool_c = rt_c.block_on(our_pool(&ep, n))?;
-        let (mut a, mut a1, mut b, mut c, mut c2) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut a1, mut b, mut c, mut c2, mut t2) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let pgbench_j =
             |threads| pgbench_select(&pgbench, &ep, (n, threads), round_secs, pm, "prepared");
         for _ in 0..ROUNDS {
@@ -100,6 +107,7 @@ fn measure() -> Result<Vec<Figure>> {
                 // (c)'s shape: one thread drives every connection.
                 a1.push(pgbench_j(1)?);
                 c2.push(ours_two_threads(&ep, n, round, pm)?);
+                t2.push(bare_two_threads(&ep, n, round, pm)?);
             }
         }
         drop(pool_b);
@@ -111,12 +119,13 @@ fn measure() -> Result<Vec<Figure>> {
                 .join(" ")
         };
         eprintln!(
-            "bench pool: N={n} rounds (tps): a [{}] a1 [{}] b [{}] c [{}] c2 [{}]",
+            "bench pool: N={n} rounds (tps): a [{}] a1 [{}] b [{}] c [{}] c2 [{}] t2 [{}]",
             show(&a),
             show(&a1),
             show(&b),
             show(&c),
-            show(&c2)
+            show(&c2),
+            show(&t2)
         );
         // CPU per transaction, client and server side (medians of rounds): where a gap in
         // throughput comes from when the 2 cores are saturated.
@@ -127,10 +136,11 @@ fn measure() -> Result<Vec<Figure>> {
                 median(v.iter().map(|r| r.idle).collect()),
             )
         };
-        let (cpu_a, cpu_a1, cpu_b, cpu_c, cpu_c2) = (cpu(&a), cpu(&a1), cpu(&b), cpu(&c), cpu(&c2));
+        let (cpu_a, cpu_a1, cpu_b, cpu_c) = (cpu(&a), cpu(&a1), cpu(&b), cpu(&c));
+        let (cpu_c2, cpu_t2) = (cpu(&c2), cpu(&t2));
         let tps = |v: Vec<Round>| median(v.into_iter().map(|r| r.tps).collect());
         let has_c2 = !c2.is_empty();
-        let (a, a1, b, c, c2) = (tps(a), tps(a1), tps(b), tps(c), tps(c2));
+        let (a, a1, b, c, c2, t2) = (tps(a), tps(a1), tps(b), tps(c), tps(c2), tps(t2));
         figures.push(bench(
             format!("N={n} (a) pgbench -S -M prepared"),
             a,
@@ -188,6 +198,20 @@ fn measure() -> Result<Vec<Figure>> {
                 Some(c2 / a),
                 "c2/a: pgbench -j 2's shape (a current-thread runtime and a pool per thread)",
             ));
+            figures.push(bench(
+                format!("N={n} (t2) tokio-postgres alone, 2 threads"),
+                t2,
+                "tps",
+                Some(t2 / a),
+                "t2/a: the driver without a pool in pgbench -j 2's shape, what a pool on it can reach",
+            ));
+            figures.push(bench(
+                format!("N={n} (c2) ours vs tokio-postgres alone"),
+                c2,
+                "tps",
+                Some(c2 / t2),
+                "c2/t2: the pool's cost in the same shape",
+            ));
         }
         let mut cpus = vec![("(a) pgbench", cpu_a)];
         if has_c2 {
@@ -196,6 +220,7 @@ fn measure() -> Result<Vec<Figure>> {
         cpus.extend([("(b) deadpool", cpu_b), ("(c) ours", cpu_c)]);
         if has_c2 {
             cpus.push(("(c2) ours, 2 threads", cpu_c2));
+            cpus.push(("(t2) tokio-postgres, 2 threads", cpu_t2));
         }
         for (label, (client, server, idle)) in cpus {
             figures.push(bench(
@@ -394,56 +419,60 @@ async fn our_client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, seed: u64)
     .await
 }
 
-/// (c2): pgbench `-j 2`'s shape: two threads, each a current-thread runtime with its own
-/// `default` pool of n/2 and n/2 clients. Pools are opened before the warm-up, outside the
-/// measured part.
+/// (c2): pgbench `-j 2`'s shape with our `default` pool: a pool of n/2 per thread.
 fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
-    let phase = Arc::new(AtomicU8::new(WARMUP));
-    let ready = Arc::new(std::sync::Barrier::new(3));
-    let threads: Vec<_> = (0..2)
-        .map(|t| {
-            let (ep, phase, ready) = (ep.clone(), phase.clone(), ready.clone());
-            let clients = n / 2 + (n % 2) * (1 - t);
-            std::thread::spawn(move || -> Result<u64> {
-                // Reach the barrier even when setup fails, or the main thread would wait forever.
-                let setup = runtime(1).and_then(|rt| {
-                    let dbs = rt.block_on(our_pool(&ep, clients))?;
-                    Ok((rt, dbs))
-                });
-                ready.wait();
-                let (rt, dbs) = setup?;
-                rt.block_on(async {
-                    let tasks: Vec<_> = (0..clients)
-                        .map(|i| {
-                            let seed = 0x9E37_79B9_7F4A_7C15 ^ ((t * 1000 + i) as u64 + 1);
-                            tokio::spawn(our_client(dbs.default().clone(), phase.clone(), seed))
-                        })
-                        .collect();
-                    let mut total = 0;
-                    for task in tasks {
-                        total += task.await.context("a benchmark client panicked")??;
-                    }
-                    Ok(total)
-                })
+    let ep = ep.clone();
+    two_threads(
+        n,
+        duration,
+        postmaster,
+        move |k| {
+            let ep = ep.clone();
+            async move { our_pool(&ep, k).await }
+        },
+        |dbs: &Databases, _, phase, seed| our_client(dbs.default().clone(), phase, seed),
+    )
+}
+
+/// (t2): the driver alone in pgbench `-j 2`'s shape: tokio-postgres, no pool, each client its
+/// own connection and prepared statement, as each pgbench client has. What any pool on this
+/// driver can reach.
+fn bare_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
+    let ep = ep.clone();
+    two_threads(
+        n,
+        duration,
+        postmaster,
+        move |k| {
+            let ep = ep.clone();
+            async move {
+                let mut clients = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let client = ep
+                        .connect("postgres")
+                        .await
+                        .context("connecting a bare tokio-postgres client")?;
+                    let stmt = client.prepare(SELECT).await?;
+                    clients.push(Arc::new((client, stmt)));
+                }
+                Ok(clients)
+            }
+        },
+        |clients: &Vec<Arc<(tokio_postgres::Client, tokio_postgres::Statement)>>,
+         i,
+         phase,
+         seed| {
+            let own = clients[i].clone();
+            count_until_stop(phase, seed, move |aid| {
+                let own = own.clone();
+                async move {
+                    let row = own.0.query_one(&own.1, &[&aid]).await?;
+                    let _: i32 = row.get(0);
+                    Ok(())
+                }
             })
-        })
-        .collect();
-    ready.wait();
-    std::thread::sleep(Duration::from_millis(200));
-    phase.store(MEASURE, Ordering::Relaxed);
-    let before = cpu_now(postmaster);
-    let started = Instant::now();
-    std::thread::sleep(duration);
-    phase.store(STOP, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let after = cpu_now(postmaster);
-    let mut total = 0u64;
-    for t in threads {
-        total += t
-            .join()
-            .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??;
-    }
-    Ok(Round::of_clients(total, elapsed, (before, after)))
+        },
+    )
 }
 
 /// Checkouts per method for the checkout-cost figure.
