@@ -421,15 +421,12 @@ async fn our_client(pool: notify_db_pool::Pool, phase: Arc<AtomicU8>, seed: u64)
 
 /// (c2): pgbench `-j 2`'s shape with our `default` pool: a pool of n/2 per thread.
 fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
-    let ep = ep.clone();
     two_threads(
+        ep,
         n,
         duration,
         postmaster,
-        move |k| {
-            let ep = ep.clone();
-            async move { our_pool(&ep, k).await }
-        },
+        |ep, k| async move { our_pool(&ep, k).await },
         |dbs: &Databases, _, phase, seed| our_client(dbs.default().clone(), phase, seed),
     )
 }
@@ -438,25 +435,22 @@ fn ours_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32
 /// own connection and prepared statement, as each pgbench client has. What any pool on this
 /// driver can reach.
 fn bare_two_threads(ep: &Endpoint, n: usize, duration: Duration, postmaster: u32) -> Result<Round> {
-    let ep = ep.clone();
     two_threads(
+        ep,
         n,
         duration,
         postmaster,
-        move |k| {
-            let ep = ep.clone();
-            async move {
-                let mut clients = Vec::with_capacity(k);
-                for _ in 0..k {
-                    let client = ep
-                        .connect("postgres")
-                        .await
-                        .context("connecting a bare tokio-postgres client")?;
-                    let stmt = client.prepare(SELECT).await?;
-                    clients.push(Arc::new((client, stmt)));
-                }
-                Ok(clients)
+        |ep, k| async move {
+            let mut clients = Vec::with_capacity(k);
+            for _ in 0..k {
+                let client = ep
+                    .connect("postgres")
+                    .await
+                    .context("connecting a bare tokio-postgres client")?;
+                let stmt = client.prepare(SELECT).await?;
+                clients.push(Arc::new((client, stmt)));
             }
+            Ok(clients)
         },
         |clients: &Vec<Arc<(tokio_postgres::Client, tokio_postgres::Statement)>>,
          i,

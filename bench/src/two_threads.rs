@@ -8,15 +8,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use notify_db_testdb::Endpoint;
 
 use super::cpu::cpu_now;
 use super::workload::{MEASURE, Round, STOP, WARMUP, client_runtime};
 
-/// Runs `n` clients on two threads for `duration` after a 200 ms warm-up: `open(k)` opens a
-/// thread's connections for its k clients (before the warm-up, outside the measured part),
+/// Runs `n` clients on two threads for `duration` after a 200 ms warm-up: `open(ep, k)` opens
+/// a thread's connections to `ep` for its k clients (before the warm-up, outside the measured part),
 /// `client(state, i, phase, seed)` is its i-th client's loop. The round's CPU is this process's
 /// and the server's (`postmaster`) over the measured part.
 pub(super) fn two_threads<S, O, OF, C, CF>(
+    ep: &Endpoint,
     n: usize,
     duration: Duration,
     postmaster: u32,
@@ -25,7 +27,7 @@ pub(super) fn two_threads<S, O, OF, C, CF>(
 ) -> Result<Round>
 where
     S: 'static,
-    O: Fn(usize) -> OF + Clone + Send + 'static,
+    O: Fn(Endpoint, usize) -> OF + Clone + Send + 'static,
     OF: Future<Output = Result<S>>,
     C: Fn(&S, usize, Arc<AtomicU8>, u64) -> CF + Clone + Send + 'static,
     CF: Future<Output = Result<u64>> + Send + 'static,
@@ -34,13 +36,13 @@ where
     let ready = Arc::new(std::sync::Barrier::new(3));
     let threads: Vec<_> = (0..2)
         .map(|t| {
-            let (open, client) = (open.clone(), client.clone());
+            let (ep, open, client) = (ep.clone(), open.clone(), client.clone());
             let (phase, ready) = (phase.clone(), ready.clone());
             let clients = n / 2 + (n % 2) * (1 - t);
             std::thread::spawn(move || -> Result<u64> {
                 // Reach the barrier even when setup fails, or the main thread would wait forever.
                 let setup = client_runtime(true).and_then(|rt| {
-                    let state = rt.block_on(open(clients))?;
+                    let state = rt.block_on(open(ep, clients))?;
                     Ok((rt, state))
                 });
                 ready.wait();
