@@ -23,10 +23,9 @@
 //! thread driving every connection; and (c2) runs our pool in pgbench `-j 2`'s shape: two
 //! threads, each with a current-thread runtime, its own pool of N/2 and N/2 clients; (t2) runs
 //! tokio-postgres alone in that shape, one connection per client and no pool, the most any
-//! pool on this driver can reach. Every
-//! method also reports its client and server CPU per transaction (from `/proc`) and the share of
-//! the machine's CPU left idle, which say where a throughput gap comes from when the client and
-//! the server share 2 cores.
+//! pool on this driver can reach. Every method also reports its client and server CPU per
+//! transaction (from `/proc`) and the share of the machine's CPU left idle, which say where a
+//! throughput gap comes from when the client and the server share 2 cores.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;

@@ -30,7 +30,7 @@ pub(super) async fn apply_step(
     let m = &set.migrations()[step.index];
     // Statements that may DEALLOCATE ours: this and later steps use plain SQL.
     session.prepared &= !render::may_deallocate(render::statements(m, direction));
-    let this = Step {
+    let applying = Step {
         m,
         dir: direction,
         ids: (id_at(set, step.from), id_at(set, step.to)),
@@ -41,9 +41,9 @@ pub(super) async fn apply_step(
     let mut attempt = 1;
     loop {
         let r = if m.is_transactional() {
-            apply_transactional(session, &this).await
+            apply_transactional(session, &applying).await
         } else {
-            apply_non_transactional(session, &this).await
+            apply_non_transactional(session, &applying).await
         };
         match r {
             Ok(()) => break,
@@ -88,7 +88,7 @@ pub(super) async fn apply_step(
     Ok(done)
 }
 
-/// One attempt at one migration of a plan's step: what both ways of applying it need.
+/// A plan step's migration with what both ways of applying it need.
 struct Step<'a> {
     m: &'a Migration,
     dir: Direction,
